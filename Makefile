@@ -1,0 +1,30 @@
+# One entry point for people and CI. Everything installs into .venv from nothing.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# The CPU build of torch for CI and laptops; on a GPU machine set TORCH_SPEC= to keep your own torch.
+TORCH_SPEC ?= torch==2.13.0
+
+.PHONY: install test lint demo bench clean
+
+$(VENV)/.installed: pyproject.toml Makefile
+	python3 -m venv $(VENV)
+	$(if $(TORCH_SPEC),$(PY) -m pip install -q "$(TORCH_SPEC)")
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $@
+
+install: $(VENV)/.installed
+
+test: install
+	$(PY) -m pytest -q
+
+lint: install
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+
+demo: install
+	$(VENV)/bin/flowrl train
+
+bench: install
+	$(PY) benchmarks/attention.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,5 @@
+"""Attention ops. Each op keeps its naive reference beside its fast versions."""
+
+from flowrl.ops.flow_attention import FlowAttentionState, flow_attention, flow_attention_step
+
+__all__ = ["FlowAttentionState", "flow_attention", "flow_attention_step"]

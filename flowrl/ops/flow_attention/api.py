@@ -1,0 +1,177 @@
+"""Public entry points: input checks, layout, packed sequences and backend choice."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Literal, overload
+
+import torch
+from torch import Tensor
+
+from flowrl.ops.flow_attention.chunk import chunk_flow_attention
+from flowrl.ops.flow_attention.fused_recurrent import recurrent_flow_step
+from flowrl.ops.flow_attention.naive import naive_flow_attention
+from flowrl.ops.flow_attention.state import FlowAttentionState
+
+Backend = Literal["auto", "naive", "chunked", "triton"]
+BACKENDS = ("auto", "naive", "chunked", "triton")
+FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+def _triton_backend() -> Callable | None:
+    try:
+        from flowrl.ops.flow_attention.triton import triton_flow_attention
+    except ImportError:
+        return None
+    return triton_flow_attention
+
+
+def resolve_backend(backend: str, device: torch.device) -> Callable:
+    if backend not in BACKENDS:
+        raise ValueError(f"backend={backend!r}: expected one of {', '.join(BACKENDS)}")
+    if backend == "naive":
+        return naive_flow_attention
+    if backend == "chunked":
+        return chunk_flow_attention
+    fused = _triton_backend()
+    if backend == "triton":
+        if fused is None:
+            raise ValueError("backend='triton' needs the `triton` package and its kernel module")
+        return fused
+    return fused if fused is not None and device.type == "cuda" else chunk_flow_attention
+
+
+def _check_qkv(q: Tensor, k: Tensor, v: Tensor, rank: int, layout: str) -> None:
+    for name, x in (("q", q), ("k", k), ("v", v)):
+        if not isinstance(x, Tensor):
+            raise ValueError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+        if x.dim() != rank:
+            raise ValueError(f"{name} must have shape {layout}, got rank {x.dim()} {tuple(x.shape)}")
+        if x.dtype not in FLOAT_DTYPES:
+            raise ValueError(f"{name} has dtype {x.dtype}; expected fp16, bf16, fp32 or fp64")
+    if q.shape != k.shape:
+        raise ValueError(f"q and k must have the same shape, got {tuple(q.shape)} and {tuple(k.shape)}")
+    if v.shape[:-1] != q.shape[:-1]:
+        raise ValueError(
+            f"v must match q in every dim but the last: q {tuple(q.shape)}, v {tuple(v.shape)}"
+        )
+    if not (q.dtype == k.dtype == v.dtype):
+        raise ValueError(f"q, k, v must share a dtype, got {q.dtype}, {k.dtype}, {v.dtype}")
+    if not (q.device == k.device == v.device):
+        raise ValueError(f"q, k, v must be on one device, got {q.device}, {k.device}, {v.device}")
+    if q.shape[-1] == 0 or v.shape[-1] == 0:
+        raise ValueError("head dims must be positive")
+
+
+def _check_cu_seqlens(cu_seqlens: Tensor, q: Tensor) -> Tensor:
+    """Validates flash-attn style offsets; returns the sequence lengths."""
+    if not isinstance(cu_seqlens, Tensor) or cu_seqlens.dim() != 1 or cu_seqlens.dtype.is_floating_point:
+        raise ValueError("cu_seqlens must be a 1-D integer tensor of offsets [0, l1, l1+l2, ...]")
+    if q.shape[0] != 1:
+        raise ValueError(f"with cu_seqlens, q must be packed as batch 1, got batch {q.shape[0]}")
+    if cu_seqlens.numel() < 2:
+        raise ValueError("cu_seqlens must hold at least two offsets (one sequence)")
+    offsets = cu_seqlens.tolist()
+    total = q.shape[1]
+    if offsets[0] != 0 or offsets[-1] != total:
+        raise ValueError(
+            f"cu_seqlens must run from 0 to the packed length {total}, got {offsets[0]}..{offsets[-1]}"
+        )
+    lengths = cu_seqlens[1:] - cu_seqlens[:-1]
+    if (lengths <= 0).any():
+        raise ValueError(f"cu_seqlens must be strictly increasing, got {offsets}")
+    return lengths.to(device=q.device, dtype=torch.long)
+
+
+def _check_state(state: FlowAttentionState, batch: int, heads: int, d: int, m: int) -> None:
+    if not isinstance(state, FlowAttentionState):
+        raise ValueError(f"state must be a FlowAttentionState, got {type(state).__name__}")
+    if tuple(state.kv.shape) != (batch, heads, d, m):
+        raise ValueError(
+            f"state.kv has shape {tuple(state.kv.shape)}; expected {(batch, heads, d, m)} "
+            "(batch or sequences, heads, key dim, value dim)"
+        )
+
+
+def _pack_index(lengths: Tensor) -> tuple[Tensor, Tensor]:
+    """(sequence, position) of every packed token."""
+    seq = torch.repeat_interleave(torch.arange(lengths.numel(), device=lengths.device), lengths)
+    starts = torch.cumsum(lengths, 0) - lengths
+    pos = torch.arange(seq.numel(), device=lengths.device) - starts[seq]
+    return seq, pos
+
+
+@overload
+def flow_attention(
+    q: Tensor, k: Tensor, v: Tensor, *, return_state: Literal[False] = ..., **kw
+) -> Tensor: ...
+@overload
+def flow_attention(
+    q: Tensor, k: Tensor, v: Tensor, *, return_state: Literal[True], **kw
+) -> tuple[Tensor, FlowAttentionState]: ...
+def flow_attention(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    *,
+    backend: Backend = "auto",
+    eps: float = 1e-6,
+    clamp: float = 10.0,
+    cu_seqlens: Tensor | None = None,
+    initial_state: FlowAttentionState | None = None,
+    return_state: bool = False,
+):
+    """Causal Flow-Attention. q, k (B, L, H, d) raw projections, v (B, L, H, m).
+
+    With `cu_seqlens` (offsets, as flash-attn's varlen API) q, k, v hold sequences packed
+    along L with B = 1, and each sequence starts afresh. `initial_state` continues from
+    an earlier prefix (one row per batch row or sequence); `return_state=True` also
+    returns the state after each sequence's last token. Output dtype is q's.
+    """
+    _check_qkv(q, k, v, 4, "(batch, seq, heads, dim)")
+    if eps <= 0 or clamp <= 0:
+        raise ValueError(f"eps and clamp must be positive, got eps={eps}, clamp={clamp}")
+    fn = resolve_backend(backend, q.device)
+    B, L, H, d = q.shape
+    m = v.shape[-1]
+    if L == 0:
+        raise ValueError("sequence length must be at least 1")
+
+    if cu_seqlens is None:
+        lengths = None
+        qb, kb, vb = (x.transpose(1, 2) for x in (q, k, v))  # (B, H, L, *)
+    else:
+        lengths = _check_cu_seqlens(cu_seqlens, q)
+        seq, pos = _pack_index(lengths)
+        n, longest = lengths.numel(), int(lengths.max())
+
+        def unpack(x: Tensor) -> Tensor:
+            padded = x.new_zeros(n, longest, H, x.shape[-1])
+            padded[seq, pos] = x[0]
+            return padded.transpose(1, 2)
+
+        qb, kb, vb = unpack(q), unpack(k), unpack(v)
+    if initial_state is not None:
+        _check_state(initial_state, qb.shape[0], H, d, m)
+
+    out, state = fn(qb, kb, vb, eps=eps, clamp=clamp, initial_state=initial_state, lengths=lengths)
+    out = out.transpose(1, 2)
+    if cu_seqlens is not None:
+        out = out[seq, pos].unsqueeze(0)
+    return (out, state) if return_state else out
+
+
+def flow_attention_step(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    state: FlowAttentionState | None = None,
+    *,
+    eps: float = 1e-6,
+    clamp: float = 10.0,
+) -> tuple[Tensor, FlowAttentionState]:
+    """One token for a whole batch: q, k (B, H, d), v (B, H, m); state None starts afresh."""
+    _check_qkv(q, k, v, 3, "(batch, heads, dim)")
+    if state is not None:
+        _check_state(state, q.shape[0], q.shape[1], q.shape[2], v.shape[2])
+    return recurrent_flow_step(q, k, v, state, eps=eps, clamp=clamp)

@@ -1,0 +1,59 @@
+"""Chunked causal Flow-Attention in pure PyTorch: O(L*(d+m)) memory, no Python loop.
+
+The gates are prefix sums over d-vectors (`gates.py`). The output's sum
+sum_{s<=t} <Q_t, K_s> C_s v_s is causal linear attention, evaluated in chunks of C
+tokens: inside a chunk with the masked C x C matrix Q K^T, across chunks through the
+d x m state S carried in fp32 (an exclusive scan over the chunks' K^T V sums).
+Autograd differentiates it directly; every saved tensor is O(L*(d+m+C)) or O(L*d*m/C).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from flowrl.ops.flow_attention.gates import feature_map, final_state, flow_gates
+from flowrl.ops.flow_attention.state import FlowAttentionState
+
+DEFAULT_CHUNK_SIZE = 64
+
+
+def chunk_flow_attention(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    *,
+    eps: float = 1e-6,
+    clamp: float = 10.0,
+    initial_state: FlowAttentionState | None = None,
+    lengths: Tensor | None = None,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+) -> tuple[Tensor, FlowAttentionState]:
+    """q, k (B, H, L, d), v (B, H, L, m); returns out (B, H, L, m) and the final state."""
+    B, H, L, d = q.shape
+    m = v.shape[-1]
+    Q, K, V, valid = feature_map(q, k, v, lengths)
+    gates = flow_gates(Q, K, eps=eps, clamp=clamp, state=initial_state, valid=valid)
+    weighted_v = gates.competition.unsqueeze(-1) * V
+
+    C = min(chunk_size, L)
+    n = -(-L // C)
+    pad = n * C - L  # zero features add nothing to any sum
+    Qc = F.pad(Q, (0, 0, 0, pad)).view(B, H, n, C, d)
+    Kc = F.pad(K, (0, 0, 0, pad)).view(B, H, n, C, d)
+    Vc = F.pad(weighted_v, (0, 0, 0, pad)).view(B, H, n, C, m)
+
+    kv_chunk = Kc.transpose(-1, -2) @ Vc  # (B, H, n, d, m)
+    kv_before = torch.cat([torch.zeros_like(kv_chunk[:, :, :1]), kv_chunk[:, :, :-1]], 2).cumsum(2)
+    if initial_state is not None:
+        kv_before = kv_before + initial_state.kv.unsqueeze(2)
+    causal = torch.ones(C, C, dtype=torch.bool, device=q.device).tril()
+    scores = (Qc @ Kc.transpose(-1, -2)).masked_fill(~causal, 0.0)
+    out = scores @ Vc + Qc @ kv_before
+    out = out.view(B, H, n * C, m)[:, :, :L] * gates.scale.unsqueeze(-1)
+
+    if lengths is None:
+        lengths = torch.full((B,), L, device=q.device)
+    kv_final = kv_before[:, :, -1] + kv_chunk[:, :, -1]
+    return out.to(q.dtype), final_state(gates, kv_final, initial_state, lengths)
