@@ -1,0 +1,43 @@
+"""An independent float64 evaluation of the Flow-Attention spec, for tests only.
+
+It transcribes flow-attention.md with explicit L x L masks (every sum_{s<=t} is a
+product with a lower-triangular matrix) instead of the cumulative sums and chunking the
+library uses, so it shares no code and no algorithm with the backends it checks.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def reference_flow_attention(
+    q: Tensor, k: Tensor, v: Tensor, *, eps: float = 1e-6, clamp: float = 10.0
+) -> Tensor:
+    """q, k (B, L, H, d), v (B, L, H, m) -> out (B, L, H, m) in float64, differentiable."""
+    q, k, v = (x.to(torch.float64).transpose(1, 2) for x in (q, k, v))  # (B, H, L, *)
+    L = q.shape[-2]
+    Q, K = 1.0 / (1.0 + torch.exp(-q)), 1.0 / (1.0 + torch.exp(-k))
+    M = torch.ones(L, L, dtype=torch.float64).tril()  # M[t, s] = 1 where s <= t
+    t = torch.arange(1, L + 1, dtype=torch.float64)
+
+    def dot(a: Tensor, b: Tensor) -> Tensor:
+        return (a * b).sum(-1)
+
+    I = t / dot(Q + eps, M @ K + eps)
+    O = t / dot(K + eps, M @ Q + eps)
+    I_hat = dot(Q + eps, M @ (O.unsqueeze(-1) * K) + eps) / t
+    O_hat = torch.clamp(dot(K + eps, M @ (I.unsqueeze(-1) * Q) + eps) / t, -clamp, clamp)
+    A = 1.0 / (1.0 + torch.exp(-I_hat))
+    C = t * torch.exp(O_hat) / (M @ torch.exp(O_hat).unsqueeze(-1)).squeeze(-1)
+    scores = (Q @ K.transpose(-1, -2)) * M  # <Q_t, K_s> for s <= t
+    out = (A * I / t).unsqueeze(-1) * (scores @ (C.unsqueeze(-1) * v))
+    return out.transpose(1, 2)
+
+
+def relative_error(x: Tensor, ref: Tensor) -> float:
+    """||x - ref|| / ||ref||, in float64; inf when x is not finite."""
+    x, ref = x.detach().to(torch.float64), ref.detach().to(torch.float64)
+    if not torch.isfinite(x).all():
+        return float("inf")
+    return float((x - ref).norm() / ref.norm().clamp_min(1e-300))
