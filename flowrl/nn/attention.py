@@ -88,7 +88,10 @@ class SoftmaxAttention(nn.Module):
 
     def forward(self, x: Tensor, *, cu_seqlens: Tensor | None = None) -> Tensor:
         """x (B, L, E) -> (B, L, E); packed sequences (B = 1) attend within their own span."""
-        q, k, v = (t.transpose(1, 2) for t in self.qkv(x).unflatten(-1, (3, self.num_heads, self.head_dim)).unbind(-3))
+        q, k, v = (
+            t.transpose(1, 2)
+            for t in self.qkv(x).unflatten(-1, (3, self.num_heads, self.head_dim)).unbind(-3)
+        )
         dropout = self.attn_dropout if self.training else 0.0
         if cu_seqlens is None:
             y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=True)

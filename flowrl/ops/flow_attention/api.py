@@ -46,11 +46,15 @@ def _check_qkv(q: Tensor, k: Tensor, v: Tensor, rank: int, layout: str) -> None:
         if not isinstance(x, Tensor):
             raise ValueError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
         if x.dim() != rank:
-            raise ValueError(f"{name} must have shape {layout}, got rank {x.dim()} {tuple(x.shape)}")
+            raise ValueError(
+                f"{name} must have shape {layout}, got rank {x.dim()} {tuple(x.shape)}"
+            )
         if x.dtype not in FLOAT_DTYPES:
             raise ValueError(f"{name} has dtype {x.dtype}; expected fp16, bf16, fp32 or fp64")
     if q.shape != k.shape:
-        raise ValueError(f"q and k must have the same shape, got {tuple(q.shape)} and {tuple(k.shape)}")
+        raise ValueError(
+            f"q and k must have the same shape, got {tuple(q.shape)} and {tuple(k.shape)}"
+        )
     if v.shape[:-1] != q.shape[:-1]:
         raise ValueError(
             f"v must match q in every dim but the last: q {tuple(q.shape)}, v {tuple(v.shape)}"
@@ -65,7 +69,11 @@ def _check_qkv(q: Tensor, k: Tensor, v: Tensor, rank: int, layout: str) -> None:
 
 def _check_cu_seqlens(cu_seqlens: Tensor, q: Tensor) -> Tensor:
     """Validates flash-attn style offsets; returns the sequence lengths."""
-    if not isinstance(cu_seqlens, Tensor) or cu_seqlens.dim() != 1 or cu_seqlens.dtype.is_floating_point:
+    if (
+        not isinstance(cu_seqlens, Tensor)
+        or cu_seqlens.dim() != 1
+        or cu_seqlens.dtype.is_floating_point
+    ):
         raise ValueError("cu_seqlens must be a 1-D integer tensor of offsets [0, l1, l1+l2, ...]")
     if q.shape[0] != 1:
         raise ValueError(f"with cu_seqlens, q must be packed as batch 1, got batch {q.shape[0]}")
@@ -75,7 +83,8 @@ def _check_cu_seqlens(cu_seqlens: Tensor, q: Tensor) -> Tensor:
     total = q.shape[1]
     if offsets[0] != 0 or offsets[-1] != total:
         raise ValueError(
-            f"cu_seqlens must run from 0 to the packed length {total}, got {offsets[0]}..{offsets[-1]}"
+            f"cu_seqlens must run from 0 to the packed length {total}, "
+            f"got {offsets[0]}..{offsets[-1]}"
         )
     lengths = cu_seqlens[1:] - cu_seqlens[:-1]
     if (lengths <= 0).any():
@@ -132,7 +141,7 @@ def flow_attention(
     if eps <= 0 or clamp <= 0:
         raise ValueError(f"eps and clamp must be positive, got eps={eps}, clamp={clamp}")
     fn = resolve_backend(backend, q.device)
-    B, L, H, d = q.shape
+    _, L, H, d = q.shape
     m = v.shape[-1]
     if L == 0:
         raise ValueError("sequence length must be at least 1")

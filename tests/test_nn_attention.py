@@ -1,0 +1,69 @@
+"""Attention layers: one interface, switchable by name, causal, packed-sequence aware."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from flowrl.nn import FlowAttention, SoftmaxAttention, make_attention
+
+
+def layer(name: str) -> torch.nn.Module:
+    torch.manual_seed(0)
+    return make_attention(name, 32, 4, dropout=0.1).eval()
+
+
+@pytest.mark.parametrize("name", ["flow", "softmax"])
+def test_layers_are_causal_and_shape_preserving(name):
+    attn = layer(name)
+    x = torch.randn(2, 30, 32)
+    y = attn(x)
+    assert y.shape == x.shape
+    x2 = x.clone()
+    x2[:, 17:] = torch.randn(2, 13, 32)
+    y2 = attn(x2)
+    torch.testing.assert_close(y2[:, :17], y[:, :17])
+    assert not torch.allclose(y2[:, 17:], y[:, 17:])
+
+
+@pytest.mark.parametrize("name", ["flow", "softmax"])
+def test_packed_sequences_equal_separate_runs(name):
+    attn = layer(name)
+    lengths = [5, 12, 1]
+    xs = [torch.randn(1, n, 32) for n in lengths]
+    cu = torch.tensor([0, 5, 17, 18])
+    packed = attn(torch.cat(xs, 1), cu_seqlens=cu)
+    for i, x in enumerate(xs):
+        torch.testing.assert_close(packed[:, cu[i] : cu[i + 1]], attn(x), rtol=1e-5, atol=1e-6)
+
+
+def test_flow_step_and_state_equal_full_forward():
+    attn = layer("flow")
+    x = torch.randn(3, 25, 32)
+    full = attn(x)
+    head, state = attn(x[:, :10], return_state=True)
+    tail = attn(x[:, 10:20], state=state)
+    steps = []
+    _, state = attn(x[:, :20], return_state=True)
+    for t in range(20, 25):
+        y, state = attn.step(x[:, t], state)
+        steps.append(y)
+    got = torch.cat([head, tail, torch.stack(steps, 1)], 1)
+    torch.testing.assert_close(got, full, rtol=1e-5, atol=1e-6)
+
+
+def test_dropout_only_in_training():
+    attn = layer("flow")
+    x = torch.randn(2, 8, 32)
+    torch.testing.assert_close(attn(x), attn(x))
+    attn.train()
+    assert not torch.allclose(attn(x), attn(x))
+
+
+def test_bad_names_and_sizes():
+    with pytest.raises(ValueError, match="attention='linear'"):
+        make_attention("linear", 32, 4)
+    with pytest.raises(ValueError, match="divisible"):
+        FlowAttention(30, 4)
+    with pytest.raises(ValueError, match="divisible"):
+        SoftmaxAttention(30, 4)

@@ -1,0 +1,248 @@
+"""Flow-Attention backends against an independent float64 evaluation of the spec."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from flowrl.ops import FlowAttentionState, flow_attention, flow_attention_step
+from flowrl.ops.flow_attention.chunk import chunk_flow_attention
+from tests.flow_reference import reference_flow_attention, relative_error
+
+BACKENDS = ["naive", "chunked", "recurrent"]
+
+
+def random_qkv(B, L, H, d, m, dtype=torch.float32, seed=None, scale=1.0):
+    g = torch.Generator().manual_seed(seed if seed is not None else torch.seed() % 2**31)
+    q, k = (scale * torch.randn(B, L, H, d, generator=g) for _ in range(2))
+    v = torch.randn(B, L, H, m, generator=g)
+    return [x.to(dtype).requires_grad_() for x in (q, k, v)]
+
+
+def run_backend(backend, q, k, v, **kw):
+    if backend != "recurrent":
+        return flow_attention(q, k, v, backend=backend, **kw)
+    state, outs = None, []
+    for t in range(q.shape[1]):
+        out, state = flow_attention_step(q[:, t], k[:, t], v[:, t], state, **kw)
+        outs.append(out)
+    return torch.stack(outs, 1)
+
+
+def outputs_and_grads(fn, q, k, v, dout):
+    out = fn(q, k, v)
+    grads = torch.autograd.grad(out, (q, k, v), dout)
+    return out, grads
+
+
+def assert_matches_reference(backend, q, k, v, tol, **kw):
+    dout = torch.randn(*q.shape[:-1], v.shape[-1], dtype=torch.float64)
+    ref, ref_grads = outputs_and_grads(lambda *x: reference_flow_attention(*x, **kw), q, k, v, dout)
+    out, grads = outputs_and_grads(
+        lambda *x: run_backend(backend, *x, **kw), q, k, v, dout.to(q.dtype)
+    )
+    assert out.dtype == q.dtype
+    assert relative_error(out, ref) < tol, f"output: {relative_error(out, ref):.2e}"
+    for name, g, rg in zip("qkv", grads, ref_grads, strict=True):
+        assert relative_error(g, rg) < tol, f"d{name}: {relative_error(g, rg):.2e}"
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("L", [2, 63, 64, 65, 150])
+def test_fp32_matches_reference(backend, L):
+    q, k, v = random_qkv(2, L, 3, 16, 8)
+    assert_matches_reference(backend, q, k, v, tol=1e-4)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_length_one_matches_reference(backend):
+    """At L = 1 the sink is 1 up to eps, so dq and dk are O(eps): checked in float64."""
+    q, k, v = random_qkv(3, 1, 2, 16, 8, dtype=torch.float64)
+    assert_matches_reference(backend, q, k, v, tol=1e-9)
+    q, k, v = (x.detach().float() for x in (q, k, v))
+    assert relative_error(run_backend(backend, q, k, v), reference_flow_attention(q, k, v)) < 1e-5
+
+
+@pytest.mark.parametrize("chunk_size", [1, 7, 16])
+@pytest.mark.parametrize("L", [5, 33, 100])
+def test_chunk_sizes_match_reference(chunk_size, L):
+    """Many chunks, last one partial: the carries between chunks are exercised."""
+    q, k, v = random_qkv(1, L, 2, 8, 12)
+
+    def chunked(q, k, v):
+        out, _ = chunk_flow_attention(
+            q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), chunk_size=chunk_size
+        )
+        return out.transpose(1, 2)
+
+    dout = torch.randn(1, L, 2, 12, dtype=torch.float64)
+    ref, ref_grads = outputs_and_grads(reference_flow_attention, q, k, v, dout)
+    out, grads = outputs_and_grads(chunked, q, k, v, dout.float())
+    assert relative_error(out, ref) < 1e-4
+    for g, rg in zip(grads, ref_grads, strict=True):
+        assert relative_error(g, rg) < 1e-4
+
+
+@pytest.mark.parametrize("backend", ["naive", "chunked"])
+def test_bf16_matches_reference(backend):
+    q, k, v = random_qkv(2, 130, 2, 32, 32, dtype=torch.bfloat16)
+    assert_matches_reference(backend, q, k, v, tol=1e-2)
+
+
+def test_clamp_is_active_and_matches_reference():
+    """Large raw q and k push the conserved source past a small clamp; still exact."""
+    q, k, v = random_qkv(1, 90, 2, 8, 8, scale=4.0)
+    assert_matches_reference("chunked", q, k, v, tol=1e-4, clamp=0.5, eps=1e-3)
+
+
+@pytest.mark.parametrize("backend", ["naive", "chunked"])
+def test_gradcheck_float64(backend):
+    q, k, v = random_qkv(1, 6, 2, 3, 2, dtype=torch.float64)
+    assert torch.autograd.gradcheck(lambda *x: flow_attention(*x, backend=backend), (q, k, v))
+
+
+def test_gradcheck_recurrent_and_varlen():
+    q, k, v = random_qkv(1, 7, 1, 3, 2, dtype=torch.float64)
+    cu = torch.tensor([0, 3, 7])
+    assert torch.autograd.gradcheck(lambda *x: flow_attention(*x, cu_seqlens=cu), (q, k, v))
+    assert torch.autograd.gradcheck(lambda *x: run_backend("recurrent", *x), (q, k, v))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_causal(backend):
+    L, p = 70, 41
+    q, k, v = random_qkv(2, L, 2, 8, 8)
+    out = run_backend(backend, q, k, v).detach()
+    q2, k2, v2 = (x.detach().clone() for x in (q, k, v))
+    for x in (q2, k2, v2):
+        x[:, p:] = torch.randn_like(x[:, p:])
+    out2 = run_backend(backend, q2, k2, v2).detach()
+    torch.testing.assert_close(out2[:, :p], out[:, :p], rtol=1e-6, atol=1e-7)
+    assert not torch.allclose(out2[:, p:], out[:, p:])
+
+
+@pytest.mark.parametrize("backend", ["naive", "chunked"])
+def test_packed_sequences_equal_separate_runs(backend):
+    lengths = [1, 70, 5, 130]
+    seqs = [random_qkv(1, n, 2, 8, 4) for n in lengths]
+    packed = [torch.cat(xs, dim=1).detach().requires_grad_() for xs in zip(*seqs, strict=True)]
+    cu = torch.tensor([0, *torch.tensor(lengths).cumsum(0).tolist()])
+    out, state = flow_attention(*packed, backend=backend, cu_seqlens=cu, return_state=True)
+    dout = torch.randn_like(out)
+    grads = torch.autograd.grad(out, packed, dout)
+    for i, (q, k, v) in enumerate(seqs):
+        lo, hi = cu[i], cu[i + 1]
+        o, s = flow_attention(q, k, v, backend=backend, return_state=True)
+        torch.testing.assert_close(out[:, lo:hi], o, rtol=1e-5, atol=1e-6)
+        g = torch.autograd.grad(o, (q, k, v), dout[:, lo:hi])
+        for packed_grad, single_grad in zip(grads, g, strict=True):
+            torch.testing.assert_close(packed_grad[:, lo:hi], single_grad, rtol=1e-5, atol=1e-6)
+        for name, t in s.tensors().items():
+            torch.testing.assert_close(getattr(state, name)[i], t[0], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_right_padded_rows_equal_separate_runs(backend):
+    lengths, L = [9, 40, 23], 40
+    q, k, v = random_qkv(3, L, 2, 8, 4)
+    out = run_backend(backend, q, k, v)
+    for i, n in enumerate(lengths):
+        alone = run_backend(backend, q[i : i + 1, :n], k[i : i + 1, :n], v[i : i + 1, :n])
+        torch.testing.assert_close(out[i : i + 1, :n], alone, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("backend", ["naive", "chunked"])
+def test_state_continues_a_prefix(backend):
+    """return_state after a prefix, then initial_state or steps, equals one full run."""
+    L, p = 100, 37
+    q, k, v = (x.detach() for x in random_qkv(2, L, 2, 8, 4, dtype=torch.float64))
+    full = reference_flow_attention(q, k, v)
+    head, state = flow_attention(q[:, :p], k[:, :p], v[:, :p], backend=backend, return_state=True)
+    assert state.position.tolist() == [p, p]
+    tail = flow_attention(q[:, p:], k[:, p:], v[:, p:], backend=backend, initial_state=state)
+    assert relative_error(torch.cat([head, tail], 1), full) < 1e-10
+    outs = []
+    for t in range(p, L):
+        out, state = flow_attention_step(q[:, t], k[:, t], v[:, t], state)
+        outs.append(out)
+    assert relative_error(torch.stack(outs, 1), full[:, p:]) < 1e-10
+
+
+def test_state_reset_restarts_selected_rows():
+    q, k, v = (x.detach() for x in random_qkv(2, 12, 1, 4, 3))
+    _, state = flow_attention(q, k, v, return_state=True)
+    state = state.reset(torch.tensor([True, False]))
+    assert state.position.tolist() == [0, 12]
+    out, _ = flow_attention_step(q[:, 0], k[:, 0], v[:, 0], state)
+    fresh, _ = flow_attention_step(q[:1, 0], k[:1, 0], v[:1, 0], None)
+    torch.testing.assert_close(out[:1], fresh)
+    assert not torch.allclose(out[1:], fresh)
+
+
+def test_long_sequence_stays_finite():
+    q, k, v = random_qkv(1, 32768, 2, 4, 4, scale=3.0)
+    out = flow_attention(q, k, v, backend="chunked")
+    out.square().sum().backward()
+    assert torch.isfinite(out).all()
+    assert all(torch.isfinite(x.grad).all() for x in (q, k, v))
+    # the tail of a long sequence still matches the spec's recurrent form
+    _, state = flow_attention(q[:, :-8], k[:, :-8], v[:, :-8], return_state=True)
+    for i, t in enumerate(range(32760, 32768)):
+        step, state = flow_attention_step(q[:, t], k[:, t], v[:, t], state)
+        assert relative_error(step, out[:, t]) < 1e-3, i
+
+
+def test_state_zeros_matches_none():
+    q, k, v = (x.detach() for x in random_qkv(3, 1, 2, 4, 5))
+    a, _ = flow_attention_step(q[:, 0], k[:, 0], v[:, 0], None)
+    b, _ = flow_attention_step(q[:, 0], k[:, 0], v[:, 0], FlowAttentionState.zeros(3, 2, 4, 5))
+    torch.testing.assert_close(a, b)
+
+
+BAD_INPUTS = {
+    "rank": (lambda q, k, v: (q[0], k[0], v[0]), {}, "shape"),
+    "qk shapes": (lambda q, k, v: (q, k[..., :3], v), {}, "same shape"),
+    "v shape": (lambda q, k, v: (q, k, v[:, :5]), {}, "v must match"),
+    "dtype": (lambda q, k, v: (q, k.double(), v), {}, "dtype"),
+    "int dtype": (lambda q, k, v: (q.long(), k.long(), v.long()), {}, "dtype"),
+    "backend": (lambda q, k, v: (q, k, v), {"backend": "flash"}, "backend"),
+    "eps": (lambda q, k, v: (q, k, v), {"eps": 0.0}, "eps"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS))
+def test_bad_input_raises_clear_error(case):
+    change, kwargs, message = BAD_INPUTS[case]
+    q, k, v = (x.detach() for x in random_qkv(1, 8, 2, 4, 4))
+    with pytest.raises(ValueError, match=message):
+        flow_attention(*change(q, k, v), **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("offsets", "message"),
+    [
+        ([0, 3, 5], "from 0 to the packed length 8"),
+        ([0, 5, 3, 8], "strictly increasing"),
+        ([1, 8], "from 0"),
+        ([8], "at least two"),
+    ],
+)
+def test_bad_cu_seqlens(offsets, message):
+    q, k, v = (x.detach() for x in random_qkv(1, 8, 2, 4, 4))
+    with pytest.raises(ValueError, match=message):
+        flow_attention(q, k, v, cu_seqlens=torch.tensor(offsets))
+
+
+def test_cu_seqlens_needs_packed_batch():
+    q, k, v = (x.detach() for x in random_qkv(2, 8, 2, 4, 4))
+    with pytest.raises(ValueError, match="batch 1"):
+        flow_attention(q, k, v, cu_seqlens=torch.tensor([0, 8]))
+
+
+def test_step_rejects_mismatched_state():
+    q, k, v = (x.detach() for x in random_qkv(2, 1, 2, 4, 4))
+    state = FlowAttentionState.zeros(3, 2, 4, 4)
+    with pytest.raises(ValueError, match=r"state\.kv"):
+        flow_attention_step(q[:, 0], k[:, 0], v[:, 0], state)
+    with pytest.raises(ValueError, match="shape"):
+        flow_attention_step(q, k, v)
