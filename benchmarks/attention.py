@@ -1,0 +1,174 @@
+"""Causal attention on the CPU: time and peak memory of each backend, side by side.
+
+Every case (backend, length, forward or forward+backward) runs in its own subprocess so
+that its peak resident memory (ru_maxrss above the inputs' baseline) is its own. Prints a
+table with ratios to the chunked backend and writes JSON to benchmarks/results/.
+
+    python benchmarks/attention.py                  # B=4 H=4 d=m=64, L = 256 .. 16K
+    python benchmarks/attention.py --quick          # a few seconds
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).parent / "results"
+BACKENDS = ("naive", "chunked", "softmax")
+MODES = ("fwd", "fwd+bwd")
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize()
+
+
+def run_case(backend: str, L: int, mode: str, B: int, H: int, d: int, min_time: float) -> dict:
+    """Runs in a worker process: one warm-up call measures peak memory, then timed repeats."""
+    import torch
+    import torch.nn.functional as F
+
+    from flowrl.ops import flow_attention
+
+    torch.manual_seed(0)
+    grad = mode == "fwd+bwd"
+    q, k, v = (torch.randn(B, L, H, d, requires_grad=grad) for _ in range(3))
+    dout = torch.randn(B, L, H, d)
+
+    def attend():
+        if backend == "softmax":
+            qt, kt, vt = (x.transpose(1, 2) for x in (q, k, v))
+            return F.scaled_dot_product_attention(qt, kt, vt, is_causal=True).transpose(1, 2)
+        return flow_attention(q, k, v, backend=backend)
+
+    def once() -> None:
+        if grad:
+            q.grad = k.grad = v.grad = None
+            attend().backward(dout)
+        else:
+            with torch.no_grad():
+                attend()
+
+    base = rss_bytes()
+    once()
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base
+    times: list[float] = []
+    while len(times) < 3 or (sum(times) < min_time and len(times) < 50):
+        start = time.perf_counter()
+        once()
+        times.append(time.perf_counter() - start)
+    return {"time_ms": 1e3 * statistics.median(times), "peak_mb": max(peak, 0) / 2**20}
+
+
+def estimated_cost(backend: str, L: int, B: int, H: int, d: int) -> tuple[float, float]:
+    """(bytes, flops) of the dominant term, to skip cases that cannot fit or finish."""
+    if backend == "naive":
+        return 3 * 4 * B * H * L * d * d, 4 * B * H * L * d * d
+    if backend == "softmax":
+        return 4 * 4 * B * H * L * (d + 64), 4 * B * H * L * L * d
+    return 16 * 4 * B * H * L * d, B * H * L * (4 * 64 * d + 4 * d * d)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--lengths", type=int, nargs="+", default=[256, 1024, 4096, 16384])
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--heads", type=int, default=4)
+    parser.add_argument("--dim", type=int, default=64)
+    parser.add_argument("--memory-cap-gb", type=float, default=8.0)
+    parser.add_argument("--max-gflop", type=float, default=400.0, help="skip longer cases")
+    parser.add_argument("--min-time", type=float, default=1.0, help="seconds of repeats a case")
+    parser.add_argument("--quick", action="store_true", help="small sizes, a few seconds")
+    parser.add_argument("--out", type=Path, default=RESULTS / "attention_cpu.json")
+    parser.add_argument(
+        "--worker", nargs=3, metavar=("BACKEND", "L", "MODE"), help=argparse.SUPPRESS
+    )
+    args = parser.parse_args()
+    if args.quick:
+        args.lengths, args.batch, args.heads, args.min_time = [256, 1024], 2, 2, 0.2
+        args.out = RESULTS / "attention_cpu_quick.json"
+    B, H, d = args.batch, args.heads, args.dim
+
+    if args.worker:
+        backend, L, mode = args.worker[0], int(args.worker[1]), args.worker[2]
+        print(json.dumps(run_case(backend, L, mode, B, H, d, args.min_time)))
+        return
+
+    from tqdm import tqdm
+
+    cases = [(b, L, mode) for L in args.lengths for b in BACKENDS for mode in MODES]
+    rows: list[dict] = []
+    for backend, L, mode in tqdm(cases, desc="attention cases", unit="case"):
+        nbytes, flops = estimated_cost(backend, L, B, H, d)
+        row = {"backend": backend, "L": L, "mode": mode}
+        if (
+            nbytes > args.memory_cap_gb * 2**30
+            or flops * (3 if mode != "fwd" else 1) > args.max_gflop * 1e9
+        ):
+            rows.append({**row, "skipped": "over the memory or compute cap"})
+            continue
+        cmd = [sys.executable, __file__, "--worker", backend, str(L), mode]
+        cmd += [
+            "--batch",
+            str(B),
+            "--heads",
+            str(H),
+            "--dim",
+            str(d),
+            "--min-time",
+            str(args.min_time),
+        ]
+        done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            rows.append({**row, "skipped": f"failed: {done.stderr.strip().splitlines()[-1:]}"})
+            continue
+        rows.append({**row, **json.loads(done.stdout)})
+
+    def find(backend: str, L: int, mode: str) -> dict:
+        return next(r for r in rows if (r["backend"], r["L"], r["mode"]) == (backend, L, mode))
+
+    header = f"{'L':>6} {'mode':>8} | " + " ".join(
+        f"{b + ' ms':>12} {b + ' MB':>11}" for b in BACKENDS
+    )
+    header += " | naive/chunk time  mem | softmax/chunk time  mem"
+    lines = [
+        f"CPU attention, B={B} H={H} d=m={d} fp32, {platform.processor() or platform.machine()}",
+        header,
+    ]
+    for L in args.lengths:
+        for mode in MODES:
+            cells, base = [], find("chunked", L, mode)
+            ratios = []
+            for b in BACKENDS:
+                r = find(b, L, mode)
+                cells.append(
+                    f"{r['time_ms']:12.1f} {r['peak_mb']:11.1f}"
+                    if "time_ms" in r
+                    else f"{'-':>12} {'-':>11}"
+                )
+                if b != "chunked":
+                    ok = "time_ms" in r and "time_ms" in base
+                    if ok:
+                        time_ratio = r["time_ms"] / base["time_ms"]
+                        mem_ratio = r["peak_mb"] / max(base["peak_mb"], 1e-3)
+                        ratios.append(f"{time_ratio:10.1f}x {mem_ratio:5.1f}x")
+                    else:
+                        ratios.append(f"{'-':>11} {'-':>6}")
+            lines.append(f"{L:>6} {mode:>8} | " + " ".join(cells) + " | " + "       ".join(ratios))
+    print("\n".join(lines))
+
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    meta = {"device": "cpu", "machine": platform.machine(), "batch": B, "heads": H, "dim": d}
+    args.out.write_text(json.dumps({"config": meta, "results": rows}, indent=2) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
