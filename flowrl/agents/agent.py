@@ -1,0 +1,118 @@
+"""A trained agent: the model plus everything needed to act, in one checkpoint."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from flowrl.agents.decision_transformer import DecisionTransformer, DecisionTransformerConfig
+from flowrl.agents.policy import DecisionTransformerPolicy
+from flowrl.errors import UserError
+
+CHECKPOINT_FORMAT = "flowrl-decision-transformer-1"
+
+
+@dataclass
+class Agent:
+    model: DecisionTransformer
+    obs_mean: np.ndarray
+    obs_std: np.ndarray
+    return_scale: float
+    dataset: str
+    env_id: str | None
+    ref_min_score: float | None = None
+    ref_max_score: float | None = None
+    target_returns: list[float] = field(default_factory=list)
+
+    def policy(
+        self,
+        num_envs: int,
+        max_steps: int,
+        *,
+        recurrent: bool | None = None,
+        device: torch.device | str = "cpu",
+    ) -> DecisionTransformerPolicy:
+        return DecisionTransformerPolicy(
+            self.model,
+            obs_mean=self.obs_mean,
+            obs_std=self.obs_std,
+            return_scale=self.return_scale,
+            num_envs=num_envs,
+            max_steps=max_steps,
+            recurrent=recurrent,
+            device=device,
+        )
+
+    def normalized_score(self, returns: np.ndarray) -> np.ndarray | None:
+        if self.ref_min_score is None or self.ref_max_score is None:
+            return None
+        span = self.ref_max_score - self.ref_min_score
+        return 100.0 * (np.asarray(returns, dtype=np.float64) - self.ref_min_score) / span
+
+    def state_dict(self) -> dict[str, Any]:
+        """The agent's part of a checkpoint: plain tensors, numbers and strings."""
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "model_config": asdict(self.model.cfg),
+            "model": self.model.state_dict(),
+            "obs_mean": torch.as_tensor(self.obs_mean),
+            "obs_std": torch.as_tensor(self.obs_std),
+            "return_scale": float(self.return_scale),
+            "dataset": self.dataset,
+            "env_id": self.env_id,
+            "ref_min_score": self.ref_min_score,
+            "ref_max_score": self.ref_max_score,
+            "target_returns": [float(t) for t in self.target_returns],
+        }
+
+    @classmethod
+    def from_state_dict(cls, state: dict[str, Any], source: str = "checkpoint") -> Agent:
+        if state.get("format") != CHECKPOINT_FORMAT:
+            raise UserError(f"{source} is not a flowrl agent checkpoint (format {CHECKPOINT_FORMAT})")
+        model = DecisionTransformer(DecisionTransformerConfig(**state["model_config"]))
+        model.load_state_dict(state["model"])
+        return cls(
+            model=model.eval(),
+            obs_mean=state["obs_mean"].numpy(),
+            obs_std=state["obs_std"].numpy(),
+            return_scale=state["return_scale"],
+            dataset=state["dataset"],
+            env_id=state["env_id"],
+            ref_min_score=state["ref_min_score"],
+            ref_max_score=state["ref_max_score"],
+            target_returns=list(state["target_returns"]),
+        )
+
+
+def save_atomic(obj: Any, path: Path) -> None:
+    """torch.save to a temporary file beside `path`, then rename: never half-written."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"checkpoint {path} does not exist")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises many kinds for a corrupt or foreign file
+        raise UserError(f"checkpoint {path} cannot be read: {type(err).__name__}: {err}") from None
+    if not isinstance(state, dict) or "agent" not in state:
+        raise UserError(f"checkpoint {path} is not a flowrl checkpoint (no 'agent' entry)")
+    return state
+
+
+def load_agent(path: str | Path) -> Agent:
+    """The agent stored in a training checkpoint; needs nothing but the file."""
+    return Agent.from_state_dict(load_checkpoint(path)["agent"], source=str(path))

@@ -1,0 +1,61 @@
+"""`flowrl eval`: roll out a checkpoint's agent and report (normalised) returns."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from flowrl.agents import load_agent
+from flowrl.eval import evaluate
+
+
+def add_parser(subparsers: argparse._SubParsersAction, name: str) -> None:
+    parser = subparsers.add_parser(name, help="evaluate a checkpoint in its environment")
+    parser.add_argument("--checkpoint", required=True, help="a .pt file written by flowrl train")
+    parser.add_argument("--episodes", type=int, default=10, help="episodes per target return")
+    parser.add_argument("--num-envs", type=int, default=10, help="environments run at once")
+    parser.add_argument(
+        "--target",
+        type=float,
+        action="append",
+        help="target return (repeatable); default: the checkpoint's targets",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="episode i is reset with seed+i")
+    parser.add_argument("--max-steps", type=int, default=1000, help="episode step limit")
+    parser.add_argument("--env", help="environment id; default: the checkpoint's")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--json", type=Path, help="write the results to this JSON file")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from flowrl.errors import UserError
+
+    if args.episodes <= 0 or args.num_envs <= 0:
+        raise UserError("--episodes and --num-envs must be positive")
+    agent = load_agent(args.checkpoint)
+    targets = args.target or agent.target_returns
+    results = evaluate(
+        agent,
+        target_returns=targets,
+        episodes=args.episodes,
+        num_envs=min(args.num_envs, args.episodes * len(targets)),
+        seed=args.seed,
+        max_steps=args.max_steps,
+        env_id=args.env,
+        device=args.device,
+        progress=True,
+    )
+    summaries = [r.summary() for r in results]
+    for s in summaries:
+        line = f"target {s['target_return']:g}: return {s['return_mean']:.1f} ± {s['return_std']:.1f}"
+        if s["normalized_mean"] is not None:
+            line += f", normalised {s['normalized_mean']:.1f} ± {s['normalized_std']:.1f}"
+        print(f"{line} ({s['episodes']} episodes)")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        payload = {"checkpoint": str(args.checkpoint), "env_id": args.env or agent.env_id}
+        payload["targets"] = {f"{s['target_return']:g}": s for s in summaries}
+        args.json.write_text(json.dumps(payload, indent=2) + "\n")
+    return 0

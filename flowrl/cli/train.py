@@ -1,0 +1,55 @@
+"""`flowrl train`: train a Decision Transformer from a config file and overrides."""
+
+from __future__ import annotations
+
+import argparse
+
+from flowrl.train import Trainer, load_config
+from flowrl.train.config import QUICKSTART_DATASET
+
+
+def add_parser(subparsers: argparse._SubParsersAction, name: str) -> None:
+    parser = subparsers.add_parser(
+        name,
+        help="train an agent (no arguments: the quickstart on scripted Pendulum)",
+        description="Train a Decision Transformer. With no --config, the quickstart: a small "
+        "flow agent on a scripted Pendulum-v1 dataset, on the CPU in a few minutes.",
+    )
+    parser.add_argument("--config", help="YAML file (see configs/); defaults to the quickstart")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a setting, e.g. --set optim.lr=3e-4 --set model.attention=softmax",
+    )
+    parser.add_argument("--resume", action="store_true", help="continue out_dir/name from last.pt")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = load_config(args.config, args.overrides)
+    trainer = Trainer(cfg, resume=args.resume, progress=not args.no_progress)
+    summary = trainer.fit()
+    ds = trainer.dataset
+    print(f"\ndataset {ds.name}: {ds.num_episodes} episodes, env {ds.env_id}")
+    average, best = float(ds.returns.mean()), float(ds.returns.max())
+    for result in summary["results"]:
+        line = f"target {result['target_return']:g}: return {result['return_mean']:.1f}"
+        line += f" ± {result['return_std']:.1f} over {result['episodes']} episodes"
+        if result["normalized_mean"] is not None:
+            line += f", normalised score {result['normalized_mean']:.1f}"
+        print(line)
+    if ds.ref_min_score is not None and ds.ref_max_score is not None:
+        avg_score, best_score = ds.normalized_score(average), ds.normalized_score(best)
+        print(f"dataset average: return {average:.1f}, normalised score {float(avg_score):.1f}")
+        print(f"dataset best episode: return {best:.1f}, normalised score {float(best_score):.1f}")
+    else:
+        print(f"dataset average return {average:.1f}, best episode {best:.1f}")
+    print(f"checkpoints: {trainer.run_dir / 'checkpoints'}")
+    print(f"TensorBoard: tensorboard --logdir {trainer.run_dir.parent}")
+    if cfg.data.dataset == QUICKSTART_DATASET:
+        print(f"evaluate again: flowrl eval --checkpoint {trainer.run_dir / 'checkpoints/last.pt'}")
+    return 0

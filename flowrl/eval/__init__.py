@@ -1,0 +1,5 @@
+"""Evaluation: rollouts in Gymnasium environments and normalised scores."""
+
+from flowrl.eval.rollout import TargetResult, evaluate
+
+__all__ = ["TargetResult", "evaluate"]

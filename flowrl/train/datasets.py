@@ -1,0 +1,17 @@
+"""The training dataset: loaded by spec, or collected first for the built-in demo set."""
+
+from __future__ import annotations
+
+from flowrl.data import EpisodeDataset, collect_dataset, load_dataset
+from flowrl.errors import UserError
+from flowrl.train.config import QUICKSTART_DATASET, DataConfig
+
+
+def load_training_dataset(cfg: DataConfig, *, progress: bool = True) -> EpisodeDataset:
+    try:
+        return load_dataset(cfg.dataset, download=cfg.download)
+    except UserError:
+        if cfg.dataset != QUICKSTART_DATASET:
+            raise
+    print(f"dataset {QUICKSTART_DATASET} is not here yet: collecting it (scripted Pendulum-v1)")
+    return collect_dataset(dataset_id=QUICKSTART_DATASET, progress=progress)

@@ -1,0 +1,230 @@
+"""The training loop: AdamW with linear warmup, clipping, mixed precision, periodic
+evaluation, atomic checkpoints that resume exactly, TensorBoard and JSONL metrics."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from flowrl.agents import Agent, DecisionTransformer, DecisionTransformerConfig, action_loss
+from flowrl.agents.agent import load_checkpoint, save_atomic
+from flowrl.data import EpisodeDataset, EpisodeSampler, WindowSampler
+from flowrl.errors import UserError
+from flowrl.eval import TargetResult, evaluate
+from flowrl.train.config import TrainConfig, save_config
+from flowrl.train.datasets import load_training_dataset
+from flowrl.train.logger import MetricsLogger, flatten
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"device={name!r} but CUDA is not available on this machine")
+    return torch.device(name)
+
+
+def new_run_dir(out_dir: Path, name: str) -> Path:
+    """out_dir/name, or name-2, name-3 ... when a run already lives there."""
+    candidate, n = out_dir / name, 1
+    while (candidate / "checkpoints").exists():
+        n += 1
+        candidate = out_dir / f"{name}-{n}"
+    return candidate
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> None:
+        self.cfg, self.progress = cfg, progress
+        self.device = resolve_device(cfg.device)
+        out_dir = Path(cfg.out_dir)
+        self.run_dir = out_dir / cfg.name if resume else new_run_dir(out_dir, cfg.name)
+        checkpoint = self.run_dir / "checkpoints" / "last.pt"
+        if resume and not checkpoint.is_file():
+            raise UserError(f"--resume: no checkpoint at {checkpoint}")
+
+        torch.manual_seed(cfg.seed)
+        self.dataset: EpisodeDataset = load_training_dataset(cfg.data, progress=progress)
+        model_cfg = DecisionTransformerConfig(
+            state_dim=self.dataset.obs_dim, act_dim=self.dataset.act_dim, **asdict(cfg.model)
+        )
+        self.model = DecisionTransformer(model_cfg).to(self.device)
+        self.optimizer = torch.optim.AdamW(
+            self.model.parameters(),
+            lr=cfg.optim.lr,
+            weight_decay=cfg.optim.weight_decay,
+            betas=tuple(cfg.optim.betas),
+        )
+        warmup = max(cfg.optim.warmup_steps, 1)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda step: min((step + 1) / warmup, 1.0)
+        )
+        sampler_cls = WindowSampler if cfg.model.context_mode == "window" else EpisodeSampler
+        length_key = "context_len" if sampler_cls is WindowSampler else "max_len"
+        self.sampler = sampler_cls(
+            self.dataset,
+            **{length_key: cfg.model.context_len},
+            batch_size=cfg.optim.batch_size,
+            return_scale=cfg.data.return_scale,
+            seed=cfg.seed,
+        )
+        self.bf16 = cfg.precision == "bf16" or (
+            cfg.precision == "auto" and self.device.type == "cuda"
+        )
+        self.train_model = torch.compile(self.model) if cfg.compile else self.model
+        self.target_returns = cfg.eval.target_returns or [float(self.dataset.returns.max())]
+        self.step, self.best_score = 0, -math.inf
+        if resume:
+            self._restore(load_checkpoint(checkpoint))
+
+    # ---------------------------------------------------------------- checkpoints
+    def agent(self) -> Agent:
+        ds = self.dataset
+        return Agent(
+            model=self.model,
+            obs_mean=ds.obs_mean,
+            obs_std=ds.obs_std,
+            return_scale=self.cfg.data.return_scale,
+            dataset=ds.name,
+            env_id=ds.env_id,
+            ref_min_score=ds.ref_min_score,
+            ref_max_score=ds.ref_max_score,
+            target_returns=self.target_returns,
+        )
+
+    def save(self, name: str) -> Path:
+        path = self.run_dir / "checkpoints" / name
+        rng = {"torch": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            rng["cuda"] = torch.cuda.get_rng_state_all()
+        save_atomic(
+            {
+                "agent": self.agent().state_dict(),
+                "train_config": self.cfg.to_dict(),
+                "step": self.step,
+                "best_score": self.best_score,
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "sampler": self.sampler.state_dict(),
+                "rng": rng,
+            },
+            path,
+        )
+        return path
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        saved = state["train_config"]
+        for section in ("model", "data"):
+            if saved[section] != asdict(getattr(self.cfg, section)):
+                raise UserError(
+                    f"--resume: the {section} settings differ from the checkpoint's "
+                    f"({saved[section]} there)"
+                )
+        self.model.load_state_dict(state["agent"]["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.sampler.load_state_dict(state["sampler"])
+        torch.set_rng_state(state["rng"]["torch"])
+        if "cuda" in state["rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+        self.step, self.best_score = state["step"], state["best_score"]
+
+    # ---------------------------------------------------------------- training
+    def train_step(self) -> dict[str, float]:
+        packed = self.cfg.model.context_mode == "episode"
+        raw = self.sampler.sample_packed() if packed else self.sampler.sample()
+        batch = raw.to_torch(self.device)
+        self.model.train()
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            predicted = self.train_model(
+                batch.states,
+                batch.actions,
+                batch.returns_to_go,
+                batch.timesteps,
+                cu_seqlens=batch.cu_seqlens if packed else None,
+            )
+        loss = action_loss(predicted.float(), batch.actions, batch.mask)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.optim.grad_clip)
+        self.optimizer.step()
+        self.scheduler.step()
+        return {
+            "train/loss": loss.item(),
+            "train/grad_norm": grad_norm.item(),
+            "train/lr": self.scheduler.get_last_lr()[0],
+            "tokens": 3.0 * float(batch.mask.sum()),
+        }
+
+    def evaluate(self) -> list[TargetResult]:
+        ev = self.cfg.eval
+        return evaluate(
+            self.agent(),
+            target_returns=self.target_returns,
+            episodes=ev.episodes,
+            num_envs=min(ev.num_envs, ev.episodes),
+            seed=ev.seed,
+            max_steps=ev.max_steps,
+            device=self.device,
+        )
+
+    def _log_eval(self, logger: MetricsLogger, results: list[TargetResult]) -> float:
+        scalars: dict[str, float] = {}
+        for r in results:
+            s = r.summary()
+            tag = f"eval/target_{r.target_return:g}"
+            scalars[f"{tag}/return_mean"] = s["return_mean"]
+            scalars[f"{tag}/return_std"] = s["return_std"]
+            if s["normalized_mean"] is not None:
+                scalars[f"{tag}/normalized_mean"] = s["normalized_mean"]
+        key = "normalized_mean" if results[0].normalized is not None else "return_mean"
+        score = float(np.mean([r.summary()[key] for r in results]))
+        if score > self.best_score:
+            self.best_score = score
+            self.save("best.pt")
+        scalars[f"eval/{key}_last"] = score
+        scalars[f"eval/{key}_best"] = self.best_score
+        logger.log(self.step, scalars)
+        return score
+
+    def fit(self) -> dict[str, Any]:
+        """Trains up to cfg.steps; returns the final evaluation's summaries."""
+        cfg = self.cfg
+        logger = MetricsLogger(self.run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, self.run_dir / "config.yaml")
+        bar = tqdm(
+            total=cfg.steps, initial=self.step, desc="train", unit="step", disable=not self.progress
+        )
+        window_start, window_steps, window_tokens = time.perf_counter(), 0, 0.0
+        while self.step < cfg.steps:
+            metrics = self.train_step()
+            self.step += 1
+            window_steps += 1
+            window_tokens += metrics.pop("tokens")
+            bar.update(1)
+            if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                elapsed = time.perf_counter() - window_start
+                metrics["perf/steps_per_s"] = window_steps / elapsed
+                metrics["perf/tokens_per_s"] = window_tokens / elapsed
+                logger.log(self.step, metrics)
+                bar.set_postfix(loss=f"{metrics['train/loss']:.4f}")
+                window_start, window_steps, window_tokens = time.perf_counter(), 0, 0.0
+            if cfg.eval.every and self.step % cfg.eval.every == 0 and self.step < cfg.steps:
+                self._log_eval(logger, self.evaluate())
+            if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
+                self.save("last.pt")
+        bar.close()
+        results = self.evaluate()
+        score = self._log_eval(logger, results)
+        self.save("last.pt")
+        logger.hparams(flatten(cfg.to_dict()), {"hparam/final_score": score})
+        logger.close()
+        return {"run_dir": str(self.run_dir), "results": [r.summary() for r in results]}
