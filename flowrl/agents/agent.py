@@ -22,6 +22,7 @@ class Agent:
     model: DecisionTransformer
     obs_mean: np.ndarray
     obs_std: np.ndarray
+    action_scale: np.ndarray  # the model acts in [-1, 1]; the env gets actions times this
     return_scale: float
     dataset: str
     env_id: str | None
@@ -41,6 +42,7 @@ class Agent:
             self.model,
             obs_mean=self.obs_mean,
             obs_std=self.obs_std,
+            action_scale=self.action_scale,
             return_scale=self.return_scale,
             num_envs=num_envs,
             max_steps=max_steps,
@@ -62,6 +64,7 @@ class Agent:
             "model": self.model.state_dict(),
             "obs_mean": torch.as_tensor(self.obs_mean),
             "obs_std": torch.as_tensor(self.obs_std),
+            "action_scale": torch.as_tensor(self.action_scale),
             "return_scale": float(self.return_scale),
             "dataset": self.dataset,
             "env_id": self.env_id,
@@ -80,6 +83,7 @@ class Agent:
             model=model.eval(),
             obs_mean=state["obs_mean"].numpy(),
             obs_std=state["obs_std"].numpy(),
+            action_scale=state["action_scale"].numpy(),
             return_scale=state["return_scale"],
             dataset=state["dataset"],
             env_id=state["env_id"],

@@ -23,6 +23,7 @@ class DecisionTransformerPolicy:
         *,
         obs_mean: np.ndarray,
         obs_std: np.ndarray,
+        action_scale: np.ndarray,
         return_scale: float,
         num_envs: int,
         max_steps: int,
@@ -33,6 +34,7 @@ class DecisionTransformerPolicy:
         self.device = torch.device(device)
         self.obs_mean = torch.as_tensor(obs_mean, dtype=torch.float32, device=self.device)
         self.obs_std = torch.as_tensor(obs_std, dtype=torch.float32, device=self.device)
+        self.action_scale = torch.as_tensor(action_scale, dtype=torch.float32, device=self.device)
         self.return_scale = return_scale
         cfg = model.cfg
         self.window = cfg.context_len if cfg.context_mode == "window" else max_steps
@@ -65,7 +67,7 @@ class DecisionTransformerPolicy:
         self.states[rows, self.t] = (obs - self.obs_mean) / self.obs_std
         action = self._act_recurrent(rows) if self.recurrent else self._act_recompute(rows)
         self.actions[rows, self.t] = action
-        return action.cpu().numpy()
+        return (action * self.action_scale).cpu().numpy()
 
     def observe(self, rewards: np.ndarray) -> None:
         """Records the rewards of the last actions and moves every row one step on."""

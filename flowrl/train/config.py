@@ -54,7 +54,7 @@ class EvalConfig:
     every: int = 1000  # steps between evaluations (0: only at the end)
     episodes: int = 10
     num_envs: int = 10
-    target_returns: list[float] = field(default_factory=list)  # empty: best dataset return
+    target_returns: list[float] = field(default_factory=list)  # empty: 90th pct of returns
     seed: int = 10_000
     max_steps: int = 1000  # episode step limit (the env's own limit applies too)
 

@@ -31,6 +31,17 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def action_scale(dataset: EpisodeDataset) -> np.ndarray:
+    """Per-dimension largest |action| in the data: the tanh head's range is scaled to it."""
+    largest = np.abs(np.concatenate([ep.actions for ep in dataset.episodes])).max(0)
+    return np.where(largest > 0, largest, 1.0).astype(np.float32)
+
+
+def default_target(dataset: EpisodeDataset) -> float:
+    """A high return the data still supports: its 90th percentile."""
+    return float(np.percentile(dataset.returns, 90))
+
+
 def new_run_dir(out_dir: Path, name: str) -> Path:
     """out_dir/name, or name-2, name-3 ... when a run already lives there."""
     candidate, n = out_dir / name, 1
@@ -79,7 +90,9 @@ class Trainer:
             cfg.precision == "auto" and self.device.type == "cuda"
         )
         self.train_model = torch.compile(self.model) if cfg.compile else self.model
-        self.target_returns = cfg.eval.target_returns or [float(self.dataset.returns.max())]
+        self.target_returns = cfg.eval.target_returns or [default_target(self.dataset)]
+        self.action_scale = action_scale(self.dataset)
+        self._action_scale = torch.as_tensor(self.action_scale, device=self.device)
         self.step, self.best_score = 0, -math.inf
         if resume:
             self._restore(load_checkpoint(checkpoint))
@@ -91,6 +104,7 @@ class Trainer:
             model=self.model,
             obs_mean=ds.obs_mean,
             obs_std=ds.obs_std,
+            action_scale=self.action_scale,
             return_scale=self.cfg.data.return_scale,
             dataset=ds.name,
             env_id=ds.env_id,
@@ -141,16 +155,17 @@ class Trainer:
         packed = self.cfg.model.context_mode == "episode"
         raw = self.sampler.sample_packed() if packed else self.sampler.sample()
         batch = raw.to_torch(self.device)
+        actions = batch.actions / self._action_scale  # the model acts in [-1, 1]
         self.model.train()
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
             predicted = self.train_model(
                 batch.states,
-                batch.actions,
+                actions,
                 batch.returns_to_go,
                 batch.timesteps,
                 cu_seqlens=batch.cu_seqlens if packed else None,
             )
-        loss = action_loss(predicted.float(), batch.actions, batch.mask)
+        loss = action_loss(predicted.float(), actions, batch.mask)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.optim.grad_clip)
