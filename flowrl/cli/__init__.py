@@ -9,7 +9,10 @@ from collections.abc import Sequence
 from flowrl.errors import UserError
 
 # Subcommand modules, imported lazily so `flowrl --help` stays fast.
-SUBCOMMANDS: dict[str, str] = {}
+SUBCOMMANDS: dict[str, str] = {
+    "collect": "flowrl.cli.collect",
+    "datasets": "flowrl.cli.datasets",
+}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -135,3 +135,22 @@ def read_d4rl_file(path: str | Path, name: str | None = None) -> EpisodeDataset:
         ref_max_score=refs[1] if refs else None,
         env_id=env_id,
     )
+
+
+def list_d4rl() -> list[dict]:
+    """HDF5 files under `d4rl_dir()`: name, path, steps and episodes (None if unreadable)."""
+    entries = []
+    for path in sorted(d4rl_dir().glob("*.hdf5")):
+        entry = {"name": path.stem, "path": str(path), "steps": None, "episodes": None}
+        try:
+            with h5py.File(path, "r") as file:
+                ends = np.asarray(file["terminals"][()], bool)
+                if "timeouts" in file:
+                    ends |= np.asarray(file["timeouts"][()], bool)
+        except (OSError, KeyError, ValueError):
+            entries.append(entry)
+            continue
+        entry["steps"] = len(ends)
+        entry["episodes"] = len(episode_bounds(ends, np.zeros_like(ends))[0]) if len(ends) else 0
+        entries.append(entry)
+    return entries
