@@ -12,14 +12,18 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str) -> None:
         description="Roll out a built-in policy and write a Minari dataset atomically "
         "(under MINARI_DATASETS_PATH, default ~/.minari/datasets).",
     )
-    parser.add_argument("--env", default="Pendulum-v1", help="Gymnasium env id (default: %(default)s)")
+    parser.add_argument(
+        "--env", default="Pendulum-v1", help="Gymnasium env id (default: %(default)s)"
+    )
     parser.add_argument(
         "--policy",
         help="random or pendulum-swingup (default: pendulum-swingup on Pendulum-v1, else random)",
     )
     parser.add_argument("--episodes", type=int, default=200, help="default: %(default)s")
     parser.add_argument(
-        "--dataset-id", default="flowrl/pendulum-scripted-v0", help="Minari id (default: %(default)s)"
+        "--dataset-id",
+        default="flowrl/pendulum-scripted-v0",
+        help="Minari id (default: %(default)s)",
     )
     parser.add_argument("--seed", type=int, default=0, help="default: %(default)s")
     parser.add_argument(

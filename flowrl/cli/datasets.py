@@ -46,7 +46,9 @@ def run_list(args: argparse.Namespace) -> int:
     width = max(len(row["name"]) for row in rows)
     print(f"{'name':<{width}}  source  {'episodes':>8}  {'steps':>9}")
     for row in rows:
-        print(f"{row['name']:<{width}}  {row['source']:<6}  {row['episodes']:>8}  {row['steps']:>9}")
+        print(
+            f"{row['name']:<{width}}  {row['source']:<6}  {row['episodes']:>8}  {row['steps']:>9}"
+        )
     return 0
 
 

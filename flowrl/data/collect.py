@@ -78,7 +78,9 @@ def collect_dataset(
     rng = np.random.default_rng(policy_seed)
     buffers = [
         _rollout(env, actor, env_seed=int(s), rng=rng)
-        for s in tqdm(env_seed_list, desc=f"collect {dataset_id}", disable=None if progress else True)
+        for s in tqdm(
+            env_seed_list, desc=f"collect {dataset_id}", disable=None if progress else True
+        )
     ]
     env.close()
 

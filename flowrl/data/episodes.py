@@ -42,8 +42,7 @@ class Episode:
                 f"{self.observations.shape}, {self.actions.shape}, {self.rewards.shape}"
             )
         lengths = {
-            len(a)
-            for a in (self.observations, self.actions, self.terminations, self.truncations)
+            len(a) for a in (self.observations, self.actions, self.terminations, self.truncations)
         }
         if lengths != {steps}:
             raise ValueError(f"episode arrays differ in length: {sorted(lengths | {steps})}")

@@ -16,9 +16,10 @@ HDF5_SUFFIXES = (".hdf5", ".h5")
 def load_dataset(spec: str, *, download: bool = False) -> EpisodeDataset:
     """Loads a dataset into memory.
 
-    `spec` is, in this order: a path to an .hdf5/.h5 file in D4RL's layout; a D4RL name such as
-    `hopper-medium-v2` (file under `D4RL_DATASET_DIR`); a Minari id such as `mujoco/hopper/medium-v0`
-    (under `MINARI_DATASETS_PATH`). Nothing is downloaded unless `download` is true.
+    `spec` is, in this order: a path to an .hdf5/.h5 file in D4RL's layout; a D4RL name such
+    as `hopper-medium-v2` (file under `D4RL_DATASET_DIR`); a Minari id such as
+    `mujoco/hopper/medium-v0` (under `MINARI_DATASETS_PATH`). Nothing is downloaded unless
+    `download` is true.
     """
     path = Path(spec).expanduser()
     if path.suffix.lower() in HDF5_SUFFIXES:

@@ -85,7 +85,9 @@ def _episode(file: Path, data) -> Episode:
         file, f"{where}/observations", np.asarray(data.observations), ndim=2, length=steps + 1
     )
     arrays = {
-        key: check_array(file, f"{where}/{key}", np.asarray(getattr(data, key)), ndim=nd, length=steps)
+        key: check_array(
+            file, f"{where}/{key}", np.asarray(getattr(data, key)), ndim=nd, length=steps
+        )
         for key, nd in (("actions", 2), ("terminations", 1), ("truncations", 1))
     }
     return Episode(observations=observations[:-1], rewards=rewards, **arrays)
@@ -109,9 +111,14 @@ def read_minari(dataset_id: str, *, download: bool = False) -> EpisodeDataset:
         dataset = minari.load_dataset(dataset_id)
     except Exception as err:  # minari raises ValueError, KeyError, AssertionError on bad metadata
         raise UserError(f"{data_path}: not a readable Minari dataset ({err})") from err
-    for what, space in (("observation", dataset.observation_space), ("action", dataset.action_space)):
+    for what, space in (
+        ("observation", dataset.observation_space),
+        ("action", dataset.action_space),
+    ):
         if not (isinstance(space, gym.spaces.Box) and len(space.shape) == 1):
-            raise UserError(f"{data_path}: {what} space {space} is not a flat Box; flowrl needs one")
+            raise UserError(
+                f"{data_path}: {what} space {space} is not a flat Box; flowrl needs one"
+            )
     if dataset.total_episodes == 0:
         raise UserError(f"{data_path}: Minari dataset {dataset_id!r} holds no episodes")
 

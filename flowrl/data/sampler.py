@@ -145,5 +145,4 @@ class EpisodeSampler(_Sampler):
         steps = np.arange(cu_seqlens[-1]) - np.repeat(cu_seqlens[:-1], lengths)
         rows = np.repeat(t.starts[episode], lengths) + steps
         mask = np.ones(len(rows), dtype=bool)
-        packed = t.gather(rows[None], steps[None], mask[None], PackedBatch, cu_seqlens=cu_seqlens)
-        return packed
+        return t.gather(rows[None], steps[None], mask[None], PackedBatch, cu_seqlens=cu_seqlens)

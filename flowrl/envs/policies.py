@@ -52,7 +52,9 @@ class PendulumSwingUp:
 
     def __init__(self, noise: float = 1.0) -> None:
         if not 0.0 <= noise <= 1.0:
-            raise UserError(f"noise must be in [0, 1] (a probability of random torques), got {noise}")
+            raise UserError(
+                f"noise must be in [0, 1] (a probability of random torques), got {noise}"
+            )
         self.noise = noise
         self.random_prob = 0.0
         self.rng = np.random.default_rng()

@@ -1,4 +1,4 @@
-"""Small real datasets made on the spot: Minari folders (via minari's own API) and D4RL HDF5 files."""
+"""Small real datasets made on the spot: Minari folders (minari's own API), D4RL HDF5 files."""
 
 from __future__ import annotations
 
@@ -56,7 +56,7 @@ def write_minari(dataset_id: str, episodes: list, **metadata) -> None:
 
 
 def write_d4rl(path: Path, episodes: list, **overrides) -> Path:
-    """The same episodes as one flat D4RL-layout HDF5 file; `overrides` replace (None: drop) keys."""
+    """The episodes as one flat D4RL-layout HDF5 file; `overrides` replace (None: drop) keys."""
     arrays = {
         "observations": np.concatenate([e["observations"][:-1] for e in episodes]),
         "next_observations": np.concatenate([e["observations"][1:] for e in episodes]),

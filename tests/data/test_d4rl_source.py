@@ -48,9 +48,17 @@ def test_terminals_and_timeouts_cut_episodes(tmp_path, write_d4rl):
         np.testing.assert_array_equal(ep.actions, episodes[0]["actions"][start:end])
         np.testing.assert_array_equal(ep.rewards, episodes[0]["rewards"][start:end])
     # A timeout is not a termination.
-    assert [bool(ep.terminations[-1]) for ep in dataset.episodes] == [True, False, True, False, False]
+    assert [bool(ep.terminations[-1]) for ep in dataset.episodes] == [
+        True,
+        False,
+        True,
+        False,
+        False,
+    ]
     assert [bool(ep.truncations[-1]) for ep in dataset.episodes] == [False, True, False, True, True]
-    assert not any(ep.terminations[:-1].any() or ep.truncations[:-1].any() for ep in dataset.episodes)
+    assert not any(
+        ep.terminations[:-1].any() or ep.truncations[:-1].any() for ep in dataset.episodes
+    )
     # The unfinished tail (steps 31..39) is kept, marked truncated.
     assert len(dataset.episodes[-1]) == n - 31
 
@@ -92,7 +100,9 @@ def test_unknown_d4rl_name_says_where_it_looked(d4rl_dir):
         ("flat_observations", "observations", "2-D"),
     ],
 )
-def test_bad_files_name_file_key_and_problem(tmp_path, raw_episodes, write_d4rl, change, key, problem):
+def test_bad_files_name_file_key_and_problem(
+    tmp_path, raw_episodes, write_d4rl, change, key, problem
+):
     overrides = change if isinstance(change, dict) else {}
     path = write_d4rl(tmp_path / "bad.hdf5", raw_episodes, **overrides)
     with h5py.File(path, "a") as file:
