@@ -79,9 +79,10 @@ class EpisodeDataset:
         self.ref_min_score = None if ref_min_score is None else float(ref_min_score)
         self.ref_max_score = None if ref_max_score is None else float(ref_max_score)
         self.env_id = env_id
-        states = np.concatenate([ep.observations for ep in episodes], dtype=np.float64)
-        self.obs_mean = states.mean(axis=0).astype(np.float32)
-        self.obs_std = np.maximum(states.std(axis=0), STD_FLOOR).astype(np.float32)
+        states = np.concatenate([ep.observations for ep in episodes])
+        self.obs_mean = states.mean(axis=0, dtype=np.float64).astype(np.float32)
+        std = states.std(axis=0, dtype=np.float64)
+        self.obs_std = np.maximum(std, STD_FLOOR).astype(np.float32)
         self.returns = np.array([ep.total_return for ep in episodes], dtype=np.float64)
 
     def __repr__(self) -> str:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import importlib.util
+import json
+
 import h5py
 import numpy as np
 import pytest
 
+from flowrl.cli import main
 from flowrl.data import load_dataset
 from flowrl.errors import UserError
 
@@ -137,3 +141,31 @@ def test_not_an_hdf5_file(tmp_path):
     path.write_text("not hdf5")
     with pytest.raises(UserError, match="not a readable HDF5 file"):
         load_dataset(str(path))
+
+
+def test_without_timeouts_episodes_end_at_terminals(tmp_path, raw_episodes, write_d4rl):
+    path = write_d4rl(tmp_path / "old.hdf5", raw_episodes, timeouts=None)
+    dataset = load_dataset(str(path))
+    terminals = np.concatenate([raw["terminations"] for raw in raw_episodes])
+    bounds = split_by_loop(terminals, np.zeros_like(terminals))
+    assert [len(ep) for ep in dataset.episodes] == [end - start for start, end in bounds]
+
+
+def test_download_without_the_d4rl_package_says_what_to_fetch(d4rl_dir):
+    if importlib.util.find_spec("d4rl") is not None:
+        pytest.skip("d4rl is installed: a download would go to the network")
+    with pytest.raises(UserError) as err:
+        load_dataset("hopper-medium-v2", download=True)
+    assert "d4rl package" in str(err.value)
+    assert "gym_mujoco_v2/hopper_medium-v2.hdf5" in str(err.value)
+
+
+def test_datasets_list_shows_d4rl_files(d4rl_dir, minari_root, raw_episodes, write_d4rl, capsys):
+    write_d4rl(d4rl_dir / "hopper_medium-v2.hdf5", raw_episodes)
+    (d4rl_dir / "broken.hdf5").write_text("junk")
+    assert main(["datasets", "list", "--json"]) == 0
+    rows = {row["name"]: row for row in json.loads(capsys.readouterr().out)}
+    steps = sum(len(raw["rewards"]) for raw in raw_episodes)
+    assert rows["hopper_medium-v2"]["steps"] == steps
+    assert rows["hopper_medium-v2"]["episodes"] == len(raw_episodes)
+    assert rows["broken"]["steps"] is None
