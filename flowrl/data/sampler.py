@@ -44,7 +44,14 @@ class _Table:
             np.float32
         )
 
-    def gather(self, rows: np.ndarray, steps: np.ndarray, mask: np.ndarray, cls=Batch, **extra):
+    def gather(
+        self,
+        rows: np.ndarray,
+        steps: np.ndarray,
+        mask: np.ndarray,
+        cls: type[Batch] = Batch,
+        **extra: np.ndarray,
+    ) -> Batch:
         """Batch of `rows` (pad row where not `mask`); `steps` are in-episode indices."""
         rows = np.where(mask, rows, self.num_steps)
         return cls(
