@@ -76,7 +76,9 @@ class Agent:
     @classmethod
     def from_state_dict(cls, state: dict[str, Any], source: str = "checkpoint") -> Agent:
         if state.get("format") != CHECKPOINT_FORMAT:
-            raise UserError(f"{source} is not a flowrl agent checkpoint (format {CHECKPOINT_FORMAT})")
+            raise UserError(
+                f"{source} is not a flowrl agent checkpoint (format {CHECKPOINT_FORMAT})"
+            )
         model = DecisionTransformer(DecisionTransformerConfig(**state["model_config"]))
         model.load_state_dict(state["model"])
         return cls(

@@ -68,7 +68,9 @@ class Block(nn.Module):
         x = x + self.attn(self.ln_1(x), cu_seqlens=cu_seqlens)
         return x + self.mlp(self.ln_2(x))
 
-    def step(self, x: Tensor, state: FlowAttentionState | None) -> tuple[Tensor, FlowAttentionState]:
+    def step(
+        self, x: Tensor, state: FlowAttentionState | None
+    ) -> tuple[Tensor, FlowAttentionState]:
         """One token per row through the block's recurrent form (flow attention only)."""
         y, state = self.attn.step(self.ln_1(x), state)
         x = x + y

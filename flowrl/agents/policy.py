@@ -76,7 +76,9 @@ class DecisionTransformerPolicy:
         if self.recurrent:
             self._feed(self.model.embed_action(self.actions[rows, self.t]), self.t)
         nxt = (self.t + 1).clamp(max=self.states.shape[1] - 1)
-        self.returns_to_go[rows, nxt] = self.returns_to_go[rows, self.t] - reward / self.return_scale
+        self.returns_to_go[rows, nxt] = (
+            self.returns_to_go[rows, self.t] - reward / self.return_scale
+        )
         self.t = nxt
 
     def _act_recompute(self, rows: Tensor) -> Tensor:

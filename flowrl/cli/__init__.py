@@ -10,6 +10,8 @@ from flowrl.errors import UserError
 
 # Subcommand modules, imported lazily so `flowrl --help` stays fast.
 SUBCOMMANDS: dict[str, str] = {
+    "collect": "flowrl.cli.collect",
+    "datasets": "flowrl.cli.datasets",
     "train": "flowrl.cli.train",
     "eval": "flowrl.cli.eval",
 }

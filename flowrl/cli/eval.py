@@ -49,7 +49,9 @@ def run(args: argparse.Namespace) -> int:
     )
     summaries = [r.summary() for r in results]
     for s in summaries:
-        line = f"target {s['target_return']:g}: return {s['return_mean']:.1f} ± {s['return_std']:.1f}"
+        line = (
+            f"target {s['target_return']:g}: return {s['return_mean']:.1f} ± {s['return_std']:.1f}"
+        )
         if s["normalized_mean"] is not None:
             line += f", normalised {s['normalized_mean']:.1f} ± {s['normalized_std']:.1f}"
         print(f"{line} ({s['episodes']} episodes)")

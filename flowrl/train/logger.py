@@ -33,7 +33,9 @@ class MetricsLogger:
         """Hyperparameters with final metrics, for TensorBoard's HPARAMS tab."""
         if not self.enabled:
             return
-        flat = {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in params.items()}
+        flat = {
+            k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in params.items()
+        }
         self.writer.add_hparams(flat, metrics, run_name=".")
 
     def close(self) -> None:

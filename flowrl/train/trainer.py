@@ -168,7 +168,9 @@ class Trainer:
         loss = action_loss(predicted.float(), actions, batch.mask)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.optim.grad_clip)
+        grad_norm = torch.nn.utils.clip_grad_norm_(
+            self.model.parameters(), self.cfg.optim.grad_clip
+        )
         self.optimizer.step()
         self.scheduler.step()
         return {

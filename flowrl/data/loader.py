@@ -1,0 +1,37 @@
+"""`load_dataset`: one entry point for D4RL files, D4RL names and Minari ids."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from flowrl.data.d4rl_source import find_d4rl_file, read_d4rl_file
+from flowrl.data.episodes import EpisodeDataset
+from flowrl.data.minari_source import is_minari_id, minari_root, read_minari
+from flowrl.data.reference import parse_d4rl_name
+from flowrl.errors import UserError
+
+HDF5_SUFFIXES = (".hdf5", ".h5")
+
+
+def load_dataset(spec: str, *, download: bool = False) -> EpisodeDataset:
+    """Loads a dataset into memory.
+
+    `spec` is, in this order: a path to an .hdf5/.h5 file in D4RL's layout; a D4RL name such
+    as `hopper-medium-v2` (file under `D4RL_DATASET_DIR`); a Minari id such as
+    `mujoco/hopper/medium-v0` (under `MINARI_DATASETS_PATH`). Nothing is downloaded unless
+    `download` is true.
+    """
+    path = Path(spec).expanduser()
+    if path.suffix.lower() in HDF5_SUFFIXES:
+        if not path.is_file():
+            raise UserError(f"dataset file {spec!r} does not exist")
+        return read_d4rl_file(path)
+    d4rl_name = parse_d4rl_name(spec)
+    if d4rl_name is not None and d4rl_name[2] is not None:  # a versioned name, not a file stem
+        return read_d4rl_file(find_d4rl_file(spec, download=download), name=spec)
+    if is_minari_id(spec):
+        return read_minari(spec, download=download)
+    raise UserError(
+        f"unknown dataset {spec!r}: not an .hdf5/.h5 file, not a D4RL name like hopper-medium-v2, "
+        f"not a Minari id like mujoco/hopper/medium-v0 (local root {minari_root()})"
+    )

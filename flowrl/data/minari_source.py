@@ -1,0 +1,144 @@
+"""Minari datasets: episodes with T+1 observations, read through `minari.load_dataset`."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import h5py
+import numpy as np
+from tqdm import tqdm
+
+from flowrl.data.episodes import Episode, EpisodeDataset
+from flowrl.data.validate import check_array, fail
+from flowrl.errors import UserError
+
+EPISODE_KEYS = ("observations", "actions", "rewards", "terminations", "truncations")
+DEFAULT_REMOTE = "hf://farama-minari"
+
+
+def minari_root() -> Path:
+    """Where Minari keeps datasets: `MINARI_DATASETS_PATH`, default `~/.minari/datasets`."""
+    return Path(os.environ.get("MINARI_DATASETS_PATH", "~/.minari/datasets")).expanduser()
+
+
+def is_minari_id(spec: str) -> bool:
+    """Whether `spec` has the form `(namespace/)name-vN` that Minari accepts."""
+    from minari.dataset.minari_dataset import DATASET_ID_RE
+
+    match = DATASET_ID_RE.fullmatch(spec)
+    return match is not None and match["version"] is not None
+
+
+def list_minari() -> dict[str, dict]:
+    """Local Minari datasets: id -> raw metadata."""
+    import minari
+
+    if not minari_root().is_dir():
+        return {}
+    return minari.list_local_datasets()
+
+
+def _download(dataset_id: str) -> None:
+    import minari
+
+    remote = os.environ.get("MINARI_REMOTE", DEFAULT_REMOTE)
+    try:
+        minari.download_dataset(dataset_id)
+    except Exception as err:  # any failure of the remote: network, missing client, unknown id
+        raise UserError(
+            f"could not download Minari dataset {dataset_id!r} from {remote}: "
+            f"{type(err).__name__}: {err}"
+        ) from err
+
+
+def _env_id(metadata: dict) -> str | None:
+    """The env to evaluate in: the dataset's eval env if it names one, else its own env."""
+    for key in ("eval_env_spec", "env_spec"):
+        spec = metadata.get(key)
+        if isinstance(spec, str):
+            return json.loads(spec).get("id")
+    return None
+
+
+def _diagnose(file: Path, index: int, err: Exception) -> UserError:
+    """Names what is wrong with episode `index` after minari failed to read it."""
+    with h5py.File(file, "r") as h5:
+        group = f"episode_{index}"
+        if group not in h5:
+            return fail(file, group, "missing (metadata counts more episodes than the file holds)")
+        for key in EPISODE_KEYS:
+            if key not in h5[group]:
+                return fail(file, f"{group}/{key}", "missing")
+    return UserError(f"{file}: episode {index}: unreadable ({type(err).__name__}: {err})")
+
+
+def _episode(file: Path, data) -> Episode:
+    """Checks one minari EpisodeData and drops the final observation (T+1 -> T)."""
+    where = f"episode_{data.id}"
+    rewards = check_array(file, f"{where}/rewards", np.asarray(data.rewards), ndim=1)
+    steps = len(rewards)
+    if steps == 0:
+        raise fail(file, f"{where}/rewards", "empty episode")
+    observations = check_array(
+        file, f"{where}/observations", np.asarray(data.observations), ndim=2, length=steps + 1
+    )
+    arrays = {
+        key: check_array(
+            file, f"{where}/{key}", np.asarray(getattr(data, key)), ndim=nd, length=steps
+        )
+        for key, nd in (("actions", 2), ("terminations", 1), ("truncations", 1))
+    }
+    return Episode(observations=observations[:-1], rewards=rewards, **arrays)
+
+
+def read_minari(dataset_id: str, *, download: bool = False) -> EpisodeDataset:
+    """Loads a local Minari dataset (downloading it first only if `download`)."""
+    import gymnasium as gym
+    import minari
+
+    data_path = minari_root() / dataset_id / "data"
+    if not data_path.is_dir():
+        if not download:
+            raise UserError(
+                f"no local Minari dataset {dataset_id!r} (looked in {data_path.parent}; "
+                f"MINARI_DATASETS_PATH={os.environ.get('MINARI_DATASETS_PATH', '<unset>')}); "
+                "pass download=True (--download) to fetch it"
+            )
+        _download(dataset_id)
+    try:
+        dataset = minari.load_dataset(dataset_id)
+    except Exception as err:  # minari raises ValueError, KeyError, AssertionError on bad metadata
+        raise UserError(f"{data_path}: not a readable Minari dataset ({err})") from err
+    for what, space in (
+        ("observation", dataset.observation_space),
+        ("action", dataset.action_space),
+    ):
+        if not (isinstance(space, gym.spaces.Box) and len(space.shape) == 1):
+            raise UserError(
+                f"{data_path}: {what} space {space} is not a flat Box; flowrl needs one"
+            )
+    if dataset.total_episodes == 0:
+        raise UserError(f"{data_path}: Minari dataset {dataset_id!r} holds no episodes")
+
+    file = data_path / "main_data.hdf5"
+    episodes: list[Episode] = []
+    bar = tqdm(total=dataset.total_episodes, desc=f"load {dataset_id}", leave=False, disable=None)
+    try:
+        for data in dataset.iterate_episodes():
+            episodes.append(_episode(file, data))
+            bar.update()
+    except (KeyError, AssertionError, OSError) as err:
+        raise _diagnose(file, len(episodes), err) from err
+    finally:
+        bar.close()
+
+    metadata = dataset.storage.metadata
+    return EpisodeDataset(
+        dataset_id,
+        episodes,
+        ref_min_score=metadata.get("ref_min_score"),
+        ref_max_score=metadata.get("ref_max_score"),
+        env_id=_env_id(metadata),
+    )

@@ -1,0 +1,155 @@
+"""Batch samplers: K-step windows (DT training) and episode prefixes (long contexts).
+
+Both gather rows of flat, pre-normalised arrays with one vectorised index per field; row N
+of each array is the pad row (zeros), so pads cost nothing extra.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from flowrl.data.batch import Batch, PackedBatch
+from flowrl.data.episodes import EpisodeDataset
+from flowrl.errors import UserError
+
+
+def _check_positive(**values: float) -> None:
+    for name, value in values.items():
+        if not value > 0:
+            raise UserError(f"{name} must be positive, got {value}")
+
+
+class _Table:
+    """All episodes end to end, states normalised, returns-to-go scaled, plus one pad row."""
+
+    def __init__(self, dataset: EpisodeDataset, return_scale: float) -> None:
+        self.lengths = dataset.lengths
+        self.ends = np.cumsum(self.lengths)
+        self.starts = self.ends - self.lengths
+        self.num_steps = int(self.ends[-1])
+        eps = dataset.episodes
+
+        def stack(arrays: list[np.ndarray]) -> np.ndarray:
+            flat = np.concatenate(arrays)
+            return np.concatenate([flat, np.zeros_like(flat[:1])])
+
+        states = stack([ep.observations for ep in eps])
+        self.states = ((states - dataset.obs_mean) / dataset.obs_std).astype(np.float32)
+        self.states[-1] = 0.0
+        self.actions = stack([ep.actions for ep in eps])
+        self.rewards = stack([ep.rewards for ep in eps])
+        self.returns_to_go = (stack([ep.returns_to_go for ep in eps]) / return_scale).astype(
+            np.float32
+        )
+
+    def gather(
+        self,
+        rows: np.ndarray,
+        steps: np.ndarray,
+        mask: np.ndarray,
+        cls: type[Batch] = Batch,
+        **extra: np.ndarray,
+    ) -> Batch:
+        """Batch of `rows` (pad row where not `mask`); `steps` are in-episode indices."""
+        rows = np.where(mask, rows, self.num_steps)
+        return cls(
+            states=self.states[rows],
+            actions=self.actions[rows],
+            rewards=self.rewards[rows],
+            returns_to_go=self.returns_to_go[rows],
+            timesteps=np.where(mask, steps, 0).astype(np.int64),
+            mask=mask,
+            **extra,
+        )
+
+
+class _Sampler:
+    """Seeded generator with a resumable state."""
+
+    def __init__(self, dataset: EpisodeDataset, batch_size: int, return_scale: float, seed: int):
+        _check_positive(batch_size=batch_size, return_scale=return_scale)
+        self.batch_size = int(batch_size)
+        self.return_scale = float(return_scale)
+        self.table = _Table(dataset, self.return_scale)
+        self.rng = np.random.default_rng(seed)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Generator state: `load_state_dict` of it makes the next batches repeat exactly."""
+        return {"bit_generator": self.rng.bit_generator.state}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.rng.bit_generator.state = state["bit_generator"]
+
+
+class WindowSampler(_Sampler):
+    """Windows of `context_len` steps starting anywhere in an episode, right-padded.
+
+    The start is a uniform draw over all steps of the dataset, so episodes come in
+    proportion to their length and every start within an episode is equally likely.
+    """
+
+    def __init__(
+        self,
+        dataset: EpisodeDataset,
+        *,
+        context_len: int,
+        batch_size: int,
+        return_scale: float,
+        seed: int,
+    ) -> None:
+        _check_positive(context_len=context_len)
+        super().__init__(dataset, batch_size, return_scale, seed)
+        self.context_len = int(context_len)
+
+    def sample(self) -> Batch[np.ndarray]:
+        t = self.table
+        first = self.rng.integers(0, t.num_steps, size=self.batch_size)
+        episode = np.searchsorted(t.ends, first, side="right")
+        steps = (first - t.starts[episode])[:, None] + np.arange(self.context_len)
+        mask = steps < t.lengths[episode][:, None]
+        return t.gather(t.starts[episode][:, None] + steps, steps, mask)
+
+
+class EpisodeSampler(_Sampler):
+    """Episode prefixes: from an episode's first step, up to `max_len` steps.
+
+    Episodes are drawn uniformly: each drawn episode brings all its steps (up to `max_len`),
+    so every step of the dataset is equally likely to be trained on.
+    """
+
+    def __init__(
+        self,
+        dataset: EpisodeDataset,
+        *,
+        max_len: int,
+        batch_size: int,
+        return_scale: float,
+        seed: int,
+    ) -> None:
+        _check_positive(max_len=max_len)
+        super().__init__(dataset, batch_size, return_scale, seed)
+        self.max_len = int(max_len)
+
+    def _draw(self) -> tuple[np.ndarray, np.ndarray]:
+        episode = self.rng.integers(0, len(self.table.lengths), size=self.batch_size)
+        return episode, np.minimum(self.table.lengths[episode], self.max_len)
+
+    def sample(self) -> Batch[np.ndarray]:
+        """Prefixes right-padded to the longest in the batch: arrays (B, L, ...)."""
+        t = self.table
+        episode, lengths = self._draw()
+        steps = np.broadcast_to(np.arange(lengths.max()), (self.batch_size, lengths.max()))
+        mask = steps < lengths[:, None]
+        return t.gather(t.starts[episode][:, None] + steps, steps, mask)
+
+    def sample_packed(self) -> PackedBatch[np.ndarray]:
+        """The same draw as `sample`, packed without pads: arrays (1, total, ...) and offsets."""
+        t = self.table
+        episode, lengths = self._draw()
+        cu_seqlens = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        steps = np.arange(cu_seqlens[-1]) - np.repeat(cu_seqlens[:-1], lengths)
+        rows = np.repeat(t.starts[episode], lengths) + steps
+        mask = np.ones(len(rows), dtype=bool)
+        return t.gather(rows[None], steps[None], mask[None], PackedBatch, cu_seqlens=cu_seqlens)

@@ -1,0 +1,115 @@
+"""Collection: what lands on disk replays in the env, writes are atomic, Pendulum data is mixed."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import h5py
+import numpy as np
+import pytest
+
+from flowrl.data import collect_dataset, load_dataset
+from flowrl.data.reference import gym_reference
+from flowrl.envs import PendulumSwingUp, RandomPolicy
+from flowrl.errors import UserError
+
+
+def test_collected_episodes_replay_in_the_env(minari_root):
+    dataset = collect_dataset(
+        "Pendulum-v1", "pendulum-swingup", episodes=3, dataset_id="test/pend-v0", seed=4,
+        max_episode_steps=25, progress=False,
+    )  # fmt: skip
+    assert dataset.num_episodes == 3 and dataset.num_steps == 75
+    assert all(ep.truncations[-1] and not ep.terminations.any() for ep in dataset.episodes)
+    assert dataset.env_id == "Pendulum-v1"
+    assert (dataset.ref_min_score, dataset.ref_max_score) == gym_reference("Pendulum-v1")
+
+    env = gym.make("Pendulum-v1")
+    with h5py.File(minari_root / "test" / "pend-v0" / "data" / "main_data.hdf5", "r") as file:
+        seeds = [int(file[f"episode_{i}"].attrs["seed"]) for i in range(3)]
+    for ep, seed in zip(dataset.episodes, seeds, strict=True):
+        observation, _ = env.reset(seed=seed)
+        for t in range(len(ep)):  # the state each action was taken in, and its reward
+            np.testing.assert_allclose(ep.observations[t], observation, rtol=1e-6)
+            observation, reward, *_ = env.step(ep.actions[t])
+            assert ep.rewards[t] == pytest.approx(reward, rel=1e-5)
+
+
+def test_same_seed_same_data(minari_root):
+    kwargs = {"episodes": 2, "seed": 7, "max_episode_steps": 10, "progress": False}
+    a = collect_dataset(dataset_id="test/a-v0", **kwargs)
+    b = collect_dataset(dataset_id="test/b-v0", **kwargs)
+    for x, y in zip(a.episodes, b.episodes, strict=True):
+        np.testing.assert_array_equal(x.actions, y.actions)
+
+
+def test_interrupted_write_leaves_nothing(minari_root, monkeypatch):
+    from minari.dataset._storages.hdf5_storage import HDF5Storage
+
+    write = HDF5Storage.update_episodes
+
+    def write_half_then_interrupt(self, episodes):
+        write(self, list(episodes)[:1])
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(HDF5Storage, "update_episodes", write_half_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        collect_dataset(episodes=3, dataset_id="test/cut-v0", max_episode_steps=5, progress=False)
+    assert not (minari_root / "test" / "cut-v0").exists()
+    assert not list(minari_root.rglob(".cut-v0*"))  # no staging folder left behind
+    with pytest.raises(UserError, match="no local Minari dataset 'test/cut-v0'"):
+        load_dataset("test/cut-v0")
+
+
+def test_existing_dataset_needs_overwrite(minari_root):
+    kwargs = {"dataset_id": "test/once-v0", "max_episode_steps": 5, "progress": False}
+    collect_dataset(episodes=2, **kwargs)
+    with pytest.raises(UserError, match="already exists"):
+        collect_dataset(episodes=3, **kwargs)
+    assert load_dataset("test/once-v0").num_episodes == 2
+    collect_dataset(episodes=3, overwrite=True, **kwargs)
+    assert load_dataset("test/once-v0").num_episodes == 3
+    assert sorted(p.name for p in (minari_root / "test").iterdir()) == [
+        "namespace_metadata.json",
+        "once-v0",
+    ]
+
+
+def test_default_pendulum_data_is_of_mixed_quality(minari_root):
+    dataset = collect_dataset(episodes=40, dataset_id="test/mixed-v0", seed=0, progress=False)
+    scores = dataset.normalized_score(dataset.returns)
+    assert scores.max() > 90  # some episodes near the noise-free controller
+    assert (scores < 50).mean() > 0.25  # many poor ones
+    assert scores.mean() < 75  # room for a return-conditioned policy to beat the data
+
+
+def mean_return(policy, episodes: int, seed: int) -> tuple[float, float]:
+    env = gym.make("Pendulum-v1")
+    rng = np.random.default_rng(seed)
+    returns = []
+    for i in range(episodes):
+        observation, _ = env.reset(seed=seed + i)
+        policy.reset(rng)
+        total, done = 0.0, False
+        while not done:
+            observation, reward, terminated, truncated, _ = env.step(policy(observation))
+            total += reward
+            done = terminated or truncated
+        returns.append(total)
+    return float(np.mean(returns)), float(np.std(returns) / np.sqrt(episodes))
+
+
+def test_pendulum_reference_returns_hold_on_a_fresh_sample():
+    low, high = gym_reference("Pendulum-v1")
+    space = gym.make("Pendulum-v1").action_space
+    for policy, reference in ((RandomPolicy(space), low), (PendulumSwingUp(noise=0.0), high)):
+        mean, stderr = mean_return(policy, episodes=40, seed=12345)
+        assert abs(mean - reference) < 4 * stderr + 5
+
+
+def test_policy_and_env_mismatch(minari_root):
+    with pytest.raises(UserError, match="pendulum-swingup' is for Pendulum-v1"):
+        collect_dataset("MountainCarContinuous-v0", "pendulum-swingup", episodes=1, progress=False)
+    with pytest.raises(UserError, match="unknown policy"):
+        collect_dataset("Pendulum-v1", "expert", episodes=1, progress=False)
+    with pytest.raises(UserError, match="cannot make env"):
+        collect_dataset("NoSuchEnv-v9", "random", episodes=1, progress=False)
