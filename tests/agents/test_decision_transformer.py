@@ -1,0 +1,128 @@
+"""The Decision Transformer: token layout, causality, packed episodes, loss, checkpoints."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from flowrl.agents import Agent, DecisionTransformer, DecisionTransformerConfig, action_loss
+from flowrl.agents.agent import load_agent, save_atomic
+from flowrl.errors import UserError
+
+S, A = 5, 3
+
+
+def model(attention="flow", mode="window", seed=0) -> DecisionTransformer:
+    torch.manual_seed(seed)
+    cfg = DecisionTransformerConfig(
+        state_dim=S,
+        act_dim=A,
+        embed_dim=32,
+        n_layers=2,
+        n_heads=2,
+        attention=attention,
+        context_mode=mode,
+        context_len=20,
+        max_timestep=400,
+        dropout=0.1,
+    )
+    return DecisionTransformer(cfg).eval()
+
+
+def trajectory(B, T, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return (
+        torch.randn(B, T, S, generator=g),
+        torch.rand(B, T, A, generator=g) * 2 - 1,
+        torch.randn(B, T, generator=g),
+        torch.arange(T).repeat(B, 1),
+    )
+
+
+@pytest.mark.parametrize("attention", ["flow", "softmax"])
+def test_action_of_step_t_sees_only_the_past_and_its_state(attention):
+    """a_t is predicted from R_<=t, s_<=t, a_<t: changing a_t or anything later has no effect."""
+    net = model(attention)
+    s, a, r, t = trajectory(2, 12)
+    pred = net(s, a, r, t)
+    assert pred.shape == (2, 12, A) and pred.abs().max() <= 1
+    a2 = a.clone()
+    a2[:, 6:] = -a2[:, 6:]
+    s2 = s.clone()
+    s2[:, 7:] += 1.0
+    pred2 = net(s2, a2, r, t)
+    torch.testing.assert_close(pred2[:, :7], pred[:, :7])
+    assert not torch.allclose(pred2[:, 7:], pred[:, 7:])
+    s3 = s.clone()
+    s3[:, 6] += 1.0  # the state of step 6 does reach a_6
+    assert not torch.allclose(net(s3, a, r, t)[:, 6], pred[:, 6])
+
+
+def test_packed_episodes_equal_separate_runs():
+    net = model("flow", "episode")
+    lengths = [7, 1, 15]
+    parts = [trajectory(1, n, seed=i) for i, n in enumerate(lengths)]
+    packed = [torch.cat(x, 1) for x in zip(*parts, strict=True)]
+    cu = torch.tensor([0, 7, 8, 23])
+    out = net(*packed, cu_seqlens=cu)
+    for i, part in enumerate(parts):
+        torch.testing.assert_close(out[:, cu[i] : cu[i + 1]], net(*part), rtol=1e-5, atol=1e-6)
+
+
+def test_loss_ignores_padded_steps():
+    pred, target = torch.rand(2, 4, A), torch.rand(2, 4, A)
+    mask = torch.tensor([[1, 1, 0, 0], [1, 1, 1, 1]], dtype=torch.bool)
+    expected = ((pred - target) ** 2)[mask].mean()
+    torch.testing.assert_close(action_loss(pred, target, mask), expected)
+    target2 = target.clone()
+    target2[0, 2:] = 100.0
+    torch.testing.assert_close(action_loss(pred, target2, mask), expected)
+
+
+def test_config_rejects_bad_values():
+    with pytest.raises(ValueError, match="context_mode"):
+        DecisionTransformerConfig(S, A, context_mode="full")
+    with pytest.raises(ValueError, match="needs attention='flow'"):
+        DecisionTransformerConfig(S, A, attention="softmax", context_mode="episode")
+
+
+def agent_of(net: DecisionTransformer) -> Agent:
+    return Agent(
+        model=net,
+        obs_mean=np.arange(S, dtype=np.float32),
+        obs_std=np.ones(S, np.float32),
+        action_scale=np.full(A, 2.0, np.float32),
+        return_scale=100.0,
+        dataset="d",
+        env_id="e",
+        ref_min_score=-10.0,
+        ref_max_score=10.0,
+        target_returns=[5.0],
+    )
+
+
+def test_checkpoint_round_trip(tmp_path):
+    net = model("softmax")
+    path = tmp_path / "ckpt" / "agent.pt"
+    save_atomic({"agent": agent_of(net).state_dict()}, path)
+    assert [p.name for p in path.parent.iterdir()] == ["agent.pt"]
+    loaded = load_agent(path)
+    s, a, r, t = trajectory(1, 9)
+    torch.testing.assert_close(loaded.model(s, a, r, t), net(s, a, r, t))
+    assert loaded.model.cfg == net.cfg
+    np.testing.assert_array_equal(loaded.action_scale, np.full(A, 2.0))
+    assert loaded.normalized_score(np.array([0.0])).tolist() == [50.0]
+
+
+def test_bad_checkpoints_get_clear_errors(tmp_path):
+    with pytest.raises(UserError, match="does not exist"):
+        load_agent(tmp_path / "missing.pt")
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a checkpoint")
+    with pytest.raises(UserError, match="cannot be read"):
+        load_agent(junk)
+    other = tmp_path / "other.pt"
+    torch.save({"weights": torch.zeros(2)}, other)
+    with pytest.raises(UserError, match="not a flowrl checkpoint"):
+        load_agent(other)

@@ -1,0 +1,95 @@
+"""Acting: recurrent flow inference equals recomputing the context; rows are independent."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from flowrl.agents import Agent, DecisionTransformer, DecisionTransformerConfig
+
+S, A = 4, 2
+
+
+def agent(mode: str, attention: str = "flow", context_len: int = 20) -> Agent:
+    torch.manual_seed(1)
+    cfg = DecisionTransformerConfig(
+        state_dim=S,
+        act_dim=A,
+        embed_dim=32,
+        n_layers=2,
+        n_heads=2,
+        attention=attention,
+        context_mode=mode,
+        context_len=context_len,
+        max_timestep=1000,
+    )
+    return Agent(
+        model=DecisionTransformer(cfg).eval(),
+        obs_mean=np.zeros(S, np.float32),
+        obs_std=np.full(S, 2.0, np.float32),
+        action_scale=np.full(A, 3.0, np.float32),
+        return_scale=10.0,
+        dataset="d",
+        env_id=None,
+    )
+
+
+def rollout(policy, steps: int, num_envs: int, seed: int = 0, resets=()) -> np.ndarray:
+    """Random observations and rewards fed through `policy`; returns all actions."""
+    rng = np.random.default_rng(seed)
+    policy.reset(np.ones(num_envs, bool), np.full(num_envs, 20.0))
+    actions = []
+    for t in range(steps):
+        if t in resets:
+            rows = np.zeros(num_envs, bool)
+            rows[0] = True
+            policy.reset(rows, np.full(num_envs, 15.0))
+        actions.append(policy.act(rng.normal(size=(num_envs, S))))
+        policy.observe(rng.normal(size=num_envs))
+    return np.stack(actions, 1)
+
+
+def test_recurrent_equals_recomputing_the_whole_episode():
+    ag = agent("episode")
+    fast = rollout(ag.policy(3, 301, recurrent=True), 300, 3, resets=(120,))
+    slow = rollout(ag.policy(3, 301, recurrent=False), 300, 3, resets=(120,))
+    np.testing.assert_allclose(fast, slow, rtol=1e-4, atol=1e-4)
+    assert np.abs(fast).max() <= 3.0 and np.abs(fast).max() > 0.1
+
+
+def test_window_policy_sees_only_the_last_k_steps():
+    """With K = 5, an action at step t is unchanged by observations before t - 4."""
+    ag = agent("window", context_len=5)
+    rng = np.random.default_rng(0)
+    obs = rng.normal(size=(12, 1, S))
+    rewards = rng.normal(size=(12, 1))
+    changed = obs.copy()
+    changed[:3] += 5.0
+    out = []
+    for o in (obs, changed):
+        policy = ag.policy(1, 13)
+        policy.reset(np.ones(1, bool), np.full(1, 20.0))
+        acts = []
+        for t in range(12):
+            acts.append(policy.act(o[t]))
+            policy.observe(rewards[t] * 0)  # same returns-to-go in both runs
+        out.append(np.concatenate(acts))
+    np.testing.assert_allclose(out[0][8:], out[1][8:], rtol=1e-5, atol=1e-6)
+    assert not np.allclose(out[0][:3], out[1][:3])
+
+
+def test_a_row_acts_the_same_alone_as_in_a_batch():
+    ag = agent("window")
+    rng = np.random.default_rng(5)
+    obs, rewards = rng.normal(size=(30, 3, S)), rng.normal(size=(30, 3))
+    runs = []
+    for rows in (slice(0, 3), slice(1, 2)):
+        policy = ag.policy(rows.stop - rows.start, 31)
+        policy.reset(np.ones(rows.stop - rows.start, bool), np.full(3, 20.0)[rows])
+        acts = []
+        for t in range(30):
+            acts.append(policy.act(obs[t, rows]))
+            policy.observe(rewards[t, rows])
+        runs.append(np.stack(acts, 1))
+    np.testing.assert_allclose(runs[0][1:2], runs[1], rtol=1e-5, atol=1e-6)
+    assert not np.allclose(runs[0][0], runs[0][1])
