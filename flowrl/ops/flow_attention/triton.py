@@ -57,7 +57,7 @@ class _TritonFlowAttention(torch.autograd.Function):
         M = v.shape[-1]
         out = torch.empty_like(v)
         stats = torch.empty(STATS, B * H, L, device=q.device, dtype=torch.float32)
-        vec_out, z_out, kv_out = torch.empty_like(vec_in), torch.empty_like(z_in), torch.empty_like(kv_in)
+        vec_out, z_out, kv_out = (torch.empty_like(x) for x in (vec_in, z_in, kv_in))
         blocks = _blocks(q, v)
         _flow_fwd_kernel[(B * H,)](
             q, k, v, out, stats, start, lengths, vec_in, z_in, kv_in, vec_out, z_out, kv_out,
