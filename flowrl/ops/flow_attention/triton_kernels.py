@@ -25,7 +25,7 @@ import os
 import triton
 import triton.language as tl
 
-INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
+INTERPRET = os.environ.get("TRITON_INTERPRET", "0").lower() in ("1", "true", "on")
 STATS = 5
 
 if INTERPRET:  # the interpreter runs one config, with small chunks so tests span several
@@ -285,9 +285,9 @@ def _flow_bwd_dq_kernel(
             stats_ptr, field, rows, in_seq, valid, p, clamp
         )
         W = comp[:, None] * _rows(v_ptr, rows, offs_m, svl, valid, mask_m)
-        dO = _rows(do_ptr, rows, offs_m, sdl, in_seq, mask_m)
-        scores = tl.where(causal, _mm(dO, tl.trans(W), BF16, PRECISION), 0.0)
-        u = _mm(scores, K, BF16, PRECISION) + _mm(dO, tl.trans(kv), BF16, PRECISION)
+        dout = _rows(do_ptr, rows, offs_m, sdl, in_seq, mask_m)
+        scores = tl.where(causal, _mm(dout, tl.trans(W), BF16, PRECISION), 0.0)
+        u = _mm(scores, K, BF16, PRECISION) + _mm(dout, tl.trans(kv), BF16, PRECISION)
         dq_mask = in_seq[:, None] & mask_d[None, :]
         dq = (alloc * inv_in)[:, None] * u
         tl.store(dq_ptr + rows[:, None] * D + offs_d[None, :], dq, mask=dq_mask)
