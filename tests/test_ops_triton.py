@@ -1,0 +1,208 @@
+"""The fused Triton backend against the float64 reference and the chunked backend.
+
+Without CUDA the kernels run under the Triton interpreter (TRITON_INTERPRET=1, set here
+before the kernel module is first imported) at small shapes and chunks of 16 tokens.
+Tests marked `cuda` cover bf16 and large shapes on a GPU.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+pytest.importorskip("triton")
+kernels = pytest.importorskip("flowrl.ops.flow_attention.triton_kernels")
+if not torch.cuda.is_available() and not kernels.INTERPRET:
+    pytest.skip(
+        "no CUDA and the kernels were compiled without TRITON_INTERPRET=1", allow_module_level=True
+    )
+
+from flowrl.ops import FlowAttentionState, flow_attention  # noqa: E402
+from flowrl.ops.flow_attention.api import resolve_backend  # noqa: E402
+from flowrl.ops.flow_attention.chunk import chunk_flow_attention  # noqa: E402
+from flowrl.ops.flow_attention.triton import triton_flow_attention  # noqa: E402
+from tests.flow_reference import reference_flow_attention, relative_error  # noqa: E402
+
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+CHUNK = 16 if kernels.INTERPRET else 64  # the interpreter's chunk: lengths below straddle it
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+def random_qkv(B, L, H, d, m, dtype=torch.float32, seed=0, scale=1.0):
+    g = torch.Generator().manual_seed(seed)
+    q, k = (scale * torch.randn(B, L, H, d, generator=g) for _ in range(2))
+    v = torch.randn(B, L, H, m, generator=g)
+    return [x.to(DEVICE, dtype).requires_grad_() for x in (q, k, v)]
+
+
+def grads(out, inputs, dout):
+    return torch.autograd.grad(out, inputs, dout.to(out.dtype))
+
+
+def assert_matches_reference(q, k, v, tol, **kw):
+    """Output and dq, dk, dv of the triton backend within `tol` of the float64 reference."""
+    ref = reference_flow_attention(*(x.cpu() for x in (q, k, v)), **kw)
+    dout = torch.randn_like(ref)
+    ref_grads = grads(ref, (q, k, v), dout)
+    out = flow_attention(q, k, v, backend="triton", **kw)
+    assert out.dtype == q.dtype
+    assert relative_error(out.cpu(), ref) < tol, f"out: {relative_error(out.cpu(), ref):.2e}"
+    for name, g, rg in zip("qkv", grads(out, (q, k, v), dout.to(DEVICE)), ref_grads, strict=True):
+        err = relative_error(g.cpu(), rg.cpu())
+        assert err < tol, f"d{name}: {err:.2e}"
+
+
+@pytest.mark.parametrize("L", [5, CHUNK, 2 * CHUNK + 7])
+@pytest.mark.parametrize(("d", "m"), [(16, 32), (32, 16)])
+def test_fp32_matches_reference(L, d, m):
+    q, k, v = random_qkv(2, L, 2, d, m, seed=L + d)
+    assert_matches_reference(q, k, v, tol=1e-4)
+
+
+@pytest.mark.parametrize("L", [9, 2 * CHUNK + 3])
+def test_fp16_matches_reference(L):
+    q, k, v = random_qkv(2, L, 2, 32, 32, dtype=torch.float16, seed=L)
+    assert_matches_reference(q, k, v, tol=1e-2)
+
+
+def test_head_dims_not_powers_of_two():
+    q, k, v = random_qkv(1, CHUNK + 1, 2, 20, 24, seed=3)
+    assert_matches_reference(q, k, v, tol=1e-4)
+
+
+def test_clamp_is_active_and_matches_reference():
+    """Large raw q, k push the conserved source past a small clamp: its gradient is cut."""
+    q, k, v = random_qkv(1, 2 * CHUNK + 5, 2, 16, 16, scale=4.0, seed=4)
+    assert_matches_reference(q, k, v, tol=1e-4, clamp=0.5, eps=1e-3)
+
+
+def test_length_one():
+    """At L = 1 dq and dk are O(eps) (the sink is 1 up to eps): checked in absolute terms."""
+    q, k, v = random_qkv(3, 1, 2, 16, 16, seed=5)
+    ref = reference_flow_attention(*(x.cpu() for x in (q, k, v)))
+    dout = torch.randn_like(ref)
+    out = flow_attention(q, k, v, backend="triton")
+    assert relative_error(out.cpu(), ref) < 1e-5
+    got, want = grads(out, (q, k, v), dout.to(DEVICE)), grads(ref, (q, k, v), dout)
+    assert relative_error(got[2].cpu(), want[2].cpu()) < 1e-5
+    for g, rg in zip(got[:2], want[:2], strict=True):
+        assert (g.cpu() - rg.cpu()).abs().max() < 1e-6
+        assert rg.abs().max() < 1e-4
+
+
+def test_packed_sequences_match_reference():
+    """cu_seqlens through the public API: each sequence as if alone, gradients included."""
+    lengths = [1, CHUNK + 3, 4, 2 * CHUNK]
+    seqs = [random_qkv(1, n, 2, 16, 16, seed=10 + i) for i, n in enumerate(lengths)]
+    packed = [torch.cat(xs, 1).detach().requires_grad_() for xs in zip(*seqs, strict=True)]
+    cu = torch.tensor([0, *torch.tensor(lengths).cumsum(0).tolist()], device=DEVICE)
+    out, state = flow_attention(*packed, backend="triton", cu_seqlens=cu, return_state=True)
+    dout = torch.randn_like(out)
+    packed_grads = grads(out, packed, dout)
+    _, chunked_state = flow_attention(
+        *(x.detach() for x in packed), backend="chunked", cu_seqlens=cu, return_state=True
+    )
+    for name, t in chunked_state.tensors().items():
+        torch.testing.assert_close(getattr(state, name), t, rtol=1e-5, atol=1e-5)
+    refs = [reference_flow_attention(*(x.cpu() for x in xs)) for xs in seqs]
+    assert relative_error(out.cpu(), torch.cat(refs, 1)) < 1e-4
+    douts = dout.cpu().double().split(lengths, 1)
+    ref_grads = [grads(r, xs, g) for r, xs, g in zip(refs, seqs, douts, strict=True)]
+    for i, g in enumerate(packed_grads):  # as a whole: dq, dk of the L = 1 sequence are O(eps)
+        rg = torch.cat([sequence_grads[i].cpu() for sequence_grads in ref_grads], 1)
+        assert relative_error(g.cpu(), rg) < 1e-4
+
+
+def test_right_padding_is_ignored():
+    """Garbage after each row's length changes no real output, gradient or final state."""
+    lengths = torch.tensor([3, 2 * CHUNK + 1, CHUNK], device=DEVICE)
+    q, k, v = (x.detach().transpose(1, 2) for x in random_qkv(3, 2 * CHUNK + 1, 2, 16, 8, seed=6))
+    valid = torch.arange(q.shape[2], device=DEVICE).view(-1, 1) < lengths.view(-1, 1, 1, 1)
+    dout = torch.randn_like(v) * valid
+    results = []
+    for fn, garbage in ((triton_flow_attention, 1e3), (chunk_flow_attention, 0.0)):
+        xs = [torch.where(valid, x, garbage).requires_grad_() for x in (q, k, v)]
+        out, state = fn(*xs, eps=1e-6, clamp=10.0, lengths=lengths)
+        results.append((out * valid, grads(out, xs, dout), state))
+    (out, g, state), (ref_out, ref_g, ref_state) = results
+    torch.testing.assert_close(out, ref_out, rtol=1e-5, atol=1e-6)
+    for a, b in zip(g, ref_g, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+    for name, t in ref_state.tensors().items():
+        torch.testing.assert_close(getattr(state, name), t, rtol=1e-5, atol=1e-5)
+
+
+def test_state_continues_a_prefix():
+    """return_state after a prefix, then initial_state, equals one full run; and the chunked
+    backend from the same state gives the same output, gradients and final state."""
+    L, p = 2 * CHUNK + 9, CHUNK + 5
+    q, k, v = random_qkv(2, L, 2, 16, 8, seed=7)
+    full = reference_flow_attention(*(x.detach().cpu() for x in (q, k, v)))
+    head, state = flow_attention(q[:, :p], k[:, :p], v[:, :p], backend="triton", return_state=True)
+    assert state.position.tolist() == [p, p]
+    assert all(t.dtype in (torch.float32, torch.long) for t in state.tensors().values())
+    tails, tail_grads, finals = [], [], []
+    rest = [x[:, p:].detach().requires_grad_() for x in (q, k, v)]
+    dout = torch.randn_like(rest[2])
+    for backend in ("triton", "chunked"):
+        tail, final = flow_attention(*rest, backend=backend, initial_state=state, return_state=True)
+        tails.append(tail)
+        tail_grads.append(grads(tail, rest, dout))
+        finals.append(final)
+    assert relative_error(torch.cat([head, tails[0]], 1).cpu(), full) < 1e-4
+    torch.testing.assert_close(tails[0], tails[1], rtol=1e-4, atol=1e-6)
+    for a, b in zip(*tail_grads, strict=True):
+        assert relative_error(a, b) < 1e-4
+    for name, t in finals[1].tensors().items():
+        torch.testing.assert_close(getattr(finals[0], name), t, rtol=1e-5, atol=1e-5)
+
+
+def test_state_with_grad_is_rejected():
+    q, k, v = (x.detach() for x in random_qkv(1, 4, 2, 16, 16))
+    state = FlowAttentionState.zeros(1, 2, 16, 16, device=DEVICE)
+    state.kv.requires_grad_()
+    with pytest.raises(ValueError, match="initial_state"):
+        flow_attention(q, k, v, backend="triton", initial_state=state)
+
+
+@pytest.mark.cuda
+@needs_cuda
+def test_auto_picks_triton_on_cuda():
+    assert resolve_backend("auto", torch.device("cuda")) is triton_flow_attention
+
+
+@pytest.mark.cuda
+@needs_cuda
+@pytest.mark.parametrize("L", [63, 1000])
+def test_bf16_matches_reference(L):
+    q, k, v = random_qkv(2, L, 2, 64, 64, dtype=torch.bfloat16, seed=L)
+    assert_matches_reference(q, k, v, tol=1e-2)
+
+
+@pytest.mark.cuda
+@needs_cuda
+@pytest.mark.parametrize(
+    ("dtype", "d", "m", "tol"),
+    [
+        (torch.float32, 128, 128, 1e-4),
+        (torch.float32, 64, 32, 1e-4),
+        (torch.float16, 64, 64, 1e-2),
+        (torch.bfloat16, 64, 64, 1e-2),
+        (torch.bfloat16, 128, 64, 1e-2),
+    ],
+)
+def test_large_shapes_match_chunked_float64(dtype, d, m, tol):
+    """8K tokens against the chunked backend in float64 (the reference is O(L^2))."""
+    q, k, v = random_qkv(2, 8192 + 17, 4, d, m, dtype=dtype, seed=d + m)
+    exact = [x.detach().double().requires_grad_() for x in (q, k, v)]
+    ref = flow_attention(*exact, backend="chunked")
+    dout = torch.randn_like(ref)
+    out = flow_attention(q, k, v, backend="triton")
+    assert relative_error(out, ref) < tol, f"out: {relative_error(out, ref):.2e}"
+    pairs = zip("qkv", grads(out, (q, k, v), dout), grads(ref, exact, dout), strict=True)
+    for name, g, rg in pairs:
+        assert relative_error(g, rg) < tol, f"d{name}: {relative_error(g, rg):.2e}"
