@@ -33,12 +33,14 @@ def resolve_backend(backend: str, device: torch.device) -> Callable:
         return naive_flow_attention
     if backend == "chunked":
         return chunk_flow_attention
+    if backend == "auto" and device.type != "cuda":
+        return chunk_flow_attention
     fused = _triton_backend()
-    if backend == "triton":
-        if fused is None:
+    if fused is None:
+        if backend == "triton":
             raise ValueError("backend='triton' needs the `triton` package and its kernel module")
-        return fused
-    return fused if fused is not None and device.type == "cuda" else chunk_flow_attention
+        return chunk_flow_attention
+    return fused
 
 
 def _check_qkv(q: Tensor, k: Tensor, v: Tensor, rank: int, layout: str) -> None:
