@@ -21,7 +21,7 @@ lint: install
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
 
 demo: install
-	$(PY) benchmarks/attention.py --quick
+	$(VENV)/bin/flowrl train
 
 bench: install
 	$(PY) benchmarks/attention.py

@@ -14,13 +14,15 @@ HDF5_SUFFIXES = (".hdf5", ".h5")
 
 
 def load_dataset(spec: str, *, download: bool = False) -> EpisodeDataset:
-    """Loads a dataset into memory.
+    """Loads a dataset into memory; `a+b` loads the union of two (e.g. medium + expert).
 
     `spec` is, in this order: a path to an .hdf5/.h5 file in D4RL's layout; a D4RL name such
     as `hopper-medium-v2` (file under `D4RL_DATASET_DIR`); a Minari id such as
     `mujoco/hopper/medium-v0` (under `MINARI_DATASETS_PATH`). Nothing is downloaded unless
     `download` is true.
     """
+    if "+" in spec:
+        return union([load_dataset(part, download=download) for part in spec.split("+")], spec)
     path = Path(spec).expanduser()
     if path.suffix.lower() in HDF5_SUFFIXES:
         if not path.is_file():
@@ -34,4 +36,24 @@ def load_dataset(spec: str, *, download: bool = False) -> EpisodeDataset:
     raise UserError(
         f"unknown dataset {spec!r}: not an .hdf5/.h5 file, not a D4RL name like hopper-medium-v2, "
         f"not a Minari id like mujoco/hopper/medium-v0 (local root {minari_root()})"
+    )
+
+
+def union(parts: list[EpisodeDataset], name: str) -> EpisodeDataset:
+    """All episodes of `parts`, which must share an environment and reference returns."""
+    first = parts[0]
+    for part in parts[1:]:
+        ours = (first.env_id, first.ref_min_score, first.ref_max_score)
+        theirs = (part.env_id, part.ref_min_score, part.ref_max_score)
+        if ours != theirs:
+            raise UserError(
+                f"cannot join {first.name!r} and {part.name!r}: their (env_id, reference "
+                f"returns) differ, {ours} vs {theirs}"
+            )
+    return EpisodeDataset(
+        name,
+        [ep for part in parts for ep in part.episodes],
+        ref_min_score=first.ref_min_score,
+        ref_max_score=first.ref_max_score,
+        env_id=first.env_id,
     )

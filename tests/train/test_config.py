@@ -1,0 +1,49 @@
+"""Configuration files and overrides."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from flowrl.errors import UserError
+from flowrl.train.config import TrainConfig, load_config
+
+CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs").rglob("*.yaml"))
+
+
+def test_every_shipped_config_loads():
+    assert len(CONFIGS) >= 20
+    for path in CONFIGS:
+        cfg = load_config(path)
+        assert isinstance(cfg, TrainConfig), path
+
+
+def test_quickstart_file_is_the_built_in_default():
+    quickstart = next(p for p in CONFIGS if p.name == "quickstart.yaml")
+    assert load_config(quickstart) == load_config(None) == TrainConfig()
+
+
+def test_paper_settings_for_d4rl():
+    cfg = load_config(next(p for p in CONFIGS if p.name == "hopper-medium-v2.yaml"))
+    assert (cfg.model.embed_dim, cfg.model.n_layers, cfg.model.n_heads) == (256, 3, 4)
+    assert (cfg.model.context_len, cfg.optim.batch_size, cfg.optim.warmup_steps) == (20, 64, 10000)
+    assert cfg.eval.target_returns == [3600, 1800] and cfg.data.return_scale == 1000
+
+
+def test_overrides_are_typed_and_checked():
+    cfg = load_config(
+        None, ["optim.lr=3e-4", "model.attention=softmax", "eval.target_returns=[1,2]"]
+    )
+    assert cfg.optim.lr == 3e-4 and cfg.model.attention == "softmax"
+    assert cfg.eval.target_returns == [1.0, 2.0]
+    for bad, message in [
+        (["optim.lrr=1"], "optim.lrr"),
+        (["optim.lr=abc"], "optim.lr"),
+        (["steps=0"], "steps=0"),
+        (["model.embed_dim=30", "model.n_heads=4"], "divisible"),
+        (["model.attention=softmax", "model.context_mode=episode"], "needs model.attention=flow"),
+        (["noequals"], "key=value"),
+    ]:
+        with pytest.raises(UserError, match=message):
+            load_config(None, bad)
