@@ -141,10 +141,7 @@ def run_episodes(
     num_envs = envs.num_envs
     returns = np.zeros((len(target_returns), episodes))
     lengths = np.zeros((len(target_returns), episodes), dtype=np.int64)
-    with (
-        closing(envs),
-        tqdm(total=returns.size, desc=f"eval {env_id}", unit="ep", disable=not progress) as bar,
-    ):
+    with closing(envs):
         check_spaces(agent, envs, env_id)
         limit = episode_limit(env_id, max_steps)
         policy = agent.policy(num_envs, limit + 1, recurrent=recurrent, device=device)
@@ -153,7 +150,7 @@ def run_episodes(
         ep_return, ep_length = np.zeros(num_envs), np.zeros(num_envs, dtype=np.int64)
 
         def assign(free: np.ndarray, obs: np.ndarray | None) -> np.ndarray:
-            """Resets the free slots with the next jobs (or parks them); returns observations."""
+            """Resets the free slots with the next jobs, or parks them; returns observations."""
             seeds: list[int | None] = [None] * num_envs
             targets = np.zeros(num_envs)
             for slot in np.flatnonzero(free):
@@ -166,23 +163,25 @@ def run_episodes(
             ep_return[free], ep_length[free] = 0.0, 0
             return new_obs if obs is None else np.where(free[:, None], new_obs, obs)
 
-        obs = assign(np.ones(num_envs, dtype=bool), None)
-        while any(job is not None for job in slot_job):
-            actions = policy.act(obs)
-            obs, reward, terminated, truncated, _ = envs.step(actions)
-            policy.observe(reward)
-            ep_return += reward
-            ep_length += 1
-            ended = terminated | truncated
-            active = np.array([job is not None for job in slot_job])
-            finished = active & (ended | (ep_length >= limit))
-            for slot in np.flatnonzero(finished):
-                t, i = slot_job[slot]
-                returns[t, i], lengths[t, i] = ep_return[slot], ep_length[slot]
-            bar.update(int(finished.sum()))
-            free = finished | (ended & ~active)
-            if free.any():
-                obs = assign(free, obs)
+        bar = tqdm(total=returns.size, desc=f"eval {env_id}", unit="ep", disable=not progress)
+        with bar:
+            obs = assign(np.ones(num_envs, dtype=bool), None)
+            while any(job is not None for job in slot_job):
+                actions = policy.act(obs)
+                obs, reward, terminated, truncated, _ = envs.step(actions)
+                policy.observe(reward)
+                ep_return += reward
+                ep_length += 1
+                ended = terminated | truncated
+                active = np.array([job is not None for job in slot_job])
+                finished = active & (ended | (ep_length >= limit))
+                for slot in np.flatnonzero(finished):
+                    t, i = slot_job[slot]
+                    returns[t, i], lengths[t, i] = ep_return[slot], ep_length[slot]
+                bar.update(int(finished.sum()))
+                free = finished | (ended & ~active)
+                if free.any():
+                    obs = assign(free, obs)
     return [
         TargetResult(target, returns[t], lengths[t], agent.normalized_score(returns[t]))
         for t, target in enumerate(target_returns)
