@@ -4,6 +4,9 @@ The policy keeps each environment's history (states, actions, returns-to-go) and
 conditions on a target return decremented by each reward received. Window mode
 recomputes the last K steps; episode mode recomputes the whole episode so far, or,
 for flow agents, steps through the attention's recurrent state at constant cost.
+Softmax agents act in window mode only (episode mode needs flow attention), so they
+recompute the last K steps rather than keep a KV cache. Timesteps past the model's
+`max_timestep` reuse its last timestep embedding, as in training.
 """
 
 from __future__ import annotations
@@ -74,7 +77,8 @@ class DecisionTransformerPolicy:
         reward = torch.as_tensor(rewards, dtype=torch.float32, device=self.device)
         rows = torch.arange(reward.shape[0], device=self.device)
         if self.recurrent:
-            self._feed(self.model.embed_action(self.actions[rows, self.t]), self.t)
+            t = self.t.clamp(max=self.model.cfg.max_timestep - 1)
+            self._feed(self.model.embed_action(self.actions[rows, self.t]), t)
         nxt = (self.t + 1).clamp(max=self.states.shape[1] - 1)
         self.returns_to_go[rows, nxt] = (
             self.returns_to_go[rows, self.t] - reward / self.return_scale

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
-from flowrl.agents import load_agent
-from flowrl.eval import evaluate
+from flowrl.agents import Agent, load_agent
+from flowrl.eval import VideoUnavailable, evaluate, record_videos
 
 
 def add_parser(subparsers: argparse._SubParsersAction, name: str) -> None:
@@ -26,14 +27,20 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str) -> None:
     parser.add_argument("--env", help="environment id; default: the checkpoint's")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--json", type=Path, help="write the results to this JSON file")
+    parser.add_argument(
+        "--video", type=Path, metavar="DIR", help="record a few episodes per target to DIR"
+    )
+    parser.add_argument(
+        "--video-episodes", type=int, default=2, help="episodes recorded per target (--video)"
+    )
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from flowrl.errors import UserError
 
-    if args.episodes <= 0 or args.num_envs <= 0:
-        raise UserError("--episodes and --num-envs must be positive")
+    if args.episodes <= 0 or args.num_envs <= 0 or args.video_episodes <= 0:
+        raise UserError("--episodes, --num-envs and --video-episodes must be positive")
     agent = load_agent(args.checkpoint)
     targets = args.target or agent.target_returns
     results = evaluate(
@@ -60,4 +67,25 @@ def run(args: argparse.Namespace) -> int:
         payload = {"checkpoint": str(args.checkpoint), "env_id": args.env or agent.env_id}
         payload["targets"] = {f"{s['target_return']:g}": s for s in summaries}
         args.json.write_text(json.dumps(payload, indent=2) + "\n")
+    if args.video:
+        videos(args, agent, targets)
     return 0
+
+
+def videos(args: argparse.Namespace, agent: Agent, targets: list[float]) -> None:
+    """Records videos, or says on stderr why this machine cannot."""
+    try:
+        paths = record_videos(
+            agent,
+            args.video,
+            target_returns=targets,
+            episodes=min(args.video_episodes, args.episodes),
+            seed=args.seed,
+            max_steps=args.max_steps,
+            env_id=args.env,
+            device=args.device,
+        )
+    except VideoUnavailable as err:
+        print(f"flowrl eval: video skipped: {err}", file=sys.stderr)
+        return
+    print(f"wrote {len(paths)} videos to {args.video}")

@@ -2,11 +2,17 @@
 
 Episode i of every target is reset with seed `seed + i`, whichever environment slot
 runs it, so results depend on the seed alone, not on M.
+
+The vector env runs without autoreset and steps every slot at every step (Gymnasium's
+vector API cannot step a subset). A slot with no episode left to run is parked: reset
+whenever its environment ends, and its actions and rewards are ignored.
 """
 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable, Sequence
+from contextlib import closing
 from dataclasses import dataclass
 
 import gymnasium as gym
@@ -38,14 +44,23 @@ class TargetResult:
         }
 
 
-def make_envs(env_id: str, num_envs: int) -> gym.vector.VectorEnv:
+def make_envs(
+    env_id: str,
+    num_envs: int,
+    *,
+    render_mode: str | None = None,
+    wrappers: Sequence[Callable[[gym.Env], gym.Wrapper]] = (),
+) -> gym.vector.VectorEnv:
     """Synchronous vector env without autoreset: the evaluator resets each slot itself."""
+    kwargs = {} if render_mode is None else {"render_mode": render_mode}
     try:
         return gym.make_vec(
             env_id,
             num_envs=num_envs,
             vectorization_mode="sync",
             vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.DISABLED},
+            wrappers=list(wrappers) or None,
+            **kwargs,
         )
     except gym.error.Error as err:
         raise UserError(f"cannot make environment {env_id!r}: {err}") from None
@@ -56,6 +71,26 @@ def make_envs(env_id: str, num_envs: int) -> gym.vector.VectorEnv:
 def episode_limit(env_id: str, max_steps: int) -> int:
     spec = gym.spec(env_id)
     return min(max_steps, spec.max_episode_steps or max_steps)
+
+
+def resolve_env_id(agent: Agent, env_id: str | None) -> str:
+    """`env_id`, else the agent's own; a UserError when neither names one."""
+    env_id = env_id or agent.env_id
+    if not env_id:
+        raise UserError("the agent names no environment to evaluate in; pass env_id")
+    return env_id
+
+
+def check_spaces(agent: Agent, envs: gym.vector.VectorEnv, env_id: str) -> None:
+    """A UserError unless the env's observations and actions have the agent's sizes."""
+    cfg = agent.model.cfg
+    obs, act = envs.single_observation_space, envs.single_action_space
+    if not isinstance(obs, gym.spaces.Box) or obs.shape != (cfg.state_dim,):
+        raise UserError(
+            f"{env_id} observes {obs}; the agent expects vectors of size {cfg.state_dim}"
+        )
+    if not isinstance(act, gym.spaces.Box) or act.shape != (cfg.act_dim,):
+        raise UserError(f"{env_id} acts in {act}; the agent outputs vectors of size {cfg.act_dim}")
 
 
 def evaluate(
@@ -72,57 +107,81 @@ def evaluate(
     progress: bool = False,
 ) -> list[TargetResult]:
     """Runs `episodes` episodes per target return; returns one result per target."""
-    env_id = env_id or agent.env_id
-    if not env_id:
-        raise UserError("the agent names no environment to evaluate in; pass env_id")
+    env_id = resolve_env_id(agent, env_id)
     if not target_returns:
         raise UserError("no target returns to evaluate")
-    envs = make_envs(env_id, num_envs)
-    try:
+    return run_episodes(
+        agent,
+        make_envs(env_id, num_envs),
+        env_id,
+        target_returns=target_returns,
+        episodes=episodes,
+        seed=seed,
+        max_steps=max_steps,
+        recurrent=recurrent,
+        device=device,
+        progress=progress,
+    )
+
+
+def run_episodes(
+    agent: Agent,
+    envs: gym.vector.VectorEnv,
+    env_id: str,
+    *,
+    target_returns: list[float],
+    episodes: int,
+    seed: int,
+    max_steps: int,
+    recurrent: bool | None,
+    device: torch.device | str,
+    progress: bool,
+) -> list[TargetResult]:
+    """`evaluate` in the given vector env, which it closes, whether it succeeds or not."""
+    num_envs = envs.num_envs
+    returns = np.zeros((len(target_returns), episodes))
+    lengths = np.zeros((len(target_returns), episodes), dtype=np.int64)
+    with closing(envs):
+        check_spaces(agent, envs, env_id)
         limit = episode_limit(env_id, max_steps)
         policy = agent.policy(num_envs, limit + 1, recurrent=recurrent, device=device)
         jobs = deque((t, i) for t in range(len(target_returns)) for i in range(episodes))
-        returns = np.zeros((len(target_returns), episodes))
-        lengths = np.zeros((len(target_returns), episodes), dtype=np.int64)
         slot_job: list[tuple[int, int] | None] = [None] * num_envs
         ep_return, ep_length = np.zeros(num_envs), np.zeros(num_envs, dtype=np.int64)
-        bar = tqdm(total=len(jobs), desc=f"eval {env_id}", unit="ep", disable=not progress)
 
         def assign(free: np.ndarray, obs: np.ndarray | None) -> np.ndarray:
-            """Starts the next jobs in the free slots; returns the observations."""
-            start = np.zeros(num_envs, dtype=bool)
+            """Resets the free slots with the next jobs, or parks them; returns observations."""
             seeds: list[int | None] = [None] * num_envs
             targets = np.zeros(num_envs)
             for slot in np.flatnonzero(free):
                 slot_job[slot] = jobs.popleft() if jobs else None
                 if slot_job[slot] is not None:
                     t, i = slot_job[slot]
-                    start[slot], seeds[slot], targets[slot] = True, seed + i, target_returns[t]
-            if start.any():
-                new_obs, _ = envs.reset(seed=seeds, options={"reset_mask": start})
-                obs = new_obs if obs is None else np.where(start[:, None], new_obs, obs)
-                policy.reset(start, targets)
-                ep_return[start], ep_length[start] = 0.0, 0
-            return obs
+                    seeds[slot], targets[slot] = seed + i, target_returns[t]
+            new_obs, _ = envs.reset(seed=seeds, options={"reset_mask": free})
+            policy.reset(free, targets)
+            ep_return[free], ep_length[free] = 0.0, 0
+            return new_obs if obs is None else np.where(free[:, None], new_obs, obs)
 
-        obs = assign(np.ones(num_envs, dtype=bool), None)
-        while any(job is not None for job in slot_job):
-            actions = policy.act(obs)
-            obs, reward, terminated, truncated, _ = envs.step(actions)
-            policy.observe(reward)
-            ep_return += reward
-            ep_length += 1
-            done = terminated | truncated | (ep_length >= limit)
-            finished = np.array([done[s] and slot_job[s] is not None for s in range(num_envs)])
-            for slot in np.flatnonzero(finished):
-                t, i = slot_job[slot]
-                returns[t, i], lengths[t, i] = ep_return[slot], ep_length[slot]
-                bar.update(1)
-            if finished.any():
-                obs = assign(finished, obs)
-        bar.close()
-    finally:
-        envs.close()
+        bar = tqdm(total=returns.size, desc=f"eval {env_id}", unit="ep", disable=not progress)
+        with bar:
+            obs = assign(np.ones(num_envs, dtype=bool), None)
+            while any(job is not None for job in slot_job):
+                actions = policy.act(obs)
+                obs, reward, terminated, truncated, _ = envs.step(actions)
+                policy.observe(reward)
+                ep_return += reward
+                ep_length += 1
+                ended = terminated | truncated
+                active = np.array([job is not None for job in slot_job])
+                finished = active & (ended | (ep_length >= limit))
+                for slot in np.flatnonzero(finished):
+                    t, i = slot_job[slot]
+                    returns[t, i], lengths[t, i] = ep_return[slot], ep_length[slot]
+                bar.update(int(finished.sum()))
+                free = finished | (ended & ~active)
+                if free.any():
+                    obs = assign(free, obs)
     return [
         TargetResult(target, returns[t], lengths[t], agent.normalized_score(returns[t]))
         for t, target in enumerate(target_returns)

@@ -10,7 +10,9 @@ from flowrl.agents import Agent, DecisionTransformer, DecisionTransformerConfig
 S, A = 4, 2
 
 
-def agent(mode: str, attention: str = "flow", context_len: int = 20) -> Agent:
+def agent(
+    mode: str, attention: str = "flow", context_len: int = 20, max_timestep: int = 1000
+) -> Agent:
     torch.manual_seed(1)
     cfg = DecisionTransformerConfig(
         state_dim=S,
@@ -21,7 +23,7 @@ def agent(mode: str, attention: str = "flow", context_len: int = 20) -> Agent:
         attention=attention,
         context_mode=mode,
         context_len=context_len,
-        max_timestep=1000,
+        max_timestep=max_timestep,
     )
     return Agent(
         model=DecisionTransformer(cfg).eval(),
@@ -55,6 +57,14 @@ def test_recurrent_equals_recomputing_the_whole_episode():
     slow = rollout(ag.policy(3, 301, recurrent=False), 300, 3, resets=(120,))
     np.testing.assert_allclose(fast, slow, rtol=1e-4, atol=1e-4)
     assert np.abs(fast).max() <= 3.0 and np.abs(fast).max() > 0.1
+
+
+def test_recurrent_acting_past_the_last_timestep_embedding():
+    """Episodes longer than max_timestep reuse the last embedding in both paths."""
+    ag = agent("episode", max_timestep=8)
+    fast = rollout(ag.policy(2, 21, recurrent=True), 20, 2)
+    slow = rollout(ag.policy(2, 21, recurrent=False), 20, 2)
+    np.testing.assert_allclose(fast, slow, rtol=1e-4, atol=1e-4)
 
 
 def test_window_policy_sees_only_the_last_k_steps():
