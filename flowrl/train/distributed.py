@@ -111,4 +111,4 @@ def sum_over_ranks(values: list[float], device: torch.device) -> list[float]:
 
 def derived_seed(*keys: int) -> int:
     """A 63-bit seed from integer keys (e.g. seed, rank, step): distinct keys, unrelated seeds."""
-    return int(np.random.SeedSequence(list(keys)).generate_state(2, np.uint64)[0] >> 1)
+    return int(np.random.SeedSequence(list(keys)).generate_state(1, np.uint64)[0] >> 1)

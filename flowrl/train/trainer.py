@@ -177,12 +177,13 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.step, self.best_score = state["step"], state["best_score"]
-        ranks = state["ranks"]
+        # checkpoints from before DDP: one process's sampler and CPU RNG at the top level
+        ranks = state.get("ranks") or [{"sampler": state["sampler"], "rng": state["rng"]}]
         if len(ranks) == self.world_size:  # each rank continues its own streams: exact
             own = ranks[self.rank]
             self.sampler.load_state_dict(own["sampler"])
             torch.set_rng_state(own["rng"]["torch"])
-            if "cuda" in own["rng"] and self.device.type == "cuda":
+            if isinstance(own["rng"].get("cuda"), torch.Tensor) and self.device.type == "cuda":
                 torch.cuda.set_rng_state(own["rng"]["cuda"], self.device)
         else:  # another world size: new streams, deterministic in (seed, rank, step)
             seed = distributed.derived_seed(self.cfg.seed, self.rank, self.step)
@@ -261,8 +262,7 @@ class Trainer:
         return results, score
 
     def fit(self) -> dict[str, Any]:
-        """Trains up to cfg.steps; returns the final evaluation's summaries (rank 0's; [] on
-        the others)."""
+        """Trains up to cfg.steps; returns the final evaluation's summaries ([] off rank 0)."""
         cfg = self.cfg
         logger = MetricsLogger(self.run_dir, enabled=self.is_main)
         if self.is_main:
