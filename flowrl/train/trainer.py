@@ -177,7 +177,7 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.step, self.best_score = state["step"], state["best_score"]
-        # checkpoints from before DDP: one process's sampler and CPU RNG at the top level
+        # checkpoints from before DDP: one process's states at the top level (CUDA's as a list)
         ranks = state.get("ranks") or [{"sampler": state["sampler"], "rng": state["rng"]}]
         if len(ranks) == self.world_size:  # each rank continues its own streams: exact
             own = ranks[self.rank]
