@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from flowrl.train import Trainer, load_config
+from flowrl.train import Trainer, distributed, load_config
 from flowrl.train.config import QUICKSTART_DATASET
+from flowrl.train.trainer import resolve_device
 
 
 def add_parser(subparsers: argparse._SubParsersAction, name: str) -> None:
@@ -31,8 +32,11 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.overrides)
-    trainer = Trainer(cfg, resume=args.resume, progress=not args.no_progress)
-    summary = trainer.fit()
+    with distributed.process_group(resolve_device(cfg.device)):  # under torchrun: DDP
+        trainer = Trainer(cfg, resume=args.resume, progress=not args.no_progress)
+        summary = trainer.fit()
+    if not trainer.is_main:
+        return 0
     ds = trainer.dataset
     print(f"\ndataset {ds.name}: {ds.num_episodes} episodes, env {ds.env_id}")
     average, best = float(ds.returns.mean()), float(ds.returns.max())

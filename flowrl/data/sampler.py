@@ -82,6 +82,10 @@ class _Sampler:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.rng.bit_generator.state = state["bit_generator"]
 
+    def reseed(self, seed: int) -> None:
+        """Restarts the generator from `seed`, as if the sampler had been built with it."""
+        self.rng = np.random.default_rng(seed)
+
 
 class WindowSampler(_Sampler):
     """Windows of `context_len` steps starting anywhere in an episode, right-padded.

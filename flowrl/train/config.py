@@ -41,7 +41,7 @@ class ModelConfig:
 
 @dataclass
 class OptimConfig:
-    batch_size: int = 64
+    batch_size: int = 64  # per rank: under torchrun the global batch is batch_size x ranks
     lr: float = 1e-3
     weight_decay: float = 1e-4
     warmup_steps: int = 200

@@ -1,5 +1,9 @@
 """The training loop: AdamW with linear warmup, clipping, mixed precision, periodic
-evaluation, atomic checkpoints that resume exactly, TensorBoard and JSONL metrics."""
+evaluation, atomic checkpoints that resume exactly, TensorBoard and JSONL metrics.
+
+Under torchrun it trains with DistributedDataParallel: each rank samples its own batches
+(seed + rank), gradients are averaged, and only rank 0 logs, evaluates and writes files.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from flowrl.agents import Agent, DecisionTransformer, DecisionTransformerConfig, action_loss
@@ -18,16 +23,28 @@ from flowrl.agents.agent import load_checkpoint, save_atomic
 from flowrl.data import EpisodeDataset, EpisodeSampler, WindowSampler
 from flowrl.errors import UserError
 from flowrl.eval import TargetResult, evaluate
+from flowrl.train import distributed
 from flowrl.train.config import TrainConfig, save_config
 from flowrl.train.datasets import load_training_dataset
 from flowrl.train.logger import MetricsLogger, flatten
 
 
 def resolve_device(name: str) -> torch.device:
+    """The configured device; under torchrun, CUDA means this rank's GPU, cuda:LOCAL_RANK."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise UserError(f"device={name!r} but CUDA is not available on this machine")
+    if name.startswith("cuda") and distributed.launched():
+        if name != "cuda":
+            raise UserError(f"device={name!r} under torchrun: use cuda or auto (cuda:LOCAL_RANK)")
+        index, count = distributed.local_rank(), torch.cuda.device_count()
+        if index >= count:
+            raise UserError(
+                f"LOCAL_RANK={index} but this machine has {count} CUDA devices: "
+                f"start at most {count} processes per node"
+            )
+        return torch.device("cuda", index)
     return torch.device(name)
 
 
@@ -55,14 +72,20 @@ class Trainer:
     def __init__(self, cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> None:
         self.cfg, self.progress = cfg, progress
         self.device = resolve_device(cfg.device)
+        self.rank, self.world_size = distributed.rank(), distributed.world_size()
+        self.is_main = self.rank == 0
         out_dir = Path(cfg.out_dir)
-        self.run_dir = out_dir / cfg.name if resume else new_run_dir(out_dir, cfg.name)
+        run_dir = out_dir / cfg.name if resume else new_run_dir(out_dir, cfg.name)
+        self.run_dir: Path = distributed.broadcast(run_dir)  # rank 0's choice for all
         checkpoint = self.run_dir / "checkpoints" / "last.pt"
         if resume and not checkpoint.is_file():
             raise UserError(f"--resume: no checkpoint at {checkpoint}")
 
-        torch.manual_seed(cfg.seed)
-        self.dataset: EpisodeDataset = load_training_dataset(cfg.data, progress=progress)
+        torch.manual_seed(cfg.seed + self.rank)  # own dropout per rank; DDP copies rank 0's init
+        with distributed.main_first():  # a download happens once, on rank 0
+            self.dataset: EpisodeDataset = load_training_dataset(
+                cfg.data, progress=progress and self.is_main
+            )
         model_cfg = DecisionTransformerConfig(
             state_dim=self.dataset.obs_dim, act_dim=self.dataset.act_dim, **asdict(cfg.model)
         )
@@ -84,12 +107,16 @@ class Trainer:
             **{length_key: cfg.model.context_len},
             batch_size=cfg.optim.batch_size,
             return_scale=cfg.data.return_scale,
-            seed=cfg.seed,
+            seed=cfg.seed + self.rank,
         )
         self.bf16 = cfg.precision == "bf16" or (
             cfg.precision == "auto" and self.device.type == "cuda"
         )
-        self.train_model = torch.compile(self.model) if cfg.compile else self.model
+        model: torch.nn.Module = self.model  # kept unwrapped for saving and evaluation
+        if self.world_size > 1:  # averages the gradients over ranks in backward()
+            cuda = self.device.type == "cuda"
+            model = DistributedDataParallel(model, device_ids=[self.device] if cuda else None)
+        self.train_model = torch.compile(model) if cfg.compile else model
         self.target_returns = cfg.eval.target_returns or [default_target(self.dataset)]
         self.action_scale = action_scale(self.dataset)
         self._action_scale = torch.as_tensor(self.action_scale, device=self.device)
@@ -114,23 +141,28 @@ class Trainer:
         )
 
     def save(self, name: str) -> Path:
+        """Rank 0 writes checkpoints/`name` with every rank's sampler and RNG states.
+
+        Under torchrun every rank must call it: it gathers those states.
+        """
         path = self.run_dir / "checkpoints" / name
         rng = {"torch": torch.get_rng_state()}
-        if torch.cuda.is_available():
-            rng["cuda"] = torch.cuda.get_rng_state_all()
-        save_atomic(
-            {
-                "agent": self.agent().state_dict(),
-                "train_config": self.cfg.to_dict(),
-                "step": self.step,
-                "best_score": self.best_score,
-                "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(),
-                "sampler": self.sampler.state_dict(),
-                "rng": rng,
-            },
-            path,
-        )
+        if self.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(self.device)
+        ranks = distributed.gather({"sampler": self.sampler.state_dict(), "rng": rng})
+        if self.is_main:
+            save_atomic(
+                {
+                    "agent": self.agent().state_dict(),
+                    "train_config": self.cfg.to_dict(),
+                    "step": self.step,
+                    "best_score": self.best_score,
+                    "optimizer": self.optimizer.state_dict(),
+                    "scheduler": self.scheduler.state_dict(),
+                    "ranks": ranks,  # one {"sampler", "rng"} per rank, in rank order
+                },
+                path,
+            )
         return path
 
     def _restore(self, state: dict[str, Any]) -> None:
@@ -144,11 +176,19 @@ class Trainer:
         self.model.load_state_dict(state["agent"]["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
-        self.sampler.load_state_dict(state["sampler"])
-        torch.set_rng_state(state["rng"]["torch"])
-        if "cuda" in state["rng"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
         self.step, self.best_score = state["step"], state["best_score"]
+        # checkpoints from before DDP: one process's states at the top level (CUDA's as a list)
+        ranks = state.get("ranks") or [{"sampler": state["sampler"], "rng": state["rng"]}]
+        if len(ranks) == self.world_size:  # each rank continues its own streams: exact
+            own = ranks[self.rank]
+            self.sampler.load_state_dict(own["sampler"])
+            torch.set_rng_state(own["rng"]["torch"])
+            if isinstance(own["rng"].get("cuda"), torch.Tensor) and self.device.type == "cuda":
+                torch.cuda.set_rng_state(own["rng"]["cuda"], self.device)
+        else:  # another world size: new streams, deterministic in (seed, rank, step)
+            seed = distributed.derived_seed(self.cfg.seed, self.rank, self.step)
+            self.sampler.reseed(seed)
+            torch.manual_seed(seed)
 
     # ---------------------------------------------------------------- training
     def train_step(self) -> dict[str, float]:
@@ -203,22 +243,37 @@ class Trainer:
                 scalars[f"{tag}/normalized_mean"] = s["normalized_mean"]
         key = "normalized_mean" if results[0].normalized is not None else "return_mean"
         score = float(np.mean([r.summary()[key] for r in results]))
-        if score > self.best_score:
-            self.best_score = score
-            self.save("best.pt")
+        self.best_score = max(self.best_score, score)
         scalars[f"eval/{key}_last"] = score
         scalars[f"eval/{key}_best"] = self.best_score
         logger.log(self.step, scalars)
         return score
 
+    def _evaluate_and_log(self, logger: MetricsLogger) -> tuple[list[TargetResult], float]:
+        """Rank 0 evaluates and logs while the others wait; all save best.pt if it improved."""
+        results, score, improved = [], math.nan, False
+        if self.is_main:
+            best = self.best_score
+            results = self.evaluate()
+            score = self._log_eval(logger, results)
+            improved = score > best
+        if distributed.broadcast(improved):
+            self.save("best.pt")
+        return results, score
+
     def fit(self) -> dict[str, Any]:
-        """Trains up to cfg.steps; returns the final evaluation's summaries."""
+        """Trains up to cfg.steps; returns the final evaluation's summaries ([] off rank 0)."""
         cfg = self.cfg
-        logger = MetricsLogger(self.run_dir)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, self.run_dir / "config.yaml")
+        logger = MetricsLogger(self.run_dir, enabled=self.is_main)
+        if self.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            save_config(cfg, self.run_dir / "config.yaml")
         bar = tqdm(
-            total=cfg.steps, initial=self.step, desc="train", unit="step", disable=not self.progress
+            total=cfg.steps,
+            initial=self.step,
+            desc="train",
+            unit="step",
+            disable=not (self.progress and self.is_main),
         )
         window_start, window_steps, window_tokens = time.perf_counter(), 0, 0.0
         while self.step < cfg.steps:
@@ -229,19 +284,23 @@ class Trainer:
             bar.update(1)
             if self.step % cfg.log_every == 0 or self.step == cfg.steps:
                 elapsed = time.perf_counter() - window_start
+                loss_sum, window_tokens = distributed.sum_over_ranks(
+                    [metrics["train/loss"], window_tokens], self.device
+                )
+                metrics["train/loss"] = loss_sum / self.world_size  # what the gradients average
                 metrics["perf/steps_per_s"] = window_steps / elapsed
                 metrics["perf/tokens_per_s"] = window_tokens / elapsed
                 logger.log(self.step, metrics)
                 bar.set_postfix(loss=f"{metrics['train/loss']:.4f}")
                 window_start, window_steps, window_tokens = time.perf_counter(), 0, 0.0
             if cfg.eval.every and self.step % cfg.eval.every == 0 and self.step < cfg.steps:
-                self._log_eval(logger, self.evaluate())
+                self._evaluate_and_log(logger)
             if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
                 self.save("last.pt")
         bar.close()
-        results = self.evaluate()
-        score = self._log_eval(logger, results)
+        results, score = self._evaluate_and_log(logger)
         self.save("last.pt")
         logger.hparams(flatten(cfg.to_dict()), {"hparam/final_score": score})
         logger.close()
+        distributed.barrier()  # every rank returns once rank 0's files are written
         return {"run_dir": str(self.run_dir), "results": [r.summary() for r in results]}
