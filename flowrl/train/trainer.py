@@ -177,13 +177,12 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.step, self.best_score = state["step"], state["best_score"]
-        # checkpoints from before DDP: one process's states at the top level (CUDA's as a list)
-        ranks = state.get("ranks") or [{"sampler": state["sampler"], "rng": state["rng"]}]
+        ranks = state["ranks"]
         if len(ranks) == self.world_size:  # each rank continues its own streams: exact
             own = ranks[self.rank]
             self.sampler.load_state_dict(own["sampler"])
             torch.set_rng_state(own["rng"]["torch"])
-            if isinstance(own["rng"].get("cuda"), torch.Tensor) and self.device.type == "cuda":
+            if "cuda" in own["rng"] and self.device.type == "cuda":
                 torch.cuda.set_rng_state(own["rng"]["cuda"], self.device)
         else:  # another world size: new streams, deterministic in (seed, rank, step)
             seed = distributed.derived_seed(self.cfg.seed, self.rank, self.step)

@@ -90,23 +90,6 @@ def test_torchrun_environment_without_a_rendezvous_is_a_clear_error(env, tmp_pat
     assert "Traceback" not in done.stderr
 
 
-def test_a_checkpoint_from_before_ddp_resumes_exactly(env, tmp_path, monkeypatch):
-    monkeypatch.setenv("MINARI_DATASETS_PATH", env["MINARI_DATASETS_PATH"])
-    config = write_config(tmp_path / "tiny.yaml", tmp_path / "runs")
-    cfg = load_config(config, ["device=cpu", "steps=3", "eval.every=0", "eval.episodes=1"])
-    trainer = Trainer(cfg, progress=False)
-    trainer.fit()
-    path = trainer.run_dir / "checkpoints" / "last.pt"
-    state = torch.load(path, weights_only=True)
-    (own,) = state.pop("ranks")
-    torch.save({**state, **own}, path)  # the single-process layout: "sampler" and "rng"
-
-    resumed = Trainer(cfg, resume=True, progress=False)
-    assert resumed.step == 3
-    assert resumed.sampler.state_dict() == trainer.sampler.state_dict()
-    assert torch.equal(torch.get_rng_state(), own["rng"]["torch"])
-
-
 # ---------------------------------------------------------------- gradient equivalence
 OVERRIDES = ["device=cpu", "model.dropout=0", "optim.grad_clip=1e9", "seed=1"]
 
