@@ -31,27 +31,35 @@ def chunk_flow_attention(
     chunk_size: int = DEFAULT_CHUNK_SIZE,
 ) -> tuple[Tensor, FlowAttentionState]:
     """q, k (B, H, L, d), v (B, H, L, m); returns out (B, H, L, m) and the final state."""
-    B, H, L, d = q.shape
-    m = v.shape[-1]
+    B, H, L, _ = q.shape
     Q, K, V, valid = feature_map(q, k, v, lengths)
     gates = flow_gates(Q, K, eps=eps, clamp=clamp, state=initial_state, valid=valid)
-    weighted_v = gates.competition.unsqueeze(-1) * V
 
     C = min(chunk_size, L)
     n = -(-L // C)
-    pad = n * C - L  # zero features add nothing to any sum
-    Qc = F.pad(Q, (0, 0, 0, pad)).view(B, H, n, C, d)
-    Kc = F.pad(K, (0, 0, 0, pad)).view(B, H, n, C, d)
-    Vc = F.pad(weighted_v, (0, 0, 0, pad)).view(B, H, n, C, m)
 
-    kv_chunk = Kc.transpose(-1, -2) @ Vc  # (B, H, n, d, m)
+    def chunks(x: Tensor) -> Tensor:
+        """(B, H, L, *) -> (B*H*n, C, *) contiguous, zero-padded: zeros add to no sum.
+
+        Flat 3-D batches let `bmm` read transposed operands in place, so autograd saves
+        no extra copies of them."""
+        x = x.contiguous()
+        if n * C != L:
+            x = F.pad(x, (0, 0, 0, n * C - L))
+        return x.view(B * H * n, C, x.shape[-1])
+
+    Qc = chunks(Q * gates.scale.unsqueeze(-1))  # the per-token output scale, applied first
+    Kc = chunks(K)
+    Vc = chunks(gates.competition.unsqueeze(-1) * V)
+    d, m = Kc.shape[-1], Vc.shape[-1]
+    kv_chunk = torch.bmm(Kc.transpose(1, 2), Vc).view(B, H, n, d, m)
+    # S before each chunk: an exclusive prefix sum over chunks, carried in fp32
     kv_before = torch.cat([torch.zeros_like(kv_chunk[:, :, :1]), kv_chunk[:, :, :-1]], 2).cumsum(2)
     if initial_state is not None:
         kv_before = kv_before + initial_state.kv.unsqueeze(2)
-    causal = torch.ones(C, C, dtype=torch.bool, device=q.device).tril()
-    scores = (Qc @ Kc.transpose(-1, -2)).masked_fill(~causal, 0.0)
-    out = scores @ Vc + Qc @ kv_before
-    out = out.view(B, H, n * C, m)[:, :, :L] * gates.scale.unsqueeze(-1)
+    scores = torch.bmm(Qc, Kc.transpose(1, 2)).tril()
+    out = torch.bmm(scores, Vc) + torch.bmm(Qc, kv_before.view(B * H * n, d, m))
+    out = out.view(B, H, n * C, -1)[:, :, :L]
 
     if lengths is None:
         lengths = torch.full((B,), L, device=q.device)

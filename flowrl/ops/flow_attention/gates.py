@@ -36,6 +36,42 @@ def positions(length: int, state: FlowAttentionState | None, like: Tensor) -> Te
     return t.view(1, 1, length) + state.position.to(like.dtype).view(-1, 1, 1)
 
 
+def eps_dot(a: Tensor, b: Tensor, eps: float) -> Tensor:
+    """<a + eps, b + eps> over the last dim, without forming a + eps or b + eps."""
+    return (a * b).sum(-1) + eps * (a.sum(-1) + b.sum(-1)) + a.shape[-1] * eps * eps
+
+
+class PrefixDot(torch.autograd.Function):
+    """y_t = <a_t + eps, P_t + eps> with P_t = start + sum_{s<=t} w_s b_s, for every t.
+
+    a, b (B, H, L, d), w (B, H, L), start (B, H, d). Autograd through `cumsum` would save
+    the (B, H, L, d) prefix sum P; this saves only a, w, b (which the caller keeps anyway)
+    and recomputes P in backward. The adjoint of a prefix sum is a suffix sum:
+    dP_t = g_t (a_t + eps), and b_s, w_s receive R_s = sum_{t>=s} dP_t.
+    """
+
+    @staticmethod
+    def forward(ctx, a: Tensor, w: Tensor, b: Tensor, start: Tensor, eps: float) -> Tensor:
+        ctx.save_for_backward(a, w, b, start)
+        ctx.eps = eps
+        return eps_dot(a, PrefixDot.prefix(w, b, start), eps)
+
+    @staticmethod
+    def prefix(w: Tensor, b: Tensor, start: Tensor) -> Tensor:
+        return (w.unsqueeze(-1) * b).cumsum(-2) + start.unsqueeze(-2)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        a, w, b, start = ctx.saved_tensors
+        g = grad.unsqueeze(-1)
+        da = g * (PrefixDot.prefix(w, b, start) + ctx.eps) if ctx.needs_input_grad[0] else None
+        suffix = (g * (a + ctx.eps)).flip(-2).cumsum(-2).flip(-2)  # R_s
+        dw = (b * suffix).sum(-1) if ctx.needs_input_grad[1] else None
+        db = w.unsqueeze(-1) * suffix if ctx.needs_input_grad[2] else None
+        dstart = suffix[..., 0, :] if ctx.needs_input_grad[3] else None
+        return da, dw, db, dstart, None
+
+
 def flow_gates(
     Q: Tensor,
     K: Tensor,
@@ -51,35 +87,38 @@ def flow_gates(
     which must already be zero in Q and K so that it adds nothing to any prefix sum.
     """
     t = positions(Q.shape[-2], state, Q)
+    if state is None:
+        state = FlowAttentionState.zeros(
+            *Q.shape[:2], Q.shape[-1], 0, device=Q.device, dtype=Q.dtype
+        )
+    ones = torch.ones_like(Q[..., 0])
 
-    def prefix(x: Tensor, start: Tensor | None) -> Tensor:
-        out = x.cumsum(-2)
-        return out if start is None else out + start.unsqueeze(-2)
+    def prefix_dot(a: Tensor, w: Tensor, b: Tensor, start: Tensor) -> tuple[Tensor, Tensor]:
+        """<a_t + eps, P_t + eps> for every t, and P after the last token."""
+        last = start + (w.unsqueeze(-1) * b).sum(-2)
+        return PrefixDot.apply(a, w, b, start, eps), last
 
-    key_sum = prefix(K, None if state is None else state.key_sum)
-    query_sum = prefix(Q, None if state is None else state.query_sum)
     # I_t / t and O_t / t: the normalisers; I_t and O_t carry the factor t.
-    inv_in = 1.0 / ((Q + eps) * (key_sum + eps)).sum(-1)
-    inv_out = 1.0 / ((K + eps) * (query_sum + eps)).sum(-1)
+    in_dot, key_sum = prefix_dot(Q, ones, K, state.key_sum)
+    out_dot, query_sum = prefix_dot(K, ones, Q, state.query_sum)
+    inv_in, inv_out = 1.0 / in_dot, 1.0 / out_dot
     inflow, outflow = t * inv_in, t * inv_out
-    outflow_sum = prefix(outflow.unsqueeze(-1) * K, None if state is None else state.outflow_sum)
-    inflow_sum = prefix(inflow.unsqueeze(-1) * Q, None if state is None else state.inflow_sum)
-    sink = ((Q + eps) * (outflow_sum + eps)).sum(-1) / t
-    source = (((K + eps) * (inflow_sum + eps)).sum(-1) / t).clamp(-clamp, clamp)
+    sink_dot, outflow_sum = prefix_dot(Q, outflow, K, state.outflow_sum)
+    source_dot, inflow_sum = prefix_dot(K, inflow, Q, state.inflow_sum)
+    sink = sink_dot / t
+    source = (source_dot / t).clamp(-clamp, clamp)
     source_exp = source.exp()
     if valid is not None:
         source_exp = source_exp * valid
-    competition_sum = source_exp.cumsum(-1)
-    if state is not None:
-        competition_sum = competition_sum + state.competition_sum.unsqueeze(-1)
+    competition_sum = source_exp.cumsum(-1) + state.competition_sum.unsqueeze(-1)
     return FlowGates(
         scale=torch.sigmoid(sink) * inv_in,
         competition=t * source_exp / competition_sum,
-        key_sum=key_sum[..., -1, :],
-        query_sum=query_sum[..., -1, :],
-        outflow_sum=outflow_sum[..., -1, :],
-        inflow_sum=inflow_sum[..., -1, :],
-        competition_sum=competition_sum[..., -1],
+        key_sum=key_sum,
+        query_sum=query_sum,
+        outflow_sum=outflow_sum,
+        inflow_sum=inflow_sum,
+        competition_sum=competition_sum[..., -1].clone(),
     )
 
 
@@ -112,7 +151,10 @@ def feature_map(
     Returns the valid mask (B, 1, L) too, or None when every row is full.
     """
     dtype = compute_dtype(q.dtype)
-    Q, K, V = torch.sigmoid(q.to(dtype)), torch.sigmoid(k.to(dtype)), v.to(dtype)
+    # contiguous (B, H, L, d) features: the chunked matmuls then view them without copies
+    Q = torch.sigmoid(q.to(dtype).contiguous())
+    K = torch.sigmoid(k.to(dtype).contiguous())
+    V = v.to(dtype)
     if lengths is None:
         return Q, K, V, None
     steps = torch.arange(q.shape[-2], device=q.device)
