@@ -52,6 +52,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"dataset best episode: return {best:.1f}, normalised score {float(best_score):.1f}")
     else:
         print(f"dataset average return {average:.1f}, best episode {best:.1f}")
+    if trainer.best_score > -float("inf"):
+        print(f"best evaluation during training: {trainer.best_score:.1f} (checkpoints/best.pt)")
     print(f"checkpoints: {trainer.run_dir / 'checkpoints'}")
     print(f"TensorBoard: tensorboard --logdir {trainer.run_dir.parent}")
     if cfg.data.dataset == QUICKSTART_DATASET:

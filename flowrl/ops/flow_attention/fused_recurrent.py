@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from flowrl.ops.flow_attention.gates import compute_dtype, flow_gates
+from flowrl.ops.flow_attention.gates import compute_dtype, final_state, flow_gates
 from flowrl.ops.flow_attention.state import FlowAttentionState
 
 
@@ -29,13 +29,5 @@ def recurrent_flow_step(
     weighted_v = gates.competition[..., 0, None] * v.to(dtype)  # (B, H, m)
     kv = state.kv + K.transpose(-1, -2) * weighted_v.unsqueeze(-2)
     out = (Q @ kv).squeeze(-2) * gates.scale
-    new_state = FlowAttentionState(
-        key_sum=gates.key_sum,
-        query_sum=gates.query_sum,
-        outflow_sum=gates.outflow_sum,
-        inflow_sum=gates.inflow_sum,
-        competition_sum=gates.competition_sum,
-        kv=kv,
-        position=state.position + 1,
-    )
+    new_state = final_state(gates, kv, state, torch.ones_like(state.position))
     return out.to(q.dtype), new_state
