@@ -1,11 +1,16 @@
-"""One token of causal Flow-Attention from the recurrent state: O(d*m) per token."""
+"""One token of causal Flow-Attention from the recurrent state: O(d*m) per token.
+
+The spec's recurrent form written out for a single token (flow-attention.md, The
+recurrent form), independent of the parallel prefix-sum code: a policy acts with it at
+constant cost per step, and the tests hold it against the parallel backends.
+"""
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor
 
-from flowrl.ops.flow_attention.gates import compute_dtype, final_state, flow_gates
+from flowrl.ops.flow_attention.gates import compute_dtype, eps_dot
 from flowrl.ops.flow_attention.state import FlowAttentionState
 
 
@@ -23,11 +28,30 @@ def recurrent_flow_step(
     B, H, d = q.shape
     if state is None:
         state = FlowAttentionState.zeros(B, H, d, v.shape[-1], device=q.device, dtype=dtype)
-    Q = torch.sigmoid(q.to(dtype)).unsqueeze(-2)  # (B, H, 1, d)
-    K = torch.sigmoid(k.to(dtype)).unsqueeze(-2)
-    gates = flow_gates(Q, K, eps=eps, clamp=clamp, state=state)
-    weighted_v = gates.competition[..., 0, None] * v.to(dtype)  # (B, H, m)
-    kv = state.kv + K.transpose(-1, -2) * weighted_v.unsqueeze(-2)
-    out = (Q @ kv).squeeze(-2) * gates.scale
-    new_state = final_state(gates, kv, state, torch.ones_like(state.position))
+    Q, K, V = torch.sigmoid(q.to(dtype)), torch.sigmoid(k.to(dtype)), v.to(dtype)
+    t = (state.position + 1).to(dtype).view(B, 1)  # this token's 1-based position
+
+    key_sum = state.key_sum + K
+    query_sum = state.query_sum + Q
+    inflow = t / eps_dot(Q, key_sum, eps)  # I_t, (B, H)
+    outflow = t / eps_dot(K, query_sum, eps)  # O_t
+    outflow_sum = state.outflow_sum + outflow.unsqueeze(-1) * K
+    inflow_sum = state.inflow_sum + inflow.unsqueeze(-1) * Q
+    sink = eps_dot(Q, outflow_sum, eps) / t  # conserved sink Ihat_t
+    source = (eps_dot(K, inflow_sum, eps) / t).clamp(-clamp, clamp)  # conserved source Ohat_t
+    source_exp = source.exp()
+    competition_sum = state.competition_sum + source_exp
+    competition = t * source_exp / competition_sum  # C_t
+    kv = state.kv + K.unsqueeze(-1) * (competition.unsqueeze(-1) * V).unsqueeze(-2)
+    read = (Q.unsqueeze(-2) @ kv).squeeze(-2)  # Q_t^T S, (B, H, m)
+    out = (torch.sigmoid(sink) * inflow / t).unsqueeze(-1) * read
+    new_state = FlowAttentionState(
+        key_sum=key_sum,
+        query_sum=query_sum,
+        outflow_sum=outflow_sum,
+        inflow_sum=inflow_sum,
+        competition_sum=competition_sum,
+        kv=kv,
+        position=state.position + 1,
+    )
     return out.to(q.dtype), new_state
