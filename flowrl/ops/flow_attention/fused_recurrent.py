@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from flowrl.ops.flow_attention.gates import compute_dtype, eps_dot
+from flowrl.ops.flow_attention.gates import compute_dtype
 from flowrl.ops.flow_attention.state import FlowAttentionState
 
 
@@ -30,15 +30,19 @@ def recurrent_flow_step(
         state = FlowAttentionState.zeros(B, H, d, v.shape[-1], device=q.device, dtype=dtype)
     Q, K, V = torch.sigmoid(q.to(dtype)), torch.sigmoid(k.to(dtype)), v.to(dtype)
     t = (state.position + 1).to(dtype).view(B, 1)  # this token's 1-based position
+    Q_eps, K_eps = Q + eps, K + eps
+
+    def dot(a_eps: Tensor, b: Tensor) -> Tensor:
+        return (a_eps * (b + eps)).sum(-1)
 
     key_sum = state.key_sum + K
     query_sum = state.query_sum + Q
-    inflow = t / eps_dot(Q, key_sum, eps)  # I_t, (B, H)
-    outflow = t / eps_dot(K, query_sum, eps)  # O_t
+    inflow = t / dot(Q_eps, key_sum)  # I_t, (B, H)
+    outflow = t / dot(K_eps, query_sum)  # O_t
     outflow_sum = state.outflow_sum + outflow.unsqueeze(-1) * K
     inflow_sum = state.inflow_sum + inflow.unsqueeze(-1) * Q
-    sink = eps_dot(Q, outflow_sum, eps) / t  # conserved sink Ihat_t
-    source = (eps_dot(K, inflow_sum, eps) / t).clamp(-clamp, clamp)  # conserved source Ohat_t
+    sink = dot(Q_eps, outflow_sum) / t  # conserved sink Ihat_t
+    source = (dot(K_eps, inflow_sum) / t).clamp(-clamp, clamp)  # conserved source Ohat_t
     source_exp = source.exp()
     competition_sum = state.competition_sum + source_exp
     competition = t * source_exp / competition_sum  # C_t
