@@ -29,7 +29,7 @@ class VideoUnavailable(UserError):
 def check_rendering(env_id: str) -> None:
     """A VideoUnavailable, saying what is missing, unless `env_id` renders RGB frames."""
     if importlib.util.find_spec("moviepy") is None:
-        raise VideoUnavailable('recording videos needs moviepy: pip install "gymnasium[other]"')
+        raise VideoUnavailable('recording videos needs moviepy: pip install "flowrl[video]"')
     try:
         with warnings.catch_warnings():  # GLFW warns before failing without a display
             warnings.simplefilter("ignore")
