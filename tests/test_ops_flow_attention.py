@@ -101,6 +101,22 @@ def test_gradcheck_float64(backend):
     assert torch.autograd.gradcheck(lambda *x: flow_attention(*x, backend=backend), (q, k, v))
 
 
+def test_gradcheck_through_an_initial_state():
+    """Gradients reach the carried prefix sums too (chunked and naive backends)."""
+    q, k, v = random_qkv(2, 5, 2, 3, 2, dtype=torch.float64)
+    _, prefix = flow_attention(*(random_qkv(2, 4, 2, 3, 2, dtype=torch.float64)), return_state=True)
+    sums = list(prefix.tensors().values())[:-1]  # all but the integer position
+    carried = [t.detach().requires_grad_() for t in sums]
+
+    for backend in ("naive", "chunked"):
+
+        def run(q, k, v, *sums, backend=backend):
+            state = FlowAttentionState(*sums, position=prefix.position)
+            return flow_attention(q, k, v, backend=backend, initial_state=state)
+
+        assert torch.autograd.gradcheck(run, (q, k, v, *carried))
+
+
 def test_gradcheck_recurrent_and_varlen():
     q, k, v = random_qkv(1, 7, 1, 3, 2, dtype=torch.float64)
     cu = torch.tensor([0, 3, 7])

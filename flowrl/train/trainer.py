@@ -225,7 +225,7 @@ class Trainer:
             self.agent(),
             target_returns=self.target_returns,
             episodes=ev.episodes,
-            num_envs=min(ev.num_envs, ev.episodes),
+            num_envs=min(ev.num_envs, ev.episodes * len(self.target_returns)),
             seed=ev.seed,
             max_steps=ev.max_steps,
             device=self.device,

@@ -95,6 +95,7 @@ def test_train_checkpoint_resume_and_evaluate(env, tmp_path):
     ):
         assert tag in tags, tag
     assert any(t.startswith("eval/target_") and t.endswith("/normalized_mean") for t in tags)
+    assert events.PluginTagToContent("hparams"), "no hyperparameters in the event files"
     logged = {e.step: e.value for e in events.Scalars("train/loss")}
     assert logged.keys() == uninterrupted.keys()
     np.testing.assert_allclose(
