@@ -53,6 +53,7 @@ class DecisionTransformerPolicy:
         self.t = torch.zeros(M, dtype=torch.long, device=self.device)
         self.attn_states: list[FlowAttentionState | None] = [None] * cfg.n_layers
 
+    @torch.no_grad()
     def reset(self, rows: np.ndarray, target_returns: np.ndarray) -> None:
         """Starts new episodes in the rows where `rows` is True, aiming at `target_returns`."""
         mask = torch.as_tensor(rows, device=self.device, dtype=torch.bool)
@@ -72,6 +73,7 @@ class DecisionTransformerPolicy:
         self.actions[rows, self.t] = action
         return (action * self.action_scale).cpu().numpy()
 
+    @torch.no_grad()
     def observe(self, rewards: np.ndarray) -> None:
         """Records the rewards of the last actions and moves every row one step on."""
         reward = torch.as_tensor(rewards, dtype=torch.float32, device=self.device)

@@ -53,7 +53,9 @@ def rollout(policy, steps: int, num_envs: int, seed: int = 0, resets=()) -> np.n
 
 def test_recurrent_equals_recomputing_the_whole_episode():
     ag = agent("episode")
-    fast = rollout(ag.policy(3, 301, recurrent=True), 300, 3, resets=(120,))
+    recurrent = ag.policy(3, 301, recurrent=True)
+    fast = rollout(recurrent, 300, 3, resets=(120,))
+    assert all(not s.kv.requires_grad for s in recurrent.attn_states), "acting built a graph"
     slow = rollout(ag.policy(3, 301, recurrent=False), 300, 3, resets=(120,))
     np.testing.assert_allclose(fast, slow, rtol=1e-4, atol=1e-4)
     assert np.abs(fast).max() <= 3.0 and np.abs(fast).max() > 0.1
