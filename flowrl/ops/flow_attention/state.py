@@ -54,20 +54,12 @@ class FlowAttentionState:
             position=torch.zeros(batch, device=device, dtype=torch.long),
         )
 
-    @property
-    def batch_size(self) -> int:
-        return self.position.shape[0]
-
     def tensors(self) -> dict[str, Tensor]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
     def map(self, fn) -> FlowAttentionState:
         """A new state with `fn` applied to every tensor (indexing rows, moving devices...)."""
         return FlowAttentionState(**{name: fn(t) for name, t in self.tensors().items()})
-
-    def select(self, rows: Tensor) -> FlowAttentionState:
-        """The state of the given batch rows (an index or boolean tensor)."""
-        return self.map(lambda t: t[rows])
 
     def reset(self, rows: Tensor) -> FlowAttentionState:
         """A new state whose rows where `rows` (bool, (B,)) is True start over from nothing."""
