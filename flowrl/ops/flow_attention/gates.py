@@ -44,21 +44,25 @@ def eps_dot(a: Tensor, b: Tensor, eps: float) -> Tensor:
 class PrefixDot(torch.autograd.Function):
     """y_t = <a_t + eps, P_t + eps> with P_t = start + sum_{s<=t} w_s b_s, for every t.
 
-    a, b (B, H, L, d), w (B, H, L), start (B, H, d). Autograd through `cumsum` would save
-    the (B, H, L, d) prefix sum P; this saves only a, w, b (which the caller keeps anyway)
-    and recomputes P in backward. The adjoint of a prefix sum is a suffix sum:
-    dP_t = g_t (a_t + eps), and b_s, w_s receive R_s = sum_{t>=s} dP_t.
+    a, b (B, H, L, d), w (B, H, L) or None for all ones, start (B, H, d). Autograd
+    through `cumsum` would save the (B, H, L, d) prefix sum P; this saves only a, w, b
+    (which the caller keeps anyway) and recomputes P in backward. The adjoint of a prefix
+    sum is a suffix sum: dP_t = g_t (a_t + eps), and b_s, w_s receive R_s = sum_{t>=s} dP_t.
     """
 
     @staticmethod
-    def forward(ctx, a: Tensor, w: Tensor, b: Tensor, start: Tensor, eps: float) -> Tensor:
+    def forward(ctx, a: Tensor, w: Tensor | None, b: Tensor, start: Tensor, eps: float) -> Tensor:
         ctx.save_for_backward(a, w, b, start)
         ctx.eps = eps
         return eps_dot(a, PrefixDot.prefix(w, b, start), eps)
 
     @staticmethod
-    def prefix(w: Tensor, b: Tensor, start: Tensor) -> Tensor:
-        return (w.unsqueeze(-1) * b).cumsum(-2) + start.unsqueeze(-2)
+    def weighted(w: Tensor | None, b: Tensor) -> Tensor:
+        return b if w is None else w.unsqueeze(-1) * b
+
+    @staticmethod
+    def prefix(w: Tensor | None, b: Tensor, start: Tensor) -> Tensor:
+        return PrefixDot.weighted(w, b).cumsum(-2) + start.unsqueeze(-2)
 
     @staticmethod
     def backward(ctx, grad: Tensor):
@@ -67,7 +71,7 @@ class PrefixDot(torch.autograd.Function):
         da = g * (PrefixDot.prefix(w, b, start) + ctx.eps) if ctx.needs_input_grad[0] else None
         suffix = (g * (a + ctx.eps)).flip(-2).cumsum(-2).flip(-2)  # R_s
         dw = (b * suffix).sum(-1) if ctx.needs_input_grad[1] else None
-        db = w.unsqueeze(-1) * suffix if ctx.needs_input_grad[2] else None
+        db = PrefixDot.weighted(w, suffix) if ctx.needs_input_grad[2] else None
         dstart = suffix[..., 0, :] if ctx.needs_input_grad[3] else None
         return da, dw, db, dstart, None
 
@@ -91,16 +95,15 @@ def flow_gates(
         state = FlowAttentionState.zeros(
             *Q.shape[:2], Q.shape[-1], 0, device=Q.device, dtype=Q.dtype
         )
-    ones = torch.ones_like(Q[..., 0])
 
-    def prefix_dot(a: Tensor, w: Tensor, b: Tensor, start: Tensor) -> tuple[Tensor, Tensor]:
+    def prefix_dot(a: Tensor, w: Tensor | None, b: Tensor, start: Tensor) -> tuple[Tensor, Tensor]:
         """<a_t + eps, P_t + eps> for every t, and P after the last token."""
-        last = start + (w.unsqueeze(-1) * b).sum(-2)
+        last = start + PrefixDot.weighted(w, b).sum(-2)
         return PrefixDot.apply(a, w, b, start, eps), last
 
     # I_t / t and O_t / t: the normalisers; I_t and O_t carry the factor t.
-    in_dot, key_sum = prefix_dot(Q, ones, K, state.key_sum)
-    out_dot, query_sum = prefix_dot(K, ones, Q, state.query_sum)
+    in_dot, key_sum = prefix_dot(Q, None, K, state.key_sum)
+    out_dot, query_sum = prefix_dot(K, None, Q, state.query_sum)
     inv_in, inv_out = 1.0 / in_dot, 1.0 / out_dot
     inflow, outflow = t * inv_in, t * inv_out
     sink_dot, outflow_sum = prefix_dot(Q, outflow, K, state.outflow_sum)
