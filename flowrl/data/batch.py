@@ -18,7 +18,7 @@ class Batch(Generic[A]):
     """B windows of K steps, right-padded; pads are 0 and `mask` is False there."""
 
     states: A  # (B, K, obs_dim) float32, normalised by the dataset's mean and std
-    actions: A  # (B, K, act_dim) float32
+    actions: A  # (B, K, act_dim) float32; discrete actions one-hot (act_dim = n, pads all 0)
     rewards: A  # (B, K) float32
     returns_to_go: A  # (B, K) float32, divided by the return scale
     timesteps: A  # (B, K) int64, index of the step in its episode

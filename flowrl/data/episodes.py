@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -21,7 +22,7 @@ class Episode:
     """One episode of T steps: `observations[t]` is the state `actions[t]` was taken in."""
 
     observations: np.ndarray  # (T, obs_dim) float32
-    actions: np.ndarray  # (T, act_dim) float32
+    actions: np.ndarray  # (T, act_dim) float32, or (T,) int64 indices for discrete actions
     rewards: np.ndarray  # (T,) float32
     terminations: np.ndarray  # (T,) bool
     truncations: np.ndarray  # (T,) bool
@@ -29,16 +30,23 @@ class Episode:
 
     def __post_init__(self) -> None:
         self.observations = np.asarray(self.observations, dtype=np.float32)
-        self.actions = np.asarray(self.actions, dtype=np.float32)
+        actions = np.asarray(self.actions)
+        discrete = actions.ndim == 1 and np.issubdtype(actions.dtype, np.integer)
+        self.actions = actions.astype(np.int64 if discrete else np.float32)
         self.rewards = np.asarray(self.rewards, dtype=np.float32)
         self.terminations = np.asarray(self.terminations, dtype=bool)
         self.truncations = np.asarray(self.truncations, dtype=bool)
         steps = len(self.rewards)
         if steps == 0:
             raise ValueError("an episode needs at least one step")
-        if self.observations.ndim != 2 or self.actions.ndim != 2 or self.rewards.ndim != 1:
+        if (
+            self.observations.ndim != 2
+            or self.rewards.ndim != 1
+            or not (discrete or actions.ndim == 2)
+        ):
             raise ValueError(
-                "expected observations (T, obs_dim), actions (T, act_dim), rewards (T,); got "
+                "expected observations (T, obs_dim), actions (T, act_dim) or integer (T,), "
+                "rewards (T,); got "
                 f"{self.observations.shape}, {self.actions.shape}, {self.rewards.shape}"
             )
         lengths = {
@@ -56,9 +64,42 @@ class Episode:
         """Undiscounted return of the whole episode."""
         return float(self.returns_to_go[0])
 
+    @property
+    def discrete(self) -> bool:
+        """Whether the actions are integer indices (a Discrete action space)."""
+        return self.actions.ndim == 1
+
+
+def _check_actions(name: str, episodes: list[Episode], discrete_actions: int | None) -> None:
+    """Discrete datasets hold indices in [0, n); continuous ones hold float vectors."""
+    if discrete_actions is None:
+        if episodes[0].discrete:
+            raise UserError(
+                f"dataset {name!r} holds integer actions but names no discrete action space"
+            )
+        return
+    if discrete_actions < 1:
+        raise UserError(f"dataset {name!r}: discrete_actions={discrete_actions}, expected >= 1")
+    if not episodes[0].discrete:
+        raise UserError(
+            f"dataset {name!r} has a Discrete({discrete_actions}) action space but its actions "
+            f"have shape {episodes[0].actions.shape}, expected integer indices (T,)"
+        )
+    for i, ep in enumerate(episodes):
+        if ep.actions.min() < 0 or ep.actions.max() >= discrete_actions:
+            raise UserError(
+                f"dataset {name!r}: episode {i} holds actions in [{ep.actions.min()}, "
+                f"{ep.actions.max()}], outside Discrete({discrete_actions})"
+            )
+
 
 class EpisodeDataset:
-    """Episodes plus what training and evaluation need to know about them."""
+    """Episodes plus what training and evaluation need to know about them.
+
+    `discrete_actions` is the number of actions of a Discrete action space (the episodes then
+    hold integer indices), None for continuous actions. `env_kwargs` are the keyword arguments
+    the data was collected with (from the Minari env spec): evaluation makes its envs with them.
+    """
 
     def __init__(
         self,
@@ -68,17 +109,22 @@ class EpisodeDataset:
         ref_min_score: float | None = None,
         ref_max_score: float | None = None,
         env_id: str | None = None,
+        env_kwargs: dict[str, Any] | None = None,
+        discrete_actions: int | None = None,
     ) -> None:
         if not episodes:
             raise UserError(f"dataset {name!r} holds no episodes")
-        dims = {(ep.observations.shape[1], ep.actions.shape[1]) for ep in episodes}
+        dims = {(ep.observations.shape[1], ep.actions.shape[1:]) for ep in episodes}
         if len(dims) != 1:
-            raise UserError(f"dataset {name!r} mixes (obs_dim, act_dim) shapes: {sorted(dims)}")
+            raise UserError(f"dataset {name!r} mixes (obs_dim, action) shapes: {sorted(dims)}")
+        _check_actions(name, episodes, discrete_actions)
         self.name = name
         self.episodes = episodes
         self.ref_min_score = None if ref_min_score is None else float(ref_min_score)
         self.ref_max_score = None if ref_max_score is None else float(ref_max_score)
         self.env_id = env_id
+        self.env_kwargs = dict(env_kwargs or {})
+        self.discrete_actions = None if discrete_actions is None else int(discrete_actions)
         states = np.concatenate([ep.observations for ep in episodes])
         self.obs_mean = states.mean(axis=0, dtype=np.float64).astype(np.float32)
         std = states.std(axis=0, dtype=np.float64)
@@ -97,6 +143,9 @@ class EpisodeDataset:
 
     @property
     def act_dim(self) -> int:
+        """Size of an action vector: for discrete actions the number of actions (one-hot)."""
+        if self.discrete_actions is not None:
+            return self.discrete_actions
         return int(self.episodes[0].actions.shape[1])
 
     @property
@@ -127,6 +176,8 @@ class EpisodeDataset:
         stats = {
             "name": self.name,
             "env_id": self.env_id,
+            "env_kwargs": self.env_kwargs,
+            "discrete_actions": self.discrete_actions,
             "episodes": self.num_episodes,
             "steps": self.num_steps,
             "obs_dim": self.obs_dim,

@@ -40,15 +40,24 @@ def load_dataset(spec: str, *, download: bool = False) -> EpisodeDataset:
 
 
 def union(parts: list[EpisodeDataset], name: str) -> EpisodeDataset:
-    """All episodes of `parts`, which must share an environment and reference returns."""
+    """All episodes of `parts`, which must share an environment, its keyword arguments,
+    the action space and reference returns."""
     first = parts[0]
+
+    def key(part: EpisodeDataset) -> tuple:
+        return (
+            part.env_id,
+            part.env_kwargs,
+            part.discrete_actions,
+            part.ref_min_score,
+            part.ref_max_score,
+        )
+
     for part in parts[1:]:
-        ours = (first.env_id, first.ref_min_score, first.ref_max_score)
-        theirs = (part.env_id, part.ref_min_score, part.ref_max_score)
-        if ours != theirs:
+        if key(part) != key(first):
             raise UserError(
-                f"cannot join {first.name!r} and {part.name!r}: their (env_id, reference "
-                f"returns) differ, {ours} vs {theirs}"
+                f"cannot join {first.name!r} and {part.name!r}: their (env_id, env_kwargs, "
+                f"discrete_actions, reference returns) differ, {key(first)} vs {key(part)}"
             )
     return EpisodeDataset(
         name,
@@ -56,4 +65,6 @@ def union(parts: list[EpisodeDataset], name: str) -> EpisodeDataset:
         ref_min_score=first.ref_min_score,
         ref_max_score=first.ref_max_score,
         env_id=first.env_id,
+        env_kwargs=first.env_kwargs,
+        discrete_actions=first.discrete_actions,
     )

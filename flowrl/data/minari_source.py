@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import h5py
 import numpy as np
@@ -53,13 +54,15 @@ def _download(dataset_id: str) -> None:
         ) from err
 
 
-def _env_id(metadata: dict) -> str | None:
-    """The env to evaluate in: the dataset's eval env if it names one, else its own env."""
+def _env_spec(metadata: dict) -> tuple[str | None, dict[str, Any]]:
+    """The env to evaluate in and its keyword arguments: the dataset's eval env if it names
+    one, else its own env."""
     for key in ("eval_env_spec", "env_spec"):
         spec = metadata.get(key)
         if isinstance(spec, str):
-            return json.loads(spec).get("id")
-    return None
+            spec = json.loads(spec)
+            return spec.get("id"), dict(spec.get("kwargs") or {})
+    return None, {}
 
 
 def _diagnose(file: Path, index: int, err: Exception) -> UserError:
@@ -74,8 +77,10 @@ def _diagnose(file: Path, index: int, err: Exception) -> UserError:
     return UserError(f"{file}: episode {index}: unreadable ({type(err).__name__}: {err})")
 
 
-def _episode(file: Path, data) -> Episode:
-    """Checks one minari EpisodeData and drops the final observation (T+1 -> T)."""
+def _episode(file: Path, data, discrete: bool) -> Episode:
+    """Checks one minari EpisodeData and drops the final observation (T+1 -> T).
+
+    Discrete actions stay integer indices, one per step."""
     where = f"episode_{data.id}"
     rewards = check_array(file, f"{where}/rewards", np.asarray(data.rewards), ndim=1)
     steps = len(rewards)
@@ -88,7 +93,7 @@ def _episode(file: Path, data) -> Episode:
         key: check_array(
             file, f"{where}/{key}", np.asarray(getattr(data, key)), ndim=nd, length=steps
         )
-        for key, nd in (("actions", 2), ("terminations", 1), ("truncations", 1))
+        for key, nd in (("actions", 1 if discrete else 2), ("terminations", 1), ("truncations", 1))
     }
     return Episode(observations=observations[:-1], rewards=rewards, **arrays)
 
@@ -111,14 +116,20 @@ def read_minari(dataset_id: str, *, download: bool = False) -> EpisodeDataset:
         dataset = minari.load_dataset(dataset_id)
     except Exception as err:  # minari raises ValueError, KeyError, AssertionError on bad metadata
         raise UserError(f"{data_path}: not a readable Minari dataset ({err})") from err
-    for what, space in (
-        ("observation", dataset.observation_space),
-        ("action", dataset.action_space),
-    ):
-        if not (isinstance(space, gym.spaces.Box) and len(space.shape) == 1):
-            raise UserError(
-                f"{data_path}: {what} space {space} is not a flat Box; flowrl needs one"
-            )
+    observation_space, action_space = dataset.observation_space, dataset.action_space
+    if not (isinstance(observation_space, gym.spaces.Box) and len(observation_space.shape) == 1):
+        raise UserError(
+            f"{data_path}: observation space {observation_space} is not a flat Box; flowrl "
+            "needs one"
+        )
+    discrete = isinstance(action_space, gym.spaces.Discrete)
+    if discrete and action_space.start != 0:
+        raise UserError(f"{data_path}: action space {action_space} does not start at 0")
+    flat_box = isinstance(action_space, gym.spaces.Box) and len(action_space.shape) == 1
+    if not (discrete or flat_box):
+        raise UserError(
+            f"{data_path}: action space {action_space} is neither a flat Box nor Discrete"
+        )
     if dataset.total_episodes == 0:
         raise UserError(f"{data_path}: Minari dataset {dataset_id!r} holds no episodes")
 
@@ -127,7 +138,7 @@ def read_minari(dataset_id: str, *, download: bool = False) -> EpisodeDataset:
     bar = tqdm(total=dataset.total_episodes, desc=f"load {dataset_id}", leave=False, disable=None)
     try:
         for data in dataset.iterate_episodes():
-            episodes.append(_episode(file, data))
+            episodes.append(_episode(file, data, discrete))
             bar.update()
     except (KeyError, AssertionError, OSError) as err:
         raise _diagnose(file, len(episodes), err) from err
@@ -135,10 +146,13 @@ def read_minari(dataset_id: str, *, download: bool = False) -> EpisodeDataset:
         bar.close()
 
     metadata = dataset.storage.metadata
+    env_id, env_kwargs = _env_spec(metadata)
     return EpisodeDataset(
         dataset_id,
         episodes,
         ref_min_score=metadata.get("ref_min_score"),
         ref_max_score=metadata.get("ref_max_score"),
-        env_id=_env_id(metadata),
+        env_id=env_id,
+        env_kwargs=env_kwargs,
+        discrete_actions=int(action_space.n) if discrete else None,
     )

@@ -22,7 +22,11 @@ def _check_positive(**values: float) -> None:
 
 
 class _Table:
-    """All episodes end to end, states normalised, returns-to-go scaled, plus one pad row."""
+    """All episodes end to end, states normalised, returns-to-go scaled, plus one pad row.
+
+    Discrete actions become one-hot float vectors of size n (the pad row is all zeros), so a
+    batch's `actions` always has shape (..., act_dim); the index is their argmax.
+    """
 
     def __init__(self, dataset: EpisodeDataset, return_scale: float) -> None:
         self.lengths = dataset.lengths
@@ -38,7 +42,11 @@ class _Table:
         states = stack([ep.observations for ep in eps])
         self.states = ((states - dataset.obs_mean) / dataset.obs_std).astype(np.float32)
         self.states[-1] = 0.0
-        self.actions = stack([ep.actions for ep in eps])
+        if dataset.discrete_actions is None:
+            self.actions = stack([ep.actions for ep in eps])
+        else:
+            one_hot = np.eye(dataset.discrete_actions, dtype=np.float32)
+            self.actions = stack([one_hot[ep.actions] for ep in eps])
         self.rewards = stack([ep.rewards for ep in eps])
         self.returns_to_go = (stack([ep.returns_to_go for ep in eps]) / return_scale).astype(
             np.float32

@@ -1,0 +1,102 @@
+"""Scripted T-Maze policies for dataset collection: the oracle and a mixed-quality recipe.
+
+Both read only what the agent observes: the cue, remembered from the start cell (obs[1] when
+obs[0] is 0), and the junction (obs[0] == 1). They walk right until the junction and then turn
+to the remembered side; in the Active T-Maze they first step left to see the cue.
+"""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+
+from flowrl.envs.tmaze import DOWN, LEFT, RIGHT, UP, TMaze
+from flowrl.errors import UserError
+
+
+class TMazeOracle:
+    """The shortest route to the cued goal: return 1 in every episode."""
+
+    def __init__(self) -> None:
+        self.rng = np.random.default_rng()
+        self.cue = 0
+
+    def reset(self, rng: np.random.Generator) -> None:
+        self.rng = rng
+        self.cue = 0
+
+    def turn(self) -> int:
+        """The move at the junction: towards the cue (a coin flip if it was never seen)."""
+        cue = self.cue or int(self.rng.choice((-1, 1)))
+        return UP if cue > 0 else DOWN
+
+    def __call__(self, observation: np.ndarray) -> int:
+        at_junction, signal = float(observation[0]), float(observation[1])
+        if at_junction == 0.0 and signal != 0.0:
+            self.cue = int(np.sign(signal))
+        if at_junction == 1.0:
+            return self.turn()
+        return RIGHT if self.cue else LEFT
+
+
+class TMazeMixed(TMazeOracle):
+    """Mixed-quality data whose returns-to-go tell good episodes from bad ones.
+
+    Each episode is, independently: a wrong-turn episode with probability `wrong_turn` (the
+    oracle's walk, then the other goal: return 0), and a noisy one with probability
+    `noisy`, in which every step is a uniformly random action with probability
+    `random_step` (the agent falls behind schedule, pays penalties and usually misses the
+    junction). The rest are oracle episodes (return 1).
+    """
+
+    def __init__(
+        self, wrong_turn: float = 0.3, noisy: float = 0.3, random_step: float = 0.1
+    ) -> None:
+        for name, value in (
+            ("wrong_turn", wrong_turn),
+            ("noisy", noisy),
+            ("random_step", random_step),
+        ):
+            if not 0.0 <= value <= 1.0:
+                raise UserError(f"tmaze-mixed: {name} must be a probability in [0, 1], got {value}")
+        super().__init__()
+        self.wrong_turn, self.noisy, self.random_step = wrong_turn, noisy, random_step
+        self.flip = False
+        self.step_prob = 0.0
+
+    def reset(self, rng: np.random.Generator) -> None:
+        super().reset(rng)
+        self.flip = bool(rng.uniform() < self.wrong_turn)
+        self.step_prob = self.random_step if rng.uniform() < self.noisy else 0.0
+
+    def turn(self) -> int:
+        move = super().turn()
+        if not self.flip:
+            return move
+        return DOWN if move == UP else UP
+
+    def __call__(self, observation: np.ndarray) -> int:
+        move = super().__call__(observation)  # keeps the cue up to date on every step
+        if self.step_prob and self.rng.uniform() < self.step_prob:
+            return int(self.rng.integers(4))
+        return move
+
+
+TMAZE_POLICIES = ("tmaze-oracle", "tmaze-mixed")
+
+
+def make_tmaze_policy(name: str, env: gym.Env, *, noise: float | None = None):
+    """A T-Maze policy by name. For tmaze-mixed, `noise` sets both `wrong_turn` and `noisy`
+    to noise / 2 (default: 0.3 each)."""
+    if not isinstance(env.unwrapped, TMaze):
+        env_id = env.spec.id if env.spec is not None else env
+        raise UserError(f"policy {name!r} is for the flowrl T-Mazes, not {env_id}")
+    if name == "tmaze-oracle":
+        return TMazeOracle()
+    if name == "tmaze-mixed":
+        if noise is None:
+            return TMazeMixed()
+        if not 0.0 <= noise <= 1.0:
+            raise UserError(f"tmaze-mixed: noise must be in [0, 1], got {noise}")
+        return TMazeMixed(wrong_turn=noise / 2, noisy=noise / 2)
+    raise UserError(f"unknown T-Maze policy {name!r}; choose one of {', '.join(TMAZE_POLICIES)}")
