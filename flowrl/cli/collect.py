@@ -4,6 +4,12 @@ from __future__ import annotations
 
 import argparse
 
+DEFAULT_POLICIES = {
+    "Pendulum-v1": "pendulum-swingup",
+    "flowrl/TMazePassive-v0": "tmaze-mixed",
+    "flowrl/TMazeActive-v0": "tmaze-mixed",
+}
+
 
 def add_parser(subparsers: argparse._SubParsersAction, name: str) -> None:
     parser = subparsers.add_parser(
@@ -16,8 +22,17 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str) -> None:
         "--env", default="Pendulum-v1", help="Gymnasium env id (default: %(default)s)"
     )
     parser.add_argument(
+        "--env-kwargs",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="keyword arguments of the env, repeatable or comma-separated (e.g. length=50); "
+        "the dataset's env spec records them",
+    )
+    parser.add_argument(
         "--policy",
-        help="random or pendulum-swingup (default: pendulum-swingup on Pendulum-v1, else random)",
+        help="random, pendulum-swingup, tmaze-oracle or tmaze-mixed (default: pendulum-swingup "
+        "on Pendulum-v1, tmaze-mixed on the T-Mazes, else random)",
     )
     parser.add_argument("--episodes", type=int, default=200, help="default: %(default)s")
     parser.add_argument(
@@ -29,9 +44,9 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str) -> None:
     parser.add_argument(
         "--noise",
         type=float,
-        default=1.0,
         help="pendulum-swingup: each episode takes random torques with a probability drawn "
-        "from [0, noise] (default: %(default)s)",
+        "from [0, noise] (default 1); tmaze-mixed: a share noise/2 of the episodes takes the "
+        "wrong turn and, independently, noise/2 takes random steps (default 0.6)",
     )
     parser.add_argument("--max-episode-steps", type=int, help="override the env's time limit")
     parser.add_argument("--ref-min-score", type=float, help="reference return of a random policy")
@@ -42,8 +57,10 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from flowrl.data.collect import collect_dataset
+    from flowrl.envs.make import parse_env_kwargs
 
-    policy = args.policy or ("pendulum-swingup" if args.env == "Pendulum-v1" else "random")
+    env_kwargs = parse_env_kwargs(args.env_kwargs)
+    policy = args.policy or DEFAULT_POLICIES.get(args.env, "random")
     dataset = collect_dataset(
         args.env,
         policy,
@@ -51,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
         dataset_id=args.dataset_id,
         seed=args.seed,
         noise=args.noise,
+        env_kwargs=env_kwargs,
         max_episode_steps=args.max_episode_steps,
         ref_min_score=args.ref_min_score,
         ref_max_score=args.ref_max_score,

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import gymnasium as gym
 import numpy as np
 from tqdm import tqdm
 
@@ -9,6 +12,7 @@ from flowrl.data.episodes import EpisodeDataset
 from flowrl.data.minari_source import read_minari
 from flowrl.data.minari_writer import write_minari_dataset
 from flowrl.data.reference import gym_reference
+from flowrl.envs.make import make_env
 from flowrl.errors import UserError
 
 DEFAULT_DATASET_ID = "flowrl/pendulum-scripted-v0"
@@ -23,6 +27,9 @@ def _rollout(env, policy, *, env_seed: int, rng: np.random.Generator):
     observation, _ = env.reset(seed=env_seed)
     policy.reset(rng)
     observations, actions, rewards, terminations, truncations = [observation], [], [], [], []
+    # Minari stores Discrete actions as int64 indices, Box actions in the space's dtype
+    discrete = isinstance(env.action_space, gym.spaces.Discrete)
+    action_dtype = np.int64 if discrete else env.action_space.dtype
     done = False
     while not done:
         action = policy(observation)
@@ -36,7 +43,7 @@ def _rollout(env, policy, *, env_seed: int, rng: np.random.Generator):
     return EpisodeBuffer(
         seed=env_seed,
         observations=np.asarray(observations, dtype=env.observation_space.dtype),
-        actions=np.asarray(actions, dtype=env.action_space.dtype),
+        actions=np.asarray(actions, dtype=action_dtype),
         rewards=np.asarray(rewards),
         terminations=np.asarray(terminations),
         truncations=np.asarray(truncations),
@@ -50,7 +57,8 @@ def collect_dataset(
     episodes: int = 200,
     dataset_id: str = DEFAULT_DATASET_ID,
     seed: int = 0,
-    noise: float = 1.0,
+    noise: float | None = None,
+    env_kwargs: dict[str, Any] | None = None,
     max_episode_steps: int | None = None,
     ref_min_score: float | None = None,
     ref_max_score: float | None = None,
@@ -59,20 +67,22 @@ def collect_dataset(
 ) -> EpisodeDataset:
     """Collects `episodes` episodes of `policy` in `env_id` and writes Minari `dataset_id`.
 
-    Reference returns default to flowrl's table for the env (`flowrl.data.reference`).
-    The write is atomic; the dataset is read back from disk and returned.
+    The env is made with `env_kwargs` (e.g. a T-Maze's `length`), which the dataset's env
+    spec records. `noise` is the policy's own (None: its default). Reference returns default
+    to flowrl's table for the env (`flowrl.data.reference`). The write is atomic; the dataset
+    is read back from disk and returned.
     """
-    import gymnasium as gym
-
-    from flowrl.envs.policies import make_policy
+    from flowrl.envs.tmaze_policies import TMAZE_POLICIES, make_tmaze_policy
 
     if episodes < 1:
         raise UserError(f"episodes must be at least 1, got {episodes}")
-    try:
-        env = gym.make(env_id, max_episode_steps=max_episode_steps)
-    except gym.error.Error as err:
-        raise UserError(f"cannot make env {env_id!r}: {err}") from err
-    actor = make_policy(policy, env, noise=noise)
+    env = make_env(env_id, env_kwargs or {}, max_episode_steps=max_episode_steps)
+    if policy in TMAZE_POLICIES:
+        actor = make_tmaze_policy(policy, env, noise=noise)
+    else:
+        from flowrl.envs.policies import make_policy
+
+        actor = make_policy(policy, env, noise=1.0 if noise is None else noise)
     env_seeds, policy_seed = np.random.SeedSequence(seed).spawn(2)
     env_seed_list = np.random.default_rng(env_seeds).integers(2**31 - 1, size=episodes)
     rng = np.random.default_rng(policy_seed)
@@ -88,7 +98,7 @@ def collect_dataset(
     ref_min = ref_min_score if ref_min_score is not None else (refs[0] if refs else None)
     ref_max = ref_max_score if ref_max_score is not None else (refs[1] if refs else None)
     metadata = {
-        "algorithm_name": f"flowrl {policy} (noise={noise})",
+        "algorithm_name": f"flowrl {policy} (noise={noise})",  # None: the policy's default
         "author": {"flowrl collect"},
         "description": f"{episodes} episodes of the {policy} policy in {env_id}, seed {seed}.",
         "flowrl_collect": {"policy": policy, "noise": noise, "seed": seed, "episodes": episodes},

@@ -30,6 +30,10 @@ GYM_REFERENCE: dict[str, tuple[float, float]] = {
     "Hopper": D4RL_REFERENCE["hopper"],
     "HalfCheetah": D4RL_REFERENCE["halfcheetah"],
     "Walker2d": D4RL_REFERENCE["walker2d"],
+    # T-Mazes: 0 for a wrong turn on schedule, 1 for the oracle, so a normalised score is the
+    # success rate in percent (less any penalties for falling behind schedule).
+    "flowrl/TMazePassive": (0.0, 1.0),
+    "flowrl/TMazeActive": (0.0, 1.0),
 }
 
 D4RL_NAME = re.compile(
