@@ -26,6 +26,7 @@ class Agent:
     return_scale: float
     dataset: str
     env_id: str | None
+    env_kwargs: dict[str, Any] = field(default_factory=dict)  # the dataset's, for evaluation
     ref_min_score: float | None = None
     ref_max_score: float | None = None
     target_returns: list[float] = field(default_factory=list)
@@ -68,6 +69,7 @@ class Agent:
             "return_scale": float(self.return_scale),
             "dataset": self.dataset,
             "env_id": self.env_id,
+            "env_kwargs": dict(self.env_kwargs),
             "ref_min_score": self.ref_min_score,
             "ref_max_score": self.ref_max_score,
             "target_returns": [float(t) for t in self.target_returns],
@@ -89,6 +91,7 @@ class Agent:
             return_scale=state["return_scale"],
             dataset=state["dataset"],
             env_id=state["env_id"],
+            env_kwargs=dict(state.get("env_kwargs", {})),  # older checkpoints have none
             ref_min_score=state["ref_min_score"],
             ref_max_score=state["ref_max_score"],
             target_returns=list(state["target_returns"]),

@@ -6,9 +6,11 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from flowrl.agents import Agent, load_agent
 from flowrl.eval import VideoUnavailable, evaluate, record_videos
+from flowrl.eval.rollout import resolve_env_kwargs
 
 
 def add_parser(subparsers: argparse._SubParsersAction, name: str) -> None:
@@ -23,8 +25,21 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str) -> None:
         help="target return (repeatable); default: the checkpoint's targets",
     )
     parser.add_argument("--seed", type=int, default=0, help="episode i is reset with seed+i")
-    parser.add_argument("--max-steps", type=int, default=1000, help="episode step limit")
+    parser.add_argument(
+        "--max-steps",
+        type=int,
+        default=1000,
+        help="episode step limit (envs with a fixed horizon, like the T-Mazes, run to it)",
+    )
     parser.add_argument("--env", help="environment id; default: the checkpoint's")
+    parser.add_argument(
+        "--env-kwargs",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="env keyword arguments, repeatable or comma-separated (e.g. length=5000); they "
+        "update those the checkpoint's dataset recorded",
+    )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--json", type=Path, help="write the results to this JSON file")
     parser.add_argument(
@@ -37,10 +52,12 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from flowrl.envs.make import parse_env_kwargs
     from flowrl.errors import UserError
 
     if args.episodes <= 0 or args.num_envs <= 0 or args.video_episodes <= 0:
         raise UserError("--episodes, --num-envs and --video-episodes must be positive")
+    env_kwargs = parse_env_kwargs(args.env_kwargs)
     agent = load_agent(args.checkpoint)
     targets = args.target or agent.target_returns
     results = evaluate(
@@ -51,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         max_steps=args.max_steps,
         env_id=args.env,
+        env_kwargs=env_kwargs,
         device=args.device,
         progress=True,
     )
@@ -64,15 +82,22 @@ def run(args: argparse.Namespace) -> int:
         print(f"{line} ({s['episodes']} episodes)")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        payload = {"checkpoint": str(args.checkpoint), "env_id": args.env or agent.env_id}
+        env_id = args.env or agent.env_id
+        payload = {
+            "checkpoint": str(args.checkpoint),
+            "env_id": env_id,
+            "env_kwargs": resolve_env_kwargs(agent, env_id, env_kwargs),
+        }
         payload["targets"] = {f"{s['target_return']:g}": s for s in summaries}
         args.json.write_text(json.dumps(payload, indent=2) + "\n")
     if args.video:
-        videos(args, agent, targets)
+        videos(args, agent, targets, env_kwargs)
     return 0
 
 
-def videos(args: argparse.Namespace, agent: Agent, targets: list[float]) -> None:
+def videos(
+    args: argparse.Namespace, agent: Agent, targets: list[float], env_kwargs: dict[str, Any]
+) -> None:
     """Records videos, or says on stderr why this machine cannot."""
     try:
         paths = record_videos(
@@ -83,6 +108,7 @@ def videos(args: argparse.Namespace, agent: Agent, targets: list[float]) -> None
             seed=args.seed,
             max_steps=args.max_steps,
             env_id=args.env,
+            env_kwargs=env_kwargs,
             device=args.device,
         )
     except VideoUnavailable as err:

@@ -14,6 +14,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from contextlib import closing
 from dataclasses import dataclass
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -48,11 +49,16 @@ def make_envs(
     env_id: str,
     num_envs: int,
     *,
+    env_kwargs: dict[str, Any] | None = None,
     render_mode: str | None = None,
     wrappers: Sequence[Callable[[gym.Env], gym.Wrapper]] = (),
 ) -> gym.vector.VectorEnv:
-    """Synchronous vector env without autoreset: the evaluator resets each slot itself."""
-    kwargs = {} if render_mode is None else {"render_mode": render_mode}
+    """Synchronous vector env without autoreset: the evaluator resets each slot itself.
+
+    Each env is made with `env_kwargs` (e.g. a T-Maze's `length`)."""
+    kwargs = dict(env_kwargs or {})
+    if render_mode is not None:
+        kwargs["render_mode"] = render_mode
     try:
         return gym.make_vec(
             env_id,
@@ -66,9 +72,19 @@ def make_envs(
         raise UserError(f"cannot make environment {env_id!r}: {err}") from None
     except ImportError as err:
         raise UserError(f"environment {env_id!r} needs a missing package: {err}") from None
+    except (TypeError, ValueError) as err:  # a keyword the env does not take, or a bad value
+        raise UserError(f"cannot make environment {env_id!r} with {kwargs}: {err}") from None
 
 
-def episode_limit(env_id: str, max_steps: int) -> int:
+def episode_limit(envs: gym.vector.VectorEnv, env_id: str, max_steps: int) -> int:
+    """Steps an episode may last: an env with a fixed horizon (an int attribute `horizon`,
+    like the T-Mazes) runs to it, any other stops at `max_steps` or its own time limit."""
+    try:
+        horizon = envs.get_attr("horizon")[0]
+    except AttributeError:
+        horizon = None
+    if isinstance(horizon, int):
+        return horizon
     spec = gym.spec(env_id)
     return min(max_steps, spec.max_episode_steps or max_steps)
 
@@ -81,16 +97,57 @@ def resolve_env_id(agent: Agent, env_id: str | None) -> str:
     return env_id
 
 
+def resolve_env_kwargs(
+    agent: Agent, env_id: str, env_kwargs: dict[str, Any] | None
+) -> dict[str, Any]:
+    """The agent's recorded env kwargs (when `env_id` is its env), updated by `env_kwargs`."""
+    recorded = agent.env_kwargs if env_id == agent.env_id else {}
+    return {**recorded, **(env_kwargs or {})}
+
+
 def check_spaces(agent: Agent, envs: gym.vector.VectorEnv, env_id: str) -> None:
-    """A UserError unless the env's observations and actions have the agent's sizes."""
+    """A UserError unless the env's observations and actions have the agent's sizes.
+
+    A Discrete(n) env needs an agent whose action vectors have size n (one-hot)."""
     cfg = agent.model.cfg
     obs, act = envs.single_observation_space, envs.single_action_space
     if not isinstance(obs, gym.spaces.Box) or obs.shape != (cfg.state_dim,):
         raise UserError(
             f"{env_id} observes {obs}; the agent expects vectors of size {cfg.state_dim}"
         )
-    if not isinstance(act, gym.spaces.Box) or act.shape != (cfg.act_dim,):
+    if isinstance(act, gym.spaces.Discrete):
+        if act.n != cfg.act_dim or act.start != 0:
+            raise UserError(
+                f"{env_id} acts in {act}; the agent chooses among {cfg.act_dim} actions"
+            )
+    elif not isinstance(act, gym.spaces.Box) or act.shape != (cfg.act_dim,):
         raise UserError(f"{env_id} acts in {act}; the agent outputs vectors of size {cfg.act_dim}")
+
+
+def check_actions(actions: np.ndarray, space: gym.Space, num_envs: int) -> np.ndarray:
+    """The policy's actions as the vector env takes them: Discrete envs need integer indices
+    of shape (M,), which pass through unchanged."""
+    if not isinstance(space, gym.spaces.Discrete):
+        return actions
+    actions = np.asarray(actions)
+    if actions.shape != (num_envs,) or not np.issubdtype(actions.dtype, np.integer):
+        raise UserError(
+            f"a {space} env needs one integer action per env, shape ({num_envs},); the agent "
+            f"gave {actions.dtype} actions of shape {actions.shape} (it is not a discrete agent)"
+        )
+    return actions
+
+
+def check_env(
+    agent: Agent, env_id: str | None = None, env_kwargs: dict[str, Any] | None = None
+) -> None:
+    """Makes one evaluation env and checks its spaces: a UserError now rather than at the
+    first evaluation of a long run."""
+    env_id = resolve_env_id(agent, env_id)
+    with closing(
+        make_envs(env_id, 1, env_kwargs=resolve_env_kwargs(agent, env_id, env_kwargs))
+    ) as envs:
+        check_spaces(agent, envs, env_id)
 
 
 def evaluate(
@@ -102,17 +159,22 @@ def evaluate(
     seed: int = 0,
     max_steps: int = 1000,
     env_id: str | None = None,
+    env_kwargs: dict[str, Any] | None = None,
     recurrent: bool | None = None,
     device: torch.device | str = "cpu",
     progress: bool = False,
 ) -> list[TargetResult]:
-    """Runs `episodes` episodes per target return; returns one result per target."""
+    """Runs `episodes` episodes per target return; returns one result per target.
+
+    Envs are made with the agent's recorded env kwargs (those of its dataset) when `env_id`
+    is the agent's env, updated by `env_kwargs` (e.g. {"length": 5000}).
+    """
     env_id = resolve_env_id(agent, env_id)
     if not target_returns:
         raise UserError("no target returns to evaluate")
     return run_episodes(
         agent,
-        make_envs(env_id, num_envs),
+        make_envs(env_id, num_envs, env_kwargs=resolve_env_kwargs(agent, env_id, env_kwargs)),
         env_id,
         target_returns=target_returns,
         episodes=episodes,
@@ -143,7 +205,7 @@ def run_episodes(
     lengths = np.zeros((len(target_returns), episodes), dtype=np.int64)
     with closing(envs):
         check_spaces(agent, envs, env_id)
-        limit = episode_limit(env_id, max_steps)
+        limit = episode_limit(envs, env_id, max_steps)
         policy = agent.policy(num_envs, limit + 1, recurrent=recurrent, device=device)
         jobs = deque((t, i) for t in range(len(target_returns)) for i in range(episodes))
         slot_job: list[tuple[int, int] | None] = [None] * num_envs
@@ -167,7 +229,7 @@ def run_episodes(
         with bar:
             obs = assign(np.ones(num_envs, dtype=bool), None)
             while any(job is not None for job in slot_job):
-                actions = policy.act(obs)
+                actions = check_actions(policy.act(obs), envs.single_action_space, num_envs)
                 obs, reward, terminated, truncated, _ = envs.step(actions)
                 policy.observe(reward)
                 ep_return += reward

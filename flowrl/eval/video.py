@@ -11,6 +11,7 @@ import os
 import warnings
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -19,21 +20,21 @@ from gymnasium.wrappers import RecordVideo
 
 from flowrl.agents.agent import Agent
 from flowrl.errors import UserError
-from flowrl.eval.rollout import make_envs, resolve_env_id, run_episodes
+from flowrl.eval.rollout import make_envs, resolve_env_id, resolve_env_kwargs, run_episodes
 
 
 class VideoUnavailable(UserError):
     """This machine cannot record videos of the environment (no renderer or no encoder)."""
 
 
-def check_rendering(env_id: str) -> None:
+def check_rendering(env_id: str, env_kwargs: dict[str, Any]) -> None:
     """A VideoUnavailable, saying what is missing, unless `env_id` renders RGB frames."""
     if importlib.util.find_spec("moviepy") is None:
         raise VideoUnavailable('recording videos needs moviepy: pip install "flowrl[video]"')
     try:
         with warnings.catch_warnings():  # GLFW warns before failing without a display
             warnings.simplefilter("ignore")
-            env = gym.make(env_id, render_mode="rgb_array")
+            env = gym.make(env_id, render_mode="rgb_array", **env_kwargs)
             try:
                 env.reset(seed=0)
                 frame = env.render()
@@ -56,12 +57,14 @@ def record_videos(
     seed: int = 0,
     max_steps: int = 1000,
     env_id: str | None = None,
+    env_kwargs: dict[str, Any] | None = None,
     recurrent: bool | None = None,
     device: torch.device | str = "cpu",
 ) -> list[Path]:
     """Writes `target-R/flowrl-episode-i.mp4` for the first `episodes` episodes per target."""
     env_id = resolve_env_id(agent, env_id)
-    check_rendering(env_id)
+    env_kwargs = resolve_env_kwargs(agent, env_id, env_kwargs)
+    check_rendering(env_id, env_kwargs)
     for target in target_returns:
         recorder = partial(
             RecordVideo,
@@ -71,7 +74,9 @@ def record_videos(
         )
         run_episodes(
             agent,
-            make_envs(env_id, 1, render_mode="rgb_array", wrappers=[recorder]),
+            make_envs(
+                env_id, 1, env_kwargs=env_kwargs, render_mode="rgb_array", wrappers=[recorder]
+            ),
             env_id,
             target_returns=[target],
             episodes=episodes,

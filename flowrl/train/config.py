@@ -23,6 +23,7 @@ class DataConfig:
     dataset: str = QUICKSTART_DATASET  # Minari id, D4RL name or HDF5 path
     download: bool = False  # fetch a Minari dataset that is not local
     return_scale: float = 100.0  # returns-to-go are divided by this (1000 for MuJoCo)
+    observation_mask: str = "none"  # none | P (positions only) | V (velocities only), MuJoCo v5
 
 
 @dataclass
@@ -57,6 +58,7 @@ class EvalConfig:
     target_returns: list[float] = field(default_factory=list)  # empty: 90th pct of returns
     seed: int = 10_000
     max_steps: int = 1000  # episode step limit (the env's own limit applies too)
+    env_kwargs: dict[str, Any] = field(default_factory=dict)  # update the dataset's env kwargs
 
 
 @dataclass
@@ -115,6 +117,7 @@ def validate(cfg: TrainConfig) -> None:
         "model.context_mode": (cfg.model.context_mode, ("window", "episode")),
         "model.activation": (cfg.model.activation, ("relu", "gelu")),
         "precision": (cfg.precision, ("auto", "fp32", "bf16")),
+        "data.observation_mask": (cfg.data.observation_mask, ("none", "P", "V")),
     }
     for key, (value, allowed) in choices.items():
         if value not in allowed:

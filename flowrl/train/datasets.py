@@ -3,11 +3,25 @@
 from __future__ import annotations
 
 from flowrl.data import EpisodeDataset, collect_dataset, load_dataset
+from flowrl.envs.masked import mask_dataset
 from flowrl.errors import UserError
 from flowrl.train.config import QUICKSTART_DATASET, DataConfig
 
 
 def load_training_dataset(cfg: DataConfig, *, progress: bool = True) -> EpisodeDataset:
+    """The dataset `cfg` names, under `cfg.observation_mask` when it is P or V."""
+    dataset = _load(cfg, progress=progress)
+    if dataset.discrete_actions is not None:
+        raise UserError(
+            f"dataset {dataset.name!r} has discrete actions (Discrete({dataset.discrete_actions}))"
+            "; flowrl's agents train on continuous actions only so far"
+        )
+    if cfg.observation_mask != "none":
+        dataset = mask_dataset(dataset, cfg.observation_mask)
+    return dataset
+
+
+def _load(cfg: DataConfig, *, progress: bool) -> EpisodeDataset:
     try:
         return load_dataset(cfg.dataset, download=cfg.download)
     except UserError:

@@ -23,6 +23,7 @@ from flowrl.agents.agent import load_checkpoint, save_atomic
 from flowrl.data import EpisodeDataset, EpisodeSampler, WindowSampler
 from flowrl.errors import UserError
 from flowrl.eval import TargetResult, evaluate
+from flowrl.eval.rollout import check_env
 from flowrl.train import distributed
 from flowrl.train.config import TrainConfig, save_config
 from flowrl.train.datasets import load_training_dataset
@@ -120,6 +121,8 @@ class Trainer:
         self.target_returns = cfg.eval.target_returns or [default_target(self.dataset)]
         self.action_scale = action_scale(self.dataset)
         self._action_scale = torch.as_tensor(self.action_scale, device=self.device)
+        if self.is_main:  # a bad eval env or eval.env_kwargs fails here, not at the first eval
+            check_env(self.agent(), env_kwargs=cfg.eval.env_kwargs)
         self.step, self.best_score = 0, -math.inf
         if resume:
             self._restore(load_checkpoint(checkpoint))
@@ -135,6 +138,7 @@ class Trainer:
             return_scale=self.cfg.data.return_scale,
             dataset=ds.name,
             env_id=ds.env_id,
+            env_kwargs=ds.env_kwargs,
             ref_min_score=ds.ref_min_score,
             ref_max_score=ds.ref_max_score,
             target_returns=self.target_returns,
@@ -228,6 +232,7 @@ class Trainer:
             num_envs=min(ev.num_envs, ev.episodes * len(self.target_returns)),
             seed=ev.seed,
             max_steps=ev.max_steps,
+            env_kwargs=ev.env_kwargs,
             device=self.device,
         )
 
