@@ -77,7 +77,7 @@ def test_oracle_scores_one_and_a_wrong_turn_zero(kind, length):
         _, rewards, ends = run(env, route, seed)
         assert rewards.sum() == 1.0 and rewards[-1] == 1.0 and not rewards[:-1].any()
         assert ends[-1] == (True, False) and not any(any(e) for e in ends[:-1])
-        wrong = route[:-1] + [UP if route[-1] == DOWN else DOWN]
+        wrong = [*route[:-1], UP if route[-1] == DOWN else DOWN]
         _, rewards, _ = run(env, wrong, seed)
         assert rewards.sum() == 0.0
     assert goals == {-1, 1}  # both sides come up, drawn through np_random
