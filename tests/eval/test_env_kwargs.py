@@ -1,0 +1,133 @@
+"""Evaluation envs made with the dataset's recorded kwargs, overrides, and Discrete envs."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import flowrl.eval.rollout as rollout
+from flowrl.agents import Agent, DecisionTransformer, DecisionTransformerConfig
+from flowrl.agents.agent import load_agent
+from flowrl.cli import main
+from flowrl.envs.make import parse_env_kwargs
+from flowrl.envs.tmaze_policies import TMazeOracle
+from flowrl.errors import UserError
+from flowrl.eval import evaluate
+
+TMAZE = "flowrl/TMazeActive-v0"
+
+
+class OraclePolicy:
+    """A scripted discrete policy with the evaluator's interface, one oracle per env: it
+    stands in for a discrete agent and acts with integer indices, as the evaluator expects."""
+
+    def __init__(self, num_envs: int) -> None:
+        self.oracles = [TMazeOracle() for _ in range(num_envs)]
+        self.rng = np.random.default_rng(0)
+
+    def reset(self, rows: np.ndarray, target_returns: np.ndarray) -> None:
+        for row in np.flatnonzero(rows):
+            self.oracles[row].reset(self.rng)
+
+    def act(self, observations: np.ndarray) -> np.ndarray:
+        return np.array([o(obs) for o, obs in zip(self.oracles, observations, strict=True)])
+
+    def observe(self, rewards: np.ndarray) -> None:
+        pass
+
+
+class OracleAgent(Agent):
+    def policy(self, num_envs: int, max_steps: int, **_) -> OraclePolicy:
+        return OraclePolicy(num_envs)
+
+
+def make_agent(cls=Agent, env_id=TMAZE, env_kwargs=None, state_dim=2, act_dim=4) -> Agent:
+    torch.manual_seed(0)
+    cfg = DecisionTransformerConfig(
+        state_dim=state_dim, act_dim=act_dim, embed_dim=8, n_layers=1, n_heads=1, context_len=4
+    )
+    return cls(
+        model=DecisionTransformer(cfg).eval(),
+        obs_mean=np.zeros(state_dim, np.float32),
+        obs_std=np.ones(state_dim, np.float32),
+        action_scale=np.ones(act_dim, np.float32),
+        return_scale=1.0,
+        dataset="d",
+        env_id=env_id,
+        env_kwargs=env_kwargs or {},
+        ref_min_score=0.0,
+        ref_max_score=1.0,
+        target_returns=[1.0],
+    )
+
+
+def test_eval_envs_use_the_recorded_kwargs_unless_told_otherwise():
+    agent = make_agent(OracleAgent, env_kwargs={"length": 9, "noise_dims": 1}, state_dim=3)
+    kwargs = {"target_returns": [1.0], "episodes": 3, "num_envs": 2, "max_steps": 5}
+    (recorded,) = evaluate(agent, **kwargs)
+    np.testing.assert_array_equal(recorded.lengths, [12, 12, 12])  # T = L + 3, past max_steps
+    np.testing.assert_array_equal(recorded.returns, [1.0, 1.0, 1.0])
+    (longer,) = evaluate(agent, **kwargs, env_kwargs={"length": 40})  # noise_dims stays 1
+    np.testing.assert_array_equal(longer.lengths, [43, 43, 43])
+    np.testing.assert_array_equal(longer.normalized, [100.0, 100.0, 100.0])
+    # another env id does not inherit the agent's kwargs
+    kwargs["env_kwargs"] = {"noise_dims": 1}
+    (passive,) = evaluate(agent, **kwargs, env_id="flowrl/TMazePassive-v0")
+    np.testing.assert_array_equal(passive.lengths, [11, 11, 11])  # its default length, 10
+
+
+def test_discrete_env_errors():
+    with pytest.raises(UserError, match="needs one integer action per env"):
+        evaluate(make_agent(), target_returns=[1.0], episodes=1, num_envs=1)
+    with pytest.raises(UserError, match="the agent chooses among 3 actions"):
+        evaluate(make_agent(act_dim=3), target_returns=[1.0], episodes=1, num_envs=1)
+    with pytest.raises(UserError, match="got an unexpected keyword argument 'lenght'"):
+        rollout.check_env(make_agent(), env_kwargs={"lenght": 5})
+    with pytest.raises(UserError, match="length must be an integer >= 1"):
+        rollout.check_env(make_agent(), env_kwargs={"length": 0})
+
+
+def test_parse_env_kwargs():
+    items = ["length=500", "noise_dims=2,flag=true", "name=abc, ratio=0.5", "dims=[1, 2],x="]
+    assert parse_env_kwargs(items) == {
+        "length": 500,
+        "noise_dims": 2,
+        "flag": True,
+        "name": "abc",
+        "ratio": 0.5,
+        "dims": [1, 2],
+        "x": "",
+    }
+    for bad in ("length", "=5", "2x=1"):
+        with pytest.raises(UserError, match="expected key=value"):
+            parse_env_kwargs([bad])
+
+
+def test_checkpoints_keep_env_kwargs(tmp_path):
+    agent = make_agent(env_kwargs={"length": 7, "noise_dims": 1})
+    path = tmp_path / "agent.pt"
+    torch.save({"agent": agent.state_dict()}, path)
+    assert load_agent(path).env_kwargs == {"length": 7, "noise_dims": 1}
+    state = agent.state_dict()
+    del state["env_kwargs"]  # a checkpoint from before env kwargs existed
+    assert Agent.from_state_dict(state).env_kwargs == {}
+
+
+def test_cli_eval_env_kwargs(tmp_path, capsys):
+    path = tmp_path / "agent.pt"
+    agent = make_agent(env_id="Pendulum-v1", env_kwargs={"g": 9.0}, state_dim=3, act_dim=1)
+    torch.save({"agent": agent.state_dict()}, path)
+    args = ["eval", "--checkpoint", str(path), "--episodes", "1", "--max-steps", "3"]
+    out = tmp_path / "r.json"
+    assert main([*args, "--env-kwargs", "g=2.5", "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["env_kwargs"] == {"g": 2.5}
+    assert main([*args, "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["env_kwargs"] == {"g": 9.0}
+    capsys.readouterr()
+    assert main([*args, "--env-kwargs", "gravity=2"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("flowrl eval: error: cannot make environment 'Pendulum-v1'")
+    assert "gravity" in err and "\n" not in err
