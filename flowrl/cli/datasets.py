@@ -68,7 +68,11 @@ def run_show(args: argparse.Namespace) -> int:
     )
     lines = {
         "dataset": stats["name"],
-        "env": stats["env_id"] or "unknown",
+        "env": (stats["env_id"] or "unknown")
+        + (f" {json.dumps(stats['env_kwargs'])}" if stats["env_kwargs"] else ""),
+        "actions": "continuous"
+        if stats["discrete_actions"] is None
+        else f"Discrete({stats['discrete_actions']}), one-hot in batches",
         "episodes": stats["episodes"],
         "steps": stats["steps"],
         "obs / act dim": f"{stats['obs_dim']} / {stats['act_dim']}",
