@@ -156,6 +156,7 @@ def test_cli_collects_the_oracle_in_the_active_tmaze(minari_root):
     stats = json.loads(shown.stdout)
     assert stats["discrete_actions"] == 4 and stats["env_kwargs"] == {"length": 6}
     assert stats["return_min"] == stats["return_max"] == 1.0
+    assert (stats["ref_min_score"], stats["ref_max_score"]) == (0.0, 1.0)  # score = success %
     assert stats["length_min"] == stats["length_max"] == 6 + 3
 
     bad = flowrl(
