@@ -77,12 +77,14 @@ def collect_dataset(
     if episodes < 1:
         raise UserError(f"episodes must be at least 1, got {episodes}")
     env = make_env(env_id, env_kwargs or {}, max_episode_steps=max_episode_steps)
+    if noise is None:  # the policy's default, recorded in the metadata
+        noise = TMAZE_POLICIES.get(policy, 1.0)
     if policy in TMAZE_POLICIES:
         actor = make_tmaze_policy(policy, env, noise=noise)
     else:
         from flowrl.envs.policies import make_policy
 
-        actor = make_policy(policy, env, noise=1.0 if noise is None else noise)
+        actor = make_policy(policy, env, noise=noise)
     env_seeds, policy_seed = np.random.SeedSequence(seed).spawn(2)
     env_seed_list = np.random.default_rng(env_seeds).integers(2**31 - 1, size=episodes)
     rng = np.random.default_rng(policy_seed)
@@ -98,7 +100,7 @@ def collect_dataset(
     ref_min = ref_min_score if ref_min_score is not None else (refs[0] if refs else None)
     ref_max = ref_max_score if ref_max_score is not None else (refs[1] if refs else None)
     metadata = {
-        "algorithm_name": f"flowrl {policy} (noise={noise})",  # None: the policy's default
+        "algorithm_name": f"flowrl {policy} (noise={noise})",
         "author": {"flowrl collect"},
         "description": f"{episodes} episodes of the {policy} policy in {env_id}, seed {seed}.",
         "flowrl_collect": {"policy": policy, "noise": noise, "seed": seed, "episodes": episodes},

@@ -82,20 +82,20 @@ class TMazeMixed(TMazeOracle):
         return move
 
 
-TMAZE_POLICIES = ("tmaze-oracle", "tmaze-mixed")
+# policy -> its `noise` when none is given (tmaze-mixed: wrong_turn = noisy = 0.3)
+TMAZE_POLICIES = {"tmaze-oracle": 0.0, "tmaze-mixed": 0.6}
 
 
 def make_tmaze_policy(name: str, env: gym.Env, *, noise: float | None = None):
     """A T-Maze policy by name. For tmaze-mixed, `noise` sets both `wrong_turn` and `noisy`
-    to noise / 2 (default: 0.3 each)."""
+    to noise / 2; the oracle has none."""
     if not isinstance(env.unwrapped, TMaze):
         env_id = env.spec.id if env.spec is not None else env
         raise UserError(f"policy {name!r} is for the flowrl T-Mazes, not {env_id}")
     if name == "tmaze-oracle":
         return TMazeOracle()
     if name == "tmaze-mixed":
-        if noise is None:
-            return TMazeMixed()
+        noise = TMAZE_POLICIES[name] if noise is None else noise
         if not 0.0 <= noise <= 1.0:
             raise UserError(f"tmaze-mixed: noise must be in [0, 1], got {noise}")
         return TMazeMixed(wrong_turn=noise / 2, noisy=noise / 2)
