@@ -61,7 +61,9 @@ def _env_spec(metadata: dict) -> tuple[str | None, dict[str, Any]]:
         spec = metadata.get(key)
         if isinstance(spec, str):
             spec = json.loads(spec)
-            return spec.get("id"), dict(spec.get("kwargs") or {})
+            kwargs = dict(spec.get("kwargs") or {})
+            kwargs.pop("render_mode", None)  # how the data was watched, not part of the task
+            return spec.get("id"), kwargs
     return None, {}
 
 

@@ -32,7 +32,7 @@ MOVES = ((1, 0), (0, 1), (-1, 0), (0, -1))
 class TMaze(gym.Env):
     """T-Maze with corridor length `length` and the cue `cue_offset` cells left of the start."""
 
-    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi"]}
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi"], "render_fps": 4}
 
     def __init__(
         self,

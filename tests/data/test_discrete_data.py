@@ -165,3 +165,11 @@ def test_cli_collects_the_oracle_in_the_active_tmaze(minari_root):
     )  # fmt: skip
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
     assert "lenght" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_render_mode_is_not_an_env_kwarg_to_keep(minari_root):
+    dataset = collect_dataset(
+        "flowrl/TMazeActive-v0", "tmaze-oracle", episodes=2, dataset_id="test/ansi-v0",
+        env_kwargs={"length": 3, "render_mode": "ansi"}, progress=False,
+    )  # fmt: skip
+    assert dataset.env_kwargs == {"length": 3}
