@@ -74,6 +74,8 @@ class EpisodeDataset:
         dims = {(ep.observations.shape[1], ep.actions.shape[1]) for ep in episodes}
         if len(dims) != 1:
             raise UserError(f"dataset {name!r} mixes (obs_dim, act_dim) shapes: {sorted(dims)}")
+        if 0 in next(iter(dims)):
+            raise UserError(f"dataset {name!r}: observations and actions need at least one value")
         self.name = name
         self.episodes = episodes
         self.ref_min_score = None if ref_min_score is None else float(ref_min_score)
