@@ -68,6 +68,8 @@ def collect_dataset(
 
     if episodes < 1:
         raise UserError(f"episodes must be at least 1, got {episodes}")
+    if max_episode_steps is not None and max_episode_steps < 1:
+        raise UserError(f"max_episode_steps must be at least 1, got {max_episode_steps}")
     try:
         env = gym.make(env_id, max_episode_steps=max_episode_steps)
     except gym.error.Error as err:

@@ -9,6 +9,7 @@ import h5py
 import numpy as np
 
 from flowrl.data.episodes import Episode, EpisodeDataset
+from flowrl.data.minari_source import DOWNLOAD_HINT
 from flowrl.data.reference import D4RL_ENV_IDS, D4RL_REFERENCE, parse_d4rl_name
 from flowrl.data.validate import check_array, fail
 from flowrl.errors import UserError
@@ -45,8 +46,9 @@ def find_d4rl_file(name: str, *, download: bool = False) -> Path:
     url = D4RL_URL.format(version=version, file=names[0])
     if not download:
         raise UserError(
-            f"D4RL dataset {name!r} not found (looked for {looked}); pass download=True "
-            f"(--download) or fetch {url} into {d4rl_dir()} (set D4RL_DATASET_DIR to move it)"
+            f"D4RL dataset {name!r} not found (looked for {looked}); fetch {url} into "
+            f"{d4rl_dir()} (set D4RL_DATASET_DIR to move it) or ask for a download: "
+            f"{DOWNLOAD_HINT}"
         )
     try:
         from d4rl import infos, offline_env
