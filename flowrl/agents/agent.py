@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import pickle
 import zipfile
@@ -103,19 +104,22 @@ class Agent:
 def save_atomic(obj: Any, path: Path) -> None:
     """torch.save to a temporary file beside `path`, then rename: never half-written.
 
-    A failed write (e.g. a full disk) leaves the previous file at `path` as it was.
+    The bytes are built in memory and written with plain file I/O (then fsync'd), so a
+    failed write (e.g. a full disk) is an OSError, and the previous file at `path` stays.
     """
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(obj, tmp)
+        with tmp.open("wb") as file:
+            file.write(buffer.getbuffer())
+            file.flush()
+            os.fsync(file.fileno())
         os.replace(tmp, path)
-    except (OSError, RuntimeError) as err:  # torch reports a failed write as a RuntimeError
-        if isinstance(err, RuntimeError) and "writ" not in str(err).lower():
-            raise
-        reason = err.strerror if isinstance(err, OSError) else str(err).splitlines()[0]
+    except OSError as err:
         kept = "; the previous one is kept" if path.is_file() else ""
-        raise UserError(f"cannot write checkpoint {path}: {reason}{kept}") from None
+        raise UserError(f"cannot write checkpoint {path}: {err.strerror or err}{kept}") from None
     finally:
         tmp.unlink(missing_ok=True)
 
