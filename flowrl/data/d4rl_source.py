@@ -79,7 +79,7 @@ def _read(file: h5py.File, path: Path, key: str) -> np.ndarray:
         raise fail(path, key, f"missing (a D4RL file needs {', '.join(REQUIRED_KEYS)})")
     if not isinstance(file[key], h5py.Dataset):
         raise fail(path, key, "is a group, expected an array")
-    return file[key][()]
+    return np.asarray(file[key][()])
 
 
 def _reference(name: str) -> tuple[tuple[float, float] | None, str | None]:
@@ -99,7 +99,7 @@ def read_d4rl_file(path: str | Path, name: str | None = None) -> EpisodeDataset:
         raise UserError(f"{path}: not a readable HDF5 file ({err})") from err
     with file:
         arrays = {key: _read(file, path, key) for key in REQUIRED_KEYS}
-        steps = len(arrays["observations"])
+        steps = len(check_array(path, "observations", arrays["observations"], ndim=2))
         if steps == 0:
             raise UserError(f"{path}: key 'observations': empty, the dataset holds no steps")
         timeouts = _read(file, path, "timeouts") if "timeouts" in file else np.zeros(steps, bool)
