@@ -278,6 +278,8 @@ class Trainer:
         with StopOnSignal() as self.stop:  # reliability
             try:
                 return self._fit()
+            except OSError as err:  # e.g. a full disk while logging: one line, not a traceback
+                raise UserError(f"{err.filename or self.run_dir}: {err.strerror or err}") from None
             finally:
                 if self.run_lock is not None:
                     self.run_lock.release()

@@ -45,6 +45,8 @@ def run_eval(checkpoint, *flags):
         (["--target=-100", "--target=-inf"], "--target -inf"),
         (["--max-steps", "0"], "--max-steps 0: expected a positive"),
         (["--max-steps", "-4"], "--max-steps -4"),
+        (["--num-envs", "0"], "must be positive"),
+        (["--video-episodes", "-1"], "must be positive"),
     ],
 )
 def test_bad_flags(checkpoint, capsys, flags, message):
