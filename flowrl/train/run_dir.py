@@ -88,7 +88,7 @@ class RunDir:
         """Unlocks; a folder that got nothing but the lock file is removed."""
         if self._lock_file is None:
             return
-        if not self.contents():
+        if self.path.is_dir() and not self.contents():
             (self.path / LOCK_NAME).unlink(missing_ok=True)
             with contextlib.suppress(OSError):  # something appeared meanwhile: keep it
                 self.path.rmdir()
