@@ -26,7 +26,7 @@ def test_overwrite_empties_the_folder_and_stale_temporaries_go(tmp_path):
     (path / "checkpoints" / "last.pt").write_bytes(b"old")
     (path / "checkpoints" / ".last.pt.123.tmp").write_bytes(b"half")
     (path / "events.out.tfevents.1").write_bytes(b"old")
-    with pytest.raises(UserError, match="already holds a run .*--resume.*--overwrite"):
+    with pytest.raises(UserError, match=r"already holds a run .*--resume.*--overwrite"):
         RunDir(path).acquire()
     run = RunDir(path).acquire(resume=True)
     assert not (path / "checkpoints" / ".last.pt.123.tmp").exists()
@@ -40,7 +40,7 @@ def test_overwrite_empties_the_folder_and_stale_temporaries_go(tmp_path):
 
 def test_out_dir_under_a_file(tmp_path):
     (tmp_path / "file").write_text("")
-    with pytest.raises(UserError, match="cannot create the run folder .*file/run: Not a directory"):
+    with pytest.raises(UserError, match=r"cannot create the run folder .*: Not a directory"):
         RunDir(tmp_path / "file" / "run").acquire()
 
 
