@@ -9,6 +9,8 @@ from collections.abc import Sequence
 
 from flowrl.errors import DataWarning, Interrupted, UserError
 
+PYTHON_SHOWWARNING = warnings.showwarning  # kept for warnings that are not flowrl's
+
 # Subcommand modules, imported lazily so `flowrl --help` stays fast.
 SUBCOMMANDS: dict[str, str] = {
     "collect": "flowrl.cli.collect",
@@ -52,12 +54,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def show_warnings_in_one_line(prog: str) -> None:
     """flowrl's own warnings print as `prog: warning: message`, without a source line."""
-    default = warnings.showwarning
 
     def show(message, category, filename, lineno, file=None, line=None):
         if issubclass(category, DataWarning):
             print(f"{prog}: warning: {message}", file=sys.stderr)
         else:
-            default(message, category, filename, lineno, file, line)
+            PYTHON_SHOWWARNING(message, category, filename, lineno, file, line)
 
     warnings.showwarning = show
