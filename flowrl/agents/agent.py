@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import os
+import pickle
+import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -10,6 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from flowrl.agents.checksum import agent_tensors, tensors_checksum
 from flowrl.agents.decision_transformer import DecisionTransformer, DecisionTransformerConfig
 from flowrl.agents.policy import DecisionTransformerPolicy
 from flowrl.errors import UserError
@@ -59,7 +63,7 @@ class Agent:
 
     def state_dict(self) -> dict[str, Any]:
         """The agent's part of a checkpoint: plain tensors, numbers and strings."""
-        return {
+        state = {
             "format": CHECKPOINT_FORMAT,
             "model_config": asdict(self.model.cfg),
             "model": self.model.state_dict(),
@@ -74,6 +78,8 @@ class Agent:
             "ref_max_score": self.ref_max_score,
             "target_returns": [float(t) for t in self.target_returns],
         }
+        state["checksum"] = tensors_checksum(agent_tensors(state))  # verified on load
+        return state
 
     @classmethod
     def from_state_dict(cls, state: dict[str, Any], source: str = "checkpoint") -> Agent:
@@ -99,27 +105,76 @@ class Agent:
 
 
 def save_atomic(obj: Any, path: Path) -> None:
-    """torch.save to a temporary file beside `path`, then rename: never half-written."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """torch.save to a temporary file beside `path`, then rename: never half-written.
+
+    The bytes are built in memory and written with plain file I/O (then fsync'd), so a
+    failed write (e.g. a full disk) is an OSError, and the previous file at `path` stays.
+    """
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        torch.save(obj, tmp)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tmp.open("wb") as file:
+            file.write(buffer.getbuffer())
+            file.flush()
+            os.fsync(file.fileno())
         os.replace(tmp, path)
+    except OSError as err:
+        kept = "; the previous one is kept" if path.is_file() else ""
+        raise UserError(f"cannot write checkpoint {path}: {err.strerror or err}{kept}") from None
     finally:
         tmp.unlink(missing_ok=True)
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """A training checkpoint's contents; a UserError unless it is an intact flowrl checkpoint."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"checkpoint {path} does not exist")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises many kinds for a corrupt or foreign file
-        raise UserError(f"checkpoint {path} cannot be read: {type(err).__name__}: {err}") from None
-    if not isinstance(state, dict) or "agent" not in state:
-        raise UserError(f"checkpoint {path} is not a flowrl checkpoint (no 'agent' entry)")
+    state = read_checkpoint_file(path)
+    agent = state.get("agent") if isinstance(state, dict) else None
+    if not isinstance(agent, dict) or agent.get("format") != CHECKPOINT_FORMAT:
+        raise UserError(
+            f"{path} is not a flowrl checkpoint (no format tag {CHECKPOINT_FORMAT!r}); "
+            "give a last.pt or best.pt written by flowrl train"
+        )
+    verify_checksum(agent, path)
     return state
+
+
+def read_checkpoint_file(path: Path) -> Any:
+    """torch.load of tensors and plain values only; a one-line UserError for anything else."""
+    if not zipfile.is_zipfile(path):
+        raise UserError(
+            f"{path} is not a flowrl checkpoint: not a complete PyTorch file "
+            "(truncated, damaged or another format)"
+        )
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises many kinds for a damaged or foreign file
+        if isinstance(err, pickle.UnpicklingError) and "weights only" in str(err).lower():
+            raise UserError(
+                f"{path} is not a flowrl checkpoint: it stores Python objects, not only tensors"
+            ) from None
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        raise UserError(
+            f"checkpoint {path} cannot be read (damaged?): {type(err).__name__}: {reason}"
+        ) from None
+
+
+def verify_checksum(agent: dict[str, Any], path: Path) -> None:
+    """A UserError when the weights are not the ones saved (checkpoints before checksums pass)."""
+    if "checksum" not in agent:
+        return
+    try:
+        actual = tensors_checksum(agent_tensors(agent))
+    except (KeyError, AttributeError, TypeError, RuntimeError) as err:
+        raise UserError(f"checkpoint {path} is damaged: {type(err).__name__}: {err}") from None
+    if actual != agent["checksum"]:
+        raise UserError(
+            f"checkpoint {path} is damaged: its weights do not match the checksum saved with them"
+        )
 
 
 def load_agent(path: str | Path) -> Agent:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.episodes <= 0 or args.num_envs <= 0 or args.video_episodes <= 0:
         raise UserError("--episodes, --num-envs and --video-episodes must be positive")
+    check_flags(args)  # reliability: before the checkpoint is read and the envs run
     env_kwargs = parse_env_kwargs(args.env_kwargs)
     agent = load_agent(args.checkpoint)
     targets = args.target or agent.target_returns
@@ -93,6 +95,28 @@ def run(args: argparse.Namespace) -> int:
     if args.video:
         videos(args, agent, targets, env_kwargs)
     return 0
+
+
+def check_flags(args: argparse.Namespace) -> None:
+    """Step limit and targets in range; the --json file writable, checked by creating it."""
+    from flowrl.errors import UserError
+
+    if args.max_steps <= 0:
+        raise UserError(f"--max-steps {args.max_steps}: expected a positive number of steps")
+    for target in args.target or []:
+        if not math.isfinite(target):
+            raise UserError(f"--target {target}: expected a finite return")
+    if args.json is None:
+        return
+    existed = args.json.exists()
+    try:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        with args.json.open("a"):
+            pass
+    except OSError as err:
+        raise UserError(f"--json {args.json}: cannot write it: {err.strerror or err}") from None
+    if not existed:
+        args.json.unlink()  # written for real once the evaluation is done
 
 
 def videos(

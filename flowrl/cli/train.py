@@ -26,6 +26,14 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str) -> None:
         help="override a setting, e.g. --set optim.lr=3e-4 --set model.attention=softmax",
     )
     parser.add_argument("--resume", action="store_true", help="continue out_dir/name from last.pt")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="delete what out_dir/name holds, then train"
+    )
+    parser.add_argument(
+        "--allow-dataset-change",
+        action="store_true",
+        help="--resume even if the dataset differs from the checkpoint's",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(run=run)
 
@@ -33,7 +41,13 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str) -> None:
 def run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.overrides)
     with distributed.process_group(resolve_device(cfg.device)):  # under torchrun: DDP
-        trainer = Trainer(cfg, resume=args.resume, progress=not args.no_progress)
+        trainer = Trainer(
+            cfg,
+            resume=args.resume,
+            progress=not args.no_progress,
+            overwrite=args.overwrite,
+            allow_dataset_change=args.allow_dataset_change,
+        )
         summary = trainer.fit()
     if not trainer.is_main:
         return 0

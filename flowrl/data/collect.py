@@ -76,6 +76,8 @@ def collect_dataset(
 
     if episodes < 1:
         raise UserError(f"episodes must be at least 1, got {episodes}")
+    if max_episode_steps is not None and max_episode_steps < 1:
+        raise UserError(f"max_episode_steps must be at least 1, got {max_episode_steps}")
     env = make_env(env_id, env_kwargs or {}, max_episode_steps=max_episode_steps)
     if noise is None:  # the policy's default, recorded in the metadata
         noise = TMAZE_POLICIES.get(policy, 1.0)

@@ -9,6 +9,7 @@ import h5py
 import numpy as np
 
 from flowrl.data.episodes import Episode, EpisodeDataset
+from flowrl.data.minari_source import DOWNLOAD_HINT
 from flowrl.data.reference import D4RL_ENV_IDS, D4RL_REFERENCE, parse_d4rl_name
 from flowrl.data.validate import check_array, fail
 from flowrl.errors import UserError
@@ -45,8 +46,9 @@ def find_d4rl_file(name: str, *, download: bool = False) -> Path:
     url = D4RL_URL.format(version=version, file=names[0])
     if not download:
         raise UserError(
-            f"D4RL dataset {name!r} not found (looked for {looked}); pass download=True "
-            f"(--download) or fetch {url} into {d4rl_dir()} (set D4RL_DATASET_DIR to move it)"
+            f"D4RL dataset {name!r} not found (looked for {looked}); fetch {url} into "
+            f"{d4rl_dir()} (set D4RL_DATASET_DIR to move it) or ask for a download: "
+            f"{DOWNLOAD_HINT}"
         )
     try:
         from d4rl import infos, offline_env
@@ -77,7 +79,7 @@ def _read(file: h5py.File, path: Path, key: str) -> np.ndarray:
         raise fail(path, key, f"missing (a D4RL file needs {', '.join(REQUIRED_KEYS)})")
     if not isinstance(file[key], h5py.Dataset):
         raise fail(path, key, "is a group, expected an array")
-    return file[key][()]
+    return np.asarray(file[key][()])
 
 
 def _reference(name: str) -> tuple[tuple[float, float] | None, str | None]:
@@ -97,7 +99,7 @@ def read_d4rl_file(path: str | Path, name: str | None = None) -> EpisodeDataset:
         raise UserError(f"{path}: not a readable HDF5 file ({err})") from err
     with file:
         arrays = {key: _read(file, path, key) for key in REQUIRED_KEYS}
-        steps = len(arrays["observations"])
+        steps = len(check_array(path, "observations", arrays["observations"], ndim=2))
         if steps == 0:
             raise UserError(f"{path}: key 'observations': empty, the dataset holds no steps")
         timeouts = _read(file, path, "timeouts") if "timeouts" in file else np.zeros(steps, bool)

@@ -117,6 +117,9 @@ class EpisodeDataset:
         dims = {(ep.observations.shape[1], ep.actions.shape[1:]) for ep in episodes}
         if len(dims) != 1:
             raise UserError(f"dataset {name!r} mixes (obs_dim, action) shapes: {sorted(dims)}")
+        obs_dim, action_shape = next(iter(dims))
+        if obs_dim == 0 or 0 in action_shape:
+            raise UserError(f"dataset {name!r}: observations and actions need at least one value")
         _check_actions(name, episodes, discrete_actions)
         self.name = name
         self.episodes = episodes

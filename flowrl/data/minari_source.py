@@ -17,6 +17,10 @@ from flowrl.errors import UserError
 
 EPISODE_KEYS = ("observations", "actions", "rewards", "terminations", "truncations")
 DEFAULT_REMOTE = "hf://farama-minari"
+DOWNLOAD_HINT = (
+    "--set data.download=true (flowrl train), --download (flowrl datasets show), "
+    "download=True (Python)"
+)
 
 
 def minari_root() -> Path:
@@ -69,14 +73,37 @@ def _env_spec(metadata: dict) -> tuple[str | None, dict[str, Any]]:
 
 def _diagnose(file: Path, index: int, err: Exception) -> UserError:
     """Names what is wrong with episode `index` after minari failed to read it."""
-    with h5py.File(file, "r") as h5:
-        group = f"episode_{index}"
-        if group not in h5:
-            return fail(file, group, "missing (metadata counts more episodes than the file holds)")
-        for key in EPISODE_KEYS:
-            if key not in h5[group]:
-                return fail(file, f"{group}/{key}", "missing")
-    return UserError(f"{file}: episode {index}: unreadable ({type(err).__name__}: {err})")
+    reason = str(err).strip().splitlines()[0] if str(err).strip() else ""
+    try:
+        with h5py.File(file, "r") as h5:
+            group = f"episode_{index}"
+            if group not in h5 or not isinstance(h5[group], h5py.Group):
+                return fail(file, group, "missing or not a group")
+            for key in EPISODE_KEYS:
+                if key not in h5[group]:
+                    return fail(file, f"{group}/{key}", "missing")
+    except (OSError, RuntimeError, KeyError, ValueError):
+        pass  # the file itself is damaged: the original error says more
+    return UserError(f"{file}: episode {index}: unreadable ({type(err).__name__}: {reason})")
+
+
+def _check_main_data(file: Path, total_episodes: int) -> None:
+    """A readable HDF5 file holding as many episodes as the metadata counts."""
+    if not file.is_file():  # another storage format (arrow): minari checks it
+        return
+    try:
+        with h5py.File(file, "r") as h5:
+            held = sum(1 for key in h5 if key.startswith("episode_"))
+    except (OSError, RuntimeError) as err:
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise UserError(
+            f"{file}: not a readable HDF5 file (truncated or damaged?): {reason}"
+        ) from None
+    if held != total_episodes:
+        raise UserError(
+            f"{file}: the metadata counts {total_episodes} episodes (total_episodes) but the "
+            f"file holds {held}"
+        )
 
 
 def _episode(file: Path, data, discrete: bool) -> Episode:
@@ -111,13 +138,14 @@ def read_minari(dataset_id: str, *, download: bool = False) -> EpisodeDataset:
             raise UserError(
                 f"no local Minari dataset {dataset_id!r} (looked in {data_path.parent}; "
                 f"MINARI_DATASETS_PATH={os.environ.get('MINARI_DATASETS_PATH', '<unset>')}); "
-                "pass download=True (--download) to fetch it"
+                f"to fetch it: {DOWNLOAD_HINT}"
             )
         _download(dataset_id)
     try:
         dataset = minari.load_dataset(dataset_id)
     except Exception as err:  # minari raises ValueError, KeyError, AssertionError on bad metadata
-        raise UserError(f"{data_path}: not a readable Minari dataset ({err})") from err
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UserError(f"{data_path}: not a readable Minari dataset ({reason})") from None
     observation_space, action_space = dataset.observation_space, dataset.action_space
     if not (isinstance(observation_space, gym.spaces.Box) and len(observation_space.shape) == 1):
         raise UserError(
@@ -136,14 +164,17 @@ def read_minari(dataset_id: str, *, download: bool = False) -> EpisodeDataset:
         raise UserError(f"{data_path}: Minari dataset {dataset_id!r} holds no episodes")
 
     file = data_path / "main_data.hdf5"
+    _check_main_data(file, dataset.total_episodes)
     episodes: list[Episode] = []
     bar = tqdm(total=dataset.total_episodes, desc=f"load {dataset_id}", leave=False, disable=None)
     try:
         for data in dataset.iterate_episodes():
             episodes.append(_episode(file, data, discrete))
             bar.update()
-    except (KeyError, AssertionError, OSError) as err:
-        raise _diagnose(file, len(episodes), err) from err
+    except (KeyError, AssertionError, OSError, RuntimeError, ValueError, TypeError) as err:
+        if isinstance(err, UserError):
+            raise
+        raise _diagnose(file, len(episodes), err) from None
     finally:
         bar.close()
 

@@ -41,8 +41,8 @@ def make_env(env_id: str, env_kwargs: dict[str, Any], **make_kwargs: Any) -> gym
     try:
         return gym.make(env_id, **make_kwargs, **env_kwargs)
     except gym.error.Error as err:
-        raise UserError(f"cannot make env {env_id!r}: {err}") from None
+        raise UserError(f"cannot make environment {env_id!r}: {err}") from None
     except ImportError as err:
-        raise UserError(f"env {env_id!r} needs a missing package: {err}") from None
+        raise UserError(f"environment {env_id!r} needs a missing package: {err}") from None
     except (TypeError, ValueError) as err:
-        raise UserError(f"cannot make env {env_id!r} with {env_kwargs}: {err}") from None
+        raise UserError(f"cannot make environment {env_id!r} with {env_kwargs}: {err}") from None

@@ -14,6 +14,7 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from flowrl.errors import UserError
+from flowrl.train.config_checks import check_numbers, read_yaml_mapping
 
 QUICKSTART_DATASET = "flowrl/pendulum-scripted-v0"
 
@@ -59,6 +60,7 @@ class EvalConfig:
     seed: int = 10_000
     max_steps: int = 1000  # episode step limit (the env's own limit applies too)
     env_kwargs: dict[str, Any] = field(default_factory=dict)  # update the dataset's env kwargs
+    env_id: str | None = None  # Gymnasium id to evaluate in; default: the dataset's env
 
 
 @dataclass
@@ -90,7 +92,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Tr
             path = Path(path)
             if not path.is_file():
                 raise UserError(f"config file {path} does not exist")
-            layers.append(OmegaConf.load(path))
+            layers.append(OmegaConf.create(read_yaml_mapping(path)))
         for item in overrides:
             if "=" not in item:
                 raise UserError(f"--set {item!r}: expected key=value, e.g. optim.lr=3e-4")
@@ -112,6 +114,7 @@ def _describe(err: OmegaConfBaseException) -> str:
 
 def validate(cfg: TrainConfig) -> None:
     """Value checks the types cannot express."""
+    check_numbers(cfg)
     choices = {
         "model.attention": (cfg.model.attention, ("flow", "softmax")),
         "model.context_mode": (cfg.model.context_mode, ("window", "episode")),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flowrl.data import EpisodeDataset, collect_dataset, load_dataset
 from flowrl.envs.masked import mask_dataset
+from flowrl.data.minari_source import minari_root
 from flowrl.errors import UserError
 from flowrl.train.config import QUICKSTART_DATASET, DataConfig
 
@@ -25,7 +26,7 @@ def _load(cfg: DataConfig, *, progress: bool) -> EpisodeDataset:
     try:
         return load_dataset(cfg.dataset, download=cfg.download)
     except UserError:
-        if cfg.dataset != QUICKSTART_DATASET:
-            raise
+        if cfg.dataset != QUICKSTART_DATASET or (minari_root() / QUICKSTART_DATASET).exists():
+            raise  # a quickstart set that is there but broken: its own error, no re-collection
     print(f"dataset {QUICKSTART_DATASET} is not here yet: collecting it (scripted Pendulum-v1)")
     return collect_dataset(dataset_id=QUICKSTART_DATASET, progress=progress)

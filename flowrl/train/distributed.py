@@ -7,15 +7,17 @@ Outside torchrun nothing here starts anything: the helpers answer for a single p
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
 import torch.distributed as dist
 
 from flowrl.errors import UserError
+
+T = TypeVar("T")
 
 
 def launched() -> bool:
@@ -89,6 +91,23 @@ def broadcast(obj: Any) -> Any:
     box = [obj]
     dist.broadcast_object_list(box, src=0)
     return box[0]
+
+
+def main_verdict(check: Callable[[], T]) -> T | None:
+    """Runs `check` on rank 0 only: its result there (None elsewhere), its UserError everywhere.
+
+    Lets rank 0 alone do a check (e.g. lock the run folder) while every rank stops on failure.
+    """
+    result, error = None, None
+    if is_main():
+        try:
+            result = check()
+        except UserError as err:
+            error = str(err)
+    error = broadcast(error)
+    if error is not None:
+        raise UserError(error)
+    return result
 
 
 def gather(obj: Any) -> list[Any] | None:

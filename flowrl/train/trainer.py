@@ -21,13 +21,15 @@ from tqdm import tqdm
 from flowrl.agents import Agent, DecisionTransformer, DecisionTransformerConfig, action_loss
 from flowrl.agents.agent import load_checkpoint, save_atomic
 from flowrl.data import EpisodeDataset, EpisodeSampler, WindowSampler
+from flowrl.data.fingerprint import check_same_dataset, dataset_fingerprint
 from flowrl.errors import UserError
 from flowrl.eval import TargetResult, evaluate
-from flowrl.eval.rollout import check_env
-from flowrl.train import distributed
+from flowrl.train import distributed, preflight
 from flowrl.train.config import TrainConfig, save_config
 from flowrl.train.datasets import load_training_dataset
+from flowrl.train.interrupt import StopOnSignal
 from flowrl.train.logger import MetricsLogger, flatten
+from flowrl.train.run_dir import claim_run_dir
 
 
 def resolve_device(name: str) -> torch.device:
@@ -60,24 +62,23 @@ def default_target(dataset: EpisodeDataset) -> float:
     return float(np.percentile(dataset.returns, 90))
 
 
-def new_run_dir(out_dir: Path, name: str) -> Path:
-    """out_dir/name, or name-2, name-3 ... when a run already lives there."""
-    candidate, n = out_dir / name, 1
-    while (candidate / "checkpoints").exists():
-        n += 1
-        candidate = out_dir / f"{name}-{n}"
-    return candidate
-
-
 class Trainer:
-    def __init__(self, cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> None:
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        *,
+        resume: bool = False,
+        progress: bool = True,
+        overwrite: bool = False,
+        allow_dataset_change: bool = False,
+    ) -> None:
         self.cfg, self.progress = cfg, progress
         self.device = resolve_device(cfg.device)
         self.rank, self.world_size = distributed.rank(), distributed.world_size()
         self.is_main = self.rank == 0
-        out_dir = Path(cfg.out_dir)
-        run_dir = out_dir / cfg.name if resume else new_run_dir(out_dir, cfg.name)
-        self.run_dir: Path = distributed.broadcast(run_dir)  # rank 0's choice for all
+        self.run_dir = Path(cfg.out_dir) / cfg.name
+        # reliability: rank 0 locks the run folder for the whole run (released by fit)
+        self.run_lock = claim_run_dir(self.run_dir, resume=resume, overwrite=overwrite)
         checkpoint = self.run_dir / "checkpoints" / "last.pt"
         if resume and not checkpoint.is_file():
             raise UserError(f"--resume: no checkpoint at {checkpoint}")
@@ -87,6 +88,12 @@ class Trainer:
             self.dataset: EpisodeDataset = load_training_dataset(
                 cfg.data, progress=progress and self.is_main
             )
+        # reliability: env made and spaces checked now, not at the first evaluation
+        env_id = preflight.eval_env_id(self.dataset, cfg.eval.env_id)
+        distributed.main_verdict(
+            lambda: preflight.check_env(self.dataset, env_id, cfg.eval.env_kwargs)
+        )
+        self.dataset_fingerprint = dataset_fingerprint(self.dataset)
         model_cfg = DecisionTransformerConfig(
             state_dim=self.dataset.obs_dim, act_dim=self.dataset.act_dim, **asdict(cfg.model)
         )
@@ -121,11 +128,12 @@ class Trainer:
         self.target_returns = cfg.eval.target_returns or [default_target(self.dataset)]
         self.action_scale = action_scale(self.dataset)
         self._action_scale = torch.as_tensor(self.action_scale, device=self.device)
-        if self.is_main:  # a bad eval env or eval.env_kwargs fails here, not at the first eval
-            check_env(self.agent(), env_kwargs=cfg.eval.env_kwargs)
         self.step, self.best_score = 0, -math.inf
         if resume:
-            self._restore(load_checkpoint(checkpoint))
+            state = load_checkpoint(checkpoint)
+            fingerprints = state.get("dataset_fingerprint"), self.dataset_fingerprint
+            check_same_dataset(*fingerprints, cfg.data.dataset, allow=allow_dataset_change)
+            self._restore(state)
 
     # ---------------------------------------------------------------- checkpoints
     def agent(self) -> Agent:
@@ -137,7 +145,7 @@ class Trainer:
             action_scale=self.action_scale,
             return_scale=self.cfg.data.return_scale,
             dataset=ds.name,
-            env_id=ds.env_id,
+            env_id=self.cfg.eval.env_id or ds.env_id,
             env_kwargs=ds.env_kwargs,
             ref_min_score=ds.ref_min_score,
             ref_max_score=ds.ref_max_score,
@@ -164,6 +172,7 @@ class Trainer:
                     "optimizer": self.optimizer.state_dict(),
                     "scheduler": self.scheduler.state_dict(),
                     "ranks": ranks,  # one {"sampler", "rng"} per rank, in rank order
+                    "dataset_fingerprint": self.dataset_fingerprint,
                 },
                 path,
             )
@@ -266,9 +275,23 @@ class Trainer:
         return results, score
 
     def fit(self) -> dict[str, Any]:
-        """Trains up to cfg.steps; returns the final evaluation's summaries ([] off rank 0)."""
+        """Trains up to cfg.steps; returns the final evaluation's summaries ([] off rank 0).
+
+        SIGINT/SIGTERM stop it after the current step with last.pt saved (`Interrupted`).
+        """
+        with StopOnSignal() as self.stop:  # reliability
+            try:
+                return self._fit()
+            except OSError as err:  # e.g. a full disk while logging: one line, not a traceback
+                raise UserError(f"{err.filename or self.run_dir}: {err.strerror or err}") from None
+            finally:
+                if self.run_lock is not None:
+                    self.run_lock.release()
+
+    def _fit(self) -> dict[str, Any]:
         cfg = self.cfg
-        logger = MetricsLogger(self.run_dir, enabled=self.is_main)
+        resume_step = self.step or None  # reliability: drop what a killed run logged past it
+        logger = MetricsLogger(self.run_dir, enabled=self.is_main, resume_step=resume_step)
         if self.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             save_config(cfg, self.run_dir / "config.yaml")
@@ -301,6 +324,11 @@ class Trainer:
                 self._evaluate_and_log(logger)
             if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
                 self.save("last.pt")
+            if distributed.sum_over_ranks([float(self.stop.requested)], self.device)[0]:
+                path = self.save("last.pt")  # reliability: a signal came; save and stop
+                bar.close()
+                logger.close()
+                raise self.stop.interrupted(self.step, f"saved {path}: add --resume to continue")
         bar.close()
         results, score = self._evaluate_and_log(logger)
         self.save("last.pt")

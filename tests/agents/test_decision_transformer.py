@@ -120,7 +120,7 @@ def test_bad_checkpoints_get_clear_errors(tmp_path):
         load_agent(tmp_path / "missing.pt")
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"not a checkpoint")
-    with pytest.raises(UserError, match="cannot be read"):
+    with pytest.raises(UserError, match="not a flowrl checkpoint: not a complete PyTorch file"):
         load_agent(junk)
     other = tmp_path / "other.pt"
     torch.save({"weights": torch.zeros(2)}, other)

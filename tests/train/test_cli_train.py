@@ -157,6 +157,11 @@ def test_other_agents_train(env, tmp_path, model):
         (["--set", "data.dataset=nope/missing-v0"], "nope/missing-v0"),
         (["--config", "/nonexistent/x.yaml"], "/nonexistent/x.yaml"),
         (["--resume", "--set", "name=never-ran"], "no checkpoint"),
+        (["--set", "log_every=0"], "log_every=0"),
+        (["--set", "optim.lr=nan"], "optim.lr=nan"),
+        (["--set", "model.dropout=1.5"], "model.dropout=1.5"),
+        (["--set", "optim.betas=[0.9]"], "optim.betas"),
+        (["--config", str(ROOT / "tests/train/malformed.yaml")], "malformed YAML"),
     ],
 )
 def test_bad_config_exits_cleanly(env, tmp_path, args, message):

@@ -44,6 +44,45 @@ def test_overrides_are_typed_and_checked():
         (["model.embed_dim=30", "model.n_heads=4"], "divisible"),
         (["model.attention=softmax", "model.context_mode=episode"], "needs model.attention=flow"),
         (["noequals"], "key=value"),
+        (["log_every=0"], "log_every=0: expected a positive integer"),
+        (["checkpoint_every=0"], "checkpoint_every=0"),
+        (["checkpoint_every=-5"], "checkpoint_every=-5"),
+        (["optim.lr=nan"], "optim.lr=nan: expected a finite positive number"),
+        (["optim.lr=inf"], "optim.lr=inf"),
+        (["model.dropout=1.0"], r"model.dropout=1.0: expected a number in \[0, 1\)"),
+        (["model.dropout=-0.1"], "model.dropout=-0.1"),
+        (["optim.betas=[0.9]"], "optim.betas=.0.9.: expected two numbers"),
+        (["optim.betas=[0.9,0.99,0.999]"], "optim.betas"),
+        (["optim.betas=[0.9,1.5]"], "optim.betas"),
+        (["eval.target_returns=[nan]"], "eval.target_returns"),
+        (["eval.max_steps=0"], "eval.max_steps=0"),
+        (["eval.every=-1"], "eval.every=-1"),
+        (["optim.grad_clip=0"], "optim.grad_clip=0"),
+        (["eval.env_id=''"], "eval.env_id is empty"),
     ]:
         with pytest.raises(UserError, match=message):
             load_config(None, bad)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("steps: [1,\n", "malformed YAML at line 2"),
+        ("- steps\n- 3\n", "expected a mapping of settings .* got a list"),
+        ("hello\n", "expected a mapping of settings .* got a str"),
+        ("steps: 0\n", "steps=0"),
+    ],
+    ids=["malformed", "list", "scalar", "bad-value"],
+)
+def test_bad_config_files(tmp_path, text, message):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(UserError, match=message) as err:
+        load_config(path)
+    assert "\n" not in str(err.value)
+
+
+def test_empty_config_file_is_the_defaults(tmp_path):
+    path = tmp_path / "empty.yaml"
+    path.write_text("# nothing set\n")
+    assert load_config(path) == TrainConfig()

@@ -1,0 +1,111 @@
+"""Run folders: one run owns `out_dir/name` at a time, through an exclusive lock.
+
+The lock is an `fcntl.flock` on `run_dir/.lock`, held for the whole run and released by the
+OS when the process ends, however it ends; the file holds the holder's PID for the message
+a second run gets. A new run does not write into a folder that holds an earlier run's
+files: it needs `resume` (continue it) or `overwrite` (empty it first).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import shutil
+from pathlib import Path
+
+from flowrl.errors import UserError
+from flowrl.train import distributed
+
+LOCK_NAME = ".lock"
+
+
+def _os_error(what: str, path: Path, err: OSError) -> UserError:
+    return UserError(f"cannot {what} {path}: {err.strerror or err}")
+
+
+class RunDir:
+    """The folder of one run, locked for this process from `acquire` to `release`."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock_file = None
+
+    def acquire(self, *, resume: bool = False, overwrite: bool = False) -> RunDir:
+        """Creates and locks the folder; a UserError if another run holds it or it is taken."""
+        if resume and overwrite:
+            raise UserError("--resume and --overwrite exclude each other: continue or start over")
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            lock_file = (self.path / LOCK_NAME).open("a+")
+        except OSError as err:
+            raise _os_error("create the run folder", self.path, err) from None
+        try:
+            fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock_file.seek(0)
+            holder = lock_file.read().strip() or "unknown"
+            lock_file.close()
+            raise UserError(
+                f"run folder {self.path} is in use by another flowrl run (PID {holder}); "
+                "wait for it to end or pick another name"
+            ) from None
+        self._lock_file = lock_file
+        try:
+            lock_file.truncate(0)
+            lock_file.write(f"{os.getpid()}\n")
+            lock_file.flush()
+            self._claim(resume=resume, overwrite=overwrite)
+        except OSError as err:
+            self.release()
+            raise _os_error("write to the run folder", self.path, err) from None
+        except UserError:
+            self.release()
+            raise
+        return self
+
+    def _claim(self, *, resume: bool, overwrite: bool) -> None:
+        earlier = self.contents()
+        if earlier and not (resume or overwrite):
+            names = ", ".join(sorted(p.name for p in earlier)[:4])
+            raise UserError(
+                f"run folder {self.path} already holds a run ({names}): continue it with "
+                "--resume, start over with --overwrite, or pick another name"
+            )
+        if overwrite:
+            for entry in earlier:
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry)
+                else:
+                    entry.unlink()
+        remove_stale_temporaries(self.path)
+
+    def contents(self) -> list[Path]:
+        """Everything in the folder but the lock file."""
+        return [p for p in self.path.iterdir() if p.name != LOCK_NAME]
+
+    def release(self) -> None:
+        """Unlocks; a folder that got nothing but the lock file is removed."""
+        if self._lock_file is None:
+            return
+        if self.path.is_dir() and not self.contents():
+            (self.path / LOCK_NAME).unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # something appeared meanwhile: keep it
+                self.path.rmdir()
+        self._lock_file.close()  # closing the file releases the flock
+        self._lock_file = None
+
+
+def claim_run_dir(path: Path, *, resume: bool, overwrite: bool) -> RunDir | None:
+    """Rank 0 locks and claims the folder (None on other ranks); its errors stop every rank."""
+    return distributed.main_verdict(
+        lambda: RunDir(path).acquire(resume=resume, overwrite=overwrite)
+    )
+
+
+def remove_stale_temporaries(run_dir: Path) -> list[Path]:
+    """Deletes `.NAME.PID.tmp` files a killed save left; only safe while holding the lock."""
+    stale = [p for p in run_dir.rglob(".*.tmp") if p.is_file()]
+    for path in stale:
+        path.unlink()
+    return stale

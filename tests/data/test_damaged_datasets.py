@@ -1,0 +1,83 @@
+"""Damaged or inconsistent datasets on disk: one UserError naming the file, never a traceback."""
+
+from __future__ import annotations
+
+import json
+
+import h5py
+import pytest
+
+from flowrl.cli import main
+from flowrl.data import load_dataset
+from flowrl.errors import UserError
+from flowrl.train.config import QUICKSTART_DATASET, DataConfig
+from flowrl.train.datasets import load_training_dataset
+
+
+def main_data(minari_root, dataset_id):
+    return minari_root / dataset_id / "data" / "main_data.hdf5"
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda b: b[: len(b) // 2],
+        lambda b: b[:100],
+        lambda b: b"",
+        lambda b: bytes(len(b)),
+    ],
+    ids=["truncated-half", "truncated-header", "zero-bytes", "zeroed"],
+)
+def test_damaged_main_data_is_one_line(minari_root, raw_episodes, write_minari, damage, capsys):
+    write_minari("toy/damaged-v0", raw_episodes)
+    path = main_data(minari_root, "toy/damaged-v0")
+    path.write_bytes(damage(path.read_bytes()))
+    with pytest.raises(UserError) as err:
+        load_dataset("toy/damaged-v0")
+    assert str(path) in str(err.value) and "\n" not in str(err.value)
+    assert main(["datasets", "show", "toy/damaged-v0"]) == 2
+    assert "Traceback" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("counted", [3, 7])
+def test_total_episodes_must_match_the_file(minari_root, raw_episodes, write_minari, counted):
+    write_minari("toy/count-v0", raw_episodes)  # 5 episodes
+    metadata = minari_root / "toy" / "count-v0" / "data" / "metadata.json"
+    meta = json.loads(metadata.read_text())
+    meta["total_episodes"] = counted
+    metadata.write_text(json.dumps(meta))
+    with pytest.raises(UserError, match=f"counts {counted} episodes .* holds 5"):
+        load_dataset("toy/count-v0")
+
+
+def test_episode_that_is_not_a_group(minari_root, raw_episodes, write_minari):
+    write_minari("toy/flat-v0", raw_episodes)
+    with h5py.File(main_data(minari_root, "toy/flat-v0"), "a") as file:
+        del file["episode_1"]
+        file["episode_1"] = [1.0, 2.0]
+    with pytest.raises(UserError, match="episode_1"):
+        load_dataset("toy/flat-v0")
+
+
+def test_unknown_ids_name_the_settings_that_download(minari_root, d4rl_dir):
+    for spec in ("nope/missing-v0", "hopper-medium-v2"):
+        with pytest.raises(UserError) as err:
+            load_dataset(spec)
+        assert "--set data.download=true" in str(err.value), spec
+        assert "--download" in str(err.value)
+
+
+def test_broken_quickstart_dataset_shows_its_error_instead_of_recollecting(minari_root):
+    data = minari_root / QUICKSTART_DATASET / "data"
+    data.mkdir(parents=True)
+    (data / "metadata.json").write_text("{not json")
+    with pytest.raises(UserError, match="not a readable Minari dataset"):
+        load_training_dataset(DataConfig(), progress=False)
+    assert (data / "metadata.json").read_text() == "{not json"  # left as it was
+
+
+def test_collect_with_zero_episode_steps(minari_root, capsys):
+    assert main(["collect", "--episodes", "1", "--max-episode-steps", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "max_episode_steps must be at least 1, got 0" in err and "Traceback" not in err
+    assert not any(minari_root.iterdir())

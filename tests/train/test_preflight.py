@@ -1,0 +1,129 @@
+"""Fail early: env and spaces checked before step 1, eval.env_id, action ranges, datasets
+that changed under a resumed run. Real HDF5 files, real Gymnasium envs, real processes."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import yaml
+from test_cli_train import ROOT, flowrl
+
+from flowrl.agents.agent import load_checkpoint
+from flowrl.data import Episode, EpisodeDataset, load_dataset
+from flowrl.errors import DataWarning, UserError
+from flowrl.train.preflight import check_env
+
+
+def write_hdf5(path: Path, obs_dim: int, act_dim: int, *, seed: int = 0, act_high=1.0) -> Path:
+    """Six 20-step episodes in D4RL's flat layout."""
+    rng = np.random.default_rng(seed)
+    steps = 120
+    terminals = np.zeros(steps, bool)
+    terminals[19::20] = True
+    with h5py.File(path, "w") as file:
+        file["observations"] = rng.normal(size=(steps, obs_dim)).astype(np.float32)
+        file["actions"] = rng.uniform(-act_high, act_high, (steps, act_dim)).astype(np.float32)
+        file["rewards"] = rng.normal(size=steps).astype(np.float32)
+        file["terminals"] = terminals
+    return path
+
+
+@pytest.fixture
+def env(tmp_path) -> dict[str, str]:
+    return {**os.environ, "MINARI_DATASETS_PATH": str(tmp_path / "minari"), "PYTHONPATH": str(ROOT)}
+
+
+def config(tmp_path: Path, dataset: Path, **eval_settings) -> Path:
+    cfg = {
+        "name": "tiny",
+        "out_dir": str(tmp_path / "runs"),
+        "steps": 2,
+        "log_every": 1,
+        "checkpoint_every": 2,
+        "data": {"dataset": str(dataset)},
+        "model": {"embed_dim": 16, "n_layers": 1, "n_heads": 2, "context_len": 4},
+        "optim": {"batch_size": 4, "warmup_steps": 1},
+        "eval": {"every": 0, "episodes": 1, "num_envs": 1, "max_steps": 5, **eval_settings},
+    }
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def train(env, cfg: Path, *extra: str):
+    return flowrl(["train", "--config", str(cfg), "--no-progress", *extra], env)
+
+
+def test_dataset_named_like_hopper_with_other_sizes_stops_before_training(env, tmp_path):
+    data = write_hdf5(tmp_path / "hopper_medium-v2.hdf5", obs_dim=3, act_dim=3)
+    done = train(env, config(tmp_path, data))
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "Hopper-v5" in done.stderr and "observations of size 3 in the data, 11" in done.stderr
+    written = [p.name for p in (tmp_path / "runs" / "tiny").iterdir()]
+    assert written == [".lock"]  # stopped before step 1: no config, metrics or checkpoint
+
+
+def test_file_naming_no_env_needs_eval_env_id_which_then_trains_and_evaluates(env, tmp_path):
+    data = write_hdf5(tmp_path / "mine.hdf5", obs_dim=3, act_dim=1, act_high=9.0)
+    done = train(env, config(tmp_path, data))
+    assert done.returncode == 2 and "eval.env_id" in done.stderr
+    assert "Traceback" not in done.stderr
+
+    done = train(env, config(tmp_path, data, env_id="Pendulum-v1"))
+    assert done.returncode == 0, done.stderr[-2000:]
+    # actions up to 9 against Pendulum's [-2, 2]: one warning line naming the dimension
+    warning = [line for line in done.stderr.splitlines() if "warning" in line]
+    assert len(warning) == 1 and "dimension 0" in warning[0] and "Pendulum-v1" in warning[0]
+    state = load_checkpoint(tmp_path / "runs" / "tiny" / "checkpoints" / "last.pt")
+    assert state["agent"]["env_id"] == "Pendulum-v1"
+
+
+def test_wrong_eval_env_id_is_caught_before_training(env, tmp_path):
+    data = write_hdf5(tmp_path / "mine.hdf5", obs_dim=3, act_dim=1)
+    for env_id, message in (("Nope-v9", "Nope-v9"), ("Hopper-v5", "size 3 in the data, 11")):
+        done = train(env, config(tmp_path, data, env_id=env_id))
+        assert done.returncode == 2 and message in done.stderr, done.stderr
+        assert "Traceback" not in done.stderr
+
+
+def test_zero_sized_observations_or_actions(tmp_path):
+    for obs_dim, act_dim in ((0, 1), (3, 0)):
+        path = write_hdf5(tmp_path / f"zero{obs_dim}{act_dim}.hdf5", obs_dim, act_dim)
+        with pytest.raises(UserError, match="at least one value"):
+            load_dataset(str(path))
+
+
+def test_action_range_warning_names_dimension_and_range():
+    rng = np.random.default_rng(0)
+    actions = rng.uniform(-1, 1, (30, 3))  # Hopper-v5 acts in [-1, 1]^3
+    actions[:, 1] = rng.uniform(-7, 1, 30)
+    episode = Episode(rng.normal(size=(30, 11)), actions, np.zeros(30), np.zeros(30), np.zeros(30))
+    dataset = EpisodeDataset("wide", [episode])
+    with pytest.warns(DataWarning) as caught:
+        check_env(dataset, "Hopper-v5")
+    assert len(caught) == 1
+    assert "dimension 1" in str(caught[0].message) and "[-1, 1]" in str(caught[0].message)
+    episode.actions[:, 1] = np.clip(episode.actions[:, 1], -1.15, 1)  # within 10%: quiet
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        check_env(EpisodeDataset("near", [episode]), "Hopper-v5")
+
+
+def test_resume_on_a_changed_dataset_stops_unless_allowed(env, tmp_path):
+    data = write_hdf5(tmp_path / "mine.hdf5", obs_dim=3, act_dim=1)
+    cfg = config(tmp_path, data, env_id="Pendulum-v1")
+    assert train(env, cfg).returncode == 0
+    write_hdf5(data, obs_dim=3, act_dim=1, seed=1)  # same id and sizes, other contents
+    more = ("--resume", "--set", "steps=4", "--set", "checkpoint_every=4")
+    done = train(env, cfg, *more)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "changed since the checkpoint" in done.stderr and "--allow-dataset-change" in done.stderr
+    done = train(env, cfg, *more, "--allow-dataset-change")
+    assert done.returncode == 0, done.stderr[-2000:]
+    state = load_checkpoint(tmp_path / "runs" / "tiny" / "checkpoints" / "last.pt")
+    assert state["step"] == 4

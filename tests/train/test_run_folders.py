@@ -1,0 +1,168 @@
+"""Run folders and recovery, with real `flowrl train` processes: locks, kills, signals."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from test_cli_train import DATASET, ROOT, flowrl, write_config
+
+from flowrl.agents.agent import load_checkpoint
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory) -> dict[str, str]:
+    """Subprocess environment with a small scripted-Pendulum Minari dataset of its own."""
+    root = tmp_path_factory.mktemp("minari")
+    environ = {**os.environ, "MINARI_DATASETS_PATH": str(root), "PYTHONPATH": str(ROOT)}
+    done = flowrl(["collect", "--episodes", "6", "--dataset-id", DATASET, "--seed", "3"], environ)
+    assert done.returncode == 0, done.stderr
+    return environ
+
+
+def long_run(env, config: Path, *extra: str) -> subprocess.Popen:
+    """A `flowrl train` that would take minutes: logs every step, no periodic evaluation."""
+    cmd = [sys.executable, "-m", "flowrl", "train", "--config", str(config), "--no-progress"]
+    cmd += ["--set", "steps=100000", "--set", "eval.every=0", *extra]
+    return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def logged_steps(run_dir: Path, tag: str = "train/loss") -> list[int]:
+    """Steps of `tag` in metrics.jsonl, in file order (repeats kept)."""
+    path = run_dir / "metrics.jsonl"
+    if not path.is_file():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:  # the line being written right now
+            break
+    return [r["step"] for r in rows if tag in r]
+
+
+def wait_for(condition, process: subprocess.Popen, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if process.poll() is not None:
+            raise AssertionError(f"exited early ({process.returncode}): {process.stderr.read()}")
+        if time.monotonic() > deadline:
+            process.kill()
+            raise AssertionError("timed out")
+        time.sleep(0.05)
+
+
+def event_steps(run_dir: Path, tag: str = "train/loss") -> list[int]:
+    """Steps of `tag` as TensorBoard's own reader shows them (purged steps hidden)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run_dir))
+    events.Reload()
+    return [e.step for e in events.Scalars(tag)]
+
+
+def test_second_run_into_a_busy_folder_exits_naming_the_holder(env, tmp_path):
+    config = write_config(tmp_path / "tiny.yaml", tmp_path / "runs")
+    run_dir = tmp_path / "runs" / "tiny"
+    first = long_run(env, config)
+    try:
+        wait_for(lambda: len(logged_steps(run_dir)) >= 2, first)
+        for extra in ([], ["--overwrite"], ["--resume"]):
+            second = flowrl(["train", "--config", str(config), "--no-progress", *extra], env)
+            assert second.returncode == 2, second.stderr
+            assert str(run_dir) in second.stderr and f"PID {first.pid}" in second.stderr
+            assert "Traceback" not in second.stderr
+        # SIGTERM: the first run saves where it is and exits 143
+        first.send_signal(signal.SIGTERM)
+        _, stderr = first.communicate(timeout=120)
+    finally:
+        first.kill()
+    assert first.returncode == 143, stderr
+    assert "SIGTERM" in stderr and "--resume" in stderr and "Traceback" not in stderr
+    steps = logged_steps(run_dir)
+    assert steps == list(range(1, len(steps) + 1))  # one writer only
+    assert load_checkpoint(run_dir / "checkpoints" / "last.pt")["step"] == steps[-1]
+
+
+def test_new_run_into_a_used_folder_needs_resume_or_overwrite(env, tmp_path):
+    config = write_config(tmp_path / "tiny.yaml", tmp_path / "runs")
+    run_dir = tmp_path / "runs" / "tiny"
+    run_dir.mkdir(parents=True)  # left by a run that died before its first checkpoint
+    (run_dir / "metrics.jsonl").write_text('{"step": 1, "train/loss": 9.0}\n')
+    args = ["train", "--config", str(config), "--no-progress", "--set", "steps=3"]
+    args += ["--set", "eval.every=0"]
+    refused = flowrl(args, env)
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert str(run_dir) in refused.stderr
+    assert all(word in refused.stderr for word in ("--resume", "--overwrite", "metrics.jsonl"))
+    assert (run_dir / "metrics.jsonl").read_text() == '{"step": 1, "train/loss": 9.0}\n'
+
+    done = flowrl([*args, "--overwrite"], env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert logged_steps(run_dir) == [1, 2, 3]
+    assert event_steps(run_dir) == [1, 2, 3]
+    both = flowrl([*args, "--overwrite", "--resume"], env)
+    assert both.returncode == 2 and "exclude each other" in both.stderr
+
+
+def test_sigkill_between_checkpoints_then_resume_logs_each_step_once(env, tmp_path):
+    config = write_config(tmp_path / "tiny.yaml", tmp_path / "runs")
+    run_dir = tmp_path / "runs" / "tiny"
+    checkpoint = run_dir / "checkpoints" / "last.pt"
+    run = long_run(env, config, "--set", "checkpoint_every=20")
+    try:
+        wait_for(lambda: checkpoint.is_file() and len(logged_steps(run_dir)) >= 25, run)
+        run.send_signal(signal.SIGKILL)
+        run.wait(timeout=60)
+    finally:
+        run.kill()
+    saved = load_checkpoint(checkpoint)["step"]
+    before = logged_steps(run_dir)
+    assert saved % 20 == 0 and before[-1] > saved  # steps past the checkpoint were logged
+    stale = run_dir / "checkpoints" / f".last.pt.{run.pid}.tmp"  # as a kill during a save
+    stale.write_bytes(b"half a checkpoint")
+
+    end = before[-1] + 4
+    args = ["train", "--config", str(config), "--no-progress", "--resume"]
+    done = flowrl([*args, "--set", f"steps={end}", "--set", "eval.every=0"], env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert not stale.exists()
+    assert logged_steps(run_dir) == list(range(1, end + 1))
+    assert event_steps(run_dir) == list(range(1, end + 1))
+
+
+def test_ctrl_c_saves_the_current_step_and_exits_130(env, tmp_path):
+    """SIGTERM (exit 143) is the same path: see the busy-folder test."""
+    signum, code = signal.SIGINT, 130
+    config = write_config(tmp_path / "tiny.yaml", tmp_path / "runs")
+    run_dir = tmp_path / "runs" / "tiny"
+    run = long_run(env, config, "--set", "checkpoint_every=100000")
+    try:
+        wait_for(lambda: len(logged_steps(run_dir)) >= 7, run)
+        run.send_signal(signum)
+        _, stderr = run.communicate(timeout=120)
+    finally:
+        run.kill()
+    assert run.returncode == code, stderr
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in stderr
+    assert signal.Signals(signum).name in lines[0] and "--resume" in lines[0]
+    steps = logged_steps(run_dir)
+    saved = load_checkpoint(run_dir / "checkpoints" / "last.pt")["step"]
+    assert saved == steps[-1] >= 7  # every step trained so far, none lost
+    assert f"after step {saved}" in lines[0]
+
+
+def test_out_dir_under_a_file_is_one_line(env, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    done = flowrl(["train", "--no-progress", "--set", f"out_dir={blocker}/runs"], env)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert str(blocker / "runs" / "quickstart") in done.stderr
+    assert "Not a directory" in done.stderr
