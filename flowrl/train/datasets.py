@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from flowrl.data import EpisodeDataset, collect_dataset, load_dataset
-from flowrl.envs.masked import mask_dataset
 from flowrl.data.minari_source import minari_root
+from flowrl.envs.masked import mask_dataset
 from flowrl.errors import UserError
 from flowrl.train.config import QUICKSTART_DATASET, DataConfig
 

@@ -31,7 +31,9 @@ def eval_env_id(dataset: EpisodeDataset, configured: str | None) -> str:
     return env_id
 
 
-def check_env(dataset: EpisodeDataset, env_id: str, env_kwargs: dict[str, Any] | None = None) -> None:
+def check_env(
+    dataset: EpisodeDataset, env_id: str, env_kwargs: dict[str, Any] | None = None
+) -> None:
     """Makes `env_id` (with the dataset's recorded env kwargs when it is the dataset's env,
     updated by `env_kwargs`) and checks its spaces against the dataset; warns on action ranges."""
     recorded = dataset.env_kwargs if env_id == dataset.env_id else {}
@@ -46,7 +48,10 @@ def check_env(dataset: EpisodeDataset, env_id: str, env_kwargs: dict[str, Any] |
             f"{obs_space.shape[0]} in the env (set eval.env_id to the env the data came from)"
         )
     if dataset.discrete_actions is not None:
-        if not isinstance(act_space, gym.spaces.Discrete) or act_space.n != dataset.discrete_actions:
+        if (
+            not isinstance(act_space, gym.spaces.Discrete)
+            or act_space.n != dataset.discrete_actions
+        ):
             raise UserError(
                 f"{where} do not match: Discrete({dataset.discrete_actions}) actions in the data, "
                 f"{act_space} in the env"
