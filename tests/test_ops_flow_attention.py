@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from flowrl.ops import FlowAttentionState, flow_attention, flow_attention_step
-from flowrl.ops.flow_attention.chunk import chunk_flow_attention
+from flowrl.ops.flow_attention.chunked_torch import chunk_flow_attention
 from tests.flow_reference import reference_flow_attention, relative_error
 
 BACKENDS = ["naive", "chunked", "recurrent"]

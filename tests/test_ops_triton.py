@@ -23,7 +23,7 @@ if not torch.cuda.is_available() and not kernels.INTERPRET:
 
 from flowrl.ops import FlowAttentionState, flow_attention  # noqa: E402
 from flowrl.ops.flow_attention.api import resolve_backend  # noqa: E402
-from flowrl.ops.flow_attention.chunk import chunk_flow_attention  # noqa: E402
+from flowrl.ops.flow_attention.chunked_torch import chunk_flow_attention  # noqa: E402
 from flowrl.ops.flow_attention.triton import triton_flow_attention  # noqa: E402
 from tests.flow_reference import reference_flow_attention, relative_error  # noqa: E402
 

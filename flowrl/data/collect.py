@@ -64,7 +64,7 @@ def collect_dataset(
     """
     import gymnasium as gym
 
-    from flowrl.envs.policies import make_policy
+    from flowrl.envs.collection_policies import make_policy
 
     if episodes < 1:
         raise UserError(f"episodes must be at least 1, got {episodes}")

@@ -1,5 +1,11 @@
-"""Environments and the built-in policies that collect datasets in them."""
+"""Environments and the built-in collection policies that record datasets in them."""
 
-from flowrl.envs.policies import POLICIES, PendulumSwingUp, Policy, RandomPolicy, make_policy
+from flowrl.envs.collection_policies import (
+    POLICIES,
+    CollectionPolicy,
+    PendulumSwingUp,
+    RandomPolicy,
+    make_policy,
+)
 
-__all__ = ["POLICIES", "PendulumSwingUp", "Policy", "RandomPolicy", "make_policy"]
+__all__ = ["POLICIES", "CollectionPolicy", "PendulumSwingUp", "RandomPolicy", "make_policy"]
