@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from flowrl.agents import Agent, load_agent
+from flowrl.agents import DecisionTransformerAgent, load_agent
 from flowrl.eval import VideoUnavailable, evaluate, record_videos
 
 
@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
         agent,
         target_returns=targets,
         episodes=args.episodes,
-        num_envs=min(args.num_envs, args.episodes * len(targets)),
+        num_envs=args.num_envs,
         seed=args.seed,
         max_steps=args.max_steps,
         env_id=args.env,
@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def videos(args: argparse.Namespace, agent: Agent, targets: list[float]) -> None:
+def videos(args: argparse.Namespace, agent: DecisionTransformerAgent, targets: list[float]) -> None:
     """Records videos, or says on stderr why this machine cannot."""
     try:
         paths = record_videos(

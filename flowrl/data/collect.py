@@ -105,3 +105,19 @@ def collect_dataset(
         overwrite=overwrite,
     )
     return read_minari(dataset_id)
+
+
+def load_or_collect(spec: str, *, download: bool = False, progress: bool = True) -> EpisodeDataset:
+    """`load_dataset(spec)`; the built-in demo set (DEFAULT_DATASET_ID) is collected first
+    when it is not there yet."""
+    from flowrl.data.loader import load_dataset
+
+    try:
+        return load_dataset(spec, download=download)
+    except UserError:
+        if spec != DEFAULT_DATASET_ID:
+            raise
+    print(
+        f"dataset {DEFAULT_DATASET_ID} is not here yet: collecting it (scripted {DEFAULT_ENV_ID})"
+    )
+    return collect_dataset(dataset_id=DEFAULT_DATASET_ID, progress=progress)

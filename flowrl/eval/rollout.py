@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from flowrl.agents.agent import Agent
+from flowrl.agents.agent import DecisionTransformerAgent
 from flowrl.errors import UserError
 
 
@@ -73,7 +73,7 @@ def episode_limit(env_id: str, max_steps: int) -> int:
     return min(max_steps, spec.max_episode_steps or max_steps)
 
 
-def resolve_env_id(agent: Agent, env_id: str | None) -> str:
+def resolve_env_id(agent: DecisionTransformerAgent, env_id: str | None) -> str:
     """`env_id`, else the agent's own; a UserError when neither names one."""
     env_id = env_id or agent.env_id
     if not env_id:
@@ -81,7 +81,7 @@ def resolve_env_id(agent: Agent, env_id: str | None) -> str:
     return env_id
 
 
-def check_spaces(agent: Agent, envs: gym.vector.VectorEnv, env_id: str) -> None:
+def check_spaces(agent: DecisionTransformerAgent, envs: gym.vector.VectorEnv, env_id: str) -> None:
     """A UserError unless the env's observations and actions have the agent's sizes."""
     cfg = agent.model.cfg
     obs, act = envs.single_observation_space, envs.single_action_space
@@ -94,7 +94,7 @@ def check_spaces(agent: Agent, envs: gym.vector.VectorEnv, env_id: str) -> None:
 
 
 def evaluate(
-    agent: Agent,
+    agent: DecisionTransformerAgent,
     *,
     target_returns: list[float],
     episodes: int = 10,
@@ -106,13 +106,15 @@ def evaluate(
     device: torch.device | str = "cpu",
     progress: bool = False,
 ) -> list[TargetResult]:
-    """Runs `episodes` episodes per target return; returns one result per target."""
+    """Runs `episodes` episodes per target return; returns one result per target.
+
+    At most `num_envs` environments run at once, and no more than there are episodes."""
     env_id = resolve_env_id(agent, env_id)
     if not target_returns:
         raise UserError("no target returns to evaluate")
     return run_episodes(
         agent,
-        make_envs(env_id, num_envs),
+        make_envs(env_id, min(num_envs, episodes * len(target_returns))),
         env_id,
         target_returns=target_returns,
         episodes=episodes,
@@ -125,7 +127,7 @@ def evaluate(
 
 
 def run_episodes(
-    agent: Agent,
+    agent: DecisionTransformerAgent,
     envs: gym.vector.VectorEnv,
     env_id: str,
     *,
