@@ -44,6 +44,9 @@ def test_overrides_are_typed_and_checked():
         (["model.embed_dim=30", "model.n_heads=4"], "divisible"),
         (["model.attention=softmax", "model.context_mode=episode"], "needs model.attention=flow"),
         (["noequals"], "key=value"),
+        (["model.attention_backend=chunkd"], "model.attention_backend='chunkd'"),
+        (["model.attention=softmax", "model.attention_backend=triton"], "expected one of auto"),
+        (["model.dropout=0", "model.max_timestep=0"], "model.max_timestep=0"),
     ]:
         with pytest.raises(UserError, match=message):
             load_config(None, bad)
