@@ -46,13 +46,16 @@ class DecisionTransformerAgent:
     `setup(dataset)` (done by `fit`) fits the normaliser and builds the model for the
     dataset's shapes; a loaded agent has both already. `return_scale` divides
     returns-to-go (about the scale of an episode's reward, e.g. 1000 for MuJoCo).
+
+    What depends on the kind of action space lives in three places: the normaliser's
+    `actions` / `env_actions`, the model's action embedding and `action_head`, and `loss`.
     """
 
     def __init__(
         self, config: DecisionTransformerConfig | None = None, *, return_scale: float = 100.0
     ) -> None:
         if not return_scale > 0:
-            raise UserError(f"data.return_scale={return_scale}: expected a positive number")
+            raise UserError(f"return_scale={return_scale}: expected a positive number")
         self.config = config if config is not None else DecisionTransformerConfig()
         self.return_scale = float(return_scale)
         self.model: DecisionTransformer | None = None

@@ -58,11 +58,11 @@ class DecisionTransformerConfig:
             "model.n_heads": self.n_heads,
             "model.context_len": self.context_len,
             "model.max_timestep": self.max_timestep,
-            "model.state_dim": self.state_dim or 1,
-            "model.act_dim": self.act_dim or 1,
+            "model.state_dim": self.state_dim,
+            "model.act_dim": self.act_dim,
         }
         for key, value in sizes.items():
-            if value <= 0:
+            if value is not None and value <= 0:
                 raise UserError(f"{key}={value}: expected a positive number")
         if self.embed_dim % self.n_heads:
             raise UserError(

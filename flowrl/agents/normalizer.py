@@ -31,8 +31,6 @@ class Normalizer:
     @classmethod
     def fit(cls, dataset: EpisodeDataset, return_scale: float) -> Normalizer:
         """The dataset's observation statistics and action ranges."""
-        if not return_scale > 0:
-            raise ValueError(f"return_scale must be positive, got {return_scale}")
         largest = np.abs(np.concatenate([ep.actions for ep in dataset.episodes])).max(0)
         return cls.from_arrays(
             dataset.obs_mean,
