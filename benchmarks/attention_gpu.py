@@ -2,7 +2,7 @@
 
 For each length: forward and forward+backward time (median of triton.testing.do_bench),
 peak memory above the inputs, and achieved bandwidth, i.e. the spec's bytes floor
-(flow-attention.md, Limits: 4*B*H*L*d*bytes forward, 7*B*H*L*d*bytes more backward) over
+(docs/flow-attention.md, Cost: 4*B*H*L*d*bytes forward, 7*B*H*L*d*bytes more backward) over
 the time, as a share of the device's measured copy bandwidth. FlashAttention is PyTorch's
 scaled_dot_product_attention restricted to its flash kernel. Prints a table with the
 issue's targets and writes JSON to benchmarks/results/attention_gpu_<device>.json.

@@ -23,7 +23,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from flowrl.agents import Agent, DecisionTransformer, DecisionTransformerConfig
+from flowrl.agents import (
+    DecisionTransformer,
+    DecisionTransformerAgent,
+    DecisionTransformerConfig,
+    Normalizer,
+)
 from flowrl.eval import evaluate
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,23 +37,22 @@ TOKENS = (10, 30, 100, 300, 1000, 3000)
 BATCHES = (1, 10)
 
 
-def make_agent(mode: str) -> Agent:
+def make_agent(mode: str) -> DecisionTransformerAgent:
     torch.manual_seed(0)
     cfg = DecisionTransformerConfig(
         state_dim=OBS, act_dim=ACT, embed_dim=128, n_layers=3, n_heads=1, context_mode=mode
     )
-    return Agent(
-        model=DecisionTransformer(cfg).eval(),
-        obs_mean=np.zeros(OBS, np.float32),
-        obs_std=np.ones(OBS, np.float32),
-        action_scale=np.ones(ACT, np.float32),
-        return_scale=1000.0,
+    return DecisionTransformerAgent.from_parts(
+        DecisionTransformer(cfg).eval(),
+        Normalizer.from_arrays(np.zeros(OBS), np.ones(OBS), np.ones(ACT), return_scale=1000.0),
         dataset="random",
         env_id="Hopper-v5",
     )
 
 
-def recurrent_ms(agent: Agent, batch: int, steps: list[int], reps: int) -> dict[int, float]:
+def recurrent_ms(
+    agent: DecisionTransformerAgent, batch: int, steps: list[int], reps: int
+) -> dict[int, float]:
     """Median ms of act + observe at each of `steps` timesteps, walking one episode."""
     rng = np.random.default_rng(0)
     policy = agent.policy(batch, max(steps) + reps + 1, recurrent=True)
@@ -63,7 +67,7 @@ def recurrent_ms(agent: Agent, batch: int, steps: list[int], reps: int) -> dict[
     return {s: 1e3 * statistics.median(times[s - 1 : s - 1 + reps]) for s in steps}
 
 
-def recompute_ms(agent: Agent, batch: int, step: int, reps: int) -> float:
+def recompute_ms(agent: DecisionTransformerAgent, batch: int, step: int, reps: int) -> float:
     """Median ms of one act that recomputes a `step`-timestep episode (random history)."""
     policy = agent.policy(batch, step + 1, recurrent=False)
     policy.reset(np.ones(batch, bool), np.full(batch, 3600.0))

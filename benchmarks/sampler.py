@@ -65,7 +65,7 @@ def time_per_call(fn: Callable[[], object], budget_s: float = 0.6) -> float:
 
 def bench(dataset: EpisodeDataset) -> list[dict]:
     rows = []
-    common = {"batch_size": BATCH, "return_scale": 1000.0, "seed": 0}
+    common = {"batch_size": BATCH, "seed": 0}
     cases = [
         ("window", 20, WindowSampler(dataset, context_len=20, **common).sample),
         ("window", 1000, WindowSampler(dataset, context_len=1000, **common).sample),

@@ -1,6 +1,6 @@
 """An independent float64 evaluation of the Flow-Attention spec, for tests only.
 
-It transcribes flow-attention.md with explicit L x L masks (every sum_{s<=t} is a
+It transcribes docs/flow-attention.md with explicit L x L masks (every sum_{s<=t} is a
 product with a lower-triangular matrix) instead of the cumulative sums and chunking the
 library uses, so it shares no code and no algorithm with the backends it checks.
 """
@@ -41,3 +41,21 @@ def relative_error(x: Tensor, ref: Tensor) -> float:
     if not torch.isfinite(x).all():
         return float("inf")
     return float((x - ref).norm() / ref.norm().clamp_min(1e-300))
+
+
+def random_qkv(
+    B: int,
+    L: int,
+    H: int,
+    d: int,
+    m: int,
+    dtype: torch.dtype = torch.float32,
+    seed: int = 0,
+    scale: float = 1.0,
+    device: str | torch.device = "cpu",
+) -> list[Tensor]:
+    """Seeded q, k (B, L, H, d) and v (B, L, H, m) leaves that require gradients."""
+    g = torch.Generator().manual_seed(seed)
+    q, k = (scale * torch.randn(B, L, H, d, generator=g) for _ in range(2))
+    v = torch.randn(B, L, H, m, generator=g)
+    return [x.to(device, dtype).requires_grad_() for x in (q, k, v)]

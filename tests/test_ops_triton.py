@@ -23,8 +23,9 @@ if not torch.cuda.is_available() and not kernels.INTERPRET:
 
 from flowrl.ops import FlowAttentionState, flow_attention  # noqa: E402
 from flowrl.ops.flow_attention.api import resolve_backend  # noqa: E402
-from flowrl.ops.flow_attention.chunk import chunk_flow_attention  # noqa: E402
+from flowrl.ops.flow_attention.chunked_torch import chunk_flow_attention  # noqa: E402
 from flowrl.ops.flow_attention.triton import triton_flow_attention  # noqa: E402
+from tests import flow_reference  # noqa: E402
 from tests.flow_reference import reference_flow_attention, relative_error  # noqa: E402
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -32,11 +33,9 @@ CHUNK = 16 if kernels.INTERPRET else 64  # the interpreter's chunk: lengths belo
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 
-def random_qkv(B, L, H, d, m, dtype=torch.float32, seed=0, scale=1.0):
-    g = torch.Generator().manual_seed(seed)
-    q, k = (scale * torch.randn(B, L, H, d, generator=g) for _ in range(2))
-    v = torch.randn(B, L, H, m, generator=g)
-    return [x.to(DEVICE, dtype).requires_grad_() for x in (q, k, v)]
+def random_qkv(*args, **kwargs):
+    """`tests.flow_reference.random_qkv` on this module's device."""
+    return flow_reference.random_qkv(*args, device=DEVICE, **kwargs)
 
 
 def grads(out, inputs, dout):

@@ -21,6 +21,7 @@ def tensors_checksum(tensors: Mapping[str, torch.Tensor]) -> str:
 def agent_tensors(state: Mapping) -> dict[str, torch.Tensor]:
     """The tensors of an agent state dict that decide how it acts: weights and scales."""
     tensors = {f"model.{k}": v for k, v in state["model"].items()}
-    for key in ("obs_mean", "obs_std", "action_scale"):
-        tensors[key] = state[key]
+    for key, value in state["normalizer"].items():
+        if isinstance(value, torch.Tensor):
+            tensors[f"normalizer.{key}"] = value
     return tensors

@@ -2,7 +2,10 @@
 
 Three tokens per timestep (return-to-go, state, action), each with its own embedding,
 plus a learned timestep embedding; pre-LN causal blocks; the action of step t is read
-from the hidden state of its state token and squashed with tanh.
+from the hidden state of its state token by the action head (tanh-squashed).
+
+`DecisionTransformerConfig` is the one model configuration: the `model` section of a
+training config, validated once, against the choices the layers themselves declare.
 """
 
 from __future__ import annotations
@@ -13,49 +16,83 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from flowrl.nn import FlowAttention, make_attention
-from flowrl.ops import FlowAttentionState
+from flowrl.errors import UserError
+from flowrl.nn import ATTENTION_TYPES, make_attention
 
 CONTEXT_MODES = ("window", "episode")
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU}
+TOKEN_KINDS = ("return", "state", "action")  # the order of a timestep's tokens
 
 
 @dataclass
 class DecisionTransformerConfig:
-    state_dim: int
-    act_dim: int
+    """Architecture. `state_dim` and `act_dim` are the data's: None until an agent is set
+    up on a dataset. Settings that do not change the result: `attention_backend`."""
+
+    state_dim: int | None = None
+    act_dim: int | None = None
     embed_dim: int = 128
     n_layers: int = 3
     n_heads: int = 1
-    attention: str = "flow"  # "flow" | "softmax"
+    attention: str = "flow"  # a key of flowrl.nn.ATTENTION_TYPES: flow | softmax
     context_mode: str = "window"  # "window": last K steps; "episode": the whole episode so far
     context_len: int = 20  # K in window mode; the longest training prefix in episode mode
     max_timestep: int = 1000  # size of the timestep embedding (episode length limit)
     dropout: float = 0.1
     activation: str = "relu"
-    attention_backend: str = "auto"
+    attention_backend: str = "auto"  # one of the attention layer's `backends`
 
     def __post_init__(self) -> None:
-        if self.context_mode not in CONTEXT_MODES:
-            raise ValueError(f"context_mode={self.context_mode!r}: expected one of {CONTEXT_MODES}")
-        if self.activation not in ACTIVATIONS:
-            raise ValueError(f"activation={self.activation!r}: expected one of {list(ACTIVATIONS)}")
+        self.validate()
+
+    def validate(self) -> None:
+        """A UserError naming the `model.*` key of the first bad value."""
+        _check_choice("model.attention", self.attention, tuple(ATTENTION_TYPES))
+        backends = ATTENTION_TYPES[self.attention].backends
+        _check_choice("model.attention_backend", self.attention_backend, backends)
+        _check_choice("model.context_mode", self.context_mode, CONTEXT_MODES)
+        _check_choice("model.activation", self.activation, tuple(ACTIVATIONS))
+        sizes = {
+            "model.embed_dim": self.embed_dim,
+            "model.n_layers": self.n_layers,
+            "model.n_heads": self.n_heads,
+            "model.context_len": self.context_len,
+            "model.max_timestep": self.max_timestep,
+            "model.state_dim": self.state_dim,
+            "model.act_dim": self.act_dim,
+        }
+        for key, value in sizes.items():
+            if value is not None and value <= 0:
+                raise UserError(f"{key}={value}: expected a positive number")
+        if not 0 <= self.dropout < 1:
+            raise UserError(f"model.dropout={self.dropout}: expected a number in [0, 1)")
         if self.embed_dim % self.n_heads:
-            raise ValueError(
-                f"embed_dim={self.embed_dim} must be divisible by n_heads={self.n_heads}"
+            raise UserError(
+                f"model.embed_dim={self.embed_dim} must be divisible by "
+                f"model.n_heads={self.n_heads}"
             )
-        if self.context_mode == "episode" and self.attention != "flow":
-            raise ValueError("context_mode='episode' needs attention='flow' (linear in length)")
+        if self.context_mode == "episode" and not ATTENTION_TYPES[self.attention].recurrent:
+            raise UserError(
+                "model.context_mode=episode needs model.attention=flow (linear in length)"
+            )
+
+
+def _check_choice(key: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise UserError(f"{key}={value!r}: expected one of {', '.join(allowed)}")
 
 
 class Block(nn.Module):
     def __init__(self, cfg: DecisionTransformerConfig) -> None:
         super().__init__()
-        kwargs = {"dropout": cfg.dropout}
-        if cfg.attention == "flow":
-            kwargs["backend"] = cfg.attention_backend
         self.ln_1 = nn.LayerNorm(cfg.embed_dim)
-        self.attn = make_attention(cfg.attention, cfg.embed_dim, cfg.n_heads, **kwargs)
+        self.attn = make_attention(
+            cfg.attention,
+            cfg.embed_dim,
+            cfg.n_heads,
+            dropout=cfg.dropout,
+            backend=cfg.attention_backend,
+        )
         self.ln_2 = nn.LayerNorm(cfg.embed_dim)
         self.mlp = nn.Sequential(
             nn.Linear(cfg.embed_dim, 4 * cfg.embed_dim),
@@ -68,10 +105,8 @@ class Block(nn.Module):
         x = x + self.attn(self.ln_1(x), cu_seqlens=cu_seqlens)
         return x + self.mlp(self.ln_2(x))
 
-    def step(
-        self, x: Tensor, state: FlowAttentionState | None
-    ) -> tuple[Tensor, FlowAttentionState]:
-        """One token per row through the block's recurrent form (flow attention only)."""
+    def step(self, x: Tensor, state: object | None) -> tuple[Tensor, object]:
+        """One token per row through the block's recurrent form."""
         y, state = self.attn.step(self.ln_1(x), state)
         x = x + y
         return x + self.mlp(self.ln_2(x)), state
@@ -80,6 +115,8 @@ class Block(nn.Module):
 class DecisionTransformer(nn.Module):
     def __init__(self, cfg: DecisionTransformerConfig) -> None:
         super().__init__()
+        if cfg.state_dim is None or cfg.act_dim is None:
+            raise ValueError("DecisionTransformerConfig needs state_dim and act_dim to build")
         self.cfg = cfg
         E = cfg.embed_dim
         self.embed_timestep = nn.Embedding(cfg.max_timestep, E)
@@ -100,20 +137,31 @@ class DecisionTransformer(nn.Module):
         if isinstance(module, nn.Linear) and module.bias is not None:
             nn.init.zeros_(module.bias)
 
-    def embed(
-        self, states: Tensor, actions: Tensor, returns_to_go: Tensor, timesteps: Tensor
-    ) -> Tensor:
-        """(B, T, *) inputs -> (B, 3T, E) tokens ordered R_1, s_1, a_1, R_2, ..."""
+    @property
+    def recurrent(self) -> bool:
+        """Whether the model can act token by token at constant cost (`step`)."""
+        return ATTENTION_TYPES[self.cfg.attention].recurrent
+
+    def embed_tokens(self, kind: str, values: Tensor, timesteps: Tensor) -> Tensor:
+        """Tokens of one kind at their timesteps, (..., E), before dropout.
+
+        `values`: returns-to-go (...), states (..., state_dim) or actions (..., act_dim),
+        in the model's scale; timesteps past `max_timestep` reuse its last embedding.
+        """
+        if kind == "return":
+            values, embed = values.unsqueeze(-1), self.embed_return
+        elif kind == "state":
+            embed = self.embed_state
+        elif kind == "action":
+            embed = self.embed_action
+        else:
+            raise ValueError(f"kind={kind!r}: expected one of {', '.join(TOKEN_KINDS)}")
         time = self.embed_timestep(timesteps.clamp(max=self.cfg.max_timestep - 1))
-        tokens = torch.stack(
-            [
-                self.embed_return(returns_to_go.unsqueeze(-1)) + time,
-                self.embed_state(states) + time,
-                self.embed_action(actions) + time,
-            ],
-            dim=2,
-        ).flatten(1, 2)
-        return self.drop(self.embed_ln(tokens))
+        return self.embed_ln(embed(values) + time)
+
+    def action_head(self, hidden: Tensor) -> Tensor:
+        """Hidden states of state tokens (..., E) -> actions (..., act_dim) in [-1, 1]."""
+        return torch.tanh(self.predict_action(self.ln_f(hidden)))
 
     def forward(
         self,
@@ -125,29 +173,22 @@ class DecisionTransformer(nn.Module):
     ) -> Tensor:
         """Predicted actions (B, T, act_dim). `cu_seqlens` (offsets in timesteps) packs
         episodes along T with B = 1; each attends only within itself."""
-        x = self.embed(states, actions, returns_to_go, timesteps)
+        values = {"return": returns_to_go, "state": states, "action": actions}
+        tokens = [self.embed_tokens(kind, values[kind], timesteps) for kind in TOKEN_KINDS]
+        x = self.drop(torch.stack(tokens, dim=2).flatten(1, 2))  # R_1, s_1, a_1, R_2, ...
         token_cu = None if cu_seqlens is None else 3 * cu_seqlens
         for block in self.blocks:
             x = block(x, token_cu)
-        return torch.tanh(self.predict_action(self.ln_f(x[:, 1::3])))
+        return self.action_head(x[:, 1::3])
 
-    @property
-    def recurrent(self) -> bool:
-        """Whether the model can act token by token at constant cost (flow attention)."""
-        return isinstance(self.blocks[0].attn, FlowAttention)
-
-    def step(
-        self, token: Tensor, states: list[FlowAttentionState | None]
-    ) -> tuple[Tensor, list[FlowAttentionState]]:
-        """One already-embedded token (B, E) through every block's recurrent form."""
+    def step(self, token: Tensor, states: list[object | None]) -> tuple[Tensor, list[object]]:
+        """One embedded token per row (B, E) through every block's recurrent form; returns
+        the last hidden state (B, E) and the blocks' next states."""
         new_states = []
         for block, state in zip(self.blocks, states, strict=True):
             token, state = block.step(token, state)
             new_states.append(state)
         return token, new_states
-
-    def action_from_hidden(self, hidden: Tensor) -> Tensor:
-        return torch.tanh(self.predict_action(self.ln_f(hidden)))
 
 
 def action_loss(predicted: Tensor, target: Tensor, mask: Tensor) -> Tensor:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from flowrl.data.collect import DEFAULT_DATASET_ID, DEFAULT_ENV_ID
+
 DEFAULT_POLICIES = {
     "Pendulum-v1": "pendulum-swingup",
     "flowrl/TMazePassive-v0": "tmaze-mixed",
@@ -19,7 +21,7 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str) -> None:
         "(under MINARI_DATASETS_PATH, default ~/.minari/datasets).",
     )
     parser.add_argument(
-        "--env", default="Pendulum-v1", help="Gymnasium env id (default: %(default)s)"
+        "--env", default=DEFAULT_ENV_ID, help="Gymnasium env id (default: %(default)s)"
     )
     parser.add_argument(
         "--env-kwargs",
@@ -37,7 +39,7 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str) -> None:
     parser.add_argument("--episodes", type=int, default=200, help="default: %(default)s")
     parser.add_argument(
         "--dataset-id",
-        default="flowrl/pendulum-scripted-v0",
+        default=DEFAULT_DATASET_ID,
         help="Minari id (default: %(default)s)",
     )
     parser.add_argument("--seed", type=int, default=0, help="default: %(default)s")

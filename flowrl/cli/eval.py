@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from flowrl.agents import Agent, load_agent
+from flowrl.agents import DecisionTransformerAgent, load_agent
 from flowrl.eval import VideoUnavailable, evaluate, record_videos
 from flowrl.eval.rollout import resolve_env_kwargs
 
@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
         agent,
         target_returns=targets,
         episodes=args.episodes,
-        num_envs=min(args.num_envs, args.episodes * len(targets)),
+        num_envs=args.num_envs,
         seed=args.seed,
         max_steps=args.max_steps,
         env_id=args.env,
@@ -120,7 +120,10 @@ def check_flags(args: argparse.Namespace) -> None:
 
 
 def videos(
-    args: argparse.Namespace, agent: Agent, targets: list[float], env_kwargs: dict[str, Any]
+    args: argparse.Namespace,
+    agent: DecisionTransformerAgent,
+    targets: list[float],
+    env_kwargs: dict[str, Any],
 ) -> None:
     """Records videos, or says on stderr why this machine cannot."""
     try:

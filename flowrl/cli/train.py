@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
-from flowrl.train import Trainer, distributed, load_config
-from flowrl.train.config import QUICKSTART_DATASET
+from flowrl.agents import DecisionTransformerAgent
+from flowrl.data import DEFAULT_DATASET_ID, load_or_collect
+from flowrl.envs.masked import mask_dataset
+from flowrl.train import distributed, load_config
 from flowrl.train.trainer import resolve_device
 
 
@@ -40,18 +43,29 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.overrides)
+    progress = not args.no_progress
     with distributed.process_group(resolve_device(cfg.device)):  # under torchrun: DDP
-        trainer = Trainer(
-            cfg,
+        with distributed.main_first():  # a download or collection happens once, on rank 0
+            ds = load_or_collect(
+                cfg.data.dataset,
+                download=cfg.data.download,
+                progress=progress and distributed.is_main(),
+            )
+        if cfg.data.observation_mask != "none":
+            ds = mask_dataset(ds, cfg.data.observation_mask)
+        agent = DecisionTransformerAgent(cfg.model, return_scale=cfg.data.return_scale)
+        summary = agent.fit(
+            ds,
+            config=cfg,
             resume=args.resume,
-            progress=not args.no_progress,
             overwrite=args.overwrite,
             allow_dataset_change=args.allow_dataset_change,
+            progress=progress,
         )
-        summary = trainer.fit()
-    if not trainer.is_main:
+        is_main = distributed.is_main()
+    if not is_main:
         return 0
-    ds = trainer.dataset
+    run_dir = Path(summary["run_dir"])
     print(f"\ndataset {ds.name}: {ds.num_episodes} episodes, env {ds.env_id}")
     average, best = float(ds.returns.mean()), float(ds.returns.max())
     for result in summary["results"]:
@@ -60,16 +74,16 @@ def run(args: argparse.Namespace) -> int:
         if result["normalized_mean"] is not None:
             line += f", normalised score {result['normalized_mean']:.1f}"
         print(line)
-    if ds.ref_min_score is not None and ds.ref_max_score is not None:
-        avg_score, best_score = ds.normalized_score(average), ds.normalized_score(best)
+    avg_score, best_score = ds.normalized_score(average), ds.normalized_score(best)
+    if avg_score is not None and best_score is not None:
         print(f"dataset average: return {average:.1f}, normalised score {float(avg_score):.1f}")
         print(f"dataset best episode: return {best:.1f}, normalised score {float(best_score):.1f}")
     else:
         print(f"dataset average return {average:.1f}, best episode {best:.1f}")
-    if trainer.best_score > -float("inf"):
-        print(f"best evaluation during training: {trainer.best_score:.1f} (checkpoints/best.pt)")
-    print(f"checkpoints: {trainer.run_dir / 'checkpoints'}")
-    print(f"TensorBoard: tensorboard --logdir {trainer.run_dir.parent}")
-    if cfg.data.dataset == QUICKSTART_DATASET:
-        print(f"evaluate again: flowrl eval --checkpoint {trainer.run_dir / 'checkpoints/last.pt'}")
+    if summary["best_score"] > -float("inf"):
+        print(f"best evaluation during training: {summary['best_score']:.1f} (checkpoints/best.pt)")
+    print(f"checkpoints: {run_dir / 'checkpoints'}")
+    print(f"TensorBoard: tensorboard --logdir {run_dir.parent}")
+    if cfg.data.dataset == DEFAULT_DATASET_ID:
+        print(f"evaluate again: flowrl eval --checkpoint {run_dir / 'checkpoints/last.pt'}")
     return 0

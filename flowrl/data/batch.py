@@ -17,24 +17,26 @@ A = TypeVar("A")
 class Batch(Generic[A]):
     """B windows of K steps, right-padded; pads are 0 and `mask` is False there."""
 
-    states: A  # (B, K, obs_dim) float32, normalised by the dataset's mean and std
-    actions: A  # (B, K, act_dim) float32; discrete actions one-hot (act_dim = n, pads all 0)
-    rewards: A  # (B, K) float32
-    returns_to_go: A  # (B, K) float32, divided by the return scale
+    states: A  # (B, K, obs_dim) float32, raw observations
+    actions: A  # (B, K, act_dim) float32, raw actions; discrete actions one-hot (act_dim = n)
+    returns_to_go: A  # (B, K) float32, raw undiscounted returns-to-go
     timesteps: A  # (B, K) int64, index of the step in its episode
     mask: A  # (B, K) bool, True on real steps
 
     def to_torch(self, device: str | torch.device = "cpu") -> Batch[torch.Tensor]:
-        """The same batch as tensors on `device`."""
+        """The same batch as tensors on `device`. CUDA copies go through pinned memory and
+        do not block the host: the next batch is built while this one is in flight."""
         import torch
 
-        return replace(
-            self,
-            **{
-                f.name: torch.from_numpy(np.ascontiguousarray(getattr(self, f.name))).to(device)
-                for f in fields(self)
-            },
-        )
+        device = torch.device(device)
+
+        def move(array: np.ndarray) -> torch.Tensor:
+            tensor = torch.from_numpy(np.ascontiguousarray(array))
+            if device.type != "cuda":
+                return tensor.to(device)
+            return tensor.pin_memory().to(device, non_blocking=True)
+
+        return replace(self, **{f.name: move(getattr(self, f.name)) for f in fields(self)})
 
 
 @dataclass

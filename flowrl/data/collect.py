@@ -72,6 +72,7 @@ def collect_dataset(
     to flowrl's table for the env (`flowrl.data.reference`). The write is atomic; the dataset
     is read back from disk and returned.
     """
+    from flowrl.envs.collection_policies import make_policy
     from flowrl.envs.tmaze_policies import TMAZE_POLICIES, make_tmaze_policy
 
     if episodes < 1:
@@ -84,8 +85,6 @@ def collect_dataset(
     if policy in TMAZE_POLICIES:
         actor = make_tmaze_policy(policy, env, noise=noise)
     else:
-        from flowrl.envs.policies import make_policy
-
         actor = make_policy(policy, env, noise=noise)
     env_seeds, policy_seed = np.random.SeedSequence(seed).spawn(2)
     env_seed_list = np.random.default_rng(env_seeds).integers(2**31 - 1, size=episodes)
@@ -119,3 +118,20 @@ def collect_dataset(
         overwrite=overwrite,
     )
     return read_minari(dataset_id)
+
+
+def load_or_collect(spec: str, *, download: bool = False, progress: bool = True) -> EpisodeDataset:
+    """`load_dataset(spec)`; the built-in demo set (DEFAULT_DATASET_ID) is collected first
+    when it is not there yet."""
+    from flowrl.data.loader import load_dataset
+    from flowrl.data.minari_source import minari_root
+
+    try:
+        return load_dataset(spec, download=download)
+    except UserError:
+        if spec != DEFAULT_DATASET_ID or (minari_root() / DEFAULT_DATASET_ID).exists():
+            raise  # a demo set that is there but broken: its own error, no re-collection
+    print(
+        f"dataset {DEFAULT_DATASET_ID} is not here yet: collecting it (scripted {DEFAULT_ENV_ID})"
+    )
+    return collect_dataset(dataset_id=DEFAULT_DATASET_ID, progress=progress)

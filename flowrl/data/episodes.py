@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from flowrl.data.reference import normalized_score
 from flowrl.errors import UserError
 
 STD_FLOOR = 1e-6
@@ -164,15 +165,10 @@ class EpisodeDataset:
         """Steps per episode (int64)."""
         return np.array([len(ep) for ep in self.episodes], dtype=np.int64)
 
-    def normalized_score(self, returns: np.ndarray | float) -> np.ndarray:
-        """D4RL-style score: 100 * (R - ref_min) / (ref_max - ref_min)."""
-        if self.ref_min_score is None or self.ref_max_score is None:
-            raise UserError(
-                f"dataset {self.name!r} has no reference returns (ref_min_score/ref_max_score), "
-                "so normalised scores are undefined"
-            )
-        span = self.ref_max_score - self.ref_min_score
-        return 100.0 * (np.asarray(returns, dtype=np.float64) - self.ref_min_score) / span
+    def normalized_score(self, returns: np.ndarray | float) -> np.ndarray | None:
+        """D4RL-style score of `returns` (`flowrl.data.reference.normalized_score`); None
+        when the dataset has no reference returns."""
+        return normalized_score(returns, self.ref_min_score, self.ref_max_score)
 
     def stats(self) -> dict:
         """Summary for `flowrl datasets show` (JSON-serialisable)."""
@@ -193,10 +189,9 @@ class EpisodeDataset:
             "terminated_episodes": int(sum(bool(ep.terminations[-1]) for ep in self.episodes)),
             "ref_min_score": self.ref_min_score,
             "ref_max_score": self.ref_max_score,
-            "normalized_return_mean": None,
             "obs_mean": self.obs_mean.tolist(),
             "obs_std": self.obs_std.tolist(),
         }
-        if self.ref_min_score is not None and self.ref_max_score is not None:
-            stats["normalized_return_mean"] = float(self.normalized_score(self.returns.mean()))
+        score = self.normalized_score(self.returns.mean())
+        stats["normalized_return_mean"] = None if score is None else float(score)
         return stats

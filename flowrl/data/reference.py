@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
+
 # D4RL's table (d4rl/infos.py): mean return of a random and of an expert policy per locomotion task.
 D4RL_REFERENCE: dict[str, tuple[float, float]] = {
     "hopper": (-20.272305, 3234.3),
@@ -54,3 +56,13 @@ def parse_d4rl_name(name: str) -> tuple[str, str, str | None] | None:
 def gym_reference(env_id: str) -> tuple[float, float] | None:
     """Reference (random, expert) returns for a Gymnasium env id, if known."""
     return GYM_REFERENCE.get(env_id.split("-v")[0])
+
+
+def normalized_score(
+    returns: np.ndarray | float, ref_min_score: float | None, ref_max_score: float | None
+) -> np.ndarray | None:
+    """D4RL-style score 100 (R - R_random) / (R_expert - R_random); None without references."""
+    if ref_min_score is None or ref_max_score is None:
+        return None
+    span = ref_max_score - ref_min_score
+    return 100.0 * (np.asarray(returns, dtype=np.float64) - ref_min_score) / span

@@ -1,7 +1,8 @@
 """Batch samplers: K-step windows (DT training) and episode prefixes (long contexts).
 
-Both gather rows of flat, pre-normalised arrays with one vectorised index per field; row N
-of each array is the pad row (zeros), so pads cost nothing extra.
+Both gather rows of flat arrays of the raw data with one vectorised index per field; row N
+of each array is the pad row (zeros), so pads cost nothing extra. Scaling the data for a
+model is the agent's normaliser's job (`flowrl.agents.Normalizer`).
 """
 
 from __future__ import annotations
@@ -22,13 +23,13 @@ def _check_positive(**values: float) -> None:
 
 
 class _Table:
-    """All episodes end to end, states normalised, returns-to-go scaled, plus one pad row.
+    """All episodes end to end, plus one pad row.
 
     Discrete actions become one-hot float vectors of size n (the pad row is all zeros), so a
     batch's `actions` always has shape (..., act_dim); the index is their argmax.
     """
 
-    def __init__(self, dataset: EpisodeDataset, return_scale: float) -> None:
+    def __init__(self, dataset: EpisodeDataset) -> None:
         self.lengths = dataset.lengths
         self.ends = np.cumsum(self.lengths)
         self.starts = self.ends - self.lengths
@@ -39,18 +40,13 @@ class _Table:
             flat = np.concatenate(arrays)
             return np.concatenate([flat, np.zeros_like(flat[:1])])
 
-        states = stack([ep.observations for ep in eps])
-        self.states = ((states - dataset.obs_mean) / dataset.obs_std).astype(np.float32)
-        self.states[-1] = 0.0
+        self.states = stack([ep.observations for ep in eps])
         if dataset.discrete_actions is None:
             self.actions = stack([ep.actions for ep in eps])
         else:
             one_hot = np.eye(dataset.discrete_actions, dtype=np.float32)
             self.actions = stack([one_hot[ep.actions] for ep in eps])
-        self.rewards = stack([ep.rewards for ep in eps])
-        self.returns_to_go = (stack([ep.returns_to_go for ep in eps]) / return_scale).astype(
-            np.float32
-        )
+        self.returns_to_go = stack([ep.returns_to_go for ep in eps])
 
     def gather(
         self,
@@ -65,7 +61,6 @@ class _Table:
         return cls(
             states=self.states[rows],
             actions=self.actions[rows],
-            rewards=self.rewards[rows],
             returns_to_go=self.returns_to_go[rows],
             timesteps=np.where(mask, steps, 0).astype(np.int64),
             mask=mask,
@@ -76,11 +71,10 @@ class _Table:
 class _Sampler:
     """Seeded generator with a resumable state."""
 
-    def __init__(self, dataset: EpisodeDataset, batch_size: int, return_scale: float, seed: int):
-        _check_positive(batch_size=batch_size, return_scale=return_scale)
+    def __init__(self, dataset: EpisodeDataset, batch_size: int, seed: int):
+        _check_positive(batch_size=batch_size)
         self.batch_size = int(batch_size)
-        self.return_scale = float(return_scale)
-        self.table = _Table(dataset, self.return_scale)
+        self.table = _Table(dataset)
         self.rng = np.random.default_rng(seed)
 
     def state_dict(self) -> dict[str, Any]:
@@ -108,11 +102,10 @@ class WindowSampler(_Sampler):
         *,
         context_len: int,
         batch_size: int,
-        return_scale: float,
         seed: int,
     ) -> None:
         _check_positive(context_len=context_len)
-        super().__init__(dataset, batch_size, return_scale, seed)
+        super().__init__(dataset, batch_size, seed)
         self.context_len = int(context_len)
 
     def sample(self) -> Batch[np.ndarray]:
@@ -137,11 +130,10 @@ class EpisodeSampler(_Sampler):
         *,
         max_len: int,
         batch_size: int,
-        return_scale: float,
         seed: int,
     ) -> None:
         _check_positive(max_len=max_len)
-        super().__init__(dataset, batch_size, return_scale, seed)
+        super().__init__(dataset, batch_size, seed)
         self.max_len = int(max_len)
 
     def _draw(self) -> tuple[np.ndarray, np.ndarray]:

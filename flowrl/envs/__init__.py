@@ -1,9 +1,16 @@
-"""Environments (T-Mazes, observation-masked MuJoCo) and the policies that collect data in them.
+"""Environments (T-Mazes, observation-masked MuJoCo) and the built-in collection policies that
+record datasets in them.
 
 Importing flowrl registers the environments with Gymnasium (ids under `flowrl/`).
 """
 
-from flowrl.envs.policies import POLICIES, PendulumSwingUp, Policy, RandomPolicy, make_policy
+from flowrl.envs.collection_policies import (
+    POLICIES,
+    CollectionPolicy,
+    PendulumSwingUp,
+    RandomPolicy,
+    make_policy,
+)
 from flowrl.envs.registration import TMAZE_IDS, register_envs
 
 register_envs()
@@ -11,8 +18,8 @@ register_envs()
 __all__ = [
     "POLICIES",
     "TMAZE_IDS",
+    "CollectionPolicy",
     "PendulumSwingUp",
-    "Policy",
     "RandomPolicy",
     "make_policy",
     "register_envs",

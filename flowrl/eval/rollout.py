@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from flowrl.agents.agent import Agent
+from flowrl.agents.agent import DecisionTransformerAgent
 from flowrl.errors import UserError
 
 
@@ -89,7 +89,7 @@ def episode_limit(envs: gym.vector.VectorEnv, env_id: str, max_steps: int) -> in
     return min(max_steps, spec.max_episode_steps or max_steps)
 
 
-def resolve_env_id(agent: Agent, env_id: str | None) -> str:
+def resolve_env_id(agent: DecisionTransformerAgent, env_id: str | None) -> str:
     """`env_id`, else the agent's own; a UserError when neither names one."""
     env_id = env_id or agent.env_id
     if not env_id:
@@ -98,14 +98,14 @@ def resolve_env_id(agent: Agent, env_id: str | None) -> str:
 
 
 def resolve_env_kwargs(
-    agent: Agent, env_id: str, env_kwargs: dict[str, Any] | None
+    agent: DecisionTransformerAgent, env_id: str, env_kwargs: dict[str, Any] | None
 ) -> dict[str, Any]:
     """The agent's recorded env kwargs (when `env_id` is its env), updated by `env_kwargs`."""
     recorded = agent.env_kwargs if env_id == agent.env_id else {}
     return {**recorded, **(env_kwargs or {})}
 
 
-def check_spaces(agent: Agent, envs: gym.vector.VectorEnv, env_id: str) -> None:
+def check_spaces(agent: DecisionTransformerAgent, envs: gym.vector.VectorEnv, env_id: str) -> None:
     """A UserError unless the env's observations and actions have the agent's sizes.
 
     A Discrete(n) env needs an agent whose action vectors have size n (one-hot)."""
@@ -138,20 +138,8 @@ def check_actions(actions: np.ndarray, space: gym.Space, num_envs: int) -> np.nd
     return actions
 
 
-def check_env(
-    agent: Agent, env_id: str | None = None, env_kwargs: dict[str, Any] | None = None
-) -> None:
-    """Makes one evaluation env and checks its spaces: a UserError now rather than at the
-    first evaluation of a long run."""
-    env_id = resolve_env_id(agent, env_id)
-    with closing(
-        make_envs(env_id, 1, env_kwargs=resolve_env_kwargs(agent, env_id, env_kwargs))
-    ) as envs:
-        check_spaces(agent, envs, env_id)
-
-
 def evaluate(
-    agent: Agent,
+    agent: DecisionTransformerAgent,
     *,
     target_returns: list[float],
     episodes: int = 10,
@@ -166,6 +154,7 @@ def evaluate(
 ) -> list[TargetResult]:
     """Runs `episodes` episodes per target return; returns one result per target.
 
+    At most `num_envs` environments run at once, and no more than there are episodes.
     Envs are made with the agent's recorded env kwargs (those of its dataset) when `env_id`
     is the agent's env, updated by `env_kwargs` (e.g. {"length": 5000}).
     """
@@ -174,7 +163,11 @@ def evaluate(
         raise UserError("no target returns to evaluate")
     return run_episodes(
         agent,
-        make_envs(env_id, num_envs, env_kwargs=resolve_env_kwargs(agent, env_id, env_kwargs)),
+        make_envs(
+            env_id,
+            min(num_envs, episodes * len(target_returns)),
+            env_kwargs=resolve_env_kwargs(agent, env_id, env_kwargs),
+        ),
         env_id,
         target_returns=target_returns,
         episodes=episodes,
@@ -187,7 +180,7 @@ def evaluate(
 
 
 def run_episodes(
-    agent: Agent,
+    agent: DecisionTransformerAgent,
     envs: gym.vector.VectorEnv,
     env_id: str,
     *,

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from gymnasium.wrappers import RecordVideo
 
-from flowrl.agents.agent import Agent
+from flowrl.agents.agent import DecisionTransformerAgent
 from flowrl.errors import UserError
 from flowrl.eval.rollout import make_envs, resolve_env_id, resolve_env_kwargs, run_episodes
 
@@ -49,7 +49,7 @@ def check_rendering(env_id: str, env_kwargs: dict[str, Any]) -> None:
 
 
 def record_videos(
-    agent: Agent,
+    agent: DecisionTransformerAgent,
     video_dir: Path,
     *,
     target_returns: list[float],

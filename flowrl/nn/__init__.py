@@ -1,5 +1,17 @@
 """Neural-network layers."""
 
-from flowrl.nn.attention import ATTENTION_TYPES, FlowAttention, SoftmaxAttention, make_attention
+from flowrl.nn.attention import (
+    ATTENTION_TYPES,
+    CausalSelfAttention,
+    FlowAttention,
+    SoftmaxAttention,
+    make_attention,
+)
 
-__all__ = ["ATTENTION_TYPES", "FlowAttention", "SoftmaxAttention", "make_attention"]
+__all__ = [
+    "ATTENTION_TYPES",
+    "CausalSelfAttention",
+    "FlowAttention",
+    "SoftmaxAttention",
+    "make_attention",
+]

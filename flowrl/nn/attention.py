@@ -2,18 +2,76 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from flowrl.ops.flow_attention import FlowAttentionState, flow_attention, flow_attention_step
+from flowrl.ops.flow_attention import (
+    BACKENDS,
+    FlowAttentionState,
+    flow_attention,
+    flow_attention_step,
+)
 
 
-class FlowAttention(nn.Module):
-    """Multi-head causal Flow-Attention: q/k/v projections, the op, output projection, dropout.
+class CausalSelfAttention(nn.Module):
+    """What every attention layer offers: q/k/v and output projections, output dropout,
+    `forward` over whole (optionally packed) sequences and, where `recurrent`, `step`
+    over one token per row from a state carried between calls.
+
+    `backends` lists the implementations the layer can run on (`backend` picks one).
+    """
+
+    recurrent: ClassVar[bool] = False
+    backends: ClassVar[tuple[str, ...]] = ("auto",)
+
+    def __init__(
+        self,
+        embed_dim: int,
+        num_heads: int,
+        *,
+        dropout: float = 0.0,
+        bias: bool = True,
+        backend: str = "auto",
+    ) -> None:
+        super().__init__()
+        if embed_dim % num_heads:
+            raise ValueError(f"embed_dim={embed_dim} must be divisible by num_heads={num_heads}")
+        if backend not in self.backends:
+            raise ValueError(f"backend={backend!r}: expected one of {', '.join(self.backends)}")
+        self.num_heads, self.head_dim, self.backend = num_heads, embed_dim // num_heads, backend
+        self.qkv = nn.Linear(embed_dim, 3 * embed_dim, bias=bias)
+        self.proj = nn.Linear(embed_dim, embed_dim, bias=bias)
+        self.dropout = nn.Dropout(dropout)
+
+    def _heads(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """x (..., E) -> q, k, v (..., H, head_dim)."""
+        return self.qkv(x).unflatten(-1, (3, self.num_heads, self.head_dim)).unbind(-3)
+
+    def _out(self, y: Tensor) -> Tensor:
+        """Heads (..., H, head_dim) -> projected, dropped-out (..., E)."""
+        return self.dropout(self.proj(y.flatten(-2)))
+
+    def forward(self, x: Tensor, *, cu_seqlens: Tensor | None = None) -> Tensor:
+        """x (B, L, E) -> (B, L, E); packed sequences (B = 1, `cu_seqlens` offsets) attend
+        only within their own span."""
+        raise NotImplementedError
+
+    def step(self, x: Tensor, state: object | None) -> tuple[Tensor, object]:
+        """One token per row, x (B, E) -> (B, E) and the next state (recurrent layers)."""
+        raise NotImplementedError(f"{type(self).__name__} has no recurrent form")
+
+
+class FlowAttention(CausalSelfAttention):
+    """Multi-head causal Flow-Attention (docs/flow-attention.md).
 
     Flow-Attention forms no attention matrix, so dropout applies to the output only.
     """
+
+    recurrent = True
+    backends = BACKENDS
 
     def __init__(
         self,
@@ -26,17 +84,8 @@ class FlowAttention(nn.Module):
         eps: float = 1e-6,
         clamp: float = 10.0,
     ) -> None:
-        super().__init__()
-        if embed_dim % num_heads:
-            raise ValueError(f"embed_dim={embed_dim} must be divisible by num_heads={num_heads}")
-        self.num_heads, self.head_dim = num_heads, embed_dim // num_heads
-        self.backend, self.eps, self.clamp = backend, eps, clamp
-        self.qkv = nn.Linear(embed_dim, 3 * embed_dim, bias=bias)
-        self.proj = nn.Linear(embed_dim, embed_dim, bias=bias)
-        self.dropout = nn.Dropout(dropout)
-
-    def _heads(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        return self.qkv(x).unflatten(-1, (3, self.num_heads, self.head_dim)).unbind(-3)
+        super().__init__(embed_dim, num_heads, dropout=dropout, bias=bias, backend=backend)
+        self.eps, self.clamp = eps, clamp
 
     def forward(
         self,
@@ -59,7 +108,7 @@ class FlowAttention(nn.Module):
             initial_state=state,
             return_state=True,
         )
-        y = self.dropout(self.proj(y.flatten(-2)))
+        y = self._out(y)
         return (y, new_state) if return_state else y
 
     def step(
@@ -68,30 +117,26 @@ class FlowAttention(nn.Module):
         """One token per row, x (B, E), at O(d*m) cost whatever came before."""
         q, k, v = self._heads(x)
         y, state = flow_attention_step(q, k, v, state, eps=self.eps, clamp=self.clamp)
-        return self.dropout(self.proj(y.flatten(-2))), state
+        return self._out(y), state
 
 
-class SoftmaxAttention(nn.Module):
+class SoftmaxAttention(CausalSelfAttention):
     """Multi-head causal softmax attention on `scaled_dot_product_attention`."""
 
     def __init__(
-        self, embed_dim: int, num_heads: int, *, dropout: float = 0.0, bias: bool = True
+        self,
+        embed_dim: int,
+        num_heads: int,
+        *,
+        dropout: float = 0.0,
+        bias: bool = True,
+        backend: str = "auto",
     ) -> None:
-        super().__init__()
-        if embed_dim % num_heads:
-            raise ValueError(f"embed_dim={embed_dim} must be divisible by num_heads={num_heads}")
-        self.num_heads, self.head_dim = num_heads, embed_dim // num_heads
+        super().__init__(embed_dim, num_heads, dropout=dropout, bias=bias, backend=backend)
         self.attn_dropout = dropout
-        self.qkv = nn.Linear(embed_dim, 3 * embed_dim, bias=bias)
-        self.proj = nn.Linear(embed_dim, embed_dim, bias=bias)
-        self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: Tensor, *, cu_seqlens: Tensor | None = None) -> Tensor:
-        """x (B, L, E) -> (B, L, E); packed sequences (B = 1) attend within their own span."""
-        q, k, v = (
-            t.transpose(1, 2)
-            for t in self.qkv(x).unflatten(-1, (3, self.num_heads, self.head_dim)).unbind(-3)
-        )
+        q, k, v = (t.transpose(1, 2) for t in self._heads(x))
         dropout = self.attn_dropout if self.training else 0.0
         if cu_seqlens is None:
             y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=True)
@@ -101,13 +146,16 @@ class SoftmaxAttention(nn.Module):
             )
             mask = (seq[:, None] == seq[None, :]).tril()
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
-        return self.dropout(self.proj(y.transpose(1, 2).flatten(-2)))
+        return self._out(y.transpose(1, 2))
 
 
-ATTENTION_TYPES: dict[str, type[nn.Module]] = {"flow": FlowAttention, "softmax": SoftmaxAttention}
+ATTENTION_TYPES: dict[str, type[CausalSelfAttention]] = {
+    "flow": FlowAttention,
+    "softmax": SoftmaxAttention,
+}
 
 
-def make_attention(name: str, embed_dim: int, num_heads: int, **kwargs) -> nn.Module:
+def make_attention(name: str, embed_dim: int, num_heads: int, **kwargs) -> CausalSelfAttention:
     """Builds the attention layer called `name` (a key of ATTENTION_TYPES)."""
     if name not in ATTENTION_TYPES:
         raise ValueError(f"attention={name!r}: expected one of {', '.join(ATTENTION_TYPES)}")

@@ -1,7 +1,8 @@
 """Training configuration: typed dataclasses, YAML files and `key=value` overrides.
 
 The defaults are the quickstart: a small flow agent on the scripted Pendulum dataset
-that trains on a CPU in a few minutes. Parsing and type checks are OmegaConf's.
+that trains on a CPU in a few minutes. Parsing and type checks are OmegaConf's; the
+`model` section is the model's own config, `DecisionTransformerConfig`.
 """
 
 from __future__ import annotations
@@ -13,32 +14,24 @@ from typing import Any
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from flowrl.agents.decision_transformer import DecisionTransformerConfig
+from flowrl.data.collect import DEFAULT_DATASET_ID
+from flowrl.envs.masked import MASKS
 from flowrl.errors import UserError
 from flowrl.train.config_checks import check_numbers, read_yaml_mapping
-
-QUICKSTART_DATASET = "flowrl/pendulum-scripted-v0"
 
 
 @dataclass
 class DataConfig:
-    dataset: str = QUICKSTART_DATASET  # Minari id, D4RL name or HDF5 path
+    dataset: str = DEFAULT_DATASET_ID  # Minari id, D4RL name or HDF5 path
     download: bool = False  # fetch a Minari dataset that is not local
     return_scale: float = 100.0  # returns-to-go are divided by this (1000 for MuJoCo)
     observation_mask: str = "none"  # none | P (positions only) | V (velocities only), MuJoCo v5
 
 
-@dataclass
-class ModelConfig:
-    attention: str = "flow"  # flow | softmax
-    embed_dim: int = 64
-    n_layers: int = 2
-    n_heads: int = 2
-    context_mode: str = "window"  # window (last K steps) | episode (whole episode)
-    context_len: int = 20
-    max_timestep: int = 1000
-    dropout: float = 0.1
-    activation: str = "relu"
-    attention_backend: str = "auto"
+def quickstart_model() -> DecisionTransformerConfig:
+    """The model section's defaults: a small flow agent that trains on a CPU in minutes."""
+    return DecisionTransformerConfig(embed_dim=64, n_layers=2, n_heads=2)
 
 
 @dataclass
@@ -60,7 +53,14 @@ class EvalConfig:
     seed: int = 10_000
     max_steps: int = 1000  # episode step limit (the env's own limit applies too)
     env_kwargs: dict[str, Any] = field(default_factory=dict)  # update the dataset's env kwargs
-    env_id: str | None = None  # Gymnasium id to evaluate in; default: the dataset's env
+    env_id: str | None = None  # Gymnasium env to evaluate in; None: the dataset's
+
+
+PRECISIONS = ("auto", "fp32", "bf16")
+OBSERVATION_MASKS = ("none", *MASKS)
+
+# Settings that change how a run computes, not what: they may differ on --resume.
+RESUMABLE_CHANGES = ("model.attention_backend", "data.download")
 
 
 @dataclass
@@ -75,7 +75,7 @@ class TrainConfig:
     log_every: int = 50
     checkpoint_every: int = 1000
     data: DataConfig = field(default_factory=DataConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
+    model: DecisionTransformerConfig = field(default_factory=quickstart_model)
     optim: OptimConfig = field(default_factory=OptimConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
 
@@ -113,26 +113,21 @@ def _describe(err: OmegaConfBaseException) -> str:
 
 
 def validate(cfg: TrainConfig) -> None:
-    """Value checks the types cannot express."""
+    """Value checks the types cannot express; the model section checks itself
+    (`DecisionTransformerConfig.validate`)."""
     check_numbers(cfg)
-    choices = {
-        "model.attention": (cfg.model.attention, ("flow", "softmax")),
-        "model.context_mode": (cfg.model.context_mode, ("window", "episode")),
-        "model.activation": (cfg.model.activation, ("relu", "gelu")),
-        "precision": (cfg.precision, ("auto", "fp32", "bf16")),
-        "data.observation_mask": (cfg.data.observation_mask, ("none", "P", "V")),
-    }
-    for key, (value, allowed) in choices.items():
-        if value not in allowed:
-            raise UserError(f"{key}={value!r}: expected one of {', '.join(allowed)}")
+    cfg.model.validate()
+    if cfg.precision not in PRECISIONS:
+        raise UserError(f"precision={cfg.precision!r}: expected one of {', '.join(PRECISIONS)}")
+    if cfg.data.observation_mask not in OBSERVATION_MASKS:
+        raise UserError(
+            f"data.observation_mask={cfg.data.observation_mask!r}: expected one of "
+            f"{', '.join(OBSERVATION_MASKS)}"
+        )
     positive = {
         "steps": cfg.steps,
         "optim.batch_size": cfg.optim.batch_size,
         "optim.lr": cfg.optim.lr,
-        "model.embed_dim": cfg.model.embed_dim,
-        "model.n_layers": cfg.model.n_layers,
-        "model.n_heads": cfg.model.n_heads,
-        "model.context_len": cfg.model.context_len,
         "data.return_scale": cfg.data.return_scale,
         "eval.episodes": cfg.eval.episodes,
         "eval.num_envs": cfg.eval.num_envs,
@@ -140,13 +135,6 @@ def validate(cfg: TrainConfig) -> None:
     for key, value in positive.items():
         if value <= 0:
             raise UserError(f"{key}={value}: expected a positive number")
-    if cfg.model.embed_dim % cfg.model.n_heads:
-        raise UserError(
-            f"model.embed_dim={cfg.model.embed_dim} must be divisible by "
-            f"model.n_heads={cfg.model.n_heads}"
-        )
-    if cfg.model.context_mode == "episode" and cfg.model.attention != "flow":
-        raise UserError("model.context_mode=episode needs model.attention=flow")
     if cfg.device != "auto" and not (cfg.device == "cpu" or cfg.device.startswith("cuda")):
         raise UserError(f"device={cfg.device!r}: expected auto, cpu, cuda or cuda:N")
 

@@ -19,8 +19,6 @@ def check_numbers(cfg) -> None:
         ("optim.weight_decay", cfg.optim.weight_decay, "a finite number >= 0", _finite_nonneg),
         ("optim.grad_clip", cfg.optim.grad_clip, "a positive number", lambda v: v > 0),
         ("optim.warmup_steps", cfg.optim.warmup_steps, "an integer >= 0", lambda v: v >= 0),
-        ("model.dropout", cfg.model.dropout, "a number in [0, 1)", lambda v: 0 <= v < 1),
-        ("model.max_timestep", cfg.model.max_timestep, "a positive integer", lambda v: v > 0),
         ("data.return_scale", cfg.data.return_scale, "a finite positive number", _finite_pos),
         ("eval.every", cfg.eval.every, "an integer >= 0 (0: only at the end)", lambda v: v >= 0),
         ("eval.max_steps", cfg.eval.max_steps, "a positive integer", lambda v: v > 0),

@@ -1,6 +1,10 @@
 """The training loop: AdamW with linear warmup, clipping, mixed precision, periodic
 evaluation, atomic checkpoints that resume exactly, TensorBoard and JSONL metrics.
 
+The loop only: the agent brings the model, its normaliser and its loss; the caller brings
+the dataset (`DecisionTransformerAgent.fit` or `flowrl train`). Scalars are read off the
+device only at the log interval, so steps queue up on a GPU without waiting for each other.
+
 Under torchrun it trains with DistributedDataParallel: each rank samples its own batches
 (seed + rank), gradients are averaged, and only rank 0 logs, evaluates and writes files.
 """
@@ -18,15 +22,14 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from flowrl.agents import Agent, DecisionTransformer, DecisionTransformerConfig, action_loss
+from flowrl.agents import DecisionTransformerAgent
 from flowrl.agents.agent import load_checkpoint, save_atomic
 from flowrl.data import EpisodeDataset, EpisodeSampler, WindowSampler
 from flowrl.data.fingerprint import check_same_dataset, dataset_fingerprint
 from flowrl.errors import UserError
-from flowrl.eval import TargetResult, evaluate
+from flowrl.eval import TargetResult
 from flowrl.train import distributed, preflight
-from flowrl.train.config import TrainConfig, save_config
-from flowrl.train.datasets import load_training_dataset
+from flowrl.train.config import RESUMABLE_CHANGES, TrainConfig, save_config
 from flowrl.train.interrupt import StopOnSignal
 from flowrl.train.logger import MetricsLogger, flatten
 from flowrl.train.run_dir import claim_run_dir
@@ -51,53 +54,47 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def action_scale(dataset: EpisodeDataset) -> np.ndarray:
-    """Per-dimension largest |action| in the data: the tanh head's range is scaled to it."""
-    largest = np.abs(np.concatenate([ep.actions for ep in dataset.episodes])).max(0)
-    return np.where(largest > 0, largest, 1.0).astype(np.float32)
-
-
-def default_target(dataset: EpisodeDataset) -> float:
-    """A high return the data still supports: its 90th percentile."""
-    return float(np.percentile(dataset.returns, 90))
-
-
 class Trainer:
+    """Trains `agent` on `dataset` as `cfg` says (its `model` and `data.return_scale` are
+    the agent's); `fit` runs the loop.
+
+    The run folder is locked for the whole run; a new run into a used folder needs
+    `overwrite`, and `resume` refuses a changed dataset unless `allow_dataset_change`.
+    """
+
     def __init__(
         self,
         cfg: TrainConfig,
+        agent: DecisionTransformerAgent,
+        dataset: EpisodeDataset,
         *,
         resume: bool = False,
         progress: bool = True,
         overwrite: bool = False,
         allow_dataset_change: bool = False,
     ) -> None:
-        self.cfg, self.progress = cfg, progress
+        self.cfg, self.agent, self.dataset, self.progress = cfg, agent, dataset, progress
         self.device = resolve_device(cfg.device)
         self.rank, self.world_size = distributed.rank(), distributed.world_size()
         self.is_main = self.rank == 0
+        # the eval env is made and its spaces checked now, not at the first evaluation
+        env_id = preflight.eval_env_id(dataset, cfg.eval.env_id)
+        distributed.main_verdict(lambda: preflight.check_env(dataset, env_id, cfg.eval.env_kwargs))
         self.run_dir = Path(cfg.out_dir) / cfg.name
-        # reliability: rank 0 locks the run folder for the whole run (released by fit)
+        # rank 0 locks the run folder for the whole run (released by fit)
         self.run_lock = claim_run_dir(self.run_dir, resume=resume, overwrite=overwrite)
         checkpoint = self.run_dir / "checkpoints" / "last.pt"
         if resume and not checkpoint.is_file():
             raise UserError(f"--resume: no checkpoint at {checkpoint}")
 
         torch.manual_seed(cfg.seed + self.rank)  # own dropout per rank; DDP copies rank 0's init
-        with distributed.main_first():  # a download happens once, on rank 0
-            self.dataset: EpisodeDataset = load_training_dataset(
-                cfg.data, progress=progress and self.is_main
-            )
-        # reliability: env made and spaces checked now, not at the first evaluation
-        env_id = preflight.eval_env_id(self.dataset, cfg.eval.env_id)
-        distributed.main_verdict(
-            lambda: preflight.check_env(self.dataset, env_id, cfg.eval.env_kwargs)
-        )
-        self.dataset_fingerprint = dataset_fingerprint(self.dataset)
-        model_cfg = DecisionTransformerConfig(
-            state_dim=self.dataset.obs_dim, act_dim=self.dataset.act_dim, **asdict(cfg.model)
-        )
-        self.model = DecisionTransformer(model_cfg).to(self.device)
+        self.dataset_fingerprint = dataset_fingerprint(dataset)
+        agent.setup(dataset)
+        if env_id != agent.env_id:  # eval.env_id: the checkpoint keeps it for flowrl eval
+            agent.env_id, agent.env_kwargs = env_id, {}
+        if cfg.eval.target_returns:
+            agent.target_returns = list(cfg.eval.target_returns)
+        self.model = agent.to(self.device).model  # kept unwrapped for saving and evaluation
         self.optimizer = torch.optim.AdamW(
             self.model.parameters(),
             lr=cfg.optim.lr,
@@ -108,26 +105,29 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda step: min((step + 1) / warmup, 1.0)
         )
-        sampler_cls = WindowSampler if cfg.model.context_mode == "window" else EpisodeSampler
-        length_key = "context_len" if sampler_cls is WindowSampler else "max_len"
-        self.sampler = sampler_cls(
-            self.dataset,
-            **{length_key: cfg.model.context_len},
-            batch_size=cfg.optim.batch_size,
-            return_scale=cfg.data.return_scale,
-            seed=cfg.seed + self.rank,
-        )
+        self.packed = cfg.model.context_mode == "episode"
+        if self.packed:
+            self.sampler = EpisodeSampler(
+                dataset,
+                max_len=cfg.model.context_len,
+                batch_size=cfg.optim.batch_size,
+                seed=cfg.seed + self.rank,
+            )
+        else:
+            self.sampler = WindowSampler(
+                dataset,
+                context_len=cfg.model.context_len,
+                batch_size=cfg.optim.batch_size,
+                seed=cfg.seed + self.rank,
+            )
         self.bf16 = cfg.precision == "bf16" or (
             cfg.precision == "auto" and self.device.type == "cuda"
         )
-        model: torch.nn.Module = self.model  # kept unwrapped for saving and evaluation
+        model: torch.nn.Module = self.model
         if self.world_size > 1:  # averages the gradients over ranks in backward()
             cuda = self.device.type == "cuda"
             model = DistributedDataParallel(model, device_ids=[self.device] if cuda else None)
         self.train_model = torch.compile(model) if cfg.compile else model
-        self.target_returns = cfg.eval.target_returns or [default_target(self.dataset)]
-        self.action_scale = action_scale(self.dataset)
-        self._action_scale = torch.as_tensor(self.action_scale, device=self.device)
         self.step, self.best_score = 0, -math.inf
         if resume:
             state = load_checkpoint(checkpoint)
@@ -136,22 +136,6 @@ class Trainer:
             self._restore(state)
 
     # ---------------------------------------------------------------- checkpoints
-    def agent(self) -> Agent:
-        ds = self.dataset
-        return Agent(
-            model=self.model,
-            obs_mean=ds.obs_mean,
-            obs_std=ds.obs_std,
-            action_scale=self.action_scale,
-            return_scale=self.cfg.data.return_scale,
-            dataset=ds.name,
-            env_id=self.cfg.eval.env_id or ds.env_id,
-            env_kwargs=ds.env_kwargs,
-            ref_min_score=ds.ref_min_score,
-            ref_max_score=ds.ref_max_score,
-            target_returns=self.target_returns,
-        )
-
     def save(self, name: str) -> Path:
         """Rank 0 writes checkpoints/`name` with every rank's sampler and RNG states.
 
@@ -165,7 +149,7 @@ class Trainer:
         if self.is_main:
             save_atomic(
                 {
-                    "agent": self.agent().state_dict(),
+                    "agent": self.agent.state_dict(),
                     "train_config": self.cfg.to_dict(),
                     "step": self.step,
                     "best_score": self.best_score,
@@ -181,10 +165,16 @@ class Trainer:
     def _restore(self, state: dict[str, Any]) -> None:
         saved = state["train_config"]
         for section in ("model", "data"):
-            if saved[section] != asdict(getattr(self.cfg, section)):
+            ours = asdict(getattr(self.cfg, section))
+            theirs = dict(saved[section])
+            for key in RESUMABLE_CHANGES:
+                if key.startswith(f"{section}."):
+                    ours.pop(key.split(".", 1)[1], None)
+                    theirs.pop(key.split(".", 1)[1], None)
+            if theirs != ours:
                 raise UserError(
                     f"--resume: the {section} settings differ from the checkpoint's "
-                    f"({saved[section]} there)"
+                    f"({theirs} there)"
                 )
         self.model.load_state_dict(state["agent"]["model"])
         self.optimizer.load_state_dict(state["optimizer"])
@@ -203,21 +193,14 @@ class Trainer:
             torch.manual_seed(seed)
 
     # ---------------------------------------------------------------- training
-    def train_step(self) -> dict[str, float]:
-        packed = self.cfg.model.context_mode == "episode"
-        raw = self.sampler.sample_packed() if packed else self.sampler.sample()
+    def train_step(self) -> dict[str, torch.Tensor]:
+        """One optimizer step. Returns device tensors (no host sync): the loss, the
+        gradient norm and the number of real tokens."""
+        raw = self.sampler.sample_packed() if self.packed else self.sampler.sample()
         batch = raw.to_torch(self.device)
-        actions = batch.actions / self._action_scale  # the model acts in [-1, 1]
         self.model.train()
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-            predicted = self.train_model(
-                batch.states,
-                actions,
-                batch.returns_to_go,
-                batch.timesteps,
-                cu_seqlens=batch.cu_seqlens if packed else None,
-            )
-        loss = action_loss(predicted.float(), actions, batch.mask)
+            loss = self.agent.loss(batch, self.train_model)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(
@@ -226,19 +209,18 @@ class Trainer:
         self.optimizer.step()
         self.scheduler.step()
         return {
-            "train/loss": loss.item(),
-            "train/grad_norm": grad_norm.item(),
-            "train/lr": self.scheduler.get_last_lr()[0],
-            "tokens": 3.0 * float(batch.mask.sum()),
+            "train/loss": loss.detach(),
+            "train/grad_norm": grad_norm.detach(),
+            "tokens": 3 * batch.mask.sum(),
         }
 
     def evaluate(self) -> list[TargetResult]:
         ev = self.cfg.eval
-        return evaluate(
-            self.agent(),
-            target_returns=self.target_returns,
+        return self.agent.evaluate(
+            ev.env_id,
+            target_returns=self.agent.target_returns,
             episodes=ev.episodes,
-            num_envs=min(ev.num_envs, ev.episodes * len(self.target_returns)),
+            num_envs=ev.num_envs,
             seed=ev.seed,
             max_steps=ev.max_steps,
             env_kwargs=ev.env_kwargs,
@@ -275,11 +257,12 @@ class Trainer:
         return results, score
 
     def fit(self) -> dict[str, Any]:
-        """Trains up to cfg.steps; returns the final evaluation's summaries ([] off rank 0).
+        """Trains up to cfg.steps; returns the run folder, the final evaluation's summaries
+        ([] off rank 0) and the best evaluation score.
 
         SIGINT/SIGTERM stop it after the current step with last.pt saved (`Interrupted`).
         """
-        with StopOnSignal() as self.stop:  # reliability
+        with StopOnSignal() as self.stop:
             try:
                 return self._fit()
             except OSError as err:  # e.g. a full disk while logging: one line, not a traceback
@@ -290,7 +273,7 @@ class Trainer:
 
     def _fit(self) -> dict[str, Any]:
         cfg = self.cfg
-        resume_step = self.step or None  # reliability: drop what a killed run logged past it
+        resume_step = self.step or None  # drop what a killed run logged past it
         logger = MetricsLogger(self.run_dir, enabled=self.is_main, resume_step=resume_step)
         if self.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -302,30 +285,38 @@ class Trainer:
             unit="step",
             disable=not (self.progress and self.is_main),
         )
-        window_start, window_steps, window_tokens = time.perf_counter(), 0, 0.0
+        window_start, window_steps = time.perf_counter(), 0
+        window_tokens = torch.zeros((), dtype=torch.int64, device=self.device)
         while self.step < cfg.steps:
-            metrics = self.train_step()
+            step = self.train_step()
             self.step += 1
             window_steps += 1
-            window_tokens += metrics.pop("tokens")
+            window_tokens += step["tokens"]
             bar.update(1)
             if self.step % cfg.log_every == 0 or self.step == cfg.steps:
-                elapsed = time.perf_counter() - window_start
-                loss_sum, window_tokens = distributed.sum_over_ranks(
-                    [metrics["train/loss"], window_tokens], self.device
+                # the one host sync of the interval: the last step's scalars, the tokens
+                loss, grad_norm, tokens = (
+                    float(x) for x in (step["train/loss"], step["train/grad_norm"], window_tokens)
                 )
-                metrics["train/loss"] = loss_sum / self.world_size  # what the gradients average
-                metrics["perf/steps_per_s"] = window_steps / elapsed
-                metrics["perf/tokens_per_s"] = window_tokens / elapsed
+                elapsed = time.perf_counter() - window_start
+                loss_sum, tokens = distributed.sum_over_ranks([loss, tokens], self.device)
+                metrics = {
+                    "train/loss": loss_sum / self.world_size,  # what the gradients average
+                    "train/grad_norm": grad_norm,
+                    "train/lr": self.scheduler.get_last_lr()[0],
+                    "perf/steps_per_s": window_steps / elapsed,
+                    "perf/tokens_per_s": tokens / elapsed,
+                }
                 logger.log(self.step, metrics)
                 bar.set_postfix(loss=f"{metrics['train/loss']:.4f}")
-                window_start, window_steps, window_tokens = time.perf_counter(), 0, 0.0
+                window_start, window_steps = time.perf_counter(), 0
+                window_tokens.zero_()
             if cfg.eval.every and self.step % cfg.eval.every == 0 and self.step < cfg.steps:
                 self._evaluate_and_log(logger)
             if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
                 self.save("last.pt")
             if distributed.sum_over_ranks([float(self.stop.requested)], self.device)[0]:
-                path = self.save("last.pt")  # reliability: a signal came; save and stop
+                path = self.save("last.pt")  # a signal came: save and stop
                 bar.close()
                 logger.close()
                 raise self.stop.interrupted(self.step, f"saved {path}: add --resume to continue")
@@ -335,4 +326,8 @@ class Trainer:
         logger.hparams(flatten(cfg.to_dict()), {"hparam/final_score": score})
         logger.close()
         distributed.barrier()  # every rank returns once rank 0's files are written
-        return {"run_dir": str(self.run_dir), "results": [r.summary() for r in results]}
+        return {
+            "run_dir": str(self.run_dir),
+            "results": [r.summary() for r in results],
+            "best_score": self.best_score,
+        }

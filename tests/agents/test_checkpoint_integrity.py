@@ -11,7 +11,12 @@ import numpy as np
 import pytest
 import torch
 
-from flowrl.agents import Agent, DecisionTransformer, DecisionTransformerConfig
+from flowrl.agents import (
+    DecisionTransformer,
+    DecisionTransformerAgent,
+    DecisionTransformerConfig,
+    Normalizer,
+)
 from flowrl.agents.agent import load_agent, load_checkpoint, save_atomic
 from flowrl.cli import main
 from flowrl.errors import UserError
@@ -19,15 +24,12 @@ from flowrl.errors import UserError
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def tiny_agent(seed: int = 0) -> Agent:
+def tiny_agent(seed: int = 0) -> DecisionTransformerAgent:
     torch.manual_seed(seed)
     cfg = DecisionTransformerConfig(state_dim=3, act_dim=1, embed_dim=16, n_layers=1, n_heads=2)
-    return Agent(
-        model=DecisionTransformer(cfg).eval(),
-        obs_mean=np.zeros(3, np.float32),
-        obs_std=np.array([0.7, 1.3, 2.9], np.float32),
-        action_scale=np.full(1, 2.0, np.float32),
-        return_scale=100.0,
+    return DecisionTransformerAgent.from_parts(
+        DecisionTransformer(cfg).eval(),
+        Normalizer.from_arrays(np.zeros(3), [0.7, 1.3, 2.9], np.full(1, 2.0), 100.0),
         dataset="tiny",
         env_id="Pendulum-v1",
         target_returns=[-150.0],
@@ -50,7 +52,7 @@ def test_intact_checkpoint_loads_with_its_weights(checkpoint):
 @pytest.mark.parametrize("tensor", ["embed_state.weight", "obs_std"])
 def test_flipped_bytes_in_the_weights_fail_the_checksum(checkpoint, tensor):
     state = tiny_agent().state_dict()
-    value = state["model"][tensor] if tensor in state["model"] else state[tensor]
+    value = state["model"][tensor] if tensor in state["model"] else state["normalizer"][tensor]
     raw = value.contiguous().numpy().tobytes()
     data = bytearray(checkpoint.read_bytes())
     at = data.find(raw)

@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from flowrl.agents import Agent, DecisionTransformer, DecisionTransformerConfig, action_loss
+from flowrl.agents import (
+    DecisionTransformer,
+    DecisionTransformerAgent,
+    DecisionTransformerConfig,
+    Normalizer,
+    action_loss,
+)
 from flowrl.agents.agent import load_agent, save_atomic
 from flowrl.errors import UserError
 
@@ -83,17 +89,19 @@ def test_loss_ignores_padded_steps():
 def test_config_rejects_bad_values():
     with pytest.raises(ValueError, match="context_mode"):
         DecisionTransformerConfig(S, A, context_mode="full")
-    with pytest.raises(ValueError, match="needs attention='flow'"):
+    with pytest.raises(ValueError, match=r"needs model\.attention=flow"):
         DecisionTransformerConfig(S, A, attention="softmax", context_mode="episode")
 
 
-def agent_of(net: DecisionTransformer) -> Agent:
-    return Agent(
-        model=net,
-        obs_mean=np.arange(S, dtype=np.float32),
-        obs_std=np.ones(S, np.float32),
-        action_scale=np.full(A, 2.0, np.float32),
-        return_scale=100.0,
+def agent_of(net: DecisionTransformer) -> DecisionTransformerAgent:
+    return DecisionTransformerAgent.from_parts(
+        net,
+        Normalizer.from_arrays(
+            np.arange(S, dtype=np.float32),
+            np.ones(S, np.float32),
+            np.full(A, 2.0, np.float32),
+            100.0,
+        ),
         dataset="d",
         env_id="e",
         ref_min_score=-10.0,
@@ -111,7 +119,7 @@ def test_checkpoint_round_trip(tmp_path):
     s, a, r, t = trajectory(1, 9)
     torch.testing.assert_close(loaded.model(s, a, r, t), net(s, a, r, t))
     assert loaded.model.cfg == net.cfg
-    np.testing.assert_array_equal(loaded.action_scale, np.full(A, 2.0))
+    np.testing.assert_array_equal(loaded.normalizer.action_scale, np.full(A, 2.0))
     assert loaded.normalized_score(np.array([0.0])).tolist() == [50.0]
 
 

@@ -5,14 +5,19 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from flowrl.agents import Agent, DecisionTransformer, DecisionTransformerConfig
+from flowrl.agents import (
+    DecisionTransformer,
+    DecisionTransformerAgent,
+    DecisionTransformerConfig,
+    Normalizer,
+)
 
 S, A = 4, 2
 
 
 def agent(
     mode: str, attention: str = "flow", context_len: int = 20, max_timestep: int = 1000
-) -> Agent:
+) -> DecisionTransformerAgent:
     torch.manual_seed(1)
     cfg = DecisionTransformerConfig(
         state_dim=S,
@@ -25,12 +30,14 @@ def agent(
         context_len=context_len,
         max_timestep=max_timestep,
     )
-    return Agent(
-        model=DecisionTransformer(cfg).eval(),
-        obs_mean=np.zeros(S, np.float32),
-        obs_std=np.full(S, 2.0, np.float32),
-        action_scale=np.full(A, 3.0, np.float32),
-        return_scale=10.0,
+    return DecisionTransformerAgent.from_parts(
+        DecisionTransformer(cfg).eval(),
+        Normalizer.from_arrays(
+            np.zeros(S, np.float32),
+            np.full(S, 2.0, np.float32),
+            np.full(A, 3.0, np.float32),
+            10.0,
+        ),
         dataset="d",
         env_id=None,
     )

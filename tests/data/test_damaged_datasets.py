@@ -8,10 +8,8 @@ import h5py
 import pytest
 
 from flowrl.cli import main
-from flowrl.data import load_dataset
+from flowrl.data import DEFAULT_DATASET_ID, load_dataset, load_or_collect
 from flowrl.errors import UserError
-from flowrl.train.config import QUICKSTART_DATASET, DataConfig
-from flowrl.train.datasets import load_training_dataset
 
 
 def main_data(minari_root, dataset_id):
@@ -68,11 +66,11 @@ def test_unknown_ids_name_the_settings_that_download(minari_root, d4rl_dir):
 
 
 def test_broken_quickstart_dataset_shows_its_error_instead_of_recollecting(minari_root):
-    data = minari_root / QUICKSTART_DATASET / "data"
+    data = minari_root / DEFAULT_DATASET_ID / "data"
     data.mkdir(parents=True)
     (data / "metadata.json").write_text("{not json")
     with pytest.raises(UserError, match="not a readable Minari dataset"):
-        load_training_dataset(DataConfig(), progress=False)
+        load_or_collect(DEFAULT_DATASET_ID, progress=False)
     assert (data / "metadata.json").read_text() == "{not json"  # left as it was
 
 

@@ -22,9 +22,8 @@ from flowrl.data import (
     load_dataset,
 )
 from flowrl.data.loader import union
+from flowrl.envs.masked import mask_dataset
 from flowrl.errors import UserError
-from flowrl.train.config import DataConfig
-from flowrl.train.datasets import load_training_dataset
 
 REPO = Path(__file__).resolve().parents[2]
 KWARGS = {"length": 12, "noise_dims": 1}
@@ -72,8 +71,8 @@ def test_collected_tmaze_loads_with_discrete_actions_and_kwargs(tmaze, minari_ro
 
 def test_samplers_give_one_hot_actions(tmaze):
     eye = np.eye(4, dtype=np.float32)
-    window = WindowSampler(tmaze, context_len=5, batch_size=16, return_scale=1.0, seed=0)
-    episode = EpisodeSampler(tmaze, max_len=20, batch_size=4, return_scale=1.0, seed=0)
+    window = WindowSampler(tmaze, context_len=5, batch_size=16, seed=0)
+    episode = EpisodeSampler(tmaze, max_len=20, batch_size=4, seed=0)
     for batch in (window.sample(), episode.sample(), episode.sample_packed()):
         assert batch.actions.dtype == np.float32 and batch.actions.shape[-1] == 4
         np.testing.assert_array_equal(batch.actions[~batch.mask], 0.0)
@@ -110,11 +109,6 @@ def test_discrete_action_checks():
     assert union([a, b], "a+b").discrete_actions == 4
 
 
-def test_discrete_datasets_do_not_train_yet(tmaze):
-    with pytest.raises(UserError, match="discrete actions"):
-        load_training_dataset(DataConfig(dataset="test/tmaze-v0"))
-
-
 def test_observation_mask_option(d4rl_dir, write_d4rl):
     rng = np.random.default_rng(0)
     episodes = [
@@ -128,10 +122,10 @@ def test_observation_mask_option(d4rl_dir, write_d4rl):
         for n in (5, 8)
     ]
     path = write_d4rl(d4rl_dir / "hopper_medium-v2.hdf5", episodes)
-    full = load_training_dataset(DataConfig(dataset=str(path)))
+    full = load_dataset(str(path))
     assert full.env_id == "Hopper-v5" and full.obs_dim == 11
     for mask, dims in (("P", slice(0, 5)), ("V", slice(5, 11))):
-        masked = load_training_dataset(DataConfig(dataset=str(path), observation_mask=mask))
+        masked = mask_dataset(full, mask)
         assert masked.env_id == f"flowrl/Hopper-{mask}-v5"
         for ep, original in zip(masked.episodes, episodes, strict=True):
             np.testing.assert_array_equal(ep.observations, original["observations"][:-1, dims])

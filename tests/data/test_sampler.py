@@ -33,9 +33,9 @@ def labelled_dataset(lengths=LENGTHS, seed: int = 0) -> EpisodeDataset:
     return EpisodeDataset("labelled", episodes)
 
 
-def check_rows_against_episodes(dataset, batch, return_scale, row_lengths):
-    """Each row is a run of consecutive steps of one episode, then zero pads."""
-    states = batch.states * dataset.obs_std + dataset.obs_mean
+def check_rows_against_episodes(dataset, batch, row_lengths):
+    """Each row is a run of consecutive raw steps of one episode, then zero pads."""
+    states = batch.states
     for b in range(len(batch.mask)):
         n = int(batch.mask[b].sum())
         assert n == row_lengths[b]
@@ -44,47 +44,32 @@ def check_rows_against_episodes(dataset, batch, return_scale, row_lengths):
         start = int(batch.timesteps[b, 0])
         steps = np.arange(start, start + n)
         np.testing.assert_array_equal(batch.timesteps[b, :n], steps)
-        np.testing.assert_allclose(states[b, :n], episode.observations[steps], atol=1e-4)
+        np.testing.assert_array_equal(states[b, :n], episode.observations[steps])
         np.testing.assert_array_equal(batch.actions[b, :n], episode.actions[steps])
-        np.testing.assert_array_equal(batch.rewards[b, :n], episode.rewards[steps])
-        np.testing.assert_allclose(
-            batch.returns_to_go[b, :n], episode.returns_to_go[steps] / return_scale, rtol=1e-6
-        )
-        for field in ("states", "actions", "rewards", "returns_to_go", "timesteps"):
+        np.testing.assert_array_equal(batch.returns_to_go[b, :n], episode.returns_to_go[steps])
+        for field in ("states", "actions", "returns_to_go", "timesteps"):
             assert not getattr(batch, field)[b, n:].any()
 
 
 def test_windows_match_their_episodes_and_pad_right():
     dataset = labelled_dataset()
-    sampler = WindowSampler(dataset, context_len=10, batch_size=256, return_scale=7.0, seed=3)
+    sampler = WindowSampler(dataset, context_len=10, batch_size=256, seed=3)
     batch = sampler.sample()
     assert batch.states.shape == (256, 10, 3) and batch.states.dtype == np.float32
     assert batch.actions.shape == (256, 10, 2) and batch.actions.dtype == np.float32
-    assert batch.rewards.shape == batch.returns_to_go.shape == (256, 10)
+    assert batch.returns_to_go.shape == (256, 10) and batch.returns_to_go.dtype == np.float32
     assert batch.timesteps.dtype == np.int64 and batch.mask.dtype == bool
-    states = batch.states * dataset.obs_std + dataset.obs_mean
-    lengths = np.array(LENGTHS)[np.round(states[:, 0, 0]).astype(int)]
+    lengths = np.array(LENGTHS)[np.round(batch.states[:, 0, 0]).astype(int)]
     expected = np.minimum(10, lengths - batch.timesteps[:, 0])
-    check_rows_against_episodes(dataset, batch, 7.0, expected)
+    check_rows_against_episodes(dataset, batch, expected)
     assert (expected < 10).any() and (expected == 10).any()  # both padded and full windows
-
-
-def test_states_are_normalised_by_the_dataset_statistics():
-    dataset = labelled_dataset()
-    batch = WindowSampler(dataset, context_len=4, batch_size=512, return_scale=1, seed=0).sample()
-    raw = batch.states * dataset.obs_std + dataset.obs_mean
-    expected = (raw - dataset.obs_mean) / dataset.obs_std
-    np.testing.assert_allclose(batch.states[batch.mask], expected[batch.mask], atol=1e-5)
-    all_states = np.concatenate([ep.observations for ep in dataset.episodes])
-    np.testing.assert_allclose(dataset.obs_mean, all_states.mean(0), atol=1e-5)
 
 
 def test_episodes_in_proportion_to_length_and_uniform_starts():
     dataset = labelled_dataset(lengths=(1, 99))
-    sampler = WindowSampler(dataset, context_len=5, batch_size=50_000, return_scale=1, seed=0)
+    sampler = WindowSampler(dataset, context_len=5, batch_size=50_000, seed=0)
     batch = sampler.sample()
-    states = batch.states * dataset.obs_std + dataset.obs_mean
-    from_long = np.round(states[:, 0, 0]) == 1
+    from_long = np.round(batch.states[:, 0, 0]) == 1
     share, sigma = from_long.mean(), np.sqrt(0.99 * 0.01 / 50_000)
     assert abs(share - 0.99) < 5 * sigma
     counts = np.bincount(batch.timesteps[from_long, 0], minlength=99)
@@ -96,7 +81,7 @@ def test_same_seed_same_batches_and_state_dict_resumes():
     dataset = labelled_dataset()
 
     def make(seed: int) -> WindowSampler:
-        return WindowSampler(dataset, context_len=6, batch_size=8, return_scale=1, seed=seed)
+        return WindowSampler(dataset, context_len=6, batch_size=8, seed=seed)
 
     a, b = make(11), make(11)
     for _ in range(3):
@@ -115,27 +100,24 @@ def test_same_seed_same_batches_and_state_dict_resumes():
 
 def test_episode_sampler_prefixes_pad_to_the_longest():
     dataset = labelled_dataset()
-    sampler = EpisodeSampler(dataset, max_len=30, batch_size=64, return_scale=2.0, seed=5)
+    sampler = EpisodeSampler(dataset, max_len=30, batch_size=64, seed=5)
     batch = sampler.sample()
-    states = batch.states * dataset.obs_std + dataset.obs_mean
-    lengths = np.minimum(np.array(LENGTHS)[np.round(states[:, 0, 0]).astype(int)], 30)
+    lengths = np.minimum(np.array(LENGTHS)[np.round(batch.states[:, 0, 0]).astype(int)], 30)
     assert batch.states.shape[1] == lengths.max()
     assert (batch.timesteps[:, 0] == 0).all()
-    check_rows_against_episodes(dataset, batch, 2.0, lengths)
+    check_rows_against_episodes(dataset, batch, lengths)
 
 
 def test_packed_batch_is_the_padded_batch_without_pads():
     dataset = labelled_dataset()
-    padded = EpisodeSampler(dataset, max_len=30, batch_size=16, return_scale=2.0, seed=9).sample()
-    packed = EpisodeSampler(
-        dataset, max_len=30, batch_size=16, return_scale=2.0, seed=9
-    ).sample_packed()
+    padded = EpisodeSampler(dataset, max_len=30, batch_size=16, seed=9).sample()
+    packed = EpisodeSampler(dataset, max_len=30, batch_size=16, seed=9).sample_packed()
     lengths = padded.mask.sum(1)
     assert packed.cu_seqlens.dtype == np.int64
     np.testing.assert_array_equal(packed.cu_seqlens, np.concatenate([[0], np.cumsum(lengths)]))
     total = int(lengths.sum())
     assert packed.states.shape == (1, total, 3) and packed.mask.all()
-    for field in ("states", "actions", "rewards", "returns_to_go", "timesteps"):
+    for field in ("states", "actions", "returns_to_go", "timesteps"):
         np.testing.assert_array_equal(
             getattr(packed, field)[0], getattr(padded, field)[padded.mask]
         )
@@ -145,11 +127,11 @@ def test_packed_batch_is_the_padded_batch_without_pads():
 
 def test_episode_sampler_state_dict_resumes():
     dataset = labelled_dataset()
-    a = EpisodeSampler(dataset, max_len=12, batch_size=4, return_scale=1, seed=0)
+    a = EpisodeSampler(dataset, max_len=12, batch_size=4, seed=0)
     a.sample()
     state = a.state_dict()
     want = a.sample_packed()
-    b = EpisodeSampler(dataset, max_len=12, batch_size=4, return_scale=1, seed=1)
+    b = EpisodeSampler(dataset, max_len=12, batch_size=4, seed=1)
     b.load_state_dict(state)
     got = b.sample_packed()
     np.testing.assert_array_equal(got.cu_seqlens, want.cu_seqlens)
@@ -158,18 +140,18 @@ def test_episode_sampler_state_dict_resumes():
 
 def test_to_torch_keeps_values_and_dtypes():
     torch = pytest.importorskip("torch")
-    batch = WindowSampler(labelled_dataset(), context_len=5, batch_size=4, return_scale=1, seed=0)
+    batch = WindowSampler(labelled_dataset(), context_len=5, batch_size=4, seed=0)
     batch = batch.sample()
     tensors = batch.to_torch("cpu")
     assert tensors.states.dtype == torch.float32 and tensors.timesteps.dtype == torch.int64
     assert tensors.mask.dtype == torch.bool
     np.testing.assert_array_equal(tensors.returns_to_go.numpy(), batch.returns_to_go)
-    packed = EpisodeSampler(labelled_dataset(), max_len=5, batch_size=3, return_scale=1, seed=0)
+    packed = EpisodeSampler(labelled_dataset(), max_len=5, batch_size=3, seed=0)
     assert packed.sample_packed().to_torch().cu_seqlens.dtype == torch.int64
 
 
-@pytest.mark.parametrize("kwargs", [{"context_len": 0}, {"batch_size": 0}, {"return_scale": 0.0}])
+@pytest.mark.parametrize("kwargs", [{"context_len": 0}, {"batch_size": 0}])
 def test_bad_sampler_settings(kwargs):
-    settings = {"context_len": 4, "batch_size": 2, "return_scale": 1.0, "seed": 0} | kwargs
+    settings = {"context_len": 4, "batch_size": 2, "seed": 0} | kwargs
     with pytest.raises(UserError, match=next(iter(kwargs))):
         WindowSampler(labelled_dataset(), **settings)

@@ -8,8 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-import flowrl.eval.rollout as rollout
-from flowrl.agents import Agent, DecisionTransformer, DecisionTransformerConfig
+from flowrl.agents import (
+    DecisionTransformer,
+    DecisionTransformerAgent,
+    DecisionTransformerConfig,
+    Normalizer,
+)
 from flowrl.agents.agent import load_agent
 from flowrl.cli import main
 from flowrl.envs.make import parse_env_kwargs
@@ -39,22 +43,21 @@ class OraclePolicy:
         pass
 
 
-class OracleAgent(Agent):
+class OracleAgent(DecisionTransformerAgent):
     def policy(self, num_envs: int, max_steps: int, **_) -> OraclePolicy:
         return OraclePolicy(num_envs)
 
 
-def make_agent(cls=Agent, env_id=TMAZE, env_kwargs=None, state_dim=2, act_dim=4) -> Agent:
+def make_agent(
+    cls=DecisionTransformerAgent, env_id=TMAZE, env_kwargs=None, state_dim=2, act_dim=4
+) -> DecisionTransformerAgent:
     torch.manual_seed(0)
     cfg = DecisionTransformerConfig(
         state_dim=state_dim, act_dim=act_dim, embed_dim=8, n_layers=1, n_heads=1, context_len=4
     )
-    return cls(
-        model=DecisionTransformer(cfg).eval(),
-        obs_mean=np.zeros(state_dim, np.float32),
-        obs_std=np.ones(state_dim, np.float32),
-        action_scale=np.ones(act_dim, np.float32),
-        return_scale=1.0,
+    return cls.from_parts(
+        DecisionTransformer(cfg).eval(),
+        Normalizer.from_arrays(np.zeros(state_dim), np.ones(state_dim), np.ones(act_dim), 1.0),
         dataset="d",
         env_id=env_id,
         env_kwargs=env_kwargs or {},
@@ -85,9 +88,9 @@ def test_discrete_env_errors():
     with pytest.raises(UserError, match="the agent chooses among 3 actions"):
         evaluate(make_agent(act_dim=3), target_returns=[1.0], episodes=1, num_envs=1)
     with pytest.raises(UserError, match="got an unexpected keyword argument 'lenght'"):
-        rollout.check_env(make_agent(), env_kwargs={"lenght": 5})
+        evaluate(make_agent(), target_returns=[1.0], episodes=1, env_kwargs={"lenght": 5})
     with pytest.raises(UserError, match="length must be an integer >= 1"):
-        rollout.check_env(make_agent(), env_kwargs={"length": 0})
+        evaluate(make_agent(), target_returns=[1.0], episodes=1, env_kwargs={"length": 0})
 
 
 def test_parse_env_kwargs():
@@ -113,7 +116,7 @@ def test_checkpoints_keep_env_kwargs(tmp_path):
     assert load_agent(path).env_kwargs == {"length": 7, "noise_dims": 1}
     state = agent.state_dict()
     del state["env_kwargs"]  # a checkpoint from before env kwargs existed
-    assert Agent.from_state_dict(state).env_kwargs == {}
+    assert DecisionTransformerAgent.from_state_dict(state).env_kwargs == {}
 
 
 def test_cli_eval_env_kwargs(tmp_path, capsys):

@@ -8,7 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from flowrl.agents import Agent, DecisionTransformer, DecisionTransformerConfig
+from flowrl.agents import (
+    DecisionTransformer,
+    DecisionTransformerAgent,
+    DecisionTransformerConfig,
+    Normalizer,
+)
 from flowrl.agents.agent import save_atomic
 from flowrl.cli import main
 
@@ -17,12 +22,9 @@ from flowrl.cli import main
 def checkpoint(tmp_path):
     torch.manual_seed(0)
     cfg = DecisionTransformerConfig(state_dim=3, act_dim=1, embed_dim=16, n_layers=1, n_heads=2)
-    agent = Agent(
-        model=DecisionTransformer(cfg).eval(),
-        obs_mean=np.zeros(3, np.float32),
-        obs_std=np.ones(3, np.float32),
-        action_scale=np.full(1, 2.0, np.float32),
-        return_scale=100.0,
+    agent = DecisionTransformerAgent.from_parts(
+        DecisionTransformer(cfg).eval(),
+        Normalizer.from_arrays(np.zeros(3), np.ones(3), np.full(1, 2.0), 100.0),
         dataset="tiny",
         env_id="Pendulum-v1",
         target_returns=[-150.0],

@@ -7,7 +7,12 @@ import pytest
 import torch
 
 import flowrl.eval.rollout as rollout
-from flowrl.agents import Agent, DecisionTransformer, DecisionTransformerConfig
+from flowrl.agents import (
+    DecisionTransformer,
+    DecisionTransformerAgent,
+    DecisionTransformerConfig,
+    Normalizer,
+)
 from flowrl.cli import main
 from flowrl.errors import UserError
 from flowrl.eval import TargetResult, VideoUnavailable, evaluate, record_videos
@@ -15,7 +20,9 @@ from flowrl.eval import TargetResult, VideoUnavailable, evaluate, record_videos
 HOPPER_REF = (-20.272305, 3234.3)  # D4RL's random and expert Hopper returns
 
 
-def agent(env_id: str, state_dim: int, act_dim: int, mode: str = "window") -> Agent:
+def agent(
+    env_id: str, state_dim: int, act_dim: int, mode: str = "window"
+) -> DecisionTransformerAgent:
     torch.manual_seed(0)
     cfg = DecisionTransformerConfig(
         state_dim=state_dim,
@@ -26,12 +33,14 @@ def agent(env_id: str, state_dim: int, act_dim: int, mode: str = "window") -> Ag
         context_mode=mode,
         context_len=5,
     )
-    return Agent(
-        model=DecisionTransformer(cfg).eval(),
-        obs_mean=np.zeros(state_dim, np.float32),
-        obs_std=np.ones(state_dim, np.float32),
-        action_scale=np.ones(act_dim, np.float32),
-        return_scale=100.0,
+    return DecisionTransformerAgent.from_parts(
+        DecisionTransformer(cfg).eval(),
+        Normalizer.from_arrays(
+            np.zeros(state_dim, np.float32),
+            np.ones(state_dim, np.float32),
+            np.ones(act_dim, np.float32),
+            100.0,
+        ),
         dataset="d",
         env_id=env_id,
         ref_min_score=HOPPER_REF[0],

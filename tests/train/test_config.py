@@ -59,6 +59,9 @@ def test_overrides_are_typed_and_checked():
         (["eval.every=-1"], "eval.every=-1"),
         (["optim.grad_clip=0"], "optim.grad_clip=0"),
         (["eval.env_id=''"], "eval.env_id is empty"),
+        (["model.attention_backend=chunkd"], "model.attention_backend='chunkd'"),
+        (["model.attention=softmax", "model.attention_backend=triton"], "expected one of auto"),
+        (["model.dropout=0", "model.max_timestep=0"], "model.max_timestep=0"),
     ]:
         with pytest.raises(UserError, match=message):
             load_config(None, bad)

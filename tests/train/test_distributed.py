@@ -13,12 +13,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from test_cli_train import DATASET, ROOT, flowrl, losses, write_config
 
-from flowrl.agents import action_loss
+from flowrl.agents import DecisionTransformerAgent
 from flowrl.agents.agent import load_checkpoint
-from flowrl.data import Batch, WindowSampler
+from flowrl.data import Batch, WindowSampler, load_dataset
 from flowrl.train import Trainer, distributed, load_config
+from tests.train.helpers import DATASET, ROOT, flowrl, losses, write_config
 
 
 @pytest.fixture(scope="module")
@@ -100,6 +100,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def make_trainer(cfg) -> Trainer:
+    """What `flowrl train` builds in each process: the dataset, the agent, its trainer."""
+    agent = DecisionTransformerAgent(cfg.model, return_scale=cfg.data.return_scale)
+    return Trainer(cfg, agent, load_dataset(cfg.data.dataset), progress=False)
+
+
 def ddp_gradient(rank: int, world: int, port: int, config: str, out: str) -> None:
     """One rank of a 2-process gloo group: one Trainer step; saves the gradients it applied."""
     os.environ.update(
@@ -111,7 +117,7 @@ def ddp_gradient(rank: int, world: int, port: int, config: str, out: str) -> Non
     )
     cfg = load_config(config, OVERRIDES)
     with distributed.process_group(torch.device("cpu")):
-        trainer = Trainer(cfg, progress=False)
+        trainer = make_trainer(cfg)
         trainer.train_step()
     grads = {name: p.grad for name, p in trainer.model.named_parameters()}
     torch.save(grads, Path(out) / f"rank{rank}.pt")
@@ -119,13 +125,8 @@ def ddp_gradient(rank: int, world: int, port: int, config: str, out: str) -> Non
 
 def gradient(trainer: Trainer, batch: Batch) -> dict[str, torch.Tensor]:
     """Gradient of the training loss over `batch` for `trainer`'s model, in one process."""
-    tensors = batch.to_torch()
-    actions = tensors.actions / trainer._action_scale
     trainer.model.zero_grad()
-    predicted = trainer.model(
-        tensors.states, actions, tensors.returns_to_go, tensors.timesteps, cu_seqlens=None
-    )
-    action_loss(predicted, actions, tensors.mask).backward()
+    trainer.agent.loss(batch.to_torch()).backward()
     return {name: p.grad.clone() for name, p in trainer.model.named_parameters()}
 
 
@@ -138,13 +139,12 @@ def test_ddp_gradients_equal_one_process_over_the_global_batch(env, tmp_path, mo
     averaged = [torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1)]
 
     cfg = load_config(config, OVERRIDES)
-    trainer = Trainer(cfg, progress=False)  # the same initial weights as DDP's rank 0
+    trainer = make_trainer(cfg)  # the same initial weights as DDP's rank 0
     per_rank = [
         WindowSampler(
             trainer.dataset,
             context_len=cfg.model.context_len,
             batch_size=cfg.optim.batch_size,
-            return_scale=cfg.data.return_scale,
             seed=cfg.seed + rank,
         ).sample()
         for rank in (0, 1)

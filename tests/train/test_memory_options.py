@@ -6,10 +6,12 @@ import h5py
 import numpy as np
 import pytest
 
+from flowrl.agents import DecisionTransformerAgent
 from flowrl.agents.agent import load_agent
+from flowrl.data import load_dataset
+from flowrl.envs.masked import mask_dataset
 from flowrl.errors import UserError
 from flowrl.train.config import load_config
-from flowrl.train.trainer import Trainer
 
 
 @pytest.fixture
@@ -40,7 +42,8 @@ def config(hopper_file, tmp_path, *overrides: str):
 
 def test_masked_hopper_trains_and_evaluates_in_the_masked_env(hopper_file, tmp_path):
     cfg = config(hopper_file, tmp_path, "data.observation_mask=V")
-    result = Trainer(cfg, progress=False).fit()
+    dataset = mask_dataset(load_dataset(str(hopper_file)), cfg.data.observation_mask)
+    result = DecisionTransformerAgent(cfg.model).fit(dataset, config=cfg, progress=False)
     assert result["results"][0]["episodes"] == 1
     agent = load_agent(f"{result['run_dir']}/checkpoints/last.pt")
     assert agent.env_id == "flowrl/Hopper-V-v5" and agent.model.cfg.state_dim == 6
@@ -51,5 +54,7 @@ def test_bad_options_fail_before_training(hopper_file, tmp_path):
         config(hopper_file, tmp_path, "data.observation_mask=Q")
     cfg = config(hopper_file, tmp_path, "eval.env_kwargs.no_such_option=1")
     with pytest.raises(UserError, match=r"cannot make environment 'Hopper-v5'.*no_such_option"):
-        Trainer(cfg, progress=False)
+        DecisionTransformerAgent(cfg.model).fit(
+            load_dataset(str(hopper_file)), config=cfg, progress=False
+        )
     assert not (tmp_path / "runs").exists()

@@ -11,9 +11,9 @@ import time
 from pathlib import Path
 
 import pytest
-from test_cli_train import DATASET, ROOT, flowrl, write_config
 
 from flowrl.agents.agent import load_checkpoint
+from tests.train.helpers import DATASET, ROOT, flowrl, write_config
 
 
 @pytest.fixture(scope="module")

@@ -8,9 +8,9 @@ from typing import Literal, overload
 import torch
 from torch import Tensor
 
-from flowrl.ops.flow_attention.chunk import chunk_flow_attention
-from flowrl.ops.flow_attention.fused_recurrent import recurrent_flow_step
+from flowrl.ops.flow_attention.chunked_torch import chunk_flow_attention
 from flowrl.ops.flow_attention.naive import naive_flow_attention
+from flowrl.ops.flow_attention.recurrent_step import recurrent_flow_step
 from flowrl.ops.flow_attention.state import FlowAttentionState
 
 Backend = Literal["auto", "naive", "chunked", "triton"]

@@ -2,7 +2,7 @@
 
 Everything except the output's sum over values is a prefix sum of d-vectors, so it is
 computed for a whole sequence at O(L*d) cost with `cumsum`: the two flows, the conserved
-sink and source, the competition and the allocation (flow-attention.md, The function).
+sink and source, the competition and the allocation (docs/flow-attention.md, Forward).
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ from torch import Tensor
 
 @dataclass
 class FlowAttentionState:
-    """State after `position` tokens, per batch row and head (flow-attention.md, recurrent form).
+    """State after `position` tokens, per batch row and head (docs/flow-attention.md).
 
     Shapes, for batch B, heads H, key dim d, value dim m (always fp32, or fp64 for fp64 inputs):
         key_sum        Kc = sum K_s            (B, H, d)

@@ -18,7 +18,7 @@ import torch
 import triton
 from torch import Tensor
 
-from flowrl.ops.flow_attention.chunk import chunk_flow_attention
+from flowrl.ops.flow_attention.chunked_torch import chunk_flow_attention
 from flowrl.ops.flow_attention.state import FlowAttentionState
 from flowrl.ops.flow_attention.triton_kernels import (
     INTERPRET,

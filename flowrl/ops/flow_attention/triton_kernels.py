@@ -1,9 +1,9 @@
 """Triton kernels of causal Flow-Attention: one forward scan, two backward scans.
 
 Each program owns one (batch row, head) and walks its sequence in chunks of BLOCK_C
-tokens, carrying every prefix sum in fp32 (flow-attention.md, Chunked evaluation). Inside
-a chunk the gates are `tl.cumsum`s of d-vectors and the output is masked C x C attention
-plus the carried d x m state S.
+tokens, carrying every prefix sum in fp32 (docs/flow-attention.md, Chunked evaluation;
+the backward is derived there under Backward). Inside a chunk the gates are `tl.cumsum`s
+of d-vectors and the output is masked C x C attention plus the carried d x m state S.
 
 The forward saves five fp32 scalars per token in `stats`, shape (5, B*H, L):
     0  1 / <Q + eps, Kc + eps>       (I_t / t)

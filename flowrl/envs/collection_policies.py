@@ -1,4 +1,4 @@
-"""Policies for dataset collection: uniform random, and a scripted Pendulum-v1 swing-up."""
+"""Collection policies for `flowrl collect`: uniform random, and a scripted Pendulum-v1 swing-up."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 from flowrl.errors import UserError
 
 
-class Policy(Protocol):
+class CollectionPolicy(Protocol):
     """Maps an observation to an action; `reset` starts an episode with its own randomness."""
 
     def reset(self, rng: np.random.Generator) -> None: ...
@@ -86,7 +86,7 @@ class PendulumSwingUp:
 POLICIES = ("random", "pendulum-swingup")
 
 
-def make_policy(name: str, env: gym.Env, *, noise: float = 1.0) -> Policy:
+def make_policy(name: str, env: gym.Env, *, noise: float = 1.0) -> CollectionPolicy:
     """A built-in policy by name for `env`."""
     if name == "random":
         if not isinstance(env.action_space, gym.spaces.Box):

@@ -1,7 +1,7 @@
 """One token of causal Flow-Attention from the recurrent state: O(d*m) per token.
 
-The spec's recurrent form written out for a single token (flow-attention.md, The
-recurrent form), independent of the parallel prefix-sum code: a policy acts with it at
+The spec's recurrent form written out for a single token (docs/flow-attention.md,
+Recurrent form), independent of the parallel prefix-sum code: a policy acts with it at
 constant cost per step, and the tests hold it against the parallel backends.
 """
 

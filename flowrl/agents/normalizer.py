@@ -1,0 +1,87 @@
+"""The data contract between raw data and a model: how observations, actions and
+returns-to-go are scaled on the way in, and actions on the way out.
+
+Fitted once on a training dataset, saved with the agent, and the one place both the
+training loss and the acting policy go through. Samplers and environments speak raw data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from flowrl.data import EpisodeDataset
+
+
+@dataclass
+class Normalizer:
+    """Observations are standardised, actions divided by their per-dimension largest
+    magnitude in the data (the model's tanh head acts in [-1, 1]), returns-to-go divided
+    by `return_scale`. Tensors are float32 on one device (`to`)."""
+
+    obs_mean: Tensor  # (state_dim,)
+    obs_std: Tensor  # (state_dim,), floored above 0
+    action_scale: Tensor  # (act_dim,), the env gets model actions times this
+    return_scale: float
+
+    @classmethod
+    def fit(cls, dataset: EpisodeDataset, return_scale: float) -> Normalizer:
+        """The dataset's observation statistics and action ranges."""
+        largest = np.abs(np.concatenate([ep.actions for ep in dataset.episodes])).max(0)
+        return cls.from_arrays(
+            dataset.obs_mean,
+            dataset.obs_std,
+            np.where(largest > 0, largest, 1.0),
+            return_scale,
+        )
+
+    @classmethod
+    def from_arrays(
+        cls, obs_mean: Any, obs_std: Any, action_scale: Any, return_scale: float
+    ) -> Normalizer:
+        def f32(x: Any) -> Tensor:
+            return torch.as_tensor(np.asarray(x, dtype=np.float32))
+
+        return cls(f32(obs_mean), f32(obs_std), f32(action_scale), float(return_scale))
+
+    def to(self, device: torch.device | str) -> Normalizer:
+        return Normalizer(
+            self.obs_mean.to(device),
+            self.obs_std.to(device),
+            self.action_scale.to(device),
+            self.return_scale,
+        )
+
+    def states(self, observations: Tensor) -> Tensor:
+        """Raw observations (..., state_dim) -> model inputs."""
+        return (observations - self.obs_mean) / self.obs_std
+
+    def actions(self, actions: Tensor) -> Tensor:
+        """Raw (env) actions (..., act_dim) -> the model's scale."""
+        return actions / self.action_scale
+
+    def env_actions(self, actions: Tensor) -> Tensor:
+        """Model actions (..., act_dim) -> actions for the env."""
+        return actions * self.action_scale
+
+    def returns(self, returns_to_go: Tensor) -> Tensor:
+        """Raw returns-to-go -> the model's scale."""
+        return returns_to_go / self.return_scale
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "obs_mean": self.obs_mean.cpu(),
+            "obs_std": self.obs_std.cpu(),
+            "action_scale": self.action_scale.cpu(),
+            "return_scale": self.return_scale,
+        }
+
+    @classmethod
+    def from_state_dict(cls, state: dict[str, Any]) -> Normalizer:
+        return cls.from_arrays(
+            state["obs_mean"], state["obs_std"], state["action_scale"], state["return_scale"]
+        )
