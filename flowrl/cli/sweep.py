@@ -52,7 +52,7 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from flowrl.experiments.grid import expand, parse_grid, parse_seeds
-    from flowrl.experiments.sweep import exclusive, execute, prepare
+    from flowrl.experiments.sweep import ensure_datasets, exclusive, execute, prepare
 
     if args.jobs <= 0 or (args.threads is not None and args.threads <= 0):
         raise UserError("--jobs and --threads must be positive")
@@ -72,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     threads = args.threads or max(1, (cores or 1) // args.jobs)
     with exclusive(sweep.directory):
+        ensure_datasets(sweep)
         failed = execute(sweep, jobs=args.jobs, threads=threads, progress=not args.no_progress)
     finished = sum(sweep.is_finished(spec) for spec in runs)
     print(f"{finished}/{len(runs)} runs finished, {len(failed)} failed: {sweep.directory}")

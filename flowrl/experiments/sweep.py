@@ -22,10 +22,11 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from flowrl.data import collect_dataset, load_dataset
 from flowrl.errors import UserError
 from flowrl.experiments.grid import RunSpec
 from flowrl.experiments.manifest import BASE_CONFIG, Manifest, write_atomic
-from flowrl.train.config import load_config
+from flowrl.train.config import QUICKSTART_DATASET, load_config
 
 
 @dataclass
@@ -35,6 +36,7 @@ class Sweep:
     overrides: list[str]  # --set settings shared by every run
     runs: list[RunSpec]
     manifest: Manifest = field(repr=False)
+    datasets: dict[str, bool] = field(default_factory=dict)  # dataset -> data.download
 
     def run_dir(self, run: RunSpec) -> Path:
         return self.directory / "runs" / run.name
@@ -76,12 +78,14 @@ def prepare(
         if not path.is_file():
             raise UserError(f"config file {path} does not exist")
         text = path.read_text()
+    datasets = {}
     for run in runs:
         settings = [*overrides, *run.overrides, f"name={run.name}", f"out_dir={directory}"]
         try:
-            load_config(config, settings)
+            cfg = load_config(config, settings)
         except UserError as err:
             raise UserError(f"run {run.name}: {err}") from None
+        datasets[cfg.data.dataset] = datasets.get(cfg.data.dataset, False) or cfg.data.download
     existing = base.read_text() if base.is_file() else None
     if (directory / "manifest.json").is_file() and existing != text:
         given = "none (flowrl's defaults)" if text is None else config
@@ -96,7 +100,22 @@ def prepare(
     if text is not None and existing is None:
         write_atomic(base, text)
     manifest.save()
-    return Sweep(directory, base if text is not None else None, overrides, runs, manifest)
+    config_copy = base if text is not None else None
+    return Sweep(directory, config_copy, overrides, runs, manifest, datasets)
+
+
+def ensure_datasets(sweep: Sweep) -> None:
+    """Loads each dataset once before any run starts: a missing one stops the sweep here, a
+    download happens once, and the quickstart set is collected once (as `flowrl train` would
+    in every run at the same time)."""
+    for dataset, download in sweep.datasets.items():
+        try:
+            load_dataset(dataset, download=download)
+        except UserError:
+            if dataset != QUICKSTART_DATASET:
+                raise
+            print(f"collecting {QUICKSTART_DATASET} (scripted Pendulum-v1)", file=sys.stderr)
+            collect_dataset(dataset_id=QUICKSTART_DATASET)
 
 
 @contextlib.contextmanager
