@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import difflib
 import io
 import json
 import sys
@@ -48,7 +49,7 @@ def group_runs(runs: list[Run], keys: list[str] | None) -> list[Group]:
     known = {key for run in runs for key in run.config}
     for key in keys:
         if key not in known:
-            close = sorted(k for k in known if key.rsplit(".", 1)[-1] in k)
+            close = difflib.get_close_matches(key, sorted(known), n=3)
             hint = f" (did you mean {', '.join(close)}?)" if close else ""
             raise UserError(f"--by {key}: no run has this config key{hint}")
     groups: dict[str, Group] = {}

@@ -11,7 +11,6 @@ import numpy as np
 import yaml
 
 from flowrl.errors import UserError
-from flowrl.train.logger import flatten
 
 
 @dataclass
@@ -29,6 +28,17 @@ class Run:
         """The metric at its last logged step (None when never logged)."""
         points = self.metrics.get(key)
         return points[max(points)] if points else None
+
+
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{'model': {'attention': 'flow'}} -> {'model.attention': 'flow'}."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
 
 
 def read_metrics(path: Path) -> dict[str, dict[int, float]]:
