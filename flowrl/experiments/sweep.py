@@ -223,7 +223,8 @@ def _stop(sweep: Sweep, running: list[_Running]) -> None:
             item.process.kill()
             item.process.wait()
         item.log.close()
-        sweep.manifest.ended(item.run.name, "interrupted", item.process.returncode)
+        code = item.process.returncode
+        sweep.manifest.ended(item.run.name, "done" if code == 0 else "interrupted", code)
 
 
 def _failure(sweep: Sweep, run: RunSpec, code: int) -> str:

@@ -8,6 +8,7 @@ import re
 import numpy as np
 from PIL import Image
 
+from flowrl.cli import main
 from tests.experiments.conftest import flowrl
 
 BLUE, ORANGE = (0x1F, 0x77, 0xB4), (0xFF, 0x7F, 0x0E)  # matplotlib's C0 and C1
@@ -54,8 +55,8 @@ def test_svg_names_the_groups(synthetic_runs, tmp_path):
     assert "performance profile" in texts
 
 
-def test_plot_rejects_an_unknown_format(synthetic_runs, tmp_path):
+def test_plot_rejects_an_unknown_format(synthetic_runs, tmp_path, capsys):
     runs, _ = synthetic_runs
-    done = flowrl("plot", str(runs), "--out", str(tmp_path / "fig.jpgg"))
-    assert done.returncode == 2 and ".png, .svg or .pdf" in done.stderr
+    assert main(["plot", str(runs), "--out", str(tmp_path / "fig.jpgg")]) == 2
+    assert ".png, .svg or .pdf" in capsys.readouterr().err
     assert not (tmp_path / "fig.jpgg").exists()

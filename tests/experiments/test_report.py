@@ -9,6 +9,7 @@ import json
 import numpy as np
 import pytest
 
+from flowrl.cli import main
 from tests.experiments.conftest import ATTENTIONS, DATASETS, flowrl
 
 
@@ -79,18 +80,22 @@ def test_report_pools_tasks_and_compares_groups(synthetic_runs):
     assert item["low"] <= item["probability"] <= item["high"]
 
 
-def test_report_formats(synthetic_runs):
+def report(capsys, *args: str) -> str:
+    """`flowrl report` in this process (the subprocess tests above cover the real CLI)."""
+    assert main(["report", *args, "--reps", "500"]) == 0
+    return capsys.readouterr().out
+
+
+def test_report_formats(synthetic_runs, capsys):
     runs, finals = synthetic_runs
-    table = flowrl("report", str(runs), "--by", "model.attention", "--reps", "500")
-    assert table.returncode == 0, table.stderr
-    lines = table.stdout.splitlines()
+    lines = report(capsys, str(runs), "--by", "model.attention").splitlines()
     assert lines[0].split()[:3] == ["model.attention", "metric", "n"]
     assert any(line.startswith("flow ") and "normalized_mean_best" in line for line in lines)
-    markdown = flowrl("report", str(runs), "--by", "model.attention", "--markdown", "--reps", "500")
-    rows = [line for line in markdown.stdout.splitlines() if line.startswith("| softmax")]
+    markdown = report(capsys, str(runs), "--by", "model.attention", "--markdown")
+    rows = [line for line in markdown.splitlines() if line.startswith("| softmax")]
     assert len(rows) == 2 and rows[0].count("|") == 9
-    text = flowrl("report", str(runs), "--by", "model.attention", "--csv", "--reps", "500")
-    records = list(csv.DictReader(io.StringIO(text.stdout)))
+    text = report(capsys, str(runs), "--by", "model.attention", "--csv")
+    records = list(csv.DictReader(io.StringIO(text)))
     assert len(records) == 4
     best_flow = next(
         r for r in records if r["model.attention"] == "flow" and r["metric"].endswith("best")
@@ -108,13 +113,13 @@ def test_report_formats(synthetic_runs):
         (["--reps", "0"], "--reps"),
     ],
 )
-def test_report_user_errors(synthetic_runs, args, message):
+def test_report_user_errors(synthetic_runs, capsys, args, message):
     runs, _ = synthetic_runs
-    done = flowrl("report", str(runs), *args)
-    assert done.returncode == 2 and message in done.stderr
-    assert "Traceback" not in done.stderr
+    assert main(["report", str(runs), *args]) == 2
+    assert message in capsys.readouterr().err
 
 
 def test_report_of_a_folder_without_runs(tmp_path):
     done = flowrl("report", str(tmp_path))
     assert done.returncode == 2 and "no runs under" in done.stderr
+    assert "Traceback" not in done.stderr
