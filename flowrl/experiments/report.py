@@ -71,6 +71,13 @@ def task_scores(group: Group, metric: str) -> dict[str, np.ndarray]:
     return {task: np.array(values) for task, values in tasks.items()}
 
 
+def finished(run: Run, metric: str) -> bool:
+    """Whether the run logged `metric` at its configured last step (`steps`)."""
+    points = run.metrics.get(metric)
+    steps = run.config.get("steps")
+    return bool(points) and (not isinstance(steps, int) or max(points) >= steps)
+
+
 @dataclass
 class Row:
     group: str
@@ -100,6 +107,13 @@ def summarise(groups: list[Group], metrics: list[str], *, reps: int, seed: int) 
             if not tasks:
                 continue
             found = True
+            unfinished = [run.path.name for run in group.runs if not finished(run, metric)]
+            if unfinished:
+                print(
+                    f"note: {len(unfinished)} run(s) of {group.name} have not logged {metric} "
+                    f"at their last step yet: {', '.join(unfinished)}",
+                    file=sys.stderr,
+                )
             scores = stats.pooled(list(tasks.values()))
             low, high = stats.interval(list(tasks.values()), stats.iqm, reps=reps, seed=seed)
             rows.append(
@@ -165,7 +179,7 @@ def _cells(row: Row, keys: list[str]) -> list[str]:
         row.metric.removeprefix("eval/"),
         str(row.n),
         f"{row.mean:.1f}",
-        f"{row.std:.1f}",
+        "n/a" if np.isnan(row.std) else f"{row.std:.1f}",
         f"{row.median:.1f}",
         f"{row.iqm:.1f}",
         f"[{row.iqm_low:.1f}, {row.iqm_high:.1f}]",

@@ -146,6 +146,44 @@ def test_killed_sweep_finishes_only_what_was_missing(env, tmp_path):
     assert sorted(set(resumed)) == list(range(10, 101, 10))
 
 
+def test_terminated_sweep_stops_its_runs(env, tmp_path):
+    config = tiny_config(tmp_path / "tiny.yaml", steps=100, log_every=10, checkpoint_every=10)
+    sweep = tmp_path / "t"
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "flowrl",
+            "sweep",
+            "--config",
+            str(config),
+            *GRID,
+            "--out-dir",
+            str(tmp_path),
+            "--name",
+            "t",
+            "--no-progress",
+        ],
+        env={**os.environ, "PYTHONPATH": str(ROOT), **env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    checkpoint = sweep / "runs" / RUNS[0] / "checkpoints" / "last.pt"
+    deadline = time.monotonic() + 300
+    while not checkpoint.is_file() and time.monotonic() < deadline:
+        assert process.poll() is None, process.stderr.read()
+        time.sleep(0.05)
+    process.terminate()  # SIGTERM, as a scheduler or `kill` sends
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130 and "interrupted" in stderr
+    with pytest.raises(ProcessLookupError):  # no run left behind
+        os.killpg(process.pid, 0)
+    run = manifest(sweep)[RUNS[0]]
+    assert run["status"] == "interrupted" and run["attempts"][0]["returncode"] != 0
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 def test_a_failing_run_does_not_stop_the_others(env, tmp_path):
     config = tiny_config(tmp_path / "tiny.yaml")
