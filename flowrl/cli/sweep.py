@@ -36,7 +36,7 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str) -> None:
         help="a setting shared by every run, e.g. --set steps=1000",
     )
     parser.add_argument("--name", help="sweep folder name (default: the config's file name)")
-    parser.add_argument("--out-dir", default="sweeps", help="parent of the sweep folder")
+    parser.add_argument("--out-dir", default="sweeps", help="parent of the sweep folder (default: sweeps)")
     parser.add_argument("--jobs", type=int, default=1, help="runs at a time (default: 1)")
     parser.add_argument(
         "--threads", type=int, help="torch threads per run (default: CPU cores // jobs)"
@@ -72,7 +72,8 @@ def run(args: argparse.Namespace) -> int:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     threads = args.threads or max(1, (cores or 1) // args.jobs)
     with exclusive(sweep.directory):
-        ensure_datasets(sweep)
+        if not all(sweep.is_finished(spec) for spec in runs):
+            ensure_datasets(sweep)
         failed = execute(sweep, jobs=args.jobs, threads=threads, progress=not args.no_progress)
     finished = sum(sweep.is_finished(spec) for spec in runs)
     print(f"{finished}/{len(runs)} runs finished, {len(failed)} failed: {sweep.directory}")
