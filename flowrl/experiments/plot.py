@@ -101,7 +101,7 @@ def plot_runs(
         if len(tasks) > 1:
             _profile(axes[len(tasks) + 1], groups, scores, label, reps=reps, seed=seed)
         bands = {"std": "shaded: ± 1 std over seeds", "ci": "shaded: 95% bootstrap CI of the mean"}
-        title = f"{len(groups)} groups, mean over seeds"
+        title = "learning curves: mean over seeds"
         title += f" ({bands[band]})" if band in bands else ""
         fig.suptitle(title, fontsize=10)
         fig.legend(
@@ -131,7 +131,7 @@ def _bars(ax, groups, scores, label: str, *, reps: int, seed: int) -> None:
         ax.bar(i, center, color=f"C{i}", alpha=0.8, width=0.6)
         ax.errorbar(i, center, yerr=[[center - low], [high - center]], color="black", capsize=4)
         points = stats.pooled(values)
-        ax.scatter(np.full(len(points), i), points, color="black", s=8, zorder=3)
+        ax.scatter(np.full(len(points), i + 0.2), points, color="black", s=8, zorder=3)
     names = [_name(g) for g in groups]
     long = max(len(n) for n in names) > 12
     ax.set_xticks(
