@@ -18,7 +18,8 @@ from flowrl.cli import main
 from tests.experiments.conftest import ROOT, flowrl
 
 DATASET = "tests/pendulum-v0"
-GRID = ["--grid", "model.attention=flow,softmax", "--seeds", "0-1"]
+# one torch thread per run: tiny models gain nothing from more, and a busy CI machine loses
+GRID = ["--grid", "model.attention=flow,softmax", "--seeds", "0-1", "--threads", "1"]
 RUNS = [f"attention-{a}_seed-{s}" for a in ("flow", "softmax") for s in (0, 1)]
 
 
