@@ -36,7 +36,9 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str) -> None:
         help="a setting shared by every run, e.g. --set steps=1000",
     )
     parser.add_argument("--name", help="sweep folder name (default: the config's file name)")
-    parser.add_argument("--out-dir", default="sweeps", help="parent of the sweep folder (default: sweeps)")
+    parser.add_argument(
+        "--out-dir", default="sweeps", help="parent of the sweep folder (default: sweeps)"
+    )
     parser.add_argument("--jobs", type=int, default=1, help="runs at a time (default: 1)")
     parser.add_argument(
         "--threads", type=int, help="torch threads per run (default: CPU cores // jobs)"
