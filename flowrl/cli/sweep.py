@@ -53,14 +53,14 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from flowrl.experiments.grid import expand, parse_grid, parse_seeds
+    from flowrl.experiments.grid import RESERVED_KEYS, expand, parse_grid, parse_seeds
     from flowrl.experiments.sweep import ensure_datasets, exclusive, execute, prepare
 
     if args.jobs <= 0 or (args.threads is not None and args.threads <= 0):
         raise UserError("--jobs and --threads must be positive")
     for item in args.overrides:
         key = item.partition("=")[0].strip()
-        if key in ("seed", "name", "out_dir"):
+        if key in RESERVED_KEYS:
             raise UserError(f"--set {item}: the sweep sets {key} itself (see --seeds, --name)")
     grid = parse_grid(args.grid)
     runs = expand(grid, parse_seeds(args.seeds))

@@ -64,10 +64,36 @@ def read_metrics(path: Path) -> dict[str, dict[int, float]]:
     return metrics
 
 
+def read_events(path: Path) -> dict[str, dict[int, float]]:
+    """The scalars of the TensorBoard event files in a folder: {tag: {step: value}}."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(path), size_guidance={"scalars": 0})  # 0: keep every point
+    events.Reload()
+    return {
+        tag: {event.step: float(event.value) for event in events.Scalars(tag)}
+        for tag in events.Tags()["scalars"]
+    }
+
+
 def read_run(path: Path) -> Run:
+    """A run folder: metrics.jsonl, or where there is none, its TensorBoard event files."""
     config_path = path / "config.yaml"
     config = yaml.safe_load(config_path.read_text()) if config_path.is_file() else {}
-    return Run(path, flatten(config or {}), read_metrics(path / "metrics.jsonl"))
+    jsonl = path / "metrics.jsonl"
+    metrics = read_metrics(jsonl) if jsonl.is_file() else read_events(path)
+    return Run(path, flatten(config or {}), metrics)
+
+
+def _run_folders(path: Path) -> list[Path]:
+    """Folders at or under `path` with metrics.jsonl or, failing that, TensorBoard events."""
+    for pattern in ("metrics.jsonl", "events.out.tfevents.*"):
+        if any(path.glob(pattern)):
+            return [path]
+        found = sorted({file.parent for file in path.rglob(pattern)})
+        if found:
+            return found
+    return []
 
 
 def find_runs(paths: list[str | Path]) -> list[Run]:
@@ -77,12 +103,14 @@ def find_runs(paths: list[str | Path]) -> list[Run]:
         path = Path(given)
         if not path.exists():
             raise UserError(f"{path} does not exist")
-        found = [path / "metrics.jsonl"] if (path / "metrics.jsonl").is_file() else []
-        found = found or sorted(path.rglob("metrics.jsonl"))
-        if not found:
-            raise UserError(f"no runs under {path}: expected run folders with metrics.jsonl")
-        for file in found:
-            if file.parent.resolve() not in seen:
-                seen.add(file.parent.resolve())
-                runs.append(read_run(file.parent))
+        folders = _run_folders(path)
+        if not folders:
+            raise UserError(
+                f"no runs under {path}: expected run folders with metrics.jsonl or "
+                "TensorBoard event files"
+            )
+        for folder in folders:
+            if folder.resolve() not in seen:
+                seen.add(folder.resolve())
+                runs.append(read_run(folder))
     return runs

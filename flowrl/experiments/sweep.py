@@ -159,7 +159,8 @@ def execute(sweep: Sweep, *, jobs: int, threads: int, progress: bool = True) -> 
     bar = tqdm(total=len(todo), desc="sweep", unit="run", disable=not progress, file=sys.stderr)
 
     def show() -> None:
-        bar.set_postfix(running=len(running), failed=len(failed), refresh=True)
+        done = bar.n - len(failed)
+        bar.set_postfix(done=done, running=len(running), failed=len(failed), refresh=True)
 
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:

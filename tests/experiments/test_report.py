@@ -123,3 +123,25 @@ def test_report_of_a_folder_without_runs(tmp_path):
     done = flowrl("report", str(tmp_path))
     assert done.returncode == 2 and "no runs under" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_report_reads_tensorboard_event_files(tmp_path, capsys):
+    """Runs with only event files (no metrics.jsonl), written by TensorBoard's writer."""
+    import yaml
+    from torch.utils.tensorboard import SummaryWriter
+
+    finals = []
+    for seed, scores in enumerate([(10.0, 30.0), (20.0, 50.0), (15.0, 20.0)]):
+        run_dir = tmp_path / f"run-{seed}"
+        writer = SummaryWriter(log_dir=str(run_dir))
+        for step, score in zip((100, 200), scores, strict=True):
+            writer.add_scalar("eval/normalized_mean_last", score, step)
+        writer.close()
+        config = {"seed": seed, "model": {"attention": "flow"}}
+        (run_dir / "config.yaml").write_text(yaml.safe_dump(config))
+        finals.append(scores[-1])
+    args = ["report", str(tmp_path), "--metric", "eval/normalized_mean_last", "--json"]
+    assert main([*args, "--reps", "200"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)["groups"]
+    assert row["n"] == 3 and row["mean"] == pytest.approx(np.mean(finals))
+    assert row["median"] == pytest.approx(30.0)
