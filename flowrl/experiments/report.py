@@ -173,16 +173,20 @@ def improvements(groups: list[Group], metric: str, *, reps: int, seed: int) -> l
 COLUMNS = ("metric", "n", "mean", "std", "median", "IQM", "IQM 95% CI")
 
 
+def _number(value: float) -> str:
+    """One decimal for scores and returns, three significant digits for small values."""
+    if np.isnan(value):
+        return "n/a"
+    return f"{value:.1f}" if abs(value) >= 10 else f"{value:.3g}"
+
+
 def _cells(row: Row, keys: list[str]) -> list[str]:
     return [
         *(str(row.label[k]) for k in keys),
         row.metric.removeprefix("eval/"),
         str(row.n),
-        f"{row.mean:.1f}",
-        "n/a" if np.isnan(row.std) else f"{row.std:.1f}",
-        f"{row.median:.1f}",
-        f"{row.iqm:.1f}",
-        f"[{row.iqm_low:.1f}, {row.iqm_high:.1f}]",
+        *(_number(v) for v in (row.mean, row.std, row.median, row.iqm)),
+        f"[{_number(row.iqm_low)}, {_number(row.iqm_high)}]",
     ]
 
 
