@@ -13,9 +13,9 @@ from flowrl.errors import UserError
 
 MANIFEST = "manifest.json"
 BASE_CONFIG = "base.yaml"
-# pending: never started; running: started by a sweep that has not seen it end (a sweep that
-# was killed leaves it so); done: exited 0; failed: exited non-zero; interrupted: stopped.
-STATUSES = ("pending", "running", "done", "failed", "interrupted")
+# A run's status: pending (never started), running (started by a sweep that has not seen it
+# end: a killed sweep leaves it so), done (exited 0), failed (exited non-zero), interrupted
+# (stopped by a Ctrl-C or SIGTERM of the sweep).
 
 
 def now() -> str:

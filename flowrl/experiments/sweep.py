@@ -25,7 +25,7 @@ from tqdm import tqdm
 from flowrl.data import collect_dataset, load_dataset
 from flowrl.errors import UserError
 from flowrl.experiments.grid import RunSpec
-from flowrl.experiments.manifest import BASE_CONFIG, Manifest, write_atomic
+from flowrl.experiments.manifest import BASE_CONFIG, MANIFEST, Manifest, write_atomic
 from flowrl.train.config import QUICKSTART_DATASET, load_config
 
 
@@ -87,7 +87,7 @@ def prepare(
             raise UserError(f"run {run.name}: {err}") from None
         datasets[cfg.data.dataset] = datasets.get(cfg.data.dataset, False) or cfg.data.download
     existing = base.read_text() if base.is_file() else None
-    if (directory / "manifest.json").is_file() and existing != text:
+    if (directory / MANIFEST).is_file() and existing != text:
         given = "none (flowrl's defaults)" if text is None else config
         raise UserError(
             f"{directory} holds a sweep of another base config than --config {given}: "

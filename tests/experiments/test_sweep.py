@@ -228,3 +228,22 @@ def test_bad_sweeps_stop_before_any_run(env, tmp_path, monkeypatch, capsys, args
     code = main(["sweep", "--config", str(config), "--out-dir", str(tmp_path), *args])
     assert code == 2 and message in capsys.readouterr().err
     assert not list(tmp_path.glob("*/runs"))
+
+
+def test_list_extends_a_sweep_and_refuses_another(env, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("MINARI_DATASETS_PATH", env["MINARI_DATASETS_PATH"])
+    config = tiny_config(tmp_path / "tiny.yaml")
+    base = ["sweep", "--config", str(config), "--out-dir", str(tmp_path), "--name", "s"]
+    grid = ["--grid", "model.attention=flow,softmax", "--list"]
+    assert main([*base, *grid, "--seeds", "0"]) == 0
+    assert main([*base, *grid, "--seeds", "0-2"]) == 0  # more seeds: more runs, same sweep
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 + 6
+    assert len(manifest(tmp_path / "s")) == 6
+    assert all(run["status"] == "pending" for run in manifest(tmp_path / "s").values())
+    # other shared settings or another base config make another sweep: refused
+    assert main([*base, *grid, "--set", "steps=5"]) == 2
+    assert "other --set settings" in capsys.readouterr().err
+    config.write_text(config.read_text().replace("steps: 20", "steps: 21"))
+    assert main([*base, *grid]) == 2
+    assert "another base config" in capsys.readouterr().err
