@@ -17,6 +17,9 @@ SUBCOMMANDS: dict[str, str] = {
     "datasets": "flowrl.cli.datasets",
     "train": "flowrl.cli.train",
     "eval": "flowrl.cli.eval",
+    "sweep": "flowrl.cli.sweep",
+    "report": "flowrl.cli.report",
+    "plot": "flowrl.cli.plot",
 }
 
 

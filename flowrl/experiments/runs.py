@@ -1,0 +1,116 @@
+"""Read finished or running runs: run folders with config.yaml and metrics.jsonl."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from flowrl.errors import UserError
+
+
+@dataclass
+class Run:
+    path: Path
+    config: dict[str, Any]  # flat: {'model.attention': 'flow', ...}
+    metrics: dict[str, dict[int, float]]  # key -> {step: value}
+
+    def curve(self, key: str) -> tuple[np.ndarray, np.ndarray]:
+        """(steps, values) of one metric, by step."""
+        points = sorted(self.metrics.get(key, {}).items())
+        return np.array([s for s, _ in points], int), np.array([v for _, v in points], float)
+
+    def final(self, key: str) -> float | None:
+        """The metric at its last logged step (None when never logged)."""
+        points = self.metrics.get(key)
+        return points[max(points)] if points else None
+
+
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{'model': {'attention': 'flow'}} -> {'model.attention': 'flow'}."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def read_metrics(path: Path) -> dict[str, dict[int, float]]:
+    """metrics.jsonl -> {key: {step: value}}; a resumed run's later lines replace earlier ones.
+
+    A torn last line (a run killed while writing) is ignored.
+    """
+    metrics: dict[str, dict[int, float]] = {}
+    lines = path.read_text().splitlines()
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            step = int(row.pop("step"))
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+            if number == len(lines):
+                break
+            raise UserError(f"{path}:{number}: expected a JSON object with a step") from None
+        for key, value in row.items():
+            if isinstance(value, (int, float)):
+                metrics.setdefault(key, {})[step] = float(value)
+    return metrics
+
+
+def read_events(path: Path) -> dict[str, dict[int, float]]:
+    """The scalars of the TensorBoard event files in a folder: {tag: {step: value}}."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(path), size_guidance={"scalars": 0})  # 0: keep every point
+    events.Reload()
+    return {
+        tag: {event.step: float(event.value) for event in events.Scalars(tag)}
+        for tag in events.Tags()["scalars"]
+    }
+
+
+def read_run(path: Path) -> Run:
+    """A run folder: metrics.jsonl, or where there is none, its TensorBoard event files."""
+    config_path = path / "config.yaml"
+    config = yaml.safe_load(config_path.read_text()) if config_path.is_file() else {}
+    jsonl = path / "metrics.jsonl"
+    metrics = read_metrics(jsonl) if jsonl.is_file() else read_events(path)
+    return Run(path, flatten(config or {}), metrics)
+
+
+def _run_folders(path: Path) -> list[Path]:
+    """Folders at or under `path` with metrics.jsonl or, failing that, TensorBoard events."""
+    for pattern in ("metrics.jsonl", "events.out.tfevents.*"):
+        if any(path.glob(pattern)):
+            return [path]
+        found = sorted({file.parent for file in path.rglob(pattern)})
+        if found:
+            return found
+    return []
+
+
+def find_runs(paths: list[str | Path]) -> list[Run]:
+    """Runs at or under each path (a run folder, a sweep folder, a folder of runs)."""
+    runs, seen = [], set()
+    for given in paths:
+        path = Path(given)
+        if not path.exists():
+            raise UserError(f"{path} does not exist")
+        folders = _run_folders(path)
+        if not folders:
+            raise UserError(
+                f"no runs under {path}: expected run folders with metrics.jsonl or "
+                "TensorBoard event files"
+            )
+        for folder in folders:
+            if folder.resolve() not in seen:
+                seen.add(folder.resolve())
+                runs.append(read_run(folder))
+    return runs
