@@ -48,7 +48,7 @@ class FlowAttention(nn.Module):
     ) -> Tensor | tuple[Tensor, FlowAttentionState]:
         """x (B, L, E) -> (B, L, E); `state` continues a prefix, `return_state` gives the next."""
         q, k, v = self._heads(x)
-        y, new_state = flow_attention(
+        result = flow_attention(
             q,
             k,
             v,
@@ -57,8 +57,9 @@ class FlowAttention(nn.Module):
             clamp=self.clamp,
             cu_seqlens=cu_seqlens,
             initial_state=state,
-            return_state=True,
+            return_state=return_state,
         )
+        y, new_state = result if return_state else (result, None)
         y = self.dropout(self.proj(y.flatten(-2)))
         return (y, new_state) if return_state else y
 

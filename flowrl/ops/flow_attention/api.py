@@ -11,10 +11,16 @@ from torch import Tensor
 from flowrl.ops.flow_attention.chunk import chunk_flow_attention
 from flowrl.ops.flow_attention.fused_recurrent import recurrent_flow_step
 from flowrl.ops.flow_attention.naive import naive_flow_attention
+from flowrl.ops.flow_attention.parallel import parallel_flow_attention
 from flowrl.ops.flow_attention.state import FlowAttentionState
 
-Backend = Literal["auto", "naive", "chunked", "triton"]
-BACKENDS = ("auto", "naive", "chunked", "triton")
+Backend = Literal["auto", "naive", "chunked", "parallel", "triton"]
+BACKENDS = ("auto", "naive", "chunked", "parallel", "triton")
+# The parallel backend takes the whole sequence as one L x L block up to this length and
+# blocks of PARALLEL_BLOCK tokens beyond it: the crossover measured on a CPU at d = 128
+# (benchmarks/attention.py --parallel-blocks).
+PARALLEL_MAX_BLOCK = 384
+PARALLEL_BLOCK = 64
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
@@ -33,14 +39,20 @@ def resolve_backend(backend: str, device: torch.device) -> Callable:
         return naive_flow_attention
     if backend == "chunked":
         return chunk_flow_attention
-    if backend == "auto" and device.type != "cuda":
-        return chunk_flow_attention
+    if backend == "parallel" or (backend == "auto" and device.type != "cuda"):
+        return parallel_by_length
     fused = _triton_backend()
     if fused is None:
         if backend == "triton":
             raise ValueError("backend='triton' needs the `triton` package and its kernel module")
-        return chunk_flow_attention
+        return parallel_by_length
     return fused
+
+
+def parallel_by_length(q: Tensor, k: Tensor, v: Tensor, **kw) -> tuple[Tensor, FlowAttentionState]:
+    """The parallel backend, one block up to PARALLEL_MAX_BLOCK tokens, else blocks."""
+    block = None if q.shape[-2] <= PARALLEL_MAX_BLOCK else PARALLEL_BLOCK
+    return parallel_flow_attention(q, k, v, block_size=block, **kw)
 
 
 def _check_qkv(q: Tensor, k: Tensor, v: Tensor, rank: int, layout: str) -> None:
@@ -165,7 +177,10 @@ def flow_attention(
     if initial_state is not None:
         _check_state(initial_state, qb.shape[0], H, d, m)
 
-    out, state = fn(qb, kb, vb, eps=eps, clamp=clamp, initial_state=initial_state, lengths=lengths)
+    kw = {"return_state": return_state} if fn is parallel_by_length else {}
+    out, state = fn(
+        qb, kb, vb, eps=eps, clamp=clamp, initial_state=initial_state, lengths=lengths, **kw
+    )
     out = out.transpose(1, 2)
     if cu_seqlens is not None:
         out = out[seq, pos].unsqueeze(0)
