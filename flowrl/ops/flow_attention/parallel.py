@@ -136,7 +136,10 @@ def parallel_flow_attention(
     values = competition.unsqueeze(-1) * Vb
     out = lower @ values
     kv_blocks = Kb.transpose(-1, -2) @ values if n > 1 or return_state else None
-    kv_before = None if kv_blocks is None else _exclusive_blocks(kv_blocks, start("kv"))
+    if kv_blocks is None:  # one block and no state wanted: only the carried S, if any
+        kv_before = None if state is None else state.kv.unsqueeze(2)
+    else:
+        kv_before = _exclusive_blocks(kv_blocks, start("kv"))
     if kv_before is not None:
         out = out + Qb @ kv_before
     out = (scale.unsqueeze(-1) * out).reshape(B, H, n * C, -1)[:, :, :L].to(q.dtype)
