@@ -41,6 +41,106 @@ def _dot_before(x: Tensor, before: Tensor | None) -> Tensor | float:
     return (x @ before.unsqueeze(-1)).squeeze(-1)
 
 
+def _reverse_cumsum(x: Tensor) -> Tensor:
+    """sum_{s>=t} x_s along the last dim: the adjoint of a prefix sum."""
+    return x.flip(-1).cumsum(-1).flip(-1)
+
+
+class OneBlockFlowAttention(torch.autograd.Function):
+    """The whole sequence as one block, no carried state: the training window's case.
+
+    Q, K (N, L, d) features, V (N, L, m), t (1 or N, L) positions, valid (N, L) or None.
+    Forward is the same arithmetic as the general path below; backward is written out
+    (the adjoints of the steps in reverse) so that it costs the four L x L matmuls it
+    must plus a few elementwise passes, where autograd would add a pass per operation.
+    """
+
+    @staticmethod
+    def forward(ctx, Q, K, V, t, valid, eps: float, clamp: float):
+        d_eps2 = Q.shape[-1] * eps * eps
+        P = torch.bmm(Q, K.transpose(1, 2))
+        lower, upper = P.tril(), P.triu()
+        q_norm, k_norm = Q.sum(-1), K.sum(-1)
+        inv_in = 1.0 / (lower.sum(-1) + eps * (k_norm.cumsum(-1) + q_norm) + d_eps2)
+        inv_out = 1.0 / (upper.sum(-2) + eps * (q_norm.cumsum(-1) + k_norm) + d_eps2)
+        inflow, outflow = t * inv_in, t * inv_out
+        sink_dot = (
+            torch.bmm(lower, outflow.unsqueeze(-1)).squeeze(-1)
+            + eps * ((outflow * k_norm).cumsum(-1) + q_norm)
+            + d_eps2
+        )
+        source_dot = (
+            torch.bmm(inflow.unsqueeze(1), upper).squeeze(1)
+            + eps * ((inflow * q_norm).cumsum(-1) + k_norm)
+            + d_eps2
+        )
+        source = source_dot / t
+        source_exp = source.clamp(-clamp, clamp).exp()
+        if valid is not None:
+            source_exp = source_exp * valid
+        competition_sum = source_exp.cumsum(-1)
+        competition = t * source_exp / competition_sum
+        allocation = torch.sigmoid(sink_dot / t)
+        scale = allocation * inv_in
+        values = competition.unsqueeze(-1) * V
+        mixed = torch.bmm(lower, values)
+        ctx.save_for_backward(
+            Q, K, V, t, P, q_norm, k_norm, inv_in, inv_out, inflow, outflow, source,
+            source_exp, competition_sum, competition, allocation, scale, values, mixed,
+        )  # fmt: skip
+        ctx.eps, ctx.clamp = eps, clamp
+        return scale.unsqueeze(-1) * mixed
+
+    @staticmethod
+    def backward(ctx, grad):
+        (
+            Q, K, V, t, P, q_norm, k_norm, inv_in, inv_out, inflow, outflow, source,
+            source_exp, competition_sum, competition, allocation, scale, values, mixed,
+        ) = ctx.saved_tensors  # fmt: skip
+        eps, clamp = ctx.eps, ctx.clamp
+        lower, upper = P.tril(), P.triu()
+        d_scale = (grad * mixed).sum(-1)
+        d_mixed = scale.unsqueeze(-1) * grad
+        d_lower = torch.bmm(d_mixed, values.transpose(1, 2))
+        d_values = torch.bmm(lower.transpose(1, 2), d_mixed)
+        d_competition = (d_values * V).sum(-1)
+        d_v = competition.unsqueeze(-1) * d_values
+        # scale = allocation * inv_in, allocation = sigmoid(sink_dot / t)
+        d_sink = d_scale * inv_in * allocation * (1.0 - allocation) / t
+        d_inv_in = d_scale * allocation
+        # competition = t * e / Z, Z = cumsum(e), e = exp(clamp(source)) * valid
+        d_exp = d_competition * t / competition_sum - _reverse_cumsum(
+            d_competition * competition / competition_sum
+        )
+        inside = (source >= -clamp) & (source <= clamp)
+        d_source = d_exp * source_exp * inside / t
+        # source_dot = upper^T inflow + eps (cumsum(inflow q_norm) + k_norm)
+        d_inflow = torch.bmm(upper, d_source.unsqueeze(-1)).squeeze(-1)
+        source_tail = _reverse_cumsum(d_source)
+        d_inflow = d_inflow + eps * q_norm * source_tail
+        d_q_norm = eps * inflow * source_tail
+        d_k_norm = eps * d_source
+        # sink_dot = lower outflow + eps (cumsum(outflow k_norm) + q_norm)
+        d_outflow = torch.bmm(d_sink.unsqueeze(1), lower).squeeze(1)
+        sink_tail = _reverse_cumsum(d_sink)
+        d_outflow = d_outflow + eps * k_norm * sink_tail
+        d_k_norm = d_k_norm + eps * outflow * sink_tail
+        d_q_norm = d_q_norm + eps * d_sink
+        # inflow = t inv_in, outflow = t inv_out; inv = 1 / dot
+        d_in = -(d_inv_in + t * d_inflow) * inv_in * inv_in
+        d_out = -(t * d_outflow) * inv_out * inv_out
+        # in_dot = lower 1 + eps (cumsum(k_norm) + q_norm); out_dot = 1^T upper + ...
+        d_k_norm = d_k_norm + eps * (_reverse_cumsum(d_in) + d_out)
+        d_q_norm = d_q_norm + eps * (_reverse_cumsum(d_out) + d_in)
+        d_lower = torch.baddbmm(d_lower, d_sink.unsqueeze(-1), outflow.unsqueeze(1))
+        d_lower = (d_lower + d_in.unsqueeze(-1)).tril_()
+        d_upper = torch.baddbmm(d_out.unsqueeze(1), inflow.unsqueeze(-1), d_source.unsqueeze(1))
+        d_P = d_lower + d_upper.triu_()
+        d_Q = torch.baddbmm(d_q_norm.unsqueeze(-1), d_P, K)
+        d_K = torch.baddbmm(d_k_norm.unsqueeze(-1), d_P.transpose(1, 2), Q)
+        return d_Q, d_K, d_v, None, None, None, None
+
+
 def parallel_flow_attention(
     q: Tensor,
     k: Tensor,
@@ -72,6 +172,19 @@ def parallel_flow_attention(
             x = F.pad(x, (0, 0, 0, n * C - L))
         return x.reshape(B, x.shape[1], n, C, x.shape[-1])
 
+    if n == 1 and state is None and not return_state:
+        mask = None if valid is None else valid.expand(B, H, L).reshape(B * H, L)
+        out = OneBlockFlowAttention.apply(
+            Q.reshape(B * H, L, d),
+            K.reshape(B * H, L, d),
+            V.reshape(B * H, L, -1),
+            positions(L, None, Q).view(1, L),
+            mask,
+            eps,
+            clamp,
+        )
+        return out.view(B, H, L, -1).to(q.dtype), None
+
     Qb, Kb, Vb = blocks(Q), blocks(K), blocks(V)
     t = positions(n * C, state, Q).view(-1, 1, n, C)
 
@@ -91,8 +204,11 @@ def parallel_flow_attention(
     q_norm, k_norm = Qb.sum(-1), Kb.sum(-1)  # <Q_t, 1>, <K_t, 1>
     d_eps2 = d * eps * eps
 
-    key_before = _exclusive_blocks(Kb.sum(-2), start("key_sum"))
-    query_before = _exclusive_blocks(Qb.sum(-2), start("query_sum"))
+    carry = n > 1 or state is not None  # whether any sum crosses into a block from before
+    key_blocks = Kb.sum(-2) if carry or return_state else None
+    query_blocks = Qb.sum(-2) if carry or return_state else None
+    key_before = _exclusive_blocks(key_blocks, start("key_sum")) if carry else None
+    query_before = _exclusive_blocks(query_blocks, start("query_sum")) if carry else None
     in_dot = (
         lower.sum(-1)
         + _dot_before(Qb, key_before)
@@ -108,10 +224,13 @@ def parallel_flow_attention(
     inv_in = 1.0 / in_dot
     inflow, outflow = t * inv_in, t / out_dot
 
-    outflow_blocks = (outflow.unsqueeze(-2) @ Kb).squeeze(-2)  # sum_s O_s K_s per block
-    inflow_blocks = (inflow.unsqueeze(-2) @ Qb).squeeze(-2)
-    outflow_before = _exclusive_blocks(outflow_blocks, start("outflow_sum"))
-    inflow_before = _exclusive_blocks(inflow_blocks, start("inflow_sum"))
+    outflow_blocks = inflow_blocks = outflow_before = inflow_before = None
+    if carry or return_state:
+        outflow_blocks = (outflow.unsqueeze(-2) @ Kb).squeeze(-2)  # sum_s O_s K_s per block
+        inflow_blocks = (inflow.unsqueeze(-2) @ Qb).squeeze(-2)
+    if carry:
+        outflow_before = _exclusive_blocks(outflow_blocks, start("outflow_sum"))
+        inflow_before = _exclusive_blocks(inflow_blocks, start("inflow_sum"))
     sink_dot = (
         (lower @ outflow.unsqueeze(-1)).squeeze(-1)
         + _dot_before(Qb, outflow_before)
@@ -153,8 +272,8 @@ def parallel_flow_attention(
     if lengths is None:
         lengths = torch.full((B,), L, device=q.device)
     final = FlowAttentionState(
-        key_sum=total(Kb.sum(-2), "key_sum"),
-        query_sum=total(Qb.sum(-2), "query_sum"),
+        key_sum=total(key_blocks, "key_sum"),
+        query_sum=total(query_blocks, "query_sum"),
         outflow_sum=total(outflow_blocks, "outflow_sum"),
         inflow_sum=total(inflow_blocks, "inflow_sum"),
         competition_sum=competition_sum.flatten(-2)[..., -1],
