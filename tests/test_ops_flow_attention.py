@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from flowrl.ops import FlowAttentionState, flow_attention, flow_attention_step
+from flowrl.ops import FlowAttentionState, PackedSequences, flow_attention, flow_attention_step
 from flowrl.ops.flow_attention.api import PARALLEL_MAX_BLOCK, resolve_backend
 from flowrl.ops.flow_attention.chunk import chunk_flow_attention
 from flowrl.ops.flow_attention.parallel import parallel_flow_attention
@@ -178,6 +178,9 @@ def test_packed_sequences_equal_separate_runs(backend):
     packed = [torch.cat(xs, dim=1).detach().requires_grad_() for xs in zip(*seqs, strict=True)]
     cu = torch.tensor([0, *torch.tensor(lengths).cumsum(0).tolist()])
     out, state = flow_attention(*packed, backend=backend, cu_seqlens=cu, return_state=True)
+    layout = PackedSequences.from_offsets(cu, cu[-1].item())  # built once, for many layers
+    again, _ = flow_attention(*packed, backend=backend, cu_seqlens=layout, return_state=True)
+    torch.testing.assert_close(again, out, rtol=0, atol=0)
     dout = torch.randn_like(out)
     grads = torch.autograd.grad(out, packed, dout)
     for i, (q, k, v) in enumerate(seqs):
@@ -301,6 +304,13 @@ def test_bad_cu_seqlens(offsets, message):
     q, k, v = (x.detach() for x in random_qkv(1, 8, 2, 4, 4))
     with pytest.raises(ValueError, match=message):
         flow_attention(q, k, v, cu_seqlens=torch.tensor(offsets))
+
+
+def test_packed_layout_must_match_the_tokens():
+    q, k, v = (x.detach() for x in random_qkv(1, 8, 2, 4, 4))
+    layout = PackedSequences.from_offsets(torch.tensor([0, 3, 9]), 9)
+    with pytest.raises(ValueError, match="describe 9 tokens but q holds 8"):
+        flow_attention(q, k, v, cu_seqlens=layout)
 
 
 def test_cu_seqlens_needs_packed_batch():

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from flowrl.nn import FlowAttention, make_attention
-from flowrl.ops import FlowAttentionState
+from flowrl.ops import FlowAttentionState, PackedSequences
 
 CONTEXT_MODES = ("window", "episode")
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU}
@@ -64,7 +64,7 @@ class Block(nn.Module):
             nn.Dropout(cfg.dropout),
         )
 
-    def forward(self, x: Tensor, cu_seqlens: Tensor | None = None) -> Tensor:
+    def forward(self, x: Tensor, cu_seqlens: Tensor | PackedSequences | None = None) -> Tensor:
         x = x + self.attn(self.ln_1(x), cu_seqlens=cu_seqlens)
         return x + self.mlp(self.ln_2(x))
 
@@ -126,7 +126,9 @@ class DecisionTransformer(nn.Module):
         """Predicted actions (B, T, act_dim). `cu_seqlens` (offsets in timesteps) packs
         episodes along T with B = 1; each attends only within itself."""
         x = self.embed(states, actions, returns_to_go, timesteps)
-        token_cu = None if cu_seqlens is None else 3 * cu_seqlens
+        token_cu = None  # offsets in tokens, checked and indexed once for every block
+        if cu_seqlens is not None:
+            token_cu = PackedSequences.from_offsets(3 * cu_seqlens, x.shape[1])
         for block in self.blocks:
             x = block(x, token_cu)
         return torch.tanh(self.predict_action(self.ln_f(x[:, 1::3])))

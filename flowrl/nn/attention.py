@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from flowrl.ops.flow_attention import FlowAttentionState, flow_attention, flow_attention_step
+from flowrl.ops.flow_attention import (
+    FlowAttentionState,
+    PackedSequences,
+    flow_attention,
+    flow_attention_step,
+)
 
 
 class FlowAttention(nn.Module):
@@ -42,7 +46,7 @@ class FlowAttention(nn.Module):
         self,
         x: Tensor,
         *,
-        cu_seqlens: Tensor | None = None,
+        cu_seqlens: Tensor | PackedSequences | None = None,
         state: FlowAttentionState | None = None,
         return_state: bool = False,
     ) -> Tensor | tuple[Tensor, FlowAttentionState]:
@@ -87,7 +91,7 @@ class SoftmaxAttention(nn.Module):
         self.proj = nn.Linear(embed_dim, embed_dim, bias=bias)
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, x: Tensor, *, cu_seqlens: Tensor | None = None) -> Tensor:
+    def forward(self, x: Tensor, *, cu_seqlens: Tensor | PackedSequences | None = None) -> Tensor:
         """x (B, L, E) -> (B, L, E); packed sequences (B = 1) attend within their own span."""
         q, k, v = (
             t.transpose(1, 2)
@@ -97,10 +101,9 @@ class SoftmaxAttention(nn.Module):
         if cu_seqlens is None:
             y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=True)
         else:
-            seq = torch.repeat_interleave(
-                torch.arange(cu_seqlens.numel() - 1, device=x.device), cu_seqlens.diff()
-            )
-            mask = (seq[:, None] == seq[None, :]).tril()
+            if not isinstance(cu_seqlens, PackedSequences):
+                cu_seqlens = PackedSequences.from_offsets(cu_seqlens, x.shape[1])
+            mask = cu_seqlens.same_sequence_mask().tril()
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
         return self.dropout(self.proj(y.transpose(1, 2).flatten(-2)))
 

@@ -2,5 +2,12 @@
 
 from flowrl.ops.flow_attention.api import BACKENDS, flow_attention, flow_attention_step
 from flowrl.ops.flow_attention.state import FlowAttentionState
+from flowrl.ops.flow_attention.varlen import PackedSequences
 
-__all__ = ["BACKENDS", "FlowAttentionState", "flow_attention", "flow_attention_step"]
+__all__ = [
+    "BACKENDS",
+    "FlowAttentionState",
+    "PackedSequences",
+    "flow_attention",
+    "flow_attention_step",
+]

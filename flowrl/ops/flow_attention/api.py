@@ -13,6 +13,7 @@ from flowrl.ops.flow_attention.fused_recurrent import recurrent_flow_step
 from flowrl.ops.flow_attention.naive import naive_flow_attention
 from flowrl.ops.flow_attention.parallel import parallel_flow_attention
 from flowrl.ops.flow_attention.state import FlowAttentionState
+from flowrl.ops.flow_attention.varlen import PackedSequences
 
 Backend = Literal["auto", "naive", "chunked", "parallel", "triton"]
 BACKENDS = ("auto", "naive", "chunked", "parallel", "triton")
@@ -81,31 +82,6 @@ def _check_qkv(q: Tensor, k: Tensor, v: Tensor, rank: int, layout: str) -> None:
         raise ValueError("head dims must be positive")
 
 
-def _check_cu_seqlens(cu_seqlens: Tensor, q: Tensor) -> Tensor:
-    """Validates flash-attn style offsets; returns the sequence lengths."""
-    if (
-        not isinstance(cu_seqlens, Tensor)
-        or cu_seqlens.dim() != 1
-        or cu_seqlens.dtype.is_floating_point
-    ):
-        raise ValueError("cu_seqlens must be a 1-D integer tensor of offsets [0, l1, l1+l2, ...]")
-    if q.shape[0] != 1:
-        raise ValueError(f"with cu_seqlens, q must be packed as batch 1, got batch {q.shape[0]}")
-    if cu_seqlens.numel() < 2:
-        raise ValueError("cu_seqlens must hold at least two offsets (one sequence)")
-    offsets = cu_seqlens.tolist()
-    total = q.shape[1]
-    if offsets[0] != 0 or offsets[-1] != total:
-        raise ValueError(
-            f"cu_seqlens must run from 0 to the packed length {total}, "
-            f"got {offsets[0]}..{offsets[-1]}"
-        )
-    lengths = cu_seqlens[1:] - cu_seqlens[:-1]
-    if (lengths <= 0).any():
-        raise ValueError(f"cu_seqlens must be strictly increasing, got {offsets}")
-    return lengths.to(device=q.device, dtype=torch.long)
-
-
 def _check_state(state: FlowAttentionState, batch: int, heads: int, d: int, m: int) -> None:
     if not isinstance(state, FlowAttentionState):
         raise ValueError(f"state must be a FlowAttentionState, got {type(state).__name__}")
@@ -114,14 +90,6 @@ def _check_state(state: FlowAttentionState, batch: int, heads: int, d: int, m: i
             f"state.kv has shape {tuple(state.kv.shape)}; expected {(batch, heads, d, m)} "
             "(batch or sequences, heads, key dim, value dim)"
         )
-
-
-def _pack_index(lengths: Tensor) -> tuple[Tensor, Tensor]:
-    """(sequence, position) of every packed token."""
-    seq = torch.repeat_interleave(torch.arange(lengths.numel(), device=lengths.device), lengths)
-    starts = torch.cumsum(lengths, 0) - lengths
-    pos = torch.arange(seq.numel(), device=lengths.device) - starts[seq]
-    return seq, pos
 
 
 @overload
@@ -140,16 +108,18 @@ def flow_attention(
     backend: Backend = "auto",
     eps: float = 1e-6,
     clamp: float = 10.0,
-    cu_seqlens: Tensor | None = None,
+    cu_seqlens: Tensor | PackedSequences | None = None,
     initial_state: FlowAttentionState | None = None,
     return_state: bool = False,
 ):
     """Causal Flow-Attention. q, k (B, L, H, d) raw projections, v (B, L, H, m).
 
     With `cu_seqlens` (offsets, as flash-attn's varlen API) q, k, v hold sequences packed
-    along L with B = 1, and each sequence starts afresh. `initial_state` continues from
-    an earlier prefix (one row per batch row or sequence); `return_state=True` also
-    returns the state after each sequence's last token. Output dtype is q's.
+    along L with B = 1, and each sequence starts afresh; a model with several layers
+    passes `PackedSequences.from_offsets(cu_seqlens, L)` instead, built once per forward.
+    `initial_state` continues from an earlier prefix (one row per batch row or sequence);
+    `return_state=True` also returns the state after each sequence's last token.
+    Output dtype is q's.
     """
     _check_qkv(q, k, v, 4, "(batch, seq, heads, dim)")
     if eps <= 0 or clamp <= 0:
@@ -160,20 +130,22 @@ def flow_attention(
     if L == 0:
         raise ValueError("sequence length must be at least 1")
 
-    if cu_seqlens is None:
-        lengths = None
-        qb, kb, vb = (x.transpose(1, 2) for x in (q, k, v))  # (B, H, L, *)
-    else:
-        lengths = _check_cu_seqlens(cu_seqlens, q)
-        seq, pos = _pack_index(lengths)
-        n, longest = lengths.numel(), int(lengths.max())
-
-        def unpack(x: Tensor) -> Tensor:
-            padded = x.new_zeros(n, longest, H, x.shape[-1])
-            padded[seq, pos] = x[0]
-            return padded.transpose(1, 2)
-
-        qb, kb, vb = unpack(q), unpack(k), unpack(v)
+    packed = None
+    if cu_seqlens is not None:
+        if q.shape[0] != 1:
+            raise ValueError(
+                f"with cu_seqlens, q must be packed as batch 1, got batch {q.shape[0]}"
+            )
+        packed = (
+            cu_seqlens
+            if isinstance(cu_seqlens, PackedSequences)
+            else PackedSequences.from_offsets(cu_seqlens, L)
+        )
+        if packed.total != L:
+            raise ValueError(f"cu_seqlens describe {packed.total} tokens but q holds {L}")
+        q, k, v = packed.pad(q), packed.pad(k), packed.pad(v)
+    lengths = None if packed is None else packed.lengths
+    qb, kb, vb = (x.transpose(1, 2) for x in (q, k, v))  # (B, H, L, *)
     if initial_state is not None:
         _check_state(initial_state, qb.shape[0], H, d, m)
 
@@ -182,8 +154,8 @@ def flow_attention(
         qb, kb, vb, eps=eps, clamp=clamp, initial_state=initial_state, lengths=lengths, **kw
     )
     out = out.transpose(1, 2)
-    if cu_seqlens is not None:
-        out = out[seq, pos].unsqueeze(0)
+    if packed is not None:
+        out = packed.unpad(out)
     return (out, state) if return_state else out
 
 
