@@ -252,7 +252,7 @@ def main() -> None:
         f"DT training step, embed 128, 3 layers, 1 head, 1 thread; {args.dataset}; {machine}",
         f"{'mode':>7} {'K':>5} {'batch':>5} | {'steps/s':>23} | {'tokens/s':>23} |"
         f" {'flow/softmax':>12} {'flow/chunked':>12}",
-        f"{'':>21} | {'flow':>7} {'chunked':>7} {'softmax':>7} |"
+        f"{'':>19} | {'flow':>7} {'chunked':>7} {'softmax':>7} |"
         f" {'flow':>7} {'chunked':>7} {'softmax':>7} |",
     ]
     ratios = {}

@@ -18,8 +18,9 @@ from flowrl.ops.flow_attention.varlen import PackedSequences
 Backend = Literal["auto", "naive", "chunked", "parallel", "triton"]
 BACKENDS = ("auto", "naive", "chunked", "parallel", "triton")
 # The parallel backend takes the whole sequence as one L x L block up to this length and
-# blocks of PARALLEL_BLOCK tokens beyond it: the crossover measured on a CPU at d = 128
-# (benchmarks/attention.py --parallel-blocks).
+# blocks of PARALLEL_BLOCK tokens beyond it. Measured forward + backward on a 2-core CPU at
+# d = m = 128, one thread: one block is the faster up to 300 tokens (B = 8 and 64) and the
+# slower from 600 on; blocks of 64 beat blocks of 128 at 600 and 900 tokens.
 PARALLEL_MAX_BLOCK = 384
 PARALLEL_BLOCK = 64
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
