@@ -44,20 +44,32 @@ class TargetResult:
         }
 
 
+VECTORIZATION_MODES = ("sync", "async")
+
+
 def make_envs(
     env_id: str,
     num_envs: int,
     *,
     render_mode: str | None = None,
     wrappers: Sequence[Callable[[gym.Env], gym.Wrapper]] = (),
+    vectorization: str = "sync",
 ) -> gym.vector.VectorEnv:
-    """Synchronous vector env without autoreset: the evaluator resets each slot itself."""
+    """Vector env without autoreset: the evaluator resets each slot itself.
+
+    `vectorization="sync"` steps every env in this process; "async" runs each in its own
+    worker process (Gymnasium's AsyncVectorEnv), which pays where there are cores to spare.
+    """
+    if vectorization not in VECTORIZATION_MODES:
+        raise UserError(
+            f"vectorization={vectorization!r}: expected one of {', '.join(VECTORIZATION_MODES)}"
+        )
     kwargs = {} if render_mode is None else {"render_mode": render_mode}
     try:
         return gym.make_vec(
             env_id,
             num_envs=num_envs,
-            vectorization_mode="sync",
+            vectorization_mode=vectorization,
             vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.DISABLED},
             wrappers=list(wrappers) or None,
             **kwargs,
@@ -105,14 +117,18 @@ def evaluate(
     recurrent: bool | None = None,
     device: torch.device | str = "cpu",
     progress: bool = False,
+    vectorization: str = "sync",
 ) -> list[TargetResult]:
-    """Runs `episodes` episodes per target return; returns one result per target."""
+    """Runs `episodes` episodes per target return; returns one result per target.
+
+    `vectorization` "async" steps the envs in worker processes (see `make_envs`).
+    """
     env_id = resolve_env_id(agent, env_id)
     if not target_returns:
         raise UserError("no target returns to evaluate")
     return run_episodes(
         agent,
-        make_envs(env_id, num_envs),
+        make_envs(env_id, num_envs, vectorization=vectorization),
         env_id,
         target_returns=target_returns,
         episodes=episodes,
