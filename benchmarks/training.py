@@ -2,11 +2,12 @@
 
 One full training step as `flowrl train` runs it (sampler, forward, loss, backward, gradient
 clipping, AdamW) at the papers' size (embed 128, 3 layers, 1 head), one thread per process,
-each case in its own subprocess. Window mode at K = 20, 100, 300 (batch 64) with flow
+each case in its own worker process. Window mode at K = 20, 100, 300 (batch 64) with flow
 attention (backend auto), flow on the chunked backend (what auto used before the parallel
 backend) and softmax attention; episode mode (whole 1000-step episodes, packed, batch 8)
-with flow only. Cases run in interleaved rounds; each keeps its best round, so that load
-from other processes disturbs the ratios as little as it can.
+with flow only. The workers of one context length take their steps in turn (A, B, C, A,
+B, C, ...), so that load from other processes falls on every case alike and the ratios
+hold even on a shared machine; each case reports its median step.
 
 The data: a synthetic Hopper-shaped dataset (obs 11, act 3, 1000-step episodes), or
 `--dataset zoo/hopper/medium-v0` (any id `flowrl datasets` knows; Minari ids read
@@ -61,8 +62,9 @@ def synthetic_dataset(episodes: int = 40, length: int = EPISODE_LEN):
     )
 
 
-def run_case(attention: str, mode: str, K: int, batch: int, dataset: str, min_time: float):
-    """Runs in a worker process: warm-up steps, then timed steps; returns the rates."""
+def serve_case(attention: str, mode: str, K: int, batch: int, dataset: str) -> None:
+    """Runs in a worker process: builds the case, then times one training step per "step"
+    line on stdin and answers each with a JSON line {"seconds", "tokens"}."""
     import numpy as np
     import torch
 
@@ -108,20 +110,13 @@ def run_case(attention: str, mode: str, K: int, batch: int, dataset: str, min_ti
         optimizer.step()
         return 3 * int(b.mask.sum())
 
-    for _ in range(2):
-        step()
-    times, tokens = [], []
-    while len(times) < 3 or (sum(times) < min_time and len(times) < 200):
+    print("ready", flush=True)
+    for line in sys.stdin:
+        if line.strip() != "step":
+            break
         start = time.perf_counter()
-        tokens.append(step())
-        times.append(time.perf_counter() - start)
-    seconds = statistics.median(times)
-    return {
-        "steps_per_s": 1.0 / seconds,
-        "tokens_per_s": statistics.mean(tokens) / seconds,
-        "step_ms": 1e3 * seconds,
-        "timed_steps": len(times),
-    }
+        tokens = step()
+        print(json.dumps({"seconds": time.perf_counter() - start, "tokens": tokens}), flush=True)
 
 
 def cases(windows: list[int], episode_batch: int, batch: int) -> list[dict]:
@@ -138,14 +133,65 @@ def cases(windows: list[int], episode_batch: int, batch: int) -> list[dict]:
     return rows
 
 
-def measure(case: dict, args: argparse.Namespace) -> dict:
-    cmd = [sys.executable, __file__, "--worker", json.dumps(case)]
-    cmd += ["--dataset", args.dataset, "--min-time", str(args.min_time)]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    done = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
-    if done.returncode != 0:
-        return {"error": (done.stderr.strip().splitlines() or ["?"])[-1]}
-    return json.loads(done.stdout)
+class Worker:
+    """One case in its own process, stepping when told to."""
+
+    def __init__(self, case: dict, dataset: str) -> None:
+        self.case = case
+        cmd = [sys.executable, __file__, "--worker", json.dumps(case), "--dataset", dataset]
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+        self.proc = subprocess.Popen(
+            cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env
+        )
+        self.times: list[float] = []
+        self.tokens: list[int] = []
+
+    def ready(self) -> bool:
+        return self.proc.stdout.readline().strip() == "ready"
+
+    def step(self) -> None:
+        self.proc.stdin.write("step\n")
+        self.proc.stdin.flush()
+        answer = json.loads(self.proc.stdout.readline())
+        self.times.append(answer["seconds"])
+        self.tokens.append(answer["tokens"])
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.stdin.close()
+            self.proc.wait()
+
+    def result(self, warmup: int) -> dict:
+        times, tokens = self.times[warmup:], self.tokens[warmup:]
+        seconds = statistics.median(times)
+        return {
+            "steps_per_s": 1.0 / seconds,
+            "tokens_per_s": statistics.mean(tokens) / seconds,
+            "step_ms": 1e3 * seconds,
+            "timed_steps": len(times),
+        }
+
+
+def measure_group(group: list[dict], args: argparse.Namespace, bar) -> list[dict]:
+    """The cases of one context length, stepped in turn (A, B, C, A, B, C, ...): whatever
+    load the machine carries falls on all of them alike, so their ratios hold."""
+    workers = [Worker(case, args.dataset) for case in group]
+    try:
+        if not all(w.ready() for w in workers):
+            return [{**w.case, "error": "worker failed to start"} for w in workers]
+        rounds = 0
+        while rounds < args.warmup + args.min_steps or (
+            min(sum(w.times[args.warmup :]) for w in workers) < args.min_time
+            and rounds < args.warmup + 200
+        ):
+            for w in workers:
+                w.step()
+            rounds += 1
+        bar.update(len(group))
+        return [{**w.case, **w.result(args.warmup)} for w in workers]
+    finally:
+        for w in workers:
+            w.close()
 
 
 def plot(rows: list[dict], path: Path, machine: str) -> None:
@@ -182,7 +228,7 @@ def plot(rows: list[dict], path: Path, machine: str) -> None:
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
-    print(f"wrote {path.relative_to(ROOT)}")
+    print(f"wrote {path}")
 
 
 def cpu_name() -> str:
@@ -204,7 +250,8 @@ def main() -> None:
     )
     parser.add_argument("--dataset", default="synthetic", help="synthetic or a dataset id")
     parser.add_argument("--min-time", type=float, default=6.0, help="seconds of steps a case")
-    parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds; best kept")
+    parser.add_argument("--min-steps", type=int, default=5, help="timed steps a case, at least")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed steps a case")
     parser.add_argument("--quick", action="store_true", help="K = 20, 100; short budgets")
     parser.add_argument("--out", type=Path, default=RESULTS / "training_cpu.json")
     parser.add_argument("--plot", type=Path, default=PLOT)
@@ -212,29 +259,22 @@ def main() -> None:
     args = parser.parse_args()
     if args.worker:
         case = json.loads(args.worker)
-        result = run_case(
-            case["attention"], case["mode"], case["K"], case["batch"], args.dataset, args.min_time
-        )
-        print(json.dumps(result))
+        serve_case(case["attention"], case["mode"], case["K"], case["batch"], args.dataset)
         return
     if args.quick:
-        args.windows, args.min_time, args.rounds, args.episode_batch = [20, 100], 2.0, 1, 0
+        args.windows, args.min_time, args.min_steps, args.episode_batch = [20, 100], 2.0, 3, 0
         args.out = RESULTS / "training_cpu_quick.json"
 
     from tqdm import tqdm
 
     todo = cases(args.windows, args.episode_batch, args.batch)
-    runs: list[list[dict]] = [[] for _ in todo]
-    with tqdm(total=len(todo) * args.rounds, desc="training cases", unit="case") as bar:
-        for _ in range(args.rounds):
-            for case, results in zip(todo, runs, strict=True):
-                results.append(measure(case, args))
-                bar.update(1)
-    rows = []
-    for case, results in zip(todo, runs, strict=True):
-        good = [r for r in results if "steps_per_s" in r]
-        best = max(good, key=lambda r: r["steps_per_s"]) if good else results[-1]
-        rows.append({**case, **best, "rounds_steps_per_s": [r.get("steps_per_s") for r in results]})
+    groups: dict[tuple, list[dict]] = {}
+    for case in todo:
+        groups.setdefault((case["mode"], case["K"]), []).append(case)
+    rows: list[dict] = []
+    with tqdm(total=len(todo), desc="training cases", unit="case") as bar:
+        for group in groups.values():
+            rows += measure_group(group, args, bar)
 
     def get(attention: str, mode: str, K: int) -> dict:
         return next(
@@ -299,13 +339,14 @@ def main() -> None:
         "model": {"embed_dim": 128, "n_layers": 3, "n_heads": 1, "dropout": 0.1},
         "batch": args.batch,
         "episode_batch": args.episode_batch,
-        "rounds": args.rounds,
+        "timing": "cases of one context length stepped in turn, median step time",
+        "warmup_steps": args.warmup,
         "min_time_s": args.min_time,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     payload = {"config": meta, "ratios": ratios, "results": rows}
     args.out.write_text(json.dumps(payload, indent=2) + "\n")
-    print(f"wrote {args.out.relative_to(ROOT) if args.out.is_relative_to(ROOT) else args.out}")
+    print(f"wrote {args.out}")
     if not args.quick:
         plot(rows, args.plot, machine)
 
