@@ -202,6 +202,7 @@ def plot(rows: list[dict], path: Path, machine: str) -> None:
         return
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     fig, ax = plt.subplots(figsize=(6, 4))
     labels = {
@@ -219,6 +220,11 @@ def plot(rows: list[dict], path: Path, machine: str) -> None:
             ax.plot(*zip(*points, strict=True), style, label=labels[attention])
     ax.set_xscale("log")
     ax.set_yscale("log")
+    windows = sorted({r["K"] for r in rows if r["mode"] == "window"})
+    ax.set_xticks(windows, [str(K) for K in windows])
+    ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+    ax.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+    ax.yaxis.set_minor_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
     ax.set_xlabel("context length K (timesteps; 3 tokens each)")
     ax.set_ylabel("training steps / s")
     batch = next(r["batch"] for r in rows if r["mode"] == "window")

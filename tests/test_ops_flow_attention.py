@@ -106,7 +106,7 @@ def test_parallel_block_sizes_match_reference(block_size, L):
         assert relative_error(g, rg) < 1e-4
 
 
-@pytest.mark.parametrize("L", [PARALLEL_MAX_BLOCK, PARALLEL_MAX_BLOCK + 77])
+@pytest.mark.parametrize("L", [PARALLEL_MAX_BLOCK, PARALLEL_MAX_BLOCK + 77, 900])
 def test_auto_on_cpu_matches_reference_on_both_sides_of_the_threshold(L):
     """`auto` is one block up to PARALLEL_MAX_BLOCK tokens and blocks beyond: both exact."""
     assert resolve_backend("auto", torch.device("cpu")) is resolve_backend(

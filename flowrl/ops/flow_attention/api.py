@@ -51,10 +51,20 @@ def resolve_backend(backend: str, device: torch.device) -> Callable:
     return fused
 
 
+def block_size_for(length: int) -> int | None:
+    """None (one block) up to PARALLEL_MAX_BLOCK tokens; else PARALLEL_BLOCK, or the
+    largest size down to 3/4 of it that divides `length` (no padded copies of q, k, v)."""
+    if length <= PARALLEL_MAX_BLOCK:
+        return None
+    for size in range(PARALLEL_BLOCK, 3 * PARALLEL_BLOCK // 4 - 1, -1):
+        if length % size == 0:
+            return size
+    return PARALLEL_BLOCK
+
+
 def parallel_by_length(q: Tensor, k: Tensor, v: Tensor, **kw) -> tuple[Tensor, FlowAttentionState]:
-    """The parallel backend, one block up to PARALLEL_MAX_BLOCK tokens, else blocks."""
-    block = None if q.shape[-2] <= PARALLEL_MAX_BLOCK else PARALLEL_BLOCK
-    return parallel_flow_attention(q, k, v, block_size=block, **kw)
+    """The parallel backend with the block size `block_size_for` its length."""
+    return parallel_flow_attention(q, k, v, block_size=block_size_for(q.shape[-2]), **kw)
 
 
 def _check_qkv(q: Tensor, k: Tensor, v: Tensor, rank: int, layout: str) -> None:
