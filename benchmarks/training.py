@@ -224,7 +224,7 @@ def plot(rows: list[dict], path: Path, machine: str) -> None:
     ax.set_xticks(windows, [str(K) for K in windows])
     ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
     ax.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
-    ax.yaxis.set_minor_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+    ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.set_xlabel("context length K (timesteps; 3 tokens each)")
     ax.set_ylabel("training steps / s")
     batch = next(r["batch"] for r in rows if r["mode"] == "window")
