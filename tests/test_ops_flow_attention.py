@@ -123,8 +123,10 @@ def test_bf16_matches_reference(backend):
 
 
 def test_clamp_is_active_and_matches_reference():
-    """Large raw q and k push the conserved source past a small clamp; still exact."""
-    q, k, v = random_qkv(1, 90, 2, 8, 8, scale=4.0)
+    """Large raw q and k push the conserved source past a small clamp; still exact.
+
+    Seeded, so that a failure can be replayed."""
+    q, k, v = random_qkv(1, 90, 2, 8, 8, seed=90, scale=4.0)
     assert_matches_reference("chunked", q, k, v, tol=1e-4, clamp=0.5, eps=1e-3)
     assert_matches_reference("parallel", q, k, v, tol=1e-4, clamp=0.5, eps=1e-3)
 

@@ -1,4 +1,4 @@
-"""Causal Flow-Attention (Flowformer): reference, chunked, recurrent and fused backends."""
+"""Causal Flow-Attention (Flowformer): reference, chunked, parallel, recurrent, fused backends."""
 
 from flowrl.ops.flow_attention.api import BACKENDS, flow_attention, flow_attention_step
 from flowrl.ops.flow_attention.state import FlowAttentionState
