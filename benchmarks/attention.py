@@ -1,5 +1,7 @@
 """Causal attention on the CPU: time and peak memory of each backend, side by side.
 
+Backends: naive, chunked and parallel Flow-Attention, and softmax (PyTorch SDPA).
+
 Every case (backend, length, forward or forward+backward) runs in its own subprocess so
 that its peak resident memory (ru_maxrss above the inputs' baseline) is its own. Prints a
 table with ratios to the chunked backend and writes JSON to benchmarks/results/.
@@ -21,7 +23,7 @@ import time
 from pathlib import Path
 
 RESULTS = Path(__file__).parent / "results"
-BACKENDS = ("naive", "chunked", "softmax")
+BACKENDS = ("naive", "chunked", "parallel", "softmax")
 MODES = ("fwd", "fwd+bwd")
 
 
@@ -138,7 +140,7 @@ def main() -> None:
     header = f"{'L':>6} {'mode':>8} | " + " ".join(
         f"{b + ' ms':>12} {b + ' MB':>11}" for b in BACKENDS
     )
-    header += " | naive/chunk time  mem | softmax/chunk time  mem"
+    header += " | " + " | ".join(f"{b}/chunk time  mem" for b in BACKENDS if b != "chunked")
     lines = [
         f"CPU attention, B={B} H={H} d=m={d} fp32, {platform.processor() or platform.machine()}",
         header,

@@ -5,11 +5,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from flowrl.ops import FlowAttentionState, flow_attention, flow_attention_step
+from flowrl.ops import FlowAttentionState, PackedSequences, flow_attention, flow_attention_step
+from flowrl.ops.flow_attention.api import PARALLEL_MAX_BLOCK, resolve_backend
 from flowrl.ops.flow_attention.chunked_torch import chunk_flow_attention
+from flowrl.ops.flow_attention.parallel import parallel_flow_attention
 from tests.flow_reference import random_qkv, reference_flow_attention, relative_error
 
-BACKENDS = ["naive", "chunked", "recurrent"]
+BACKENDS = ["naive", "chunked", "parallel", "recurrent"]
+SEQUENCE_BACKENDS = ["naive", "chunked", "parallel"]
 
 
 def run_backend(backend, q, k, v, **kw):
@@ -76,19 +79,52 @@ def test_chunk_sizes_match_reference(chunk_size, L):
         assert relative_error(g, rg) < 1e-4
 
 
-@pytest.mark.parametrize("backend", ["naive", "chunked"])
+@pytest.mark.parametrize("block_size", [1, 7, 16, None])
+@pytest.mark.parametrize("L", [5, 33, 100])
+def test_parallel_block_sizes_match_reference(block_size, L):
+    """One block (C = L) and many blocks, the last one partial: the carried sums."""
+    q, k, v = random_qkv(2, L, 2, 8, 12, seed=L)
+
+    def parallel(q, k, v):
+        out, _ = parallel_flow_attention(
+            q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), block_size=block_size
+        )
+        return out.transpose(1, 2)
+
+    dout = torch.randn(2, L, 2, 12, dtype=torch.float64)
+    ref, ref_grads = outputs_and_grads(reference_flow_attention, q, k, v, dout)
+    out, grads = outputs_and_grads(parallel, q, k, v, dout.float())
+    assert relative_error(out, ref) < 1e-4
+    for g, rg in zip(grads, ref_grads, strict=True):
+        assert relative_error(g, rg) < 1e-4
+
+
+@pytest.mark.parametrize("L", [PARALLEL_MAX_BLOCK, PARALLEL_MAX_BLOCK + 77, 900])
+def test_auto_on_cpu_matches_reference_on_both_sides_of_the_threshold(L):
+    """`auto` is one block up to PARALLEL_MAX_BLOCK tokens and blocks beyond: both exact."""
+    assert resolve_backend("auto", torch.device("cpu")) is resolve_backend(
+        "parallel", torch.device("cpu")
+    )
+    q, k, v = random_qkv(1, L, 1, 16, 16, seed=L)
+    assert_matches_reference("auto", q, k, v, tol=1e-4)
+
+
+@pytest.mark.parametrize("backend", SEQUENCE_BACKENDS)
 def test_bf16_matches_reference(backend):
     q, k, v = random_qkv(2, 130, 2, 32, 32, dtype=torch.bfloat16)
     assert_matches_reference(backend, q, k, v, tol=1e-2)
 
 
 def test_clamp_is_active_and_matches_reference():
-    """Large raw q and k push the conserved source past a small clamp; still exact."""
-    q, k, v = random_qkv(1, 90, 2, 8, 8, scale=4.0)
+    """Large raw q and k push the conserved source past a small clamp; still exact.
+
+    Seeded, so that a failure can be replayed."""
+    q, k, v = random_qkv(1, 90, 2, 8, 8, seed=90, scale=4.0)
     assert_matches_reference("chunked", q, k, v, tol=1e-4, clamp=0.5, eps=1e-3)
+    assert_matches_reference("parallel", q, k, v, tol=1e-4, clamp=0.5, eps=1e-3)
 
 
-@pytest.mark.parametrize("backend", ["naive", "chunked"])
+@pytest.mark.parametrize("backend", SEQUENCE_BACKENDS)
 def test_gradcheck_float64(backend):
     q, k, v = random_qkv(1, 6, 2, 3, 2, dtype=torch.float64)
     assert torch.autograd.gradcheck(lambda *x: flow_attention(*x, backend=backend), (q, k, v))
@@ -103,7 +139,7 @@ def test_gradcheck_through_an_initial_state():
     sums = list(prefix.tensors().values())[:-1]  # all but the integer position
     carried = [t.detach().requires_grad_() for t in sums]
 
-    for backend in ("naive", "chunked"):
+    for backend in SEQUENCE_BACKENDS:
 
         def run(q, k, v, *sums, backend=backend):
             state = FlowAttentionState(*sums, position=prefix.position)
@@ -132,13 +168,16 @@ def test_causal(backend):
     assert not torch.allclose(out2[:, p:], out[:, p:])
 
 
-@pytest.mark.parametrize("backend", ["naive", "chunked"])
+@pytest.mark.parametrize("backend", SEQUENCE_BACKENDS)
 def test_packed_sequences_equal_separate_runs(backend):
     lengths = [1, 70, 5, 130]
     seqs = [random_qkv(1, n, 2, 8, 4, seed=i) for i, n in enumerate(lengths)]
     packed = [torch.cat(xs, dim=1).detach().requires_grad_() for xs in zip(*seqs, strict=True)]
     cu = torch.tensor([0, *torch.tensor(lengths).cumsum(0).tolist()])
     out, state = flow_attention(*packed, backend=backend, cu_seqlens=cu, return_state=True)
+    layout = PackedSequences.from_offsets(cu, cu[-1].item())  # built once, for many layers
+    again, _ = flow_attention(*packed, backend=backend, cu_seqlens=layout, return_state=True)
+    torch.testing.assert_close(again, out, rtol=0, atol=0)
     dout = torch.randn_like(out)
     grads = torch.autograd.grad(out, packed, dout)
     for i, (q, k, v) in enumerate(seqs):
@@ -162,7 +201,22 @@ def test_right_padded_rows_equal_separate_runs(backend):
         torch.testing.assert_close(out[i : i + 1, :n], alone, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("backend", ["naive", "chunked"])
+@pytest.mark.parametrize("block_size", [7, None])
+def test_parallel_padded_rows_and_final_state_equal_separate_runs(block_size):
+    """`lengths` (what packed input becomes) with one block and with several."""
+    lengths = torch.tensor([30, 9, 23])
+    q, k, v = (x.detach().transpose(1, 2) for x in random_qkv(3, 30, 2, 8, 4, seed=3))
+    out, state = parallel_flow_attention(q, k, v, lengths=lengths, block_size=block_size)
+    for i, n in enumerate(lengths.tolist()):
+        alone, alone_state = chunk_flow_attention(
+            q[i : i + 1, :, :n], k[i : i + 1, :, :n], v[i : i + 1, :, :n]
+        )
+        torch.testing.assert_close(out[i : i + 1, :, :n], alone, rtol=1e-5, atol=1e-6)
+        for name, t in alone_state.tensors().items():
+            torch.testing.assert_close(getattr(state, name)[i], t[0], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("backend", SEQUENCE_BACKENDS)
 def test_state_continues_a_prefix(backend):
     """return_state after a prefix, then initial_state or steps, equals one full run."""
     L, p = 100, 37
@@ -171,6 +225,10 @@ def test_state_continues_a_prefix(backend):
     head, state = flow_attention(q[:, :p], k[:, :p], v[:, :p], backend=backend, return_state=True)
     assert state.position.tolist() == [p, p]
     tail = flow_attention(q[:, p:], k[:, p:], v[:, p:], backend=backend, initial_state=state)
+    assert relative_error(torch.cat([head, tail], 1), full) < 1e-10
+    tail, _ = flow_attention(
+        q[:, p:], k[:, p:], v[:, p:], backend=backend, initial_state=state, return_state=True
+    )
     assert relative_error(torch.cat([head, tail], 1), full) < 1e-10
     outs = []
     for t in range(p, L):
@@ -190,9 +248,10 @@ def test_state_reset_restarts_selected_rows():
     assert not torch.allclose(out[1:], fresh)
 
 
-def test_long_sequence_stays_finite():
+@pytest.mark.parametrize("backend", ["chunked", "parallel"])
+def test_long_sequence_stays_finite(backend):
     q, k, v = random_qkv(1, 32768, 2, 4, 4, scale=3.0)
-    out = flow_attention(q, k, v, backend="chunked")
+    out = flow_attention(q, k, v, backend=backend)
     out.square().sum().backward()
     assert torch.isfinite(out).all()
     assert all(torch.isfinite(x.grad).all() for x in (q, k, v))
@@ -242,6 +301,13 @@ def test_bad_cu_seqlens(offsets, message):
     q, k, v = (x.detach() for x in random_qkv(1, 8, 2, 4, 4))
     with pytest.raises(ValueError, match=message):
         flow_attention(q, k, v, cu_seqlens=torch.tensor(offsets))
+
+
+def test_packed_layout_must_match_the_tokens():
+    q, k, v = (x.detach() for x in random_qkv(1, 8, 2, 4, 4))
+    layout = PackedSequences.from_offsets(torch.tensor([0, 3, 9]), 9)
+    with pytest.raises(ValueError, match="describe 9 tokens but q holds 8"):
+        flow_attention(q, k, v, cu_seqlens=layout)
 
 
 def test_cu_seqlens_needs_packed_batch():

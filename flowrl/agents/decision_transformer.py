@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from flowrl.errors import UserError
 from flowrl.nn import ATTENTION_TYPES, make_attention
+from flowrl.ops import PackedSequences
 
 CONTEXT_MODES = ("window", "episode")
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU}
@@ -71,10 +72,6 @@ class DecisionTransformerConfig:
                 f"model.embed_dim={self.embed_dim} must be divisible by "
                 f"model.n_heads={self.n_heads}"
             )
-        if self.context_mode == "episode" and not ATTENTION_TYPES[self.attention].recurrent:
-            raise UserError(
-                "model.context_mode=episode needs model.attention=flow (linear in length)"
-            )
 
 
 def _check_choice(key: str, value: str, allowed: tuple[str, ...]) -> None:
@@ -101,7 +98,7 @@ class Block(nn.Module):
             nn.Dropout(cfg.dropout),
         )
 
-    def forward(self, x: Tensor, cu_seqlens: Tensor | None = None) -> Tensor:
+    def forward(self, x: Tensor, cu_seqlens: Tensor | PackedSequences | None = None) -> Tensor:
         x = x + self.attn(self.ln_1(x), cu_seqlens=cu_seqlens)
         return x + self.mlp(self.ln_2(x))
 
@@ -176,7 +173,9 @@ class DecisionTransformer(nn.Module):
         values = {"return": returns_to_go, "state": states, "action": actions}
         tokens = [self.embed_tokens(kind, values[kind], timesteps) for kind in TOKEN_KINDS]
         x = self.drop(torch.stack(tokens, dim=2).flatten(1, 2))  # R_1, s_1, a_1, R_2, ...
-        token_cu = None if cu_seqlens is None else 3 * cu_seqlens
+        token_cu = None  # offsets in tokens, checked and indexed once for every block
+        if cu_seqlens is not None:
+            token_cu = PackedSequences.from_offsets(3 * cu_seqlens, x.shape[1])
         for block in self.blocks:
             x = block(x, token_cu)
         return self.action_head(x[:, 1::3])

@@ -4,8 +4,8 @@ The policy keeps each environment's history (states, actions, returns-to-go) in 
 model's scale and conditions on a target return decremented by each reward received.
 Window mode recomputes the last K steps; episode mode recomputes the whole episode so
 far, or, for recurrent (flow) models, feeds one token at a time through the attention's
-state at constant cost. Softmax agents act in window mode only (episode mode needs flow
-attention), so they recompute the last K steps rather than keep a KV cache.
+state at constant cost. Softmax agents recompute (no KV cache): per step O(K^2) in window
+mode and O(t^2) in episode mode, which is why whole-episode context is flow's domain.
 """
 
 from __future__ import annotations

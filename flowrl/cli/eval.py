@@ -42,6 +42,11 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str) -> None:
         "update those the checkpoint's dataset recorded",
     )
     parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--async-envs",
+        action="store_true",
+        help="step each environment in its own worker process (pays with cores to spare)",
+    )
     parser.add_argument("--json", type=Path, help="write the results to this JSON file")
     parser.add_argument(
         "--video", type=Path, metavar="DIR", help="record a few episodes per target to DIR"
@@ -73,6 +78,7 @@ def run(args: argparse.Namespace) -> int:
         env_kwargs=env_kwargs,
         device=args.device,
         progress=True,
+        vectorization="async" if args.async_envs else "sync",
     )
     summaries = [r.summary() for r in results]
     for s in summaries:

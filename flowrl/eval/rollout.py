@@ -45,6 +45,9 @@ class TargetResult:
         }
 
 
+VECTORIZATION_MODES = ("sync", "async")
+
+
 def make_envs(
     env_id: str,
     num_envs: int,
@@ -52,10 +55,18 @@ def make_envs(
     env_kwargs: dict[str, Any] | None = None,
     render_mode: str | None = None,
     wrappers: Sequence[Callable[[gym.Env], gym.Wrapper]] = (),
+    vectorization: str = "sync",
 ) -> gym.vector.VectorEnv:
-    """Synchronous vector env without autoreset: the evaluator resets each slot itself.
+    """Vector env without autoreset: the evaluator resets each slot itself.
 
-    Each env is made with `env_kwargs` (e.g. a T-Maze's `length`)."""
+    Each env is made with `env_kwargs` (e.g. a T-Maze's `length`). `vectorization="sync"`
+    steps every env in this process; "async" runs each in its own worker process
+    (Gymnasium's AsyncVectorEnv), which pays where there are cores to spare.
+    """
+    if vectorization not in VECTORIZATION_MODES:
+        raise UserError(
+            f"vectorization={vectorization!r}: expected one of {', '.join(VECTORIZATION_MODES)}"
+        )
     kwargs = dict(env_kwargs or {})
     if render_mode is not None:
         kwargs["render_mode"] = render_mode
@@ -63,7 +74,7 @@ def make_envs(
         return gym.make_vec(
             env_id,
             num_envs=num_envs,
-            vectorization_mode="sync",
+            vectorization_mode=vectorization,
             vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.DISABLED},
             wrappers=list(wrappers) or None,
             **kwargs,
@@ -78,11 +89,15 @@ def make_envs(
 
 def episode_limit(envs: gym.vector.VectorEnv, env_id: str, max_steps: int) -> int:
     """Steps an episode may last: an env with a fixed horizon (an int attribute `horizon`,
-    like the T-Mazes) runs to it, any other stops at `max_steps` or its own time limit."""
-    try:
-        horizon = envs.get_attr("horizon")[0]
-    except AttributeError:
-        horizon = None
+    like the T-Mazes) runs to it, any other stops at `max_steps` or its own time limit.
+
+    The horizon is read from the sync envs themselves, or from one env made in this process
+    for worker-process envs (a failed attribute lookup there would close a worker's pipe)."""
+    if isinstance(envs, gym.vector.SyncVectorEnv):
+        horizon = getattr(envs.envs[0].unwrapped, "horizon", None)
+    else:
+        with closing(envs.env_fns[0]()) as env:
+            horizon = getattr(env.unwrapped, "horizon", None)
     if isinstance(horizon, int):
         return horizon
     spec = gym.spec(env_id)
@@ -151,12 +166,14 @@ def evaluate(
     recurrent: bool | None = None,
     device: torch.device | str = "cpu",
     progress: bool = False,
+    vectorization: str = "sync",
 ) -> list[TargetResult]:
     """Runs `episodes` episodes per target return; returns one result per target.
 
     At most `num_envs` environments run at once, and no more than there are episodes.
     Envs are made with the agent's recorded env kwargs (those of its dataset) when `env_id`
     is the agent's env, updated by `env_kwargs` (e.g. {"length": 5000}).
+    `vectorization` "async" steps the envs in worker processes (see `make_envs`).
     """
     env_id = resolve_env_id(agent, env_id)
     if not target_returns:
@@ -167,6 +184,7 @@ def evaluate(
             env_id,
             min(num_envs, episodes * len(target_returns)),
             env_kwargs=resolve_env_kwargs(agent, env_id, env_kwargs),
+            vectorization=vectorization,
         ),
         env_id,
         target_returns=target_returns,

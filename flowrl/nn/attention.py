@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from flowrl.ops.flow_attention import (
     BACKENDS,
     FlowAttentionState,
+    PackedSequences,
     flow_attention,
     flow_attention_step,
 )
@@ -54,9 +54,9 @@ class CausalSelfAttention(nn.Module):
         """Heads (..., H, head_dim) -> projected, dropped-out (..., E)."""
         return self.dropout(self.proj(y.flatten(-2)))
 
-    def forward(self, x: Tensor, *, cu_seqlens: Tensor | None = None) -> Tensor:
-        """x (B, L, E) -> (B, L, E); packed sequences (B = 1, `cu_seqlens` offsets) attend
-        only within their own span."""
+    def forward(self, x: Tensor, *, cu_seqlens: Tensor | PackedSequences | None = None) -> Tensor:
+        """x (B, L, E) -> (B, L, E); packed sequences (B = 1, `cu_seqlens` offsets, or a
+        `PackedSequences` built once per model forward) attend only within their own span."""
         raise NotImplementedError
 
     def step(self, x: Tensor, state: object | None) -> tuple[Tensor, object]:
@@ -91,13 +91,13 @@ class FlowAttention(CausalSelfAttention):
         self,
         x: Tensor,
         *,
-        cu_seqlens: Tensor | None = None,
+        cu_seqlens: Tensor | PackedSequences | None = None,
         state: FlowAttentionState | None = None,
         return_state: bool = False,
     ) -> Tensor | tuple[Tensor, FlowAttentionState]:
         """x (B, L, E) -> (B, L, E); `state` continues a prefix, `return_state` gives the next."""
         q, k, v = self._heads(x)
-        y, new_state = flow_attention(
+        result = flow_attention(
             q,
             k,
             v,
@@ -106,8 +106,9 @@ class FlowAttention(CausalSelfAttention):
             clamp=self.clamp,
             cu_seqlens=cu_seqlens,
             initial_state=state,
-            return_state=True,
+            return_state=return_state,
         )
+        y, new_state = result if return_state else (result, None)
         y = self._out(y)
         return (y, new_state) if return_state else y
 
@@ -135,16 +136,15 @@ class SoftmaxAttention(CausalSelfAttention):
         super().__init__(embed_dim, num_heads, dropout=dropout, bias=bias, backend=backend)
         self.attn_dropout = dropout
 
-    def forward(self, x: Tensor, *, cu_seqlens: Tensor | None = None) -> Tensor:
+    def forward(self, x: Tensor, *, cu_seqlens: Tensor | PackedSequences | None = None) -> Tensor:
         q, k, v = (t.transpose(1, 2) for t in self._heads(x))
         dropout = self.attn_dropout if self.training else 0.0
         if cu_seqlens is None:
             y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=True)
         else:
-            seq = torch.repeat_interleave(
-                torch.arange(cu_seqlens.numel() - 1, device=x.device), cu_seqlens.diff()
-            )
-            mask = (seq[:, None] == seq[None, :]).tril()
+            if not isinstance(cu_seqlens, PackedSequences):
+                cu_seqlens = PackedSequences.from_offsets(cu_seqlens, x.shape[1])
+            mask = cu_seqlens.same_sequence_mask().tril()
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
         return self._out(y.transpose(1, 2))
 

@@ -78,6 +78,22 @@ def test_more_envs_than_episodes():
     np.testing.assert_allclose(many.returns, few.returns, rtol=1e-6)
 
 
+def test_async_envs_give_the_sync_results():
+    """Worker-process envs (real subprocesses) run the same seeded episodes."""
+    ag = agent("Hopper-v5", 11, 3, "episode")
+    sync, spawned = (
+        evaluate(ag, target_returns=[50.0], episodes=3, num_envs=2, seed=3, vectorization=mode)
+        for mode in ("sync", "async")
+    )
+    np.testing.assert_array_equal(spawned[0].lengths, sync[0].lengths)
+    np.testing.assert_allclose(spawned[0].returns, sync[0].returns, rtol=1e-6)
+
+
+def test_unknown_vectorization_is_a_user_error():
+    with pytest.raises(UserError, match="vectorization='threads'"):
+        evaluate(agent("Pendulum-v1", 3, 1), target_returns=[0.0], vectorization="threads")
+
+
 def test_normalized_score_arithmetic():
     ag = agent("Hopper-v5", 11, 3)
     score = ag.normalized_score(np.array([3234.3, -20.272305, 1607.0138475, 6488.872305]))

@@ -42,7 +42,6 @@ def test_overrides_are_typed_and_checked():
         (["optim.lr=abc"], "optim.lr"),
         (["steps=0"], "steps=0"),
         (["model.embed_dim=30", "model.n_heads=4"], "divisible"),
-        (["model.attention=softmax", "model.context_mode=episode"], "needs model.attention=flow"),
         (["noequals"], "key=value"),
         (["log_every=0"], "log_every=0: expected a positive integer"),
         (["checkpoint_every=0"], "checkpoint_every=0"),

@@ -1,6 +1,13 @@
-"""Causal Flow-Attention (Flowformer): reference, chunked, recurrent and fused backends."""
+"""Causal Flow-Attention (Flowformer): reference, chunked, parallel, recurrent, fused backends."""
 
 from flowrl.ops.flow_attention.api import BACKENDS, flow_attention, flow_attention_step
 from flowrl.ops.flow_attention.state import FlowAttentionState
+from flowrl.ops.flow_attention.varlen import PackedSequences
 
-__all__ = ["BACKENDS", "FlowAttentionState", "flow_attention", "flow_attention_step"]
+__all__ = [
+    "BACKENDS",
+    "FlowAttentionState",
+    "PackedSequences",
+    "flow_attention",
+    "flow_attention_step",
+]

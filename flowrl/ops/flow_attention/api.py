@@ -10,11 +10,19 @@ from torch import Tensor
 
 from flowrl.ops.flow_attention.chunked_torch import chunk_flow_attention
 from flowrl.ops.flow_attention.naive import naive_flow_attention
+from flowrl.ops.flow_attention.parallel import parallel_flow_attention
 from flowrl.ops.flow_attention.recurrent_step import recurrent_flow_step
 from flowrl.ops.flow_attention.state import FlowAttentionState
+from flowrl.ops.flow_attention.varlen import PackedSequences
 
-Backend = Literal["auto", "naive", "chunked", "triton"]
-BACKENDS = ("auto", "naive", "chunked", "triton")
+Backend = Literal["auto", "naive", "chunked", "parallel", "triton"]
+BACKENDS = ("auto", "naive", "chunked", "parallel", "triton")
+# The parallel backend takes the whole sequence as one L x L block up to this length and
+# blocks of PARALLEL_BLOCK tokens beyond it. Measured forward + backward on a 2-core CPU at
+# d = m = 128, one thread: one block is the faster up to 300 tokens (B = 8 and 64) and the
+# slower from 600 on; blocks of 64 beat blocks of 128 at 600 and 900 tokens.
+PARALLEL_MAX_BLOCK = 384
+PARALLEL_BLOCK = 64
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
@@ -33,14 +41,30 @@ def resolve_backend(backend: str, device: torch.device) -> Callable:
         return naive_flow_attention
     if backend == "chunked":
         return chunk_flow_attention
-    if backend == "auto" and device.type != "cuda":
-        return chunk_flow_attention
+    if backend == "parallel" or (backend == "auto" and device.type != "cuda"):
+        return parallel_by_length
     fused = _triton_backend()
     if fused is None:
         if backend == "triton":
             raise ValueError("backend='triton' needs the `triton` package and its kernel module")
-        return chunk_flow_attention
+        return parallel_by_length
     return fused
+
+
+def block_size_for(length: int) -> int | None:
+    """None (one block) up to PARALLEL_MAX_BLOCK tokens; else PARALLEL_BLOCK, or the
+    largest size down to 3/4 of it that divides `length` (no padded copies of q, k, v)."""
+    if length <= PARALLEL_MAX_BLOCK:
+        return None
+    for size in range(PARALLEL_BLOCK, 3 * PARALLEL_BLOCK // 4 - 1, -1):
+        if length % size == 0:
+            return size
+    return PARALLEL_BLOCK
+
+
+def parallel_by_length(q: Tensor, k: Tensor, v: Tensor, **kw) -> tuple[Tensor, FlowAttentionState]:
+    """The parallel backend with the block size `block_size_for` its length."""
+    return parallel_flow_attention(q, k, v, block_size=block_size_for(q.shape[-2]), **kw)
 
 
 def _check_qkv(q: Tensor, k: Tensor, v: Tensor, rank: int, layout: str) -> None:
@@ -69,31 +93,6 @@ def _check_qkv(q: Tensor, k: Tensor, v: Tensor, rank: int, layout: str) -> None:
         raise ValueError("head dims must be positive")
 
 
-def _check_cu_seqlens(cu_seqlens: Tensor, q: Tensor) -> Tensor:
-    """Validates flash-attn style offsets; returns the sequence lengths."""
-    if (
-        not isinstance(cu_seqlens, Tensor)
-        or cu_seqlens.dim() != 1
-        or cu_seqlens.dtype.is_floating_point
-    ):
-        raise ValueError("cu_seqlens must be a 1-D integer tensor of offsets [0, l1, l1+l2, ...]")
-    if q.shape[0] != 1:
-        raise ValueError(f"with cu_seqlens, q must be packed as batch 1, got batch {q.shape[0]}")
-    if cu_seqlens.numel() < 2:
-        raise ValueError("cu_seqlens must hold at least two offsets (one sequence)")
-    offsets = cu_seqlens.tolist()
-    total = q.shape[1]
-    if offsets[0] != 0 or offsets[-1] != total:
-        raise ValueError(
-            f"cu_seqlens must run from 0 to the packed length {total}, "
-            f"got {offsets[0]}..{offsets[-1]}"
-        )
-    lengths = cu_seqlens[1:] - cu_seqlens[:-1]
-    if (lengths <= 0).any():
-        raise ValueError(f"cu_seqlens must be strictly increasing, got {offsets}")
-    return lengths.to(device=q.device, dtype=torch.long)
-
-
 def _check_state(state: FlowAttentionState, batch: int, heads: int, d: int, m: int) -> None:
     if not isinstance(state, FlowAttentionState):
         raise ValueError(f"state must be a FlowAttentionState, got {type(state).__name__}")
@@ -102,14 +101,6 @@ def _check_state(state: FlowAttentionState, batch: int, heads: int, d: int, m: i
             f"state.kv has shape {tuple(state.kv.shape)}; expected {(batch, heads, d, m)} "
             "(batch or sequences, heads, key dim, value dim)"
         )
-
-
-def _pack_index(lengths: Tensor) -> tuple[Tensor, Tensor]:
-    """(sequence, position) of every packed token."""
-    seq = torch.repeat_interleave(torch.arange(lengths.numel(), device=lengths.device), lengths)
-    starts = torch.cumsum(lengths, 0) - lengths
-    pos = torch.arange(seq.numel(), device=lengths.device) - starts[seq]
-    return seq, pos
 
 
 @overload
@@ -128,16 +119,18 @@ def flow_attention(
     backend: Backend = "auto",
     eps: float = 1e-6,
     clamp: float = 10.0,
-    cu_seqlens: Tensor | None = None,
+    cu_seqlens: Tensor | PackedSequences | None = None,
     initial_state: FlowAttentionState | None = None,
     return_state: bool = False,
 ):
     """Causal Flow-Attention. q, k (B, L, H, d) raw projections, v (B, L, H, m).
 
     With `cu_seqlens` (offsets, as flash-attn's varlen API) q, k, v hold sequences packed
-    along L with B = 1, and each sequence starts afresh. `initial_state` continues from
-    an earlier prefix (one row per batch row or sequence); `return_state=True` also
-    returns the state after each sequence's last token. Output dtype is q's.
+    along L with B = 1, and each sequence starts afresh; a model with several layers
+    passes `PackedSequences.from_offsets(cu_seqlens, L)` instead, built once per forward.
+    `initial_state` continues from an earlier prefix (one row per batch row or sequence);
+    `return_state=True` also returns the state after each sequence's last token.
+    Output dtype is q's.
     """
     _check_qkv(q, k, v, 4, "(batch, seq, heads, dim)")
     if eps <= 0 or clamp <= 0:
@@ -148,27 +141,32 @@ def flow_attention(
     if L == 0:
         raise ValueError("sequence length must be at least 1")
 
-    if cu_seqlens is None:
-        lengths = None
-        qb, kb, vb = (x.transpose(1, 2) for x in (q, k, v))  # (B, H, L, *)
-    else:
-        lengths = _check_cu_seqlens(cu_seqlens, q)
-        seq, pos = _pack_index(lengths)
-        n, longest = lengths.numel(), int(lengths.max())
-
-        def unpack(x: Tensor) -> Tensor:
-            padded = x.new_zeros(n, longest, H, x.shape[-1])
-            padded[seq, pos] = x[0]
-            return padded.transpose(1, 2)
-
-        qb, kb, vb = unpack(q), unpack(k), unpack(v)
+    packed = None
+    if cu_seqlens is not None:
+        if q.shape[0] != 1:
+            raise ValueError(
+                f"with cu_seqlens, q must be packed as batch 1, got batch {q.shape[0]}"
+            )
+        packed = (
+            cu_seqlens
+            if isinstance(cu_seqlens, PackedSequences)
+            else PackedSequences.from_offsets(cu_seqlens, L)
+        )
+        if packed.total != L:
+            raise ValueError(f"cu_seqlens describe {packed.total} tokens but q holds {L}")
+        q, k, v = packed.pad(q), packed.pad(k), packed.pad(v)
+    lengths = None if packed is None else packed.lengths
+    qb, kb, vb = (x.transpose(1, 2) for x in (q, k, v))  # (B, H, L, *)
     if initial_state is not None:
         _check_state(initial_state, qb.shape[0], H, d, m)
 
-    out, state = fn(qb, kb, vb, eps=eps, clamp=clamp, initial_state=initial_state, lengths=lengths)
+    kw = {"return_state": return_state} if fn is parallel_by_length else {}
+    out, state = fn(
+        qb, kb, vb, eps=eps, clamp=clamp, initial_state=initial_state, lengths=lengths, **kw
+    )
     out = out.transpose(1, 2)
-    if cu_seqlens is not None:
-        out = out[seq, pos].unsqueeze(0)
+    if packed is not None:
+        out = packed.unpad(out)
     return (out, state) if return_state else out
 
 

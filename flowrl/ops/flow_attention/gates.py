@@ -154,9 +154,10 @@ def feature_map(
     Returns the valid mask (B, 1, L) too, or None when every row is full.
     """
     dtype = compute_dtype(q.dtype)
-    # contiguous (B, H, L, d) features: the chunked matmuls then view them without copies
-    Q = torch.sigmoid(q.to(dtype).contiguous())
-    K = torch.sigmoid(k.to(dtype).contiguous())
+    # contiguous (B, H, L, d) features: the chunked matmuls then view them without copies.
+    # sigmoid of a strided view already writes a fresh contiguous tensor (no extra copy).
+    Q = torch.sigmoid(q.to(dtype)).contiguous()
+    K = torch.sigmoid(k.to(dtype)).contiguous()
     V = v.to(dtype)
     if lengths is None:
         return Q, K, V, None
