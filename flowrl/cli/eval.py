@@ -41,6 +41,12 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str) -> None:
         help="env keyword arguments, repeatable or comma-separated (e.g. length=5000); they "
         "update those the checkpoint's dataset recorded",
     )
+    parser.add_argument(
+        "--sample-actions",
+        action="store_true",
+        help="discrete agents: sample each action from the agent's distribution (seeded per "
+        "episode by --seed) instead of taking the most likely one",
+    )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--json", type=Path, help="write the results to this JSON file")
     parser.add_argument(
@@ -71,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
         max_steps=args.max_steps,
         env_id=args.env,
         env_kwargs=env_kwargs,
+        sample_actions=args.sample_actions,
         device=args.device,
         progress=True,
     )
@@ -89,6 +96,7 @@ def run(args: argparse.Namespace) -> int:
             "checkpoint": str(args.checkpoint),
             "env_id": env_id,
             "env_kwargs": resolve_env_kwargs(agent, env_id, env_kwargs),
+            "sample_actions": args.sample_actions,
         }
         payload["targets"] = {f"{s['target_return']:g}": s for s in summaries}
         args.json.write_text(json.dumps(payload, indent=2) + "\n")
@@ -136,6 +144,7 @@ def videos(
             max_steps=args.max_steps,
             env_id=args.env,
             env_kwargs=env_kwargs,
+            sample_actions=args.sample_actions,
             device=args.device,
         )
     except VideoUnavailable as err:
