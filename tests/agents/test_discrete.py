@@ -251,7 +251,7 @@ def test_continuous_agents_refuse_to_sample_and_discrete_ones_a_continuous_datas
     rng = np.random.default_rng(0)
     floats = Episode(rng.normal(size=(4, 3)), rng.normal(size=(4, 4)), np.zeros(4),
                      np.eye(4, dtype=bool)[-1], np.zeros(4, bool))  # fmt: skip
-    with pytest.raises(UserError, match="model.discrete=true but dataset 'f' has continuous"):
+    with pytest.raises(UserError, match=r"model\.discrete=true but dataset 'f' has continuous"):
         DecisionTransformerAgent(DecisionTransformerConfig(discrete=True)).setup(
             EpisodeDataset("f", [floats])
         )
