@@ -10,7 +10,7 @@ attention), so they recompute the last K steps rather than keep a KV cache.
 A discrete agent takes the most likely action, or samples one from the softmax of its
 logits (`sample`), and feeds the one-hot vector of the action taken back as the next action
 token. Sampling draws one uniform number per env and step from that env's own generator,
-restarted from each episode's seed, so a sampled episode depends on its seed alone.
+which `reset` restarts from the episode's seed: a sampled episode depends on its seed alone.
 """
 
 from __future__ import annotations
