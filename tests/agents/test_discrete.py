@@ -269,3 +269,29 @@ def test_cli_eval_sample_actions(tmaze, tmp_path, capsys):
     result = json.loads(out.read_text())
     assert result["sample_actions"] and result["env_kwargs"] == {"length": 20, "noise_dims": 1}
     assert result["targets"]["1"]["length_mean"] == 21
+
+    continuous = DecisionTransformerAgent(small(), return_scale=1.0)
+    rng = np.random.default_rng(0)
+    floats = Episode(rng.normal(size=(4, 3)), rng.normal(size=(4, 1)), np.zeros(4),
+                     np.eye(4, dtype=bool)[-1], np.zeros(4, bool))  # fmt: skip
+    continuous.setup(EpisodeDataset("f", [floats], env_id="Pendulum-v1"))
+    path = continuous.save(tmp_path / "continuous.pt")
+    capsys.readouterr()
+    assert main(["eval", "--checkpoint", str(path), "--sample-actions"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "sampling actions needs a discrete agent" in err and "\n" not in err
+
+
+def test_checkpoints_from_before_discrete_actions_load_as_continuous(tmp_path):
+    from flowrl.agents import DecisionTransformer, Normalizer
+
+    cfg = DecisionTransformerConfig(state_dim=3, act_dim=2, embed_dim=8, n_heads=1)
+    agent = DecisionTransformerAgent.from_parts(
+        DecisionTransformer(cfg), Normalizer.from_arrays(np.zeros(3), np.ones(3), np.ones(2), 1.0)
+    )
+    state = agent.state_dict()
+    del state["model_config"]["discrete"], state["model_config"]["timestep_embedding"]
+    del state["normalizer"]["discrete"]
+    loaded = DecisionTransformerAgent.from_state_dict(state)
+    assert not loaded.model.cfg.discrete and not loaded.normalizer.discrete
+    assert loaded.model.cfg.timestep_embedding == "learned"
