@@ -25,6 +25,7 @@ from flowrl.agents.decision_transformer import (
     DecisionTransformer,
     DecisionTransformerConfig,
     action_loss,
+    discrete_action_loss,
 )
 from flowrl.agents.normalizer import Normalizer
 from flowrl.agents.policy import DecisionTransformerPolicy
@@ -53,6 +54,9 @@ class DecisionTransformerAgent:
 
     What depends on the kind of action space lives in three places: the normaliser's
     `actions` / `env_actions`, the model's action embedding and `action_head`, and `loss`.
+    A Discrete(n) dataset gives a discrete agent (`model.cfg.discrete`): one-hot action
+    tokens, logits over the n actions trained with cross-entropy, integer actions for the
+    env (the most likely one, or sampled: `policy(sample=True)`).
     """
 
     def __init__(
@@ -86,6 +90,10 @@ class DecisionTransformerAgent:
     ) -> DecisionTransformerAgent:
         """An agent around a built model and its normaliser, with the training data's
         name, env id and reference returns."""
+        if model.cfg.discrete != normalizer.discrete:
+            raise ValueError(
+                f"a model with discrete={model.cfg.discrete} needs a normaliser that agrees"
+            )
         agent = cls(model.cfg, return_scale=normalizer.return_scale)
         agent.model, agent.normalizer = model, normalizer
         agent.dataset, agent.env_id = dataset, env_id
@@ -98,6 +106,7 @@ class DecisionTransformerAgent:
     def setup(self, dataset: EpisodeDataset) -> None:
         """Fits the normaliser and builds the model, unless the agent has them already
         (then the dataset must have the agent's shapes)."""
+        discrete = dataset.discrete_actions is not None
         if self.model is not None:
             cfg = self.model.cfg
             if (cfg.state_dim, cfg.act_dim) != (dataset.obs_dim, dataset.act_dim):
@@ -106,12 +115,23 @@ class DecisionTransformerAgent:
                     f"({dataset.obs_dim}, {dataset.act_dim}); the agent was built for "
                     f"({cfg.state_dim}, {cfg.act_dim})"
                 )
+            if cfg.discrete != discrete:
+                raise UserError(
+                    f"dataset {dataset.name!r} has {action_kind(discrete)} actions; the agent "
+                    f"was built for {action_kind(cfg.discrete)} ones"
+                )
             return
         for key, have in (("state_dim", dataset.obs_dim), ("act_dim", dataset.act_dim)):
             want = getattr(self.config, key)
             if want is not None and want != have:
                 raise UserError(f"model.{key}={want} but dataset {dataset.name!r} has {have}")
-        cfg = replace(self.config, state_dim=dataset.obs_dim, act_dim=dataset.act_dim)
+        if self.config.discrete and not discrete:
+            raise UserError(
+                f"model.discrete=true but dataset {dataset.name!r} has continuous actions"
+            )
+        cfg = replace(
+            self.config, state_dim=dataset.obs_dim, act_dim=dataset.act_dim, discrete=discrete
+        )
         self.model = DecisionTransformer(cfg)
         self.normalizer = Normalizer.fit(dataset, self.return_scale)
         self.dataset, self.env_id = dataset.name, dataset.env_id
@@ -132,18 +152,20 @@ class DecisionTransformerAgent:
 
     def loss(self, batch: Batch[Tensor], model: nn.Module | None = None) -> Tensor:
         """The training loss of a raw batch (on the model's device): normalise, predict the
-        actions, mean squared error over real steps. `model` is the module to call in place
+        actions, and average over real steps the squared error (continuous actions) or the
+        cross-entropy of the data's action (discrete). `model` is the module to call in place
         of `self.model`, e.g. its DistributedDataParallel or compiled wrapper."""
         norm = self.normalizer
         actions = norm.actions(batch.actions)
-        predicted = (model or self._built())(
+        loss = discrete_action_loss if self._built().cfg.discrete else action_loss
+        predicted = (model or self.model)(
             norm.states(batch.states),
             actions,
             norm.returns(batch.returns_to_go),
             batch.timesteps,
             cu_seqlens=getattr(batch, "cu_seqlens", None),
         )
-        return action_loss(predicted.float(), actions, batch.mask)
+        return loss(predicted.float(), actions, batch.mask)
 
     # ---------------------------------------------------------------- training
     def fit(
@@ -200,7 +222,12 @@ class DecisionTransformerAgent:
         *,
         recurrent: bool | None = None,
         device: torch.device | str = "cpu",
+        sample: bool = False,
+        seed: int = 0,
     ) -> DecisionTransformerPolicy:
+        """A policy for `num_envs` envs at once, episodes up to `max_steps` steps. A discrete
+        agent takes its most likely action, or with `sample` draws one from its distribution
+        (each env's draws seeded by `seed`, or per episode by `reset`'s seeds)."""
         return DecisionTransformerPolicy(
             self._built(),
             self.normalizer,
@@ -208,6 +235,8 @@ class DecisionTransformerAgent:
             max_steps=max_steps,
             recurrent=recurrent,
             device=device,
+            sample=sample,
+            seed=seed,
         )
 
     def evaluate(
@@ -221,12 +250,14 @@ class DecisionTransformerAgent:
         max_steps: int = 1000,
         env_kwargs: dict[str, Any] | None = None,
         recurrent: bool | None = None,
+        sample_actions: bool = False,
         device: torch.device | str | None = None,
         progress: bool = False,
     ) -> list[TargetResult]:
         """`episodes` episodes per target return (default: the agent's) in `env_id`
         (default: the dataset's env, made with its recorded keyword arguments updated by
-        `env_kwargs`), on the model's device unless `device` is given."""
+        `env_kwargs`), on the model's device unless `device` is given. A discrete agent
+        acts greedily, or with `sample_actions` samples its actions (seeded per episode)."""
         from flowrl.eval import evaluate
 
         return evaluate(
@@ -239,6 +270,7 @@ class DecisionTransformerAgent:
             env_id=env_id,
             env_kwargs=env_kwargs,
             recurrent=recurrent,
+            sample_actions=sample_actions,
             device=device or next(self._built().parameters()).device,
             progress=progress,
         )
@@ -296,6 +328,10 @@ class DecisionTransformerAgent:
     def load(cls, path: str | Path) -> DecisionTransformerAgent:
         """The agent in a file written by `save` or a training checkpoint."""
         return cls.from_state_dict(load_checkpoint(path)["agent"], source=str(path))
+
+
+def action_kind(discrete: bool) -> str:
+    return "discrete" if discrete else "continuous"
 
 
 def save_atomic(obj: Any, path: Path) -> None:

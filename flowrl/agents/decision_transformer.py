@@ -1,8 +1,10 @@
 """Decision Transformer (Chen et al. 2021) with a choice of causal attention.
 
 Three tokens per timestep (return-to-go, state, action), each with its own embedding,
-plus a learned timestep embedding; pre-LN causal blocks; the action of step t is read
-from the hidden state of its state token by the action head (tanh-squashed).
+plus a learned timestep embedding (or none: then the causal attention's order is the only
+position signal); pre-LN causal blocks; the action of step t is read from the hidden state
+of its state token by the action head: tanh-squashed actions for a continuous action space,
+logits over the n actions for a discrete one (whose action tokens are one-hot vectors).
 
 `DecisionTransformerConfig` is the one model configuration: the `model` section of a
 training config, validated once, against the choices the layers themselves declare.
@@ -21,14 +23,21 @@ from flowrl.nn import ATTENTION_TYPES, make_attention
 from flowrl.ops import PackedSequences
 
 CONTEXT_MODES = ("window", "episode")
+TIMESTEP_EMBEDDINGS = ("learned", "none")
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU}
 TOKEN_KINDS = ("return", "state", "action")  # the order of a timestep's tokens
 
 
 @dataclass
 class DecisionTransformerConfig:
-    """Architecture. `state_dim` and `act_dim` are the data's: None until an agent is set
-    up on a dataset. Settings that do not change the result: `attention_backend`."""
+    """Architecture. `state_dim`, `act_dim` and `discrete` are the data's: an agent sets them
+    up from its dataset (`act_dim` = n for a Discrete(n) action space, with `discrete` True).
+    Settings that do not change the result: `attention_backend`.
+
+    `timestep_embedding`: "learned" adds an embedding of each token's step in its episode
+    (steps from `max_timestep` - 1 on share the last one); "none" adds nothing, so a policy
+    meets no unseen embedding when it acts in episodes longer than any it trained on.
+    """
 
     state_dim: int | None = None
     act_dim: int | None = None
@@ -38,7 +47,9 @@ class DecisionTransformerConfig:
     attention: str = "flow"  # a key of flowrl.nn.ATTENTION_TYPES: flow | softmax
     context_mode: str = "window"  # "window": last K steps; "episode": the whole episode so far
     context_len: int = 20  # K in window mode; the longest training prefix in episode mode
-    max_timestep: int = 1000  # size of the timestep embedding (episode length limit)
+    max_timestep: int = 1000  # size of the learned timestep embedding
+    timestep_embedding: str = "learned"  # learned | none
+    discrete: bool = False  # Discrete(act_dim) actions: one-hot tokens, a categorical head
     dropout: float = 0.1
     activation: str = "relu"
     attention_backend: str = "auto"  # one of the attention layer's `backends`
@@ -53,6 +64,7 @@ class DecisionTransformerConfig:
         _check_choice("model.attention_backend", self.attention_backend, backends)
         _check_choice("model.context_mode", self.context_mode, CONTEXT_MODES)
         _check_choice("model.activation", self.activation, tuple(ACTIVATIONS))
+        _check_choice("model.timestep_embedding", self.timestep_embedding, TIMESTEP_EMBEDDINGS)
         sizes = {
             "model.embed_dim": self.embed_dim,
             "model.n_layers": self.n_layers,
@@ -65,6 +77,8 @@ class DecisionTransformerConfig:
         for key, value in sizes.items():
             if value is not None and value <= 0:
                 raise UserError(f"{key}={value}: expected a positive number")
+        if not isinstance(self.discrete, bool):
+            raise UserError(f"model.discrete={self.discrete!r}: expected true or false")
         if not 0 <= self.dropout < 1:
             raise UserError(f"model.dropout={self.dropout}: expected a number in [0, 1)")
         if self.embed_dim % self.n_heads:
@@ -116,7 +130,8 @@ class DecisionTransformer(nn.Module):
             raise ValueError("DecisionTransformerConfig needs state_dim and act_dim to build")
         self.cfg = cfg
         E = cfg.embed_dim
-        self.embed_timestep = nn.Embedding(cfg.max_timestep, E)
+        if cfg.timestep_embedding == "learned":
+            self.embed_timestep = nn.Embedding(cfg.max_timestep, E)
         self.embed_return = nn.Linear(1, E)
         self.embed_state = nn.Linear(cfg.state_dim, E)
         self.embed_action = nn.Linear(cfg.act_dim, E)
@@ -143,7 +158,8 @@ class DecisionTransformer(nn.Module):
         """Tokens of one kind at their timesteps, (..., E), before dropout.
 
         `values`: returns-to-go (...), states (..., state_dim) or actions (..., act_dim),
-        in the model's scale; timesteps past `max_timestep` reuse its last embedding.
+        in the model's scale (discrete actions one-hot); timesteps past `max_timestep` reuse
+        its last embedding, and are not used at all without a timestep embedding.
         """
         if kind == "return":
             values, embed = values.unsqueeze(-1), self.embed_return
@@ -153,12 +169,16 @@ class DecisionTransformer(nn.Module):
             embed = self.embed_action
         else:
             raise ValueError(f"kind={kind!r}: expected one of {', '.join(TOKEN_KINDS)}")
-        time = self.embed_timestep(timesteps.clamp(max=self.cfg.max_timestep - 1))
-        return self.embed_ln(embed(values) + time)
+        x = embed(values)
+        if self.cfg.timestep_embedding == "learned":
+            x = x + self.embed_timestep(timesteps.clamp(max=self.cfg.max_timestep - 1))
+        return self.embed_ln(x)
 
     def action_head(self, hidden: Tensor) -> Tensor:
-        """Hidden states of state tokens (..., E) -> actions (..., act_dim) in [-1, 1]."""
-        return torch.tanh(self.predict_action(self.ln_f(hidden)))
+        """Hidden states of state tokens (..., E) -> actions (..., act_dim) in [-1, 1], or
+        for discrete actions the logits (..., n) of a categorical distribution over them."""
+        out = self.predict_action(self.ln_f(hidden))
+        return out if self.cfg.discrete else torch.tanh(out)
 
     def forward(
         self,
@@ -168,8 +188,9 @@ class DecisionTransformer(nn.Module):
         timesteps: Tensor,
         cu_seqlens: Tensor | None = None,
     ) -> Tensor:
-        """Predicted actions (B, T, act_dim). `cu_seqlens` (offsets in timesteps) packs
-        episodes along T with B = 1; each attends only within itself."""
+        """Predicted actions (B, T, act_dim), logits for discrete actions. `cu_seqlens`
+        (offsets in timesteps) packs episodes along T with B = 1; each attends only within
+        itself."""
         values = {"return": returns_to_go, "state": states, "action": actions}
         tokens = [self.embed_tokens(kind, values[kind], timesteps) for kind in TOKEN_KINDS]
         x = self.drop(torch.stack(tokens, dim=2).flatten(1, 2))  # R_1, s_1, a_1, R_2, ...
@@ -195,3 +216,11 @@ def action_loss(predicted: Tensor, target: Tensor, mask: Tensor) -> Tensor:
     mask = mask.to(predicted.dtype).unsqueeze(-1)
     squared = F.mse_loss(predicted, target, reduction="none") * mask
     return squared.sum() / (mask.sum() * predicted.shape[-1]).clamp_min(1.0)
+
+
+def discrete_action_loss(logits: Tensor, target: Tensor, mask: Tensor) -> Tensor:
+    """Cross-entropy of the data's actions (`target`, one-hot (..., n)) under the predicted
+    `logits` (..., n), averaged over real (mask True) steps."""
+    nll = -(target * F.log_softmax(logits, dim=-1)).sum(-1)
+    mask = mask.to(nll.dtype)
+    return (nll * mask).sum() / mask.sum().clamp_min(1.0)

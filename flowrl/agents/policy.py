@@ -6,16 +6,39 @@ Window mode recomputes the last K steps; episode mode recomputes the whole episo
 far, or, for recurrent (flow) models, feeds one token at a time through the attention's
 state at constant cost. Softmax agents recompute (no KV cache): per step O(K^2) in window
 mode and O(t^2) in episode mode, which is why whole-episode context is flow's domain.
+
+A discrete agent takes the most likely action, or samples one from the softmax of its
+logits (`sample`), and feeds the one-hot vector of the action taken back as the next action
+token. Sampling draws one uniform number per env and step from that env's own generator,
+which `reset` restarts from the episode's seed: a sampled episode depends on its seed alone.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
-from flowrl.agents.decision_transformer import DecisionTransformer
+from flowrl.agents.decision_transformer import DecisionTransformer, DecisionTransformerConfig
 from flowrl.agents.normalizer import Normalizer
+from flowrl.errors import UserError
+
+
+def check_sampling(cfg: DecisionTransformerConfig, sample: bool) -> None:
+    """A UserError when sampled actions are asked of a model with continuous actions."""
+    if sample and not cfg.discrete:
+        raise UserError(
+            "sampling actions needs a discrete agent; this one outputs continuous actions"
+        )
+
+
+def sampling_generator(seed: int) -> np.random.Generator:
+    """The generator of an episode's action draws: a child of `seed`'s SeedSequence, so it
+    never repeats the stream an env seeded with the same number draws from."""
+    return np.random.default_rng(np.random.SeedSequence(seed).spawn(1)[0])
 
 
 class DecisionTransformerPolicy:
@@ -28,8 +51,14 @@ class DecisionTransformerPolicy:
         max_steps: int,
         recurrent: bool | None = None,
         device: torch.device | str = "cpu",
+        sample: bool = False,
+        seed: int = 0,
     ) -> None:
+        check_sampling(model.cfg, sample)
         self.model = model.eval()
+        self.sample = sample
+        children = np.random.SeedSequence(seed).spawn(num_envs)  # one stream per row
+        self.generators = [np.random.default_rng(child) for child in children]
         self.device = torch.device(device)
         self.normalizer = normalizer.to(self.device)
         cfg = model.cfg
@@ -47,8 +76,17 @@ class DecisionTransformerPolicy:
         self.attn_states: list[object | None] = [None] * cfg.n_layers
 
     @torch.no_grad()
-    def reset(self, rows: np.ndarray, target_returns: np.ndarray) -> None:
-        """Starts new episodes in the rows where `rows` is True, aiming at `target_returns`."""
+    def reset(
+        self,
+        rows: np.ndarray,
+        target_returns: np.ndarray,
+        seeds: Sequence[int | None] | None = None,
+    ) -> None:
+        """Starts new episodes in the rows where `rows` is True, aiming at `target_returns`.
+        A row with a seed in `seeds` restarts its action sampling from it."""
+        for row, seed in enumerate(seeds or ()):
+            if rows[row] and seed is not None:
+                self.generators[row] = sampling_generator(seed)
         mask = torch.as_tensor(rows, device=self.device, dtype=torch.bool)
         target = torch.as_tensor(target_returns, device=self.device, dtype=torch.float32)
         self.t[mask] = 0
@@ -58,13 +96,31 @@ class DecisionTransformerPolicy:
 
     @torch.no_grad()
     def act(self, observations: np.ndarray) -> np.ndarray:
-        """Actions (M, act_dim) for the current observations of all M environments."""
+        """Actions for the current observations of all M environments: (M, act_dim) float32,
+        or (M,) int64 indices for a discrete agent."""
         obs = torch.as_tensor(observations, dtype=torch.float32, device=self.device)
         rows = torch.arange(obs.shape[0], device=self.device)
         self.states[rows, self.t] = self.normalizer.states(obs)
-        action = self._act_recurrent(rows) if self.recurrent else self._act_recompute(rows)
+        output = self._act_recurrent(rows) if self.recurrent else self._act_recompute(rows)
+        action = self._choose(output)
         self.actions[rows, self.t] = action
         return self.normalizer.env_actions(action).cpu().numpy()
+
+    def _choose(self, output: Tensor) -> Tensor:
+        """The model's output for this step (M, act_dim) -> the action taken, in the model's
+        scale: continuous actions as predicted; for discrete ones the one-hot vector of the
+        most likely or of a sampled action."""
+        if not self.model.cfg.discrete:
+            return output
+        if self.sample:  # inverse CDF of the softmax at one uniform draw per row
+            uniform = torch.tensor(
+                [g.random() for g in self.generators], dtype=torch.float32, device=self.device
+            )
+            cdf = F.softmax(output.float(), dim=-1).cumsum(-1)
+            index = (cdf < uniform.unsqueeze(-1)).sum(-1).clamp(max=output.shape[-1] - 1)
+        else:
+            index = output.argmax(-1)
+        return F.one_hot(index, output.shape[-1]).to(self.actions.dtype)
 
     @torch.no_grad()
     def observe(self, rewards: np.ndarray) -> None:

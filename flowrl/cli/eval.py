@@ -41,6 +41,12 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str) -> None:
         help="env keyword arguments, repeatable or comma-separated (e.g. length=5000); they "
         "update those the checkpoint's dataset recorded",
     )
+    parser.add_argument(
+        "--sample-actions",
+        action="store_true",
+        help="discrete agents: sample each action from the agent's distribution (seeded per "
+        "episode by --seed) instead of taking the most likely one",
+    )
     parser.add_argument("--device", default="cpu")
     parser.add_argument(
         "--async-envs",
@@ -76,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
         max_steps=args.max_steps,
         env_id=args.env,
         env_kwargs=env_kwargs,
+        sample_actions=args.sample_actions,
         device=args.device,
         progress=True,
         vectorization="async" if args.async_envs else "sync",
@@ -95,6 +102,7 @@ def run(args: argparse.Namespace) -> int:
             "checkpoint": str(args.checkpoint),
             "env_id": env_id,
             "env_kwargs": resolve_env_kwargs(agent, env_id, env_kwargs),
+            "sample_actions": args.sample_actions,
         }
         payload["targets"] = {f"{s['target_return']:g}": s for s in summaries}
         args.json.write_text(json.dumps(payload, indent=2) + "\n")
@@ -142,6 +150,7 @@ def videos(
             max_steps=args.max_steps,
             env_id=args.env,
             env_kwargs=env_kwargs,
+            sample_actions=args.sample_actions,
             device=args.device,
         )
     except VideoUnavailable as err:

@@ -1,7 +1,8 @@
 """Rollouts of an agent in M Gymnasium environments at once, for several target returns.
 
 Episode i of every target is reset with seed `seed + i`, whichever environment slot
-runs it, so results depend on the seed alone, not on M.
+runs it, so results depend on the seed alone, not on M. A discrete agent that samples its
+actions (`sample_actions`) restarts its draws from the same episode seed.
 
 The vector env runs without autoreset and steps every slot at every step (Gymnasium's
 vector API cannot step a subset). A slot with no episode left to run is parked: reset
@@ -22,6 +23,7 @@ import torch
 from tqdm import tqdm
 
 from flowrl.agents.agent import DecisionTransformerAgent
+from flowrl.agents.policy import check_sampling
 from flowrl.errors import UserError
 
 
@@ -164,6 +166,7 @@ def evaluate(
     env_id: str | None = None,
     env_kwargs: dict[str, Any] | None = None,
     recurrent: bool | None = None,
+    sample_actions: bool = False,
     device: torch.device | str = "cpu",
     progress: bool = False,
     vectorization: str = "sync",
@@ -172,12 +175,14 @@ def evaluate(
 
     At most `num_envs` environments run at once, and no more than there are episodes.
     Envs are made with the agent's recorded env kwargs (those of its dataset) when `env_id`
-    is the agent's env, updated by `env_kwargs` (e.g. {"length": 5000}).
+    is the agent's env, updated by `env_kwargs` (e.g. {"length": 5000}). A discrete agent
+    takes its most likely actions, or with `sample_actions` samples them.
     `vectorization` "async" steps the envs in worker processes (see `make_envs`).
     """
     env_id = resolve_env_id(agent, env_id)
     if not target_returns:
         raise UserError("no target returns to evaluate")
+    check_sampling(agent.model.cfg, sample_actions)  # before any env is made
     return run_episodes(
         agent,
         make_envs(
@@ -192,6 +197,7 @@ def evaluate(
         seed=seed,
         max_steps=max_steps,
         recurrent=recurrent,
+        sample_actions=sample_actions,
         device=device,
         progress=progress,
     )
@@ -207,6 +213,7 @@ def run_episodes(
     seed: int,
     max_steps: int,
     recurrent: bool | None,
+    sample_actions: bool,
     device: torch.device | str,
     progress: bool,
 ) -> list[TargetResult]:
@@ -217,7 +224,9 @@ def run_episodes(
     with closing(envs):
         check_spaces(agent, envs, env_id)
         limit = episode_limit(envs, env_id, max_steps)
-        policy = agent.policy(num_envs, limit + 1, recurrent=recurrent, device=device)
+        policy = agent.policy(
+            num_envs, limit + 1, recurrent=recurrent, device=device, sample=sample_actions
+        )
         jobs = deque((t, i) for t in range(len(target_returns)) for i in range(episodes))
         slot_job: list[tuple[int, int] | None] = [None] * num_envs
         ep_return, ep_length = np.zeros(num_envs), np.zeros(num_envs, dtype=np.int64)
@@ -232,7 +241,7 @@ def run_episodes(
                     t, i = slot_job[slot]
                     seeds[slot], targets[slot] = seed + i, target_returns[t]
             new_obs, _ = envs.reset(seed=seeds, options={"reset_mask": free})
-            policy.reset(free, targets)
+            policy.reset(free, targets, seeds)
             ep_return[free], ep_length[free] = 0.0, 0
             return new_obs if obs is None else np.where(free[:, None], new_obs, obs)
 

@@ -59,6 +59,7 @@ def record_videos(
     env_id: str | None = None,
     env_kwargs: dict[str, Any] | None = None,
     recurrent: bool | None = None,
+    sample_actions: bool = False,
     device: torch.device | str = "cpu",
 ) -> list[Path]:
     """Writes `target-R/flowrl-episode-i.mp4` for the first `episodes` episodes per target."""
@@ -83,6 +84,7 @@ def record_videos(
             seed=seed,
             max_steps=max_steps,
             recurrent=recurrent,
+            sample_actions=sample_actions,
             device=device,
             progress=False,
         )

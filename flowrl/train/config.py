@@ -54,6 +54,7 @@ class EvalConfig:
     max_steps: int = 1000  # episode step limit (the env's own limit applies too)
     env_kwargs: dict[str, Any] = field(default_factory=dict)  # update the dataset's env kwargs
     env_id: str | None = None  # Gymnasium env to evaluate in; None: the dataset's
+    sample_actions: bool = False  # discrete agents: sample actions instead of the most likely
 
 
 PRECISIONS = ("auto", "fp32", "bf16")

@@ -67,6 +67,15 @@ def check_env(
     warn_on_action_range(dataset, act_space, env_id)
 
 
+def check_sampling(dataset: EpisodeDataset, sample_actions: bool) -> None:
+    """`eval.sample_actions` needs discrete actions (a categorical policy to sample from)."""
+    if sample_actions and dataset.discrete_actions is None:
+        raise UserError(
+            f"eval.sample_actions=true needs discrete actions; dataset {dataset.name!r} has "
+            "continuous ones"
+        )
+
+
 def warn_on_action_range(dataset: EpisodeDataset, space: gym.spaces.Box, env_id: str) -> None:
     """A DataWarning per action dimension whose data passes the env's bounds by far."""
     actions = np.concatenate([ep.actions for ep in dataset.episodes])

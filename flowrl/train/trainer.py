@@ -80,6 +80,7 @@ class Trainer:
         # the eval env is made and its spaces checked now, not at the first evaluation
         env_id = preflight.eval_env_id(dataset, cfg.eval.env_id)
         distributed.main_verdict(lambda: preflight.check_env(dataset, env_id, cfg.eval.env_kwargs))
+        preflight.check_sampling(dataset, cfg.eval.sample_actions)
         self.run_dir = Path(cfg.out_dir) / cfg.name
         # rank 0 locks the run folder for the whole run (released by fit)
         self.run_lock = claim_run_dir(self.run_dir, resume=resume, overwrite=overwrite)
@@ -224,6 +225,7 @@ class Trainer:
             seed=ev.seed,
             max_steps=ev.max_steps,
             env_kwargs=ev.env_kwargs,
+            sample_actions=ev.sample_actions,
             device=self.device,
         )
 

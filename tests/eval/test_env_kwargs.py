@@ -32,7 +32,7 @@ class OraclePolicy:
         self.oracles = [TMazeOracle() for _ in range(num_envs)]
         self.rng = np.random.default_rng(0)
 
-    def reset(self, rows: np.ndarray, target_returns: np.ndarray) -> None:
+    def reset(self, rows: np.ndarray, target_returns: np.ndarray, seeds=None) -> None:
         for row in np.flatnonzero(rows):
             self.oracles[row].reset(self.rng)
 

@@ -90,6 +90,14 @@ def test_wrong_eval_env_id_is_caught_before_training(env, tmp_path):
         assert "Traceback" not in done.stderr
 
 
+def test_sampled_eval_actions_need_a_discrete_dataset(env, tmp_path):
+    data = write_hdf5(tmp_path / "mine.hdf5", obs_dim=3, act_dim=1)
+    done = train(env, config(tmp_path, data, env_id="Pendulum-v1", sample_actions=True))
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "eval.sample_actions=true needs discrete actions" in done.stderr, done.stderr
+    assert not (tmp_path / "runs").exists()
+
+
 def test_zero_sized_observations_or_actions(tmp_path):
     for obs_dim, act_dim in ((0, 1), (3, 0)):
         path = write_hdf5(tmp_path / f"zero{obs_dim}{act_dim}.hdf5", obs_dim, act_dim)

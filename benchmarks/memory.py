@@ -1,0 +1,197 @@
+"""Long context that matters: the T-Maze benchmark (docs/memory-tasks.md).
+
+One command runs the whole grid: for each corridor length L it collects a mixed-quality
+T-Maze dataset (`flowrl collect`), trains every variant over several seeds (one
+`flowrl sweep` per length and variant), evaluates the episode-context flow agents at
+corridors several times longer than trained (`flowrl eval --env-kwargs length=...`, acting
+through the recurrent state), and writes a table, a JSON file and a figure of success rate
+against corridor length per variant.
+
+    python benchmarks/memory.py                                   # the CPU part (minutes)
+    python benchmarks/memory.py --lengths 10 50 100 250 500 1000 --jobs 8   # the full grid
+
+Success rate is the evaluation's normalised score: T-Maze reference returns are 0 and 1,
+so it is 100 x the mean return, which for an agent on schedule is the % of correct turns.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from flowrl.experiments import stats  # noqa: E402
+from flowrl.experiments.runs import find_runs  # noqa: E402
+
+# name -> (attention, context mode, window K or None for the whole episode)
+VARIANTS = {
+    "flow-episode": ("flow", "episode", None),
+    "flow-window": ("flow", "window", 20),
+    "softmax-window": ("softmax", "window", 20),
+    "softmax-episode": ("softmax", "episode", None),
+}
+METRIC = "eval/normalized_mean_last"
+
+
+def flowrl(*args: str, log: Path | None = None) -> None:
+    """Runs `python -m flowrl ARGS`; a failure stops the benchmark with the command's output."""
+    cmd = [sys.executable, "-m", "flowrl", *args]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if log is not None:
+        log.parent.mkdir(parents=True, exist_ok=True)
+        log.write_text(out.stdout + out.stderr)
+    if out.returncode != 0:
+        raise SystemExit(f"failed ({out.returncode}): {' '.join(cmd)}\n{out.stderr[-2000:]}")
+
+
+def dataset_id(task: str, length: int) -> str:
+    return f"flowrl/tmaze-{task}-{length}-v0"
+
+
+def collect(task: str, length: int, episodes: int) -> None:
+    from flowrl.data.minari_source import minari_root
+
+    if (minari_root() / dataset_id(task, length)).exists():
+        return
+    env = "flowrl/TMazePassive-v0" if task == "passive" else "flowrl/TMazeActive-v0"
+    flowrl(
+        "collect", "--env", env, "--env-kwargs", f"length={length}", "--episodes",
+        str(episodes), "--dataset-id", dataset_id(task, length), "--seed", "0",
+    )  # fmt: skip
+
+
+def sweep(args: argparse.Namespace, length: int, variant: str) -> Path:
+    """Trains one variant at one length over the seeds; returns the sweep folder."""
+    attention, mode, window = VARIANTS[variant]
+    horizon = length + (1 if args.task == "passive" else 3)
+    name = f"{args.task}-L{length}-{variant}"
+    flowrl(
+        "sweep", "--config", str(args.config), "--name", name, "--out-dir", str(args.out),
+        "--seeds", args.seeds, "--jobs", "1", "--threads", "1", "--no-progress",
+        "--set", f"data.dataset={dataset_id(args.task, length)}",
+        "--set", f"model.attention={attention}", "--set", f"model.context_mode={mode}",
+        "--set", f"model.context_len={window or horizon}", "--set", f"steps={args.steps}",
+        "--set", f"eval.episodes={args.episodes}",
+        log=args.out / "logs" / f"{name}.log",
+    )  # fmt: skip
+    return args.out / name
+
+
+def generalise(args: argparse.Namespace, run: Path, length: int, factor: int) -> float:
+    """Success (%) of a trained run at a corridor `factor` times longer than it trained on."""
+    out = args.out / "generalisation" / f"{run.name}-L{length}-x{factor}.json"
+    if not out.is_file():
+        flowrl(
+            "eval", "--checkpoint", str(run / "checkpoints" / "last.pt"), "--episodes",
+            str(args.episodes), "--num-envs", str(min(args.episodes, 50)), "--target", "1",
+            "--env-kwargs", f"length={length * factor}", "--seed", "20000", "--json", str(out),
+        )  # fmt: skip
+    return float(json.loads(out.read_text())["results"][0]["normalized_mean"])
+
+
+def summary(scores: list[float], reps: int) -> dict[str, float | int | list[float]]:
+    x = np.asarray(scores, float)
+    low, high = stats.interval([x], stats.mean, reps=reps)
+    return {"n": len(x), "mean": float(x.mean()), "ci95": [low, high], "runs": x.tolist()}
+
+
+def plot(results: dict, lengths: list[int], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for variant, by_length in results["trained"].items():
+        xs = [L for L in lengths if str(L) in by_length]
+        means = np.array([by_length[str(L)]["mean"] for L in xs])
+        cis = np.array([by_length[str(L)]["ci95"] for L in xs]).reshape(-1, 2)
+        ax.errorbar(xs, means, yerr=[means - cis[:, 0], cis[:, 1] - means], marker="o",
+                    capsize=3, label=variant)  # fmt: skip
+    for factor, by_length in results["generalisation"].items():
+        xs = sorted(int(L) * int(factor) for L in by_length)
+        ys = [by_length[str(x // int(factor))]["mean"] for x in xs]
+        ax.plot(xs, ys, linestyle="--", marker="x", label=f"flow-episode, {factor}x longer")
+    ax.axhline(50, color="grey", linewidth=0.8, linestyle=":")
+    ax.set_xscale("log")
+    ax.set_xlabel("corridor length L (steps between cue and junction)")
+    ax.set_ylabel("success rate (%)")
+    ax.set_ylim(-5, 105)
+    ax.set_title(f"Passive T-Maze, {results['seeds']} seeds, mean and 95% bootstrap CI")
+    ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--task", choices=("passive", "active"), default="passive")
+    parser.add_argument("--lengths", type=int, nargs="+", default=[10, 30, 100])
+    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
+    parser.add_argument("--seeds", default="0-2")
+    parser.add_argument("--steps", type=int, default=1500, help="training steps per run")
+    parser.add_argument("--episodes", type=int, default=100, help="evaluation episodes")
+    parser.add_argument("--dataset-episodes", type=int, default=1000)
+    parser.add_argument("--generalise", type=int, nargs="*", default=[2, 5, 10])
+    parser.add_argument("--softmax-episode-max", type=int, default=300,
+                        help="longest L trained with softmax over the whole episode")  # fmt: skip
+    parser.add_argument("--jobs", type=int, default=max(1, (os.cpu_count() or 1)))
+    parser.add_argument("--config", type=Path, default=ROOT / "configs/memory/tmaze.yaml")
+    parser.add_argument("--out", type=Path, default=ROOT / "sweeps/memory")
+    parser.add_argument("--json", type=Path, default=ROOT / "benchmarks/results/memory.json")
+    parser.add_argument("--figure", type=Path, default=ROOT / "docs/tmaze.png")
+    parser.add_argument("--reps", type=int, default=20_000, help="bootstrap resamples")
+    args = parser.parse_args()
+
+    for length in args.lengths:
+        collect(args.task, length, args.dataset_episodes)
+    jobs = [
+        (length, variant)
+        for length in args.lengths
+        for variant in args.variants
+        if not (variant == "softmax-episode" and length > args.softmax_episode_max)
+    ]
+    with ThreadPoolExecutor(args.jobs) as pool:  # each sweep runs its seeds one by one
+        folders = dict(zip(jobs, pool.map(lambda job: sweep(args, *job), jobs), strict=True))
+
+    results: dict = {"task": args.task, "seeds": args.seeds, "steps": args.steps,
+                     "machine": platform.processor() or platform.machine(),
+                     "cpus": os.cpu_count(), "trained": {}, "generalisation": {}}  # fmt: skip
+    rows = []
+    for (length, variant), folder in folders.items():
+        scores = [run.final(METRIC) for run in find_runs([folder])]
+        entry = summary([s for s in scores if s is not None], args.reps)
+        results["trained"].setdefault(variant, {})[str(length)] = entry
+        rows.append((variant, f"L={length}", entry))
+    for factor in args.generalise:
+        for length in args.lengths:
+            runs = [run.path for run in find_runs([folders[(length, "flow-episode")]])]
+            entry = summary([generalise(args, run, length, factor) for run in runs], args.reps)
+            results["generalisation"].setdefault(str(factor), {})[str(length)] = entry
+            rows.append(("flow-episode", f"L={length} -> {length * factor}", entry))
+
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(results, indent=2) + "\n")
+    plot(results, args.lengths, args.figure)
+    print(f"\n{'variant':<16} {'corridor':<18} {'n':>2} {'success %':>9}  95% CI      runs")
+    for variant, where, e in rows:
+        low, high = e["ci95"]
+        runs = " ".join(f"{r:.0f}" for r in e["runs"])
+        print(f"{variant:<16} {where:<18} {e['n']:>2} {e['mean']:>9.1f}  "
+              f"[{low:.0f}, {high:.0f}]  {runs}")  # fmt: skip
+    print(f"\nJSON: {args.json}\nfigure: {args.figure}")
+
+
+if __name__ == "__main__":
+    main()
