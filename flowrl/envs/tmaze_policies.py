@@ -50,7 +50,7 @@ class TMazeMixed(TMazeOracle):
     """
 
     def __init__(
-        self, wrong_turn: float = 0.3, noisy: float = 0.3, random_step: float = 0.1
+        self, wrong_turn: float = 0.3, noisy: float = 0.3, random_step: float = 0.03
     ) -> None:
         for name, value in (
             ("wrong_turn", wrong_turn),
