@@ -21,7 +21,7 @@ lint: install
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
 
 demo: install
-	$(VENV)/bin/flowrl train
+	$(VENV)/bin/flowrl train --overwrite
 
 bench: install
 	$(PY) benchmarks/attention.py
