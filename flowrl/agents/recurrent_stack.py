@@ -19,11 +19,40 @@ from flowrl.nn.attention import FlowAttention
 from flowrl.ops.flow_attention.inplace_step import InplaceFlowStep
 
 
-def _linear(x: Tensor, layer: nn.Linear, out: Tensor) -> Tensor:
-    """layer(x) written into `out`."""
-    if layer.bias is None:
-        return torch.mm(x, layer.weight.t(), out=out)
-    return torch.addmm(layer.bias, x, layer.weight.t(), out=out)
+class _Linear:
+    """An nn.Linear's parameters, read without module lookups, written into `out`."""
+
+    def __init__(self, layer: nn.Linear) -> None:
+        self.weight_t = layer.weight.detach().t()  # views: they follow in-place updates
+        self.bias = None if layer.bias is None else layer.bias.detach()
+
+    def __call__(self, x: Tensor, out: Tensor) -> Tensor:
+        if self.bias is None:
+            return torch.mm(x, self.weight_t, out=out)
+        return torch.addmm(self.bias, x, self.weight_t, out=out)
+
+
+class _LayerNorm:
+    def __init__(self, layer: nn.LayerNorm) -> None:
+        self.shape, self.eps = layer.normalized_shape, layer.eps
+        self.weight = None if layer.weight is None else layer.weight.detach()
+        self.bias = None if layer.bias is None else layer.bias.detach()
+
+    def __call__(self, x: Tensor) -> Tensor:
+        return F.layer_norm(x, self.shape, self.weight, self.bias, self.eps)
+
+
+class _Layer:
+    """One block's parameters and attention state, gathered once."""
+
+    def __init__(self, block: nn.Module, attention: InplaceFlowStep) -> None:
+        self.ln_1, self.ln_2 = _LayerNorm(block.ln_1), _LayerNorm(block.ln_2)
+        self.qkv, self.proj = _Linear(block.attn.qkv), _Linear(block.attn.proj)
+        self.fc, self.fc_proj = _Linear(block.mlp[0]), _Linear(block.mlp[2])
+        activation = block.mlp[1]
+        self.relu = isinstance(activation, nn.ReLU)
+        self.activation = activation
+        self.attention = attention
 
 
 class RecurrentStack:
@@ -35,9 +64,8 @@ class RecurrentStack:
             raise ValueError(f"attention={cfg.attention!r} has no recurrent form")
         weight = model.embed_state.weight
         device, dtype, E = weight.device, weight.dtype, cfg.embed_dim
-        self.blocks = list(model.blocks)
         self.attention: list[InplaceFlowStep] = []
-        for block in self.blocks:
+        for block in model.blocks:
             attn = block.attn
             assert isinstance(attn, FlowAttention)
             self.attention.append(
@@ -51,6 +79,7 @@ class RecurrentStack:
                     dtype=dtype,
                 )
             )
+        self.layers = [_Layer(b, a) for b, a in zip(model.blocks, self.attention, strict=True)]
         self.position = torch.zeros(batch, device=device, dtype=dtype)  # tokens seen, per row
 
         def empty(width: int) -> Tensor:
@@ -70,17 +99,13 @@ class RecurrentStack:
     @torch.inference_mode()
     def step(self, token: Tensor) -> Tensor:
         """token (B, E) -> the last block's output (B, E), in a buffer the next step reuses."""
-        x, E = self.x, self.x.shape[1]
+        x, position, branch = self.x, self.position, self.branch
         x.copy_(token)
-        self.position.add_(1.0)
-        for block, attention in zip(self.blocks, self.attention, strict=True):
-            ln_1, ln_2 = block.ln_1, block.ln_2
-            h = F.layer_norm(x, (E,), ln_1.weight, ln_1.bias, ln_1.eps)
-            y = attention.step(_linear(h, block.attn.qkv, self.qkv), self.position)
-            x.add_(_linear(y, block.attn.proj, self.branch))
-            h = F.layer_norm(x, (E,), ln_2.weight, ln_2.bias, ln_2.eps)
-            fc, activation, proj = block.mlp[0], block.mlp[1], block.mlp[2]
-            hidden = _linear(h, fc, self.hidden)
-            hidden = hidden.relu_() if isinstance(activation, nn.ReLU) else activation(hidden)
-            x.add_(_linear(hidden, proj, self.branch))
+        position.add_(1.0)
+        for layer in self.layers:
+            y = layer.attention.step(layer.qkv(layer.ln_1(x), self.qkv), position)
+            x.add_(layer.proj(y, branch))
+            hidden = layer.fc(layer.ln_2(x), self.hidden)
+            hidden = hidden.relu_() if layer.relu else layer.activation(hidden)
+            x.add_(layer.fc_proj(hidden, branch))
         return x

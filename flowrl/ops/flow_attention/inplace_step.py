@@ -68,6 +68,7 @@ class InplaceFlowStep:
         self.competition_col, self.cv_row = self.competition.unsqueeze(-1), self.cv.unsqueeze(-2)
         self.read_heads, self.scale_col = self.read.squeeze(-2), self.scale.unsqueeze(-1)
         self.out_flat = self.out.view(B, H * d)
+        self._position: Tensor | None = None
         self.reset()
 
     def reset(self, rows: Tensor | None = None) -> None:
@@ -87,7 +88,10 @@ class InplaceFlowStep:
     def step(self, qkv: Tensor, position: Tensor) -> Tensor:
         B, H, d = self.shape
         q_k_v = qkv.view(B, 3, H, d)
-        t = position.view(B, 1, 1)
+        if position is not self._position:  # views of the caller's position buffer, once
+            self._position = position
+            self._t, self._t_rows = position.view(B, 1, 1), position.view(B, 1)
+        t, t_rows = self._t, self._t_rows
         # features [Q, K, Q] and their eps-shifted copies
         torch.sigmoid(q_k_v[:, :2], out=self.q_and_k)
         self.features[:, 2].copy_(self.Q)
@@ -106,7 +110,7 @@ class InplaceFlowStep:
         self.source.clamp_(-self.clamp, self.clamp)
         torch.exp(self.source, out=self.source_exp)
         self.competition_sum.add_(self.source_exp)
-        torch.mul(self.source_exp, position.view(B, 1), out=self.competition)
+        torch.mul(self.source_exp, t_rows, out=self.competition)
         self.competition.div_(self.competition_sum)
         torch.mul(self.competition_col, q_k_v[:, 2], out=self.cv)
         self.kv.addcmul_(self.K_col, self.cv_row)
@@ -114,7 +118,7 @@ class InplaceFlowStep:
         # out = sigmoid(sink) I / t * read, where I / t = 1 / <Q + eps, key_sum + eps>
         # out = sigmoid(sink) I / t * read
         torch.sigmoid(self.sink, out=self.scale)
-        self.scale.mul_(self.inflow).div_(position.view(B, 1))
+        self.scale.mul_(self.inflow).div_(t_rows)
         torch.mul(self.read_heads, self.scale_col, out=self.out)
         return self.out_flat
 
