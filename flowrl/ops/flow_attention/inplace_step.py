@@ -96,7 +96,7 @@ class InplaceFlowStep:
         torch.sigmoid(q_k_v[:, :2], out=self.q_and_k)
         self.features[:, 2].copy_(self.Q)
         torch.add(self.features, self.eps, out=self.features_eps)
-        # key_sum += K, query_sum += Q; flows [I, O] = t / <[Q, K] + eps, [key_sum, query_sum] + eps>
+        # key_sum += K, query_sum += Q; flows [I, O] = t / <[Q, K] + eps, [key_sum, query_sum]>
         self.sums.add_(self.k_and_q)
         torch.mul(self.q_and_k_eps, self.sums, out=self.products)
         torch.sum(self.products, -1, out=self.flows)
