@@ -53,7 +53,8 @@ class InplaceFlowStep:
         self.competition_sum, self.kv = empty(B, H), empty(B, H, d, d)
         # scratch
         self.features, self.features_eps = empty(B, 3, H, d), empty(B, 3, H, d)  # [Q, K, Q]
-        self.products, self.flows, self.gates = empty(B, 2, H, d), empty(B, 2, H), empty(B, 2, H)
+        self.products, self.dots = empty(B, 2, H, d), empty(B, 2, H)
+        self.flows, self.gates = empty(B, 2, H), empty(B, 2, H)
         self.source_exp, self.competition = empty(B, H), empty(B, H)
         self.scale, self.cv, self.read = empty(B, H), empty(B, H, d), empty(B, H, 1, d)
         self.out = empty(B, H, d)
@@ -63,7 +64,7 @@ class InplaceFlowStep:
         self.q_and_k_eps, self.k_and_q_eps = self.features_eps[:, :2], self.features_eps[:, 1:]
         self.Q, self.Q_row, self.K_col = Q, Q.unsqueeze(-2), K.unsqueeze(-1)
         self.flows_col = self.flows.unsqueeze(-1)
-        self.inflow = self.flows[:, 0]
+        self.inflow_dot = self.dots[:, 0]  # <Q + eps, key_sum + eps> = t / I
         self.source, self.sink = self.gates[:, 0], self.gates[:, 1]
         self.competition_col, self.cv_row = self.competition.unsqueeze(-1), self.cv.unsqueeze(-2)
         self.read_heads, self.scale_col = self.read.squeeze(-2), self.scale.unsqueeze(-1)
@@ -96,11 +97,11 @@ class InplaceFlowStep:
         torch.sigmoid(q_k_v[:, :2], out=self.q_and_k)
         self.features[:, 2].copy_(self.Q)
         torch.add(self.features, self.eps, out=self.features_eps)
-        # key_sum += K, query_sum += Q; flows [I, O] = t / <[Q, K] + eps, [key_sum, query_sum]>
+        # key_sum += K, query_sum += Q (stored + eps); flows [I, O] = t / <[Q, K] + eps, those>
         self.sums.add_(self.k_and_q)
         torch.mul(self.q_and_k_eps, self.sums, out=self.products)
-        torch.sum(self.products, -1, out=self.flows)
-        torch.div(t, self.flows, out=self.flows)
+        torch.sum(self.products, -1, out=self.dots)
+        torch.div(t, self.dots, out=self.flows)
         # inflow_sum += I Q, outflow_sum += O K; [source, sink] = <[K, Q] + eps, those + eps> / t
         self.flow_sums.addcmul_(self.flows_col, self.q_and_k)
         torch.mul(self.k_and_q_eps, self.flow_sums, out=self.products)
@@ -118,7 +119,7 @@ class InplaceFlowStep:
         # out = sigmoid(sink) I / t * read, where I / t = 1 / <Q + eps, key_sum + eps>
         # out = sigmoid(sink) I / t * read
         torch.sigmoid(self.sink, out=self.scale)
-        self.scale.mul_(self.inflow).div_(t_rows)
+        self.scale.div_(self.inflow_dot)
         torch.mul(self.read_heads, self.scale_col, out=self.out)
         return self.out_flat
 
