@@ -11,7 +11,6 @@ one shared position counter for every layer. Results equal `DecisionTransformer.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from flowrl.agents.decision_transformer import DecisionTransformer
@@ -19,39 +18,32 @@ from flowrl.nn.attention import FlowAttention
 from flowrl.ops.flow_attention.inplace_step import InplaceFlowStep
 
 
-class _Linear:
-    """An nn.Linear's parameters, read without module lookups, written into `out`."""
-
-    def __init__(self, layer: nn.Linear) -> None:
-        self.weight_t = layer.weight.detach().t()  # views: they follow in-place updates
-        self.bias = None if layer.bias is None else layer.bias.detach()
-
-    def __call__(self, x: Tensor, out: Tensor) -> Tensor:
-        if self.bias is None:
-            return torch.mm(x, self.weight_t, out=out)
-        return torch.addmm(self.bias, x, self.weight_t, out=out)
+def _linear(layer: nn.Linear) -> tuple[Tensor, Tensor]:
+    """(bias, weight^T) of `layer` for `torch.addmm`: views that follow in-place updates."""
+    weight = layer.weight.detach()
+    bias = weight.new_zeros(weight.shape[0]) if layer.bias is None else layer.bias.detach()
+    return bias, weight.t()
 
 
-class _LayerNorm:
-    def __init__(self, layer: nn.LayerNorm) -> None:
-        self.shape, self.eps = layer.normalized_shape, layer.eps
-        self.weight = None if layer.weight is None else layer.weight.detach()
-        self.bias = None if layer.bias is None else layer.bias.detach()
+def _norm(layer: nn.LayerNorm) -> tuple[Tensor | None, Tensor | None, float]:
+    """(weight, bias, eps) of `layer` for `torch.layer_norm`."""
+    weight = None if layer.weight is None else layer.weight.detach()
+    return weight, None if layer.bias is None else layer.bias.detach(), layer.eps
 
-    def __call__(self, x: Tensor) -> Tensor:
-        return F.layer_norm(x, self.shape, self.weight, self.bias, self.eps)
+
+def _addmm(linear: tuple[Tensor, Tensor], x: Tensor, out: Tensor) -> Tensor:
+    return torch.addmm(linear[0], x, linear[1], out=out)
 
 
 class _Layer:
-    """One block's parameters and attention state, gathered once."""
+    """One block's parameters and attention state, gathered once (no module lookups)."""
 
     def __init__(self, block: nn.Module, attention: InplaceFlowStep) -> None:
-        self.ln_1, self.ln_2 = _LayerNorm(block.ln_1), _LayerNorm(block.ln_2)
-        self.qkv, self.proj = _Linear(block.attn.qkv), _Linear(block.attn.proj)
-        self.fc, self.fc_proj = _Linear(block.mlp[0]), _Linear(block.mlp[2])
-        activation = block.mlp[1]
-        self.relu = isinstance(activation, nn.ReLU)
-        self.activation = activation
+        self.ln_1, self.ln_2 = _norm(block.ln_1), _norm(block.ln_2)
+        self.qkv, self.proj = _linear(block.attn.qkv), _linear(block.attn.proj)
+        self.fc, self.fc_proj = _linear(block.mlp[0]), _linear(block.mlp[2])
+        self.activation = block.mlp[1]
+        self.relu = isinstance(self.activation, nn.ReLU)
         self.attention = attention
 
 
@@ -99,13 +91,15 @@ class RecurrentStack:
     @torch.inference_mode()
     def step(self, token: Tensor) -> Tensor:
         """token (B, E) -> the last block's output (B, E), in a buffer the next step reuses."""
-        x, position, branch = self.x, self.position, self.branch
+        x, position, branch, shape = self.x, self.position, self.branch, self.x.shape[1:]
         x.copy_(token)
         position.add_(1.0)
         for layer in self.layers:
-            y = layer.attention.step(layer.qkv(layer.ln_1(x), self.qkv), position)
-            x.add_(layer.proj(y, branch))
-            hidden = layer.fc(layer.ln_2(x), self.hidden)
+            h = torch.layer_norm(x, shape, *layer.ln_1)
+            y = layer.attention.step(_addmm(layer.qkv, h, self.qkv), position)
+            x.add_(_addmm(layer.proj, y, branch))
+            h = torch.layer_norm(x, shape, *layer.ln_2)
+            hidden = _addmm(layer.fc, h, self.hidden)
             hidden = hidden.relu_() if layer.relu else layer.activation(hidden)
-            x.add_(layer.fc_proj(hidden, branch))
+            x.add_(_addmm(layer.fc_proj, hidden, branch))
         return x
