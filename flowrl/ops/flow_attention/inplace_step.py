@@ -87,6 +87,7 @@ class InplaceFlowStep:
         self.kv.masked_fill_(rows.view(-1, 1, 1, 1), 0.0)
 
     def step(self, qkv: Tensor, position: Tensor) -> Tensor:
+        """One token per row; `position` is best one buffer the caller updates in place."""
         B, H, d = self.shape
         q_k_v = qkv.view(B, 3, H, d)
         if position is not self._position:  # views of the caller's position buffer, once
@@ -117,7 +118,6 @@ class InplaceFlowStep:
         self.kv.addcmul_(self.K_col, self.cv_row)
         torch.matmul(self.Q_row, self.kv, out=self.read)
         # out = sigmoid(sink) I / t * read, where I / t = 1 / <Q + eps, key_sum + eps>
-        # out = sigmoid(sink) I / t * read
         torch.sigmoid(self.sink, out=self.scale)
         self.scale.div_(self.inflow_dot)
         torch.mul(self.read_heads, self.scale_col, out=self.out)
