@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -136,9 +138,12 @@ def test_bad_checkpoints_get_clear_errors(tmp_path):
         load_agent(other)
 
 
-def test_recurrent_stack_equals_the_blocks_step():
+@pytest.mark.parametrize("activation", ["relu", "gelu"])
+def test_recurrent_stack_equals_the_blocks_step(activation):
     """RecurrentStack (in place) gives the outputs of DecisionTransformer.step, with resets."""
-    net = model(mode="episode", seed=3)
+    torch.manual_seed(3)
+    cfg = dataclasses.replace(model(mode="episode").cfg, activation=activation)
+    net = DecisionTransformer(cfg).eval()
     B, E = 3, net.cfg.embed_dim
     tokens = torch.randn(20, B, E, generator=torch.Generator().manual_seed(4))
     stack, states = RecurrentStack(net, B), [None] * net.cfg.n_layers
