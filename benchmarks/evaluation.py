@@ -29,7 +29,12 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from flowrl.agents import Agent, DecisionTransformer, DecisionTransformerConfig
+from flowrl.agents import (
+    DecisionTransformer,
+    DecisionTransformerAgent,
+    DecisionTransformerConfig,
+    Normalizer,
+)
 from flowrl.eval import evaluate
 from flowrl.eval.rollout import make_envs
 
@@ -40,17 +45,14 @@ STEPS = 300
 TARGET = 6000.0
 
 
-def make_agent(attention: str, mode: str) -> Agent:
+def make_agent(attention: str, mode: str) -> DecisionTransformerAgent:
     torch.manual_seed(0)
     cfg = DecisionTransformerConfig(
         state_dim=OBS, act_dim=ACT, attention=attention, context_mode=mode, context_len=20
     )
-    return Agent(
-        model=DecisionTransformer(cfg).eval(),
-        obs_mean=np.zeros(OBS, np.float32),
-        obs_std=np.ones(OBS, np.float32),
-        action_scale=np.ones(ACT, np.float32),
-        return_scale=1000.0,
+    return DecisionTransformerAgent.from_parts(
+        DecisionTransformer(cfg).eval(),
+        Normalizer.from_arrays(np.zeros(OBS), np.ones(OBS), np.ones(ACT), return_scale=1000.0),
         dataset="random",
         env_id=ENV,
     )
@@ -73,7 +75,7 @@ def env_only(num_envs: int, episodes: int, vectorization: str) -> float:
         envs.close()
 
 
-def policy_only(agent: Agent, num_envs: int) -> float:
+def policy_only(agent: DecisionTransformerAgent, num_envs: int) -> float:
     """Env steps/s of the batched recurrent policy alone (act + observe, no env)."""
     rng = np.random.default_rng(0)
     obs = rng.normal(size=(STEPS, num_envs, OBS)).astype(np.float32)
@@ -117,7 +119,9 @@ def peer_loop(model: DecisionTransformer, episodes: int) -> float:
     return steps / (time.perf_counter() - start)
 
 
-def evaluator(agent: Agent, num_envs: int, episodes: int, vectorization: str) -> float:
+def evaluator(
+    agent: DecisionTransformerAgent, num_envs: int, episodes: int, vectorization: str
+) -> float:
     start = time.perf_counter()
     (result,) = evaluate(
         agent,

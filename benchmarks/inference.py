@@ -1,9 +1,12 @@
 """Per-step inference time against context length, and env steps/s of Hopper evaluations.
 
 A randomly initialised agent at the papers' size (embed 128, 3 layers, 1 head) with
-Hopper-v5 shapes (obs 11, act 3); no dataset needed. Part 1 times one acting step at
-context lengths of 10 to 3000 tokens (3 tokens per timestep) for the recurrent flow
-path and for recomputing the whole episode, batch 1 and 10. Part 2 runs an evaluation of
+Hopper-v5 shapes (obs 11, act 3); no dataset needed. Part 1 times one acting step
+(act + observe: three tokens) at context lengths of 10 to 3000 tokens (3 tokens per
+timestep), batch 1, 10 and 64, for the recurrent flow path (`RecurrentStack`, in place),
+for the same policy stepping through the plain `DecisionTransformer.step` (the reference
+form, allocating a state per token), and for recomputing the whole episode (skipped at
+batch 64 past 300 tokens). Part 2 runs an evaluation of
 N Hopper-v5 episodes at M = 1 and M = 10 with a window-mode K = 20 agent and with the
 recurrent episode-mode agent. Prints tables, writes benchmarks/results/inference_cpu.json.
 
@@ -29,12 +32,29 @@ from flowrl.agents import (
     DecisionTransformerConfig,
     Normalizer,
 )
+from flowrl.agents.decision_transformer import DecisionTransformer as Model
 from flowrl.eval import evaluate
 
 ROOT = Path(__file__).resolve().parents[1]
 OBS, ACT = 11, 3
 TOKENS = (10, 30, 100, 300, 1000, 3000)
-BATCHES = (1, 10)
+BATCHES = (1, 10, 64)
+RECOMPUTE_MAX_TOKENS = {64: 300}  # recomputing 64 episodes of 3000 tokens takes seconds a step
+
+
+class PlainStack:
+    """The policy's recurrent stack as `DecisionTransformer.step`: the 'before' path."""
+
+    def __init__(self, model: Model) -> None:
+        self.model, self.states = model, [None] * model.cfg.n_layers
+
+    def reset(self, rows: torch.Tensor) -> None:
+        if self.states[0] is not None:
+            self.states = [s.reset(rows) for s in self.states]
+
+    def step(self, token: torch.Tensor) -> torch.Tensor:
+        hidden, self.states = self.model.step(token, self.states)
+        return hidden
 
 
 def make_agent(mode: str) -> DecisionTransformerAgent:
@@ -51,11 +71,14 @@ def make_agent(mode: str) -> DecisionTransformerAgent:
 
 
 def recurrent_ms(
-    agent: DecisionTransformerAgent, batch: int, steps: list[int], reps: int
+    agent: DecisionTransformerAgent, batch: int, steps: list[int], reps: int, plain: bool
 ) -> dict[int, float]:
-    """Median ms of act + observe at each of `steps` timesteps, walking one episode."""
+    """Median ms of act + observe at each of `steps` timesteps, walking one episode;
+    `plain`: through `DecisionTransformer.step` instead of the in-place stack."""
     rng = np.random.default_rng(0)
     policy = agent.policy(batch, max(steps) + reps + 1, recurrent=True)
+    if plain:
+        policy.stack = PlainStack(policy.model)
     policy.reset(np.ones(batch, bool), np.full(batch, 3600.0))
     times: list[float] = []
     for _ in range(max(steps) + reps):
@@ -89,17 +112,22 @@ def latency(reps: int) -> list[dict]:
     steps = [max(1, tokens // 3) for tokens in TOKENS]
     rows = []
     for batch in BATCHES:
-        recurrent = recurrent_ms(agent, batch, steps, reps)
+        recurrent = recurrent_ms(agent, batch, steps, reps, plain=False)
+        plain = recurrent_ms(agent, batch, steps, reps, plain=True)
         for tokens, step in zip(TOKENS, steps, strict=True):
-            full = recompute_ms(agent, batch, step, reps)
+            full = None
+            if tokens <= RECOMPUTE_MAX_TOKENS.get(batch, tokens):
+                full = recompute_ms(agent, batch, step, reps)
             rows.append(
                 {
                     "batch": batch,
                     "tokens": tokens,
                     "timesteps": step,
                     "recurrent_ms": recurrent[step],
+                    "plain_step_ms": plain[step],
                     "recompute_ms": full,
-                    "speedup": full / recurrent[step],
+                    "plain_over_recurrent": plain[step] / recurrent[step],
+                    "recompute_over_recurrent": None if full is None else full / recurrent[step],
                 }
             )
     return rows
@@ -138,13 +166,22 @@ def main() -> None:
     reps = 5 if args.quick else 20
 
     rows = latency(reps)
-    print(f"{'batch':>5} {'tokens':>6} {'recurrent ms':>12} {'recompute ms':>12} {'speedup':>8}")
+    print(
+        f"{'batch':>5} {'tokens':>6} {'recurrent ms':>12} {'plain step ms':>13} {'ratio':>6} "
+        f"{'recompute ms':>12} {'ratio':>7}"
+    )
     for r in rows:
+        full, ratio = r["recompute_ms"], r["recompute_over_recurrent"]
         print(
             f"{r['batch']:>5} {r['tokens']:>6} {r['recurrent_ms']:>12.3f} "
-            f"{r['recompute_ms']:>12.3f} {r['speedup']:>7.1f}x"
+            f"{r['plain_step_ms']:>13.3f} {r['plain_over_recurrent']:>5.1f}x "
+            + ("           -       -" if full is None else f"{full:>12.3f} {ratio:>6.1f}x")
         )
     checks = {}
+    one = {r["tokens"]: r["recurrent_ms"] for r in rows if r["batch"] == 1}
+    checks["batch_1_recurrent_ms_at_30_tokens"] = one[30]
+    verdict = "ok" if one[30] <= 0.6 else "OVER 0.6 ms"
+    print(f"batch 1: recurrent step at 30 tokens {one[30]:.3f} ms (target 0.6 ms: {verdict})")
     for batch in BATCHES:
         ms = {r["tokens"]: r["recurrent_ms"] for r in rows if r["batch"] == batch}
         ratio = ms[3000] / ms[30]
@@ -172,6 +209,7 @@ def main() -> None:
         "python": platform.python_version(),
         "torch": torch.__version__,
         "quick": args.quick,
+        "load_average_at_end": os.getloadavg(),
     }
     payload = {"meta": meta, "latency": rows, "checks": checks, "evaluation": evals}
     out.write_text(json.dumps(payload, indent=2) + "\n")

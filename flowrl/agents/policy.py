@@ -24,6 +24,7 @@ from torch import Tensor
 
 from flowrl.agents.decision_transformer import DecisionTransformer, DecisionTransformerConfig
 from flowrl.agents.normalizer import Normalizer
+from flowrl.agents.recurrent_stack import RecurrentStack
 from flowrl.errors import UserError
 
 
@@ -73,7 +74,7 @@ class DecisionTransformerPolicy:
         self.actions = torch.zeros(M, T, cfg.act_dim, device=self.device)
         self.returns_to_go = torch.zeros(M, T, device=self.device)
         self.t = torch.zeros(M, dtype=torch.long, device=self.device)
-        self.attn_states: list[object | None] = [None] * cfg.n_layers
+        self.stack = RecurrentStack(model, M) if self.recurrent else None
 
     @torch.no_grad()
     def reset(
@@ -91,8 +92,8 @@ class DecisionTransformerPolicy:
         target = torch.as_tensor(target_returns, device=self.device, dtype=torch.float32)
         self.t[mask] = 0
         self.returns_to_go[mask, 0] = self.normalizer.returns(target[mask])
-        if self.recurrent and self.attn_states[0] is not None:
-            self.attn_states = [s.reset(mask) for s in self.attn_states]
+        if self.stack is not None:
+            self.stack.reset(mask)
 
     @torch.no_grad()
     def act(self, observations: np.ndarray) -> np.ndarray:
@@ -155,8 +156,7 @@ class DecisionTransformerPolicy:
     def _feed(self, kind: str, values: Tensor) -> Tensor:
         """One token of `kind` per row at the rows' current timesteps; the last hidden state."""
         token = self.model.embed_tokens(kind, values, self.t)
-        hidden, self.attn_states = self.model.step(token, self.attn_states)
-        return hidden
+        return self.stack.step(token)
 
     def _act_recurrent(self, rows: Tensor) -> Tensor:
         """Feeds the return-to-go and state tokens of this step through the recurrent state."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -14,6 +16,7 @@ from flowrl.agents import (
     action_loss,
 )
 from flowrl.agents.agent import load_agent, save_atomic
+from flowrl.agents.recurrent_stack import RecurrentStack
 from flowrl.errors import UserError
 
 S, A = 5, 3
@@ -133,3 +136,23 @@ def test_bad_checkpoints_get_clear_errors(tmp_path):
     torch.save({"weights": torch.zeros(2)}, other)
     with pytest.raises(UserError, match="not a flowrl checkpoint"):
         load_agent(other)
+
+
+@pytest.mark.parametrize("activation", ["relu", "gelu"])
+def test_recurrent_stack_equals_the_blocks_step(activation):
+    """RecurrentStack (in place) gives the outputs of DecisionTransformer.step, with resets."""
+    torch.manual_seed(3)
+    cfg = dataclasses.replace(model(mode="episode").cfg, activation=activation)
+    net = DecisionTransformer(cfg).eval()
+    B, E = 3, net.cfg.embed_dim
+    tokens = torch.randn(20, B, E, generator=torch.Generator().manual_seed(4))
+    stack, states = RecurrentStack(net, B), [None] * net.cfg.n_layers
+    with torch.no_grad():
+        for i, token in enumerate(tokens):
+            if i == 8:
+                rows = torch.tensor([True, False, True])
+                stack.reset(rows)
+                states = [s.reset(rows) for s in states]
+            expected, states = net.step(token, states)
+            got = stack.step(token)
+            assert torch.allclose(got, expected, rtol=1e-5, atol=1e-5), i

@@ -62,7 +62,7 @@ def test_recurrent_equals_recomputing_the_whole_episode():
     ag = agent("episode")
     recurrent = ag.policy(3, 301, recurrent=True)
     fast = rollout(recurrent, 300, 3, resets=(120,))
-    assert all(not s.kv.requires_grad for s in recurrent.attn_states), "acting built a graph"
+    assert all(not s.kv.requires_grad for s in recurrent.stack.attention), "acting built a graph"
     slow = rollout(ag.policy(3, 301, recurrent=False), 300, 3, resets=(120,))
     np.testing.assert_allclose(fast, slow, rtol=1e-4, atol=1e-4)
     assert np.abs(fast).max() <= 3.0 and np.abs(fast).max() > 0.1

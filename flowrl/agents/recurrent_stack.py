@@ -1,0 +1,105 @@
+"""A flow Decision Transformer's blocks stepped one token at a time, for acting.
+
+`DecisionTransformer.step` is the plain form: every block's `step`, allocating a new state
+per token. Acting at batch 1 spends its time in the number of tensor operations, not in
+arithmetic, so `RecurrentStack` runs the same blocks on buffers allocated once: the
+attention state in place (`InplaceFlowStep`), the linear layers into preallocated outputs,
+one shared position counter for every layer. Results equal `DecisionTransformer.step`
+(tested); it reads the model's parameters on every step, so it follows training.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from flowrl.agents.decision_transformer import DecisionTransformer
+from flowrl.nn.attention import FlowAttention
+from flowrl.ops.flow_attention.inplace_step import InplaceFlowStep
+
+
+def _linear(layer: nn.Linear) -> tuple[Tensor, Tensor]:
+    """(bias, weight^T) of `layer` for `torch.addmm`: views that follow in-place updates."""
+    weight = layer.weight.detach()
+    bias = weight.new_zeros(weight.shape[0]) if layer.bias is None else layer.bias.detach()
+    return bias, weight.t()
+
+
+def _norm(layer: nn.LayerNorm) -> tuple[Tensor | None, Tensor | None, float]:
+    """(weight, bias, eps) of `layer` for `torch.layer_norm`."""
+    weight = None if layer.weight is None else layer.weight.detach()
+    return weight, None if layer.bias is None else layer.bias.detach(), layer.eps
+
+
+def _addmm(linear: tuple[Tensor, Tensor], x: Tensor, out: Tensor) -> Tensor:
+    return torch.addmm(linear[0], x, linear[1], out=out)
+
+
+class _Layer:
+    """One block's parameters and attention state, gathered once (no module lookups)."""
+
+    def __init__(self, block: nn.Module, attention: InplaceFlowStep) -> None:
+        self.ln_1, self.ln_2 = _norm(block.ln_1), _norm(block.ln_2)
+        self.qkv, self.proj = _linear(block.attn.qkv), _linear(block.attn.proj)
+        self.fc, self.fc_proj = _linear(block.mlp[0]), _linear(block.mlp[2])
+        self.activation = block.mlp[1]
+        self.relu = isinstance(self.activation, nn.ReLU)
+        self.attention = attention
+
+
+class RecurrentStack:
+    """The blocks of a flow `model` for `batch` rows, one embedded token per row per step."""
+
+    def __init__(self, model: DecisionTransformer, batch: int) -> None:
+        cfg = model.cfg
+        if not model.recurrent:
+            raise ValueError(f"attention={cfg.attention!r} has no recurrent form")
+        weight = model.embed_state.weight
+        device, dtype, E = weight.device, weight.dtype, cfg.embed_dim
+        self.attention: list[InplaceFlowStep] = []
+        for block in model.blocks:
+            attn = block.attn
+            assert isinstance(attn, FlowAttention)
+            self.attention.append(
+                InplaceFlowStep(
+                    batch,
+                    attn.num_heads,
+                    attn.head_dim,
+                    eps=attn.eps,
+                    clamp=attn.clamp,
+                    device=device,
+                    dtype=dtype,
+                )
+            )
+        self.layers = [_Layer(b, a) for b, a in zip(model.blocks, self.attention, strict=True)]
+        self.position = torch.zeros(batch, device=device, dtype=dtype)  # tokens seen, per row
+
+        def empty(width: int) -> Tensor:
+            return torch.empty(batch, width, device=device, dtype=dtype)
+
+        self.x, self.qkv, self.branch, self.hidden = empty(E), empty(3 * E), empty(E), empty(4 * E)
+
+    def reset(self, rows: Tensor | None = None) -> None:
+        """Starts the rows where `rows` (bool, (B,)) is True over; None: every row."""
+        if rows is None:
+            self.position.zero_()
+        else:
+            self.position.masked_fill_(rows.to(self.position.device, torch.bool), 0.0)
+        for attention in self.attention:
+            attention.reset(rows)
+
+    @torch.inference_mode()
+    def step(self, token: Tensor) -> Tensor:
+        """token (B, E) -> the last block's output (B, E), in a buffer the next step reuses."""
+        x, position, branch, shape = self.x, self.position, self.branch, self.x.shape[1:]
+        x.copy_(token)
+        position.add_(1.0)
+        for layer in self.layers:
+            h = torch.layer_norm(x, shape, *layer.ln_1)
+            y = layer.attention.step(_addmm(layer.qkv, h, self.qkv), position)
+            x.add_(_addmm(layer.proj, y, branch))
+            h = torch.layer_norm(x, shape, *layer.ln_2)
+            hidden = _addmm(layer.fc, h, self.hidden)
+            hidden = hidden.relu_() if layer.relu else layer.activation(hidden)
+            x.add_(_addmm(layer.fc_proj, hidden, branch))
+        return x

@@ -1,0 +1,136 @@
+"""The recurrent step of causal Flow-Attention on preallocated buffers, updated in place.
+
+The same arithmetic as `recurrent_flow_step` (the reference step), laid out for acting,
+where a step is a few kilo-FLOPs and the cost is the number of tensor operations:
+
+- the state is allocated once and updated in place; every intermediate has its buffer
+  and every view of one is made once, so a step allocates nothing;
+- the d-vector sums are stored shifted by eps (key_sum + eps, ...), so the spec's
+  <a + eps, b + eps> needs no extra pass;
+- the two flows, and then the sink and source, are computed together: the sigmoid
+  features are laid out as [Q, K, Q], whose slices [Q, K] and [K, Q] pair each feature
+  with the sum it meets, so each pair is one multiply and one sum.
+
+The tests hold it against `recurrent_flow_step` and the float64 reference.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from flowrl.ops.flow_attention.state import FlowAttentionState
+
+
+class InplaceFlowStep:
+    """One Flow-Attention layer's recurrent state for `batch` rows, stepped in place.
+
+    `step(qkv, position)` takes the layer's raw projections (B, 3 * H * d), laid out as
+    the attention layer's `qkv` output ([q | k | v], heads inside each), and this token's
+    1-based positions (B,) in the state's dtype; it returns the heads' output (B, H * d)
+    in a buffer that the next step overwrites.
+    """
+
+    def __init__(
+        self,
+        batch: int,
+        heads: int,
+        head_dim: int,
+        *,
+        eps: float = 1e-6,
+        clamp: float = 10.0,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype = torch.float32,
+    ) -> None:
+        B, H, d = batch, heads, head_dim
+        self.shape, self.eps, self.clamp = (B, H, d), eps, clamp
+
+        def empty(*shape: int) -> Tensor:
+            return torch.empty(*shape, device=device, dtype=dtype)
+
+        # state: [key_sum, query_sum] + eps, [inflow_sum, outflow_sum] + eps, Z, S
+        self.sums, self.flow_sums = empty(B, 2, H, d), empty(B, 2, H, d)
+        self.competition_sum, self.kv = empty(B, H), empty(B, H, d, d)
+        # scratch
+        self.features, self.features_eps = empty(B, 3, H, d), empty(B, 3, H, d)  # [Q, K, Q]
+        self.products, self.dots = empty(B, 2, H, d), empty(B, 2, H)
+        self.flows, self.gates = empty(B, 2, H), empty(B, 2, H)
+        self.source_exp, self.competition = empty(B, H), empty(B, H)
+        self.scale, self.cv, self.read = empty(B, H), empty(B, H, d), empty(B, H, 1, d)
+        self.out = empty(B, H, d)
+        # views, made once
+        Q, K = self.features[:, 0], self.features[:, 1]
+        self.q_and_k, self.k_and_q = self.features[:, :2], self.features[:, 1:]
+        self.q_and_k_eps, self.k_and_q_eps = self.features_eps[:, :2], self.features_eps[:, 1:]
+        self.Q, self.Q_row, self.K_col = Q, Q.unsqueeze(-2), K.unsqueeze(-1)
+        self.flows_col = self.flows.unsqueeze(-1)
+        self.inflow_dot = self.dots[:, 0]  # <Q + eps, key_sum + eps> = t / I
+        self.source, self.sink = self.gates[:, 0], self.gates[:, 1]
+        self.competition_col, self.cv_row = self.competition.unsqueeze(-1), self.cv.unsqueeze(-2)
+        self.read_heads, self.scale_col = self.read.squeeze(-2), self.scale.unsqueeze(-1)
+        self.out_flat = self.out.view(B, H * d)
+        self._position: Tensor | None = None
+        self.reset()
+
+    def reset(self, rows: Tensor | None = None) -> None:
+        """Starts the rows where `rows` (bool, (B,)) is True over from nothing; None: all."""
+        if rows is None:
+            self.sums.fill_(self.eps)
+            self.flow_sums.fill_(self.eps)
+            self.competition_sum.zero_()
+            self.kv.zero_()
+            return
+        rows = rows.to(device=self.kv.device, dtype=torch.bool)
+        self.sums.masked_fill_(rows.view(-1, 1, 1, 1), self.eps)
+        self.flow_sums.masked_fill_(rows.view(-1, 1, 1, 1), self.eps)
+        self.competition_sum.masked_fill_(rows.view(-1, 1), 0.0)
+        self.kv.masked_fill_(rows.view(-1, 1, 1, 1), 0.0)
+
+    def step(self, qkv: Tensor, position: Tensor) -> Tensor:
+        """One token per row; `position` is best one buffer the caller updates in place."""
+        B, H, d = self.shape
+        q_k_v = qkv.view(B, 3, H, d)
+        if position is not self._position:  # views of the caller's position buffer, once
+            self._position = position
+            self._t, self._t_rows = position.view(B, 1, 1), position.view(B, 1)
+        t, t_rows = self._t, self._t_rows
+        # features [Q, K, Q] and their eps-shifted copies
+        torch.sigmoid(q_k_v[:, :2], out=self.q_and_k)
+        self.features[:, 2].copy_(self.Q)
+        torch.add(self.features, self.eps, out=self.features_eps)
+        # key_sum += K, query_sum += Q (stored + eps); flows [I, O] = t / <[Q, K] + eps, those>
+        self.sums.add_(self.k_and_q)
+        torch.mul(self.q_and_k_eps, self.sums, out=self.products)
+        torch.sum(self.products, -1, out=self.dots)
+        torch.div(t, self.dots, out=self.flows)
+        # inflow_sum += I Q, outflow_sum += O K; [source, sink] = <[K, Q] + eps, those + eps> / t
+        self.flow_sums.addcmul_(self.flows_col, self.q_and_k)
+        torch.mul(self.k_and_q_eps, self.flow_sums, out=self.products)
+        torch.sum(self.products, -1, out=self.gates)
+        self.gates.div_(t)
+        # competition C = t exp(source) / sum exp(source); S += K (C v)^T; read Q^T S
+        self.source.clamp_(-self.clamp, self.clamp)
+        torch.exp(self.source, out=self.source_exp)
+        self.competition_sum.add_(self.source_exp)
+        torch.mul(self.source_exp, t_rows, out=self.competition)
+        self.competition.div_(self.competition_sum)
+        torch.mul(self.competition_col, q_k_v[:, 2], out=self.cv)
+        self.kv.addcmul_(self.K_col, self.cv_row)
+        torch.matmul(self.Q_row, self.kv, out=self.read)
+        # out = sigmoid(sink) I / t * read, where I / t = 1 / <Q + eps, key_sum + eps>
+        torch.sigmoid(self.sink, out=self.scale)
+        self.scale.div_(self.inflow_dot)
+        torch.mul(self.read_heads, self.scale_col, out=self.out)
+        return self.out_flat
+
+    def state(self, position: Tensor) -> FlowAttentionState:
+        """A copy of the state as the reference step carries it, after `position` tokens."""
+        return FlowAttentionState(
+            key_sum=self.sums[:, 0] - self.eps,
+            query_sum=self.sums[:, 1] - self.eps,
+            outflow_sum=self.flow_sums[:, 1] - self.eps,
+            inflow_sum=self.flow_sums[:, 0] - self.eps,
+            competition_sum=self.competition_sum.clone(),
+            kv=self.kv.clone(),
+            position=position.to(device=self.kv.device, dtype=torch.long).clone(),
+        )
