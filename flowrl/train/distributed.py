@@ -6,6 +6,7 @@ Outside torchrun nothing here starts anything: the helpers answer for a single p
 
 from __future__ import annotations
 
+import gc
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -65,6 +66,12 @@ def process_group(device: torch.device) -> Iterator[None]:
         ) from None
     try:
         yield
+        # Leave together, with no wrapper (DDP's reducer) still holding gloo work: a rank that
+        # tears gloo down while another is in a collective, or whose gloo threads outlive the
+        # group into interpreter exit, can abort ("terminate called without an active
+        # exception", seen once here in a few dozen two-rank launches).
+        gc.collect()
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
