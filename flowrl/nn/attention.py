@@ -137,16 +137,21 @@ class SoftmaxAttention(CausalSelfAttention):
         self.attn_dropout = dropout
 
     def forward(self, x: Tensor, *, cu_seqlens: Tensor | PackedSequences | None = None) -> Tensor:
-        q, k, v = (t.transpose(1, 2) for t in self._heads(x))
+        q, k, v = self._heads(x)  # (B, L, H, d)
+        packed = cu_seqlens
+        if packed is not None and not isinstance(packed, PackedSequences):
+            packed = PackedSequences.from_offsets(packed, x.shape[1])
+        if packed is not None:  # right-padded, causal: no token sees past its sequence's end
+            q, k, v = packed.pad(q), packed.pad(k), packed.pad(v)
         dropout = self.attn_dropout if self.training else 0.0
-        if cu_seqlens is None:
-            y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=True)
-        else:
-            if not isinstance(cu_seqlens, PackedSequences):
-                cu_seqlens = PackedSequences.from_offsets(cu_seqlens, x.shape[1])
-            mask = cu_seqlens.same_sequence_mask().tril()
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
-        return self._out(y.transpose(1, 2))
+        y = F.scaled_dot_product_attention(
+            q.transpose(1, 2),
+            k.transpose(1, 2),
+            v.transpose(1, 2),
+            dropout_p=dropout,
+            is_causal=True,
+        ).transpose(1, 2)
+        return self._out(y if packed is None else packed.unpad(y))
 
 
 ATTENTION_TYPES: dict[str, type[CausalSelfAttention]] = {

@@ -72,7 +72,3 @@ class PackedSequences:
     def unpad(self, x: Tensor) -> Tensor:
         """(n, longest, *rest) right-padded -> (1, total, *rest) packed."""
         return x[self.sequence, self.position].unsqueeze(0)
-
-    def same_sequence_mask(self) -> Tensor:
-        """(total, total) bool: True where query and key token belong to one sequence."""
-        return self.sequence[:, None] == self.sequence[None, :]
