@@ -96,7 +96,8 @@ def generalise(args: argparse.Namespace, run: Path, length: int, factor: int) ->
             str(args.episodes), "--num-envs", str(min(args.episodes, 50)), "--target", "1",
             "--env-kwargs", f"length={length * factor}", "--seed", "20000", "--json", str(out),
         )  # fmt: skip
-    return float(json.loads(out.read_text())["results"][0]["normalized_mean"])
+    (result,) = json.loads(out.read_text())["targets"].values()  # the one target, 1
+    return float(result["normalized_mean"])
 
 
 def summary(scores: list[float], reps: int) -> dict[str, float | int | list[float]]:
@@ -127,7 +128,8 @@ def plot(results: dict, lengths: list[int], path: Path) -> None:
     ax.set_xlabel("corridor length L (steps between cue and junction)")
     ax.set_ylabel("success rate (%)")
     ax.set_ylim(-5, 105)
-    ax.set_title(f"Passive T-Maze, {results['seeds']} seeds, mean and 95% bootstrap CI")
+    ax.set_title(f"{results['task'].capitalize()} T-Maze: seeds {results['seeds']}, "
+                 f"{results['steps']} steps; mean, 95% bootstrap CI", fontsize=10)  # fmt: skip
     ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

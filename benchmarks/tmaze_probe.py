@@ -1,0 +1,97 @@
+"""Where a T-Maze agent's memory fails: how much the junction decision depends on the cue.
+
+For each trained run (a checkpoint of benchmarks/memory.py) and each corridor length, the
+agent is fed the oracle's passive trajectory (cue, L steps right, the junction) twice, once
+with the upper and once with the lower cue, through the full model (whole-episode context;
+a window agent sees its last K steps). At the junction's state token it reports:
+
+- `p_correct`: the probability of the correct turn, averaged over both cues;
+- `margin`: the smaller over both cues of the correct turn's logit minus the wrong one's.
+  Greedy acting in the noise-free maze sees just these two inputs, so its success rate is
+  100% when the margin is positive, else about 50% (one fixed turn) or 0%, however many
+  episodes are run: a thin positive margin counts as full success;
+- `cue_share`, per block: |h(up) - h(down)| / |h(up)|, the part of the block's output at
+  the junction that changes with the cue (0: the cue never reaches the decision).
+
+    python benchmarks/tmaze_probe.py sweeps/memory/passive-L30-flow-episode --factors 1 2 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from flowrl.agents import DecisionTransformerAgent  # noqa: E402
+
+RIGHT, UP, DOWN = 0, 1, 3
+
+
+def oracle_inputs(agent: DecisionTransformerAgent, length: int, cue: int) -> list[torch.Tensor]:
+    """States, one-hot actions, returns-to-go and timesteps of the passive oracle's episode
+    up to the junction (T = length + 1 steps), in the model's scale, batch of one."""
+    T, cfg = length + 1, agent.model.cfg
+    obs = torch.zeros(T, cfg.state_dim)
+    obs[0, 1] = cue
+    obs[-1, 0] = 1.0  # the junction: [1, 0]
+    actions = F.one_hot(torch.full((T,), RIGHT), cfg.act_dim).float()
+    window = T if cfg.context_mode == "episode" else min(T, cfg.context_len)
+    rtg = agent.normalizer.returns(torch.ones(T))  # target 1: no reward before the end
+    steps = torch.arange(T)
+    return [x[-window:].unsqueeze(0) for x in (agent.normalizer.states(obs), actions, rtg, steps)]
+
+
+@torch.no_grad()
+def junction(agent: DecisionTransformerAgent, length: int, cue: int) -> tuple[torch.Tensor, list]:
+    """Turn logits (up, down) at the junction and each block's output there."""
+    model, hidden = agent.model, []
+    hooks = [b.register_forward_hook(lambda m, i, o: hidden.append(o[0, -2])) for b in model.blocks]
+    try:
+        logits = model(*oracle_inputs(agent, length, cue))[0, -1]
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return logits[[UP, DOWN]], hidden
+
+
+def probe(checkpoint: Path, length: int) -> dict:
+    agent = DecisionTransformerAgent.load(checkpoint)
+    up, h_up = junction(agent, length, +1)
+    down, h_down = junction(agent, length, -1)
+    share = [float((a - b).norm() / a.norm()) for a, b in zip(h_up, h_down, strict=True)]
+    p_correct = float(F.softmax(up, -1)[0] + F.softmax(down, -1)[1]) / 2
+    margin = float(torch.minimum(up[0] - up[1], down[1] - down[0]))
+    return {"p_correct": p_correct, "margin": margin, "cue_share": share}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("sweeps", nargs="+", type=Path, help="sweep folders of memory.py")
+    parser.add_argument("--factors", type=int, nargs="+", default=[1, 2, 5, 10])
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    rows = []
+    for sweep in args.sweeps:
+        length = int(sweep.name.split("-L")[1].split("-")[0])
+        for run in sorted((sweep / "runs").iterdir()):
+            for factor in args.factors:
+                result = probe(run / "checkpoints" / "last.pt", length * factor)
+                rows.append({"run": f"{sweep.name}/{run.name}", "length": length * factor,
+                             **result})  # fmt: skip
+                share = " ".join(f"{s:.3f}" for s in result["cue_share"])
+                where = f"{sweep.name}/{run.name:<8} L={length * factor:<6}"
+                print(f"{where} p_correct={result['p_correct']:.3f} margin={result['margin']:+.3f}"
+                      f"  cue_share by block: {share}")  # fmt: skip
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
