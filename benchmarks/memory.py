@@ -142,7 +142,7 @@ def main() -> None:
     parser.add_argument("--lengths", type=int, nargs="+", default=[10, 30, 100])
     parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
     parser.add_argument("--seeds", default="0-2")
-    parser.add_argument("--steps", type=int, default=1500, help="training steps per run")
+    parser.add_argument("--steps", type=int, default=3000, help="training steps per run")
     parser.add_argument("--episodes", type=int, default=100, help="evaluation episodes")
     parser.add_argument("--dataset-episodes", type=int, default=1000)
     parser.add_argument("--generalise", type=int, nargs="*", default=[2, 5, 10])
