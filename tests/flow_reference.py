@@ -59,3 +59,29 @@ def random_qkv(
     q, k = (scale * torch.randn(B, L, H, d, generator=g) for _ in range(2))
     v = torch.randn(B, L, H, m, generator=g)
     return [x.to(device, dtype).requires_grad_() for x in (q, k, v)]
+
+
+def reference_sink_flow_attention(
+    q: Tensor, k: Tensor, v: Tensor, *, eps: float = 1e-6, clamp: float = 10.0
+) -> Tensor:
+    """The sink-competition variant (docs/flow-attention.md, "Variant: competition at the
+    sink") in float64 with explicit masks: C_{t,s} = t exp(Ohat_s) / sum_{r<=t} exp(Ohat_r)."""
+    q, k, v = (x.to(torch.float64).transpose(1, 2) for x in (q, k, v))  # (B, H, L, *)
+    L = q.shape[-2]
+    Q, K = 1.0 / (1.0 + torch.exp(-q)), 1.0 / (1.0 + torch.exp(-k))
+    M = torch.ones(L, L, dtype=torch.float64).tril()
+    t = torch.arange(1, L + 1, dtype=torch.float64)
+
+    def dot(a: Tensor, b: Tensor) -> Tensor:
+        return (a * b).sum(-1)
+
+    I = t / dot(Q + eps, M @ K + eps)
+    O = t / dot(K + eps, M @ Q + eps)
+    I_hat = dot(Q + eps, M @ (O.unsqueeze(-1) * K) + eps) / t
+    O_hat = torch.clamp(dot(K + eps, M @ (I.unsqueeze(-1) * Q) + eps) / t, -clamp, clamp)
+    A = 1.0 / (1.0 + torch.exp(-I_hat))
+    E = torch.exp(O_hat)  # (B, H, L)
+    C = t.unsqueeze(-1) * E.unsqueeze(-2) * M / (M @ E.unsqueeze(-1))  # C[t, s]
+    scores = (Q @ K.transpose(-1, -2)) * M * C
+    out = (A * I / t).unsqueeze(-1) * (scores @ v)
+    return out.transpose(1, 2)

@@ -59,7 +59,8 @@ class RecurrentStack:
         self.attention: list[InplaceFlowStep] = []
         for block in model.blocks:
             attn = block.attn
-            assert isinstance(attn, FlowAttention)
+            if type(attn) is not FlowAttention:
+                raise ValueError(f"the in-place stack steps flow attention, not {type(attn)}")
             self.attention.append(
                 InplaceFlowStep(
                     batch,
@@ -103,3 +104,31 @@ class RecurrentStack:
             hidden = hidden.relu_() if layer.relu else layer.activation(hidden)
             x.add_(_addmm(layer.fc_proj, hidden, branch))
         return x
+
+
+class ModelStepStack:
+    """The same interface over `DecisionTransformer.step`: any recurrent attention layer,
+    a new state per token (for attention kinds without an in-place step)."""
+
+    def __init__(self, model: DecisionTransformer) -> None:
+        self.model = model
+        self.states: list[object | None] = [None] * len(model.blocks)
+
+    def reset(self, rows: Tensor | None = None) -> None:
+        """Starts the rows where `rows` (bool, (B,)) is True over; None: every row."""
+        if rows is None:
+            self.states = [None] * len(self.states)
+        elif self.states[0] is not None:
+            self.states = [state.reset(rows) for state in self.states]
+
+    @torch.no_grad()
+    def step(self, token: Tensor) -> Tensor:
+        hidden, self.states = self.model.step(token, self.states)
+        return hidden
+
+
+def recurrent_stack(model: DecisionTransformer, batch: int) -> RecurrentStack | ModelStepStack:
+    """The fastest stack for `model`: in place for flow attention, else `ModelStepStack`."""
+    if model.cfg.attention == "flow":
+        return RecurrentStack(model, batch)
+    return ModelStepStack(model)

@@ -4,6 +4,7 @@ from flowrl.nn.attention import (
     ATTENTION_TYPES,
     CausalSelfAttention,
     FlowAttention,
+    SinkFlowAttention,
     SoftmaxAttention,
     make_attention,
 )
@@ -12,6 +13,7 @@ __all__ = [
     "ATTENTION_TYPES",
     "CausalSelfAttention",
     "FlowAttention",
+    "SinkFlowAttention",
     "SoftmaxAttention",
     "make_attention",
 ]

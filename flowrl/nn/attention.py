@@ -1,4 +1,5 @@
-"""Causal self-attention layers with one interface, chosen by name: `flow` or `softmax`."""
+"""Causal self-attention layers with one interface, chosen by name: `flow`, `flow-sink`
+(Flow-Attention with the competition read at the sink, a separate op) or `softmax`."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from flowrl.ops.flow_attention import (
     flow_attention,
     flow_attention_step,
 )
+from flowrl.ops.sink_flow_attention import sink_flow_attention, sink_flow_attention_step
 
 
 class CausalSelfAttention(nn.Module):
@@ -121,6 +123,46 @@ class FlowAttention(CausalSelfAttention):
         return self._out(y), state
 
 
+class SinkFlowAttention(CausalSelfAttention):
+    """Multi-head causal Flow-Attention whose competition is normalised when a sink reads it
+    (docs/flow-attention.md, "Variant: competition at the sink"): a source that wins the
+    competition keeps its share of every later output, however long the sequence grows."""
+
+    recurrent = True
+
+    def __init__(
+        self,
+        embed_dim: int,
+        num_heads: int,
+        *,
+        dropout: float = 0.0,
+        bias: bool = True,
+        backend: str = "auto",
+        eps: float = 1e-6,
+        clamp: float = 10.0,
+    ) -> None:
+        super().__init__(embed_dim, num_heads, dropout=dropout, bias=bias, backend=backend)
+        self.eps, self.clamp = eps, clamp
+
+    def forward(self, x: Tensor, *, cu_seqlens: Tensor | PackedSequences | None = None) -> Tensor:
+        q, k, v = self._heads(x)
+        packed = cu_seqlens
+        if packed is not None and not isinstance(packed, PackedSequences):
+            packed = PackedSequences.from_offsets(packed, x.shape[1])
+        if packed is not None:  # right-padded: each sequence from its first token
+            q, k, v = packed.pad(q), packed.pad(k), packed.pad(v)
+        y = sink_flow_attention(q, k, v, eps=self.eps, clamp=self.clamp)
+        return self._out(y if packed is None else packed.unpad(y))
+
+    def step(
+        self, x: Tensor, state: FlowAttentionState | None
+    ) -> tuple[Tensor, FlowAttentionState]:
+        """One token per row, x (B, E), at O(d*m) cost whatever came before."""
+        q, k, v = self._heads(x)
+        y, state = sink_flow_attention_step(q, k, v, state, eps=self.eps, clamp=self.clamp)
+        return self._out(y), state
+
+
 class SoftmaxAttention(CausalSelfAttention):
     """Multi-head causal softmax attention on `scaled_dot_product_attention`."""
 
@@ -156,6 +198,7 @@ class SoftmaxAttention(CausalSelfAttention):
 
 ATTENTION_TYPES: dict[str, type[CausalSelfAttention]] = {
     "flow": FlowAttention,
+    "flow-sink": SinkFlowAttention,
     "softmax": SoftmaxAttention,
 }
 

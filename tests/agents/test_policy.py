@@ -68,6 +68,16 @@ def test_recurrent_equals_recomputing_the_whole_episode():
     assert np.abs(fast).max() <= 3.0 and np.abs(fast).max() > 0.1
 
 
+def test_sink_flow_acts_recurrently_as_it_recomputes():
+    ag = agent("episode", attention="flow-sink")
+    recurrent = ag.policy(3, 101, recurrent=True)
+    fast = rollout(recurrent, 100, 3, resets=(40,))
+    assert all(not s.kv.requires_grad for s in recurrent.stack.states), "acting built a graph"
+    slow = rollout(ag.policy(3, 101, recurrent=False), 100, 3, resets=(40,))
+    np.testing.assert_allclose(fast, slow, rtol=1e-4, atol=1e-4)
+    assert np.abs(fast).max() > 0.1
+
+
 def test_recurrent_acting_past_the_last_timestep_embedding():
     """Episodes longer than max_timestep reuse the last embedding in both paths."""
     ag = agent("episode", max_timestep=8)
