@@ -36,11 +36,13 @@ from flowrl.experiments.runs import find_runs  # noqa: E402
 # name -> (attention, context mode, window K or None for the whole episode)
 VARIANTS = {
     "flow-episode": ("flow", "episode", None),
+    "flow-sink-episode": ("flow-sink", "episode", None),
     "flow-window": ("flow", "window", 20),
     "softmax-window": ("softmax", "window", 20),
     "softmax-episode": ("softmax", "episode", None),
 }
 METRIC = "eval/normalized_mean_last"
+RECURRENT = ("flow-episode", "flow-sink-episode")  # evaluated at longer corridors
 
 
 def flowrl(*args: str, log: Path | None = None) -> None:
@@ -89,7 +91,7 @@ def sweep(args: argparse.Namespace, length: int, variant: str) -> Path:
 
 def generalise(args: argparse.Namespace, run: Path, length: int, factor: int) -> float:
     """Success (%) of a trained run at a corridor `factor` times longer than it trained on."""
-    out = args.out / "generalisation" / f"{run.name}-L{length}-x{factor}.json"
+    out = args.out / "generalisation" / f"{run.parent.parent.name}-{run.name}-x{factor}.json"
     if not out.is_file():
         flowrl(
             "eval", "--checkpoint", str(run / "checkpoints" / "last.pt"), "--episodes",
@@ -119,10 +121,11 @@ def plot(results: dict, lengths: list[int], path: Path) -> None:
         cis = np.array([by_length[str(L)]["ci95"] for L in xs]).reshape(-1, 2)
         ax.errorbar(xs, means, yerr=[means - cis[:, 0], cis[:, 1] - means], marker="o",
                     capsize=3, label=variant)  # fmt: skip
-    for factor, by_length in results["generalisation"].items():
-        xs = sorted(int(L) * int(factor) for L in by_length)
-        ys = [by_length[str(x // int(factor))]["mean"] for x in xs]
-        ax.plot(xs, ys, linestyle="--", marker="x", label=f"flow-episode, {factor}x longer")
+    for variant, by_factor in results["generalisation"].items():
+        for factor, by_length in by_factor.items():
+            xs = sorted(int(L) * int(factor) for L in by_length)
+            ys = [by_length[str(x // int(factor))]["mean"] for x in xs]
+            ax.plot(xs, ys, linestyle="--", marker="x", label=f"{variant}, {factor}x longer")
     ax.axhline(50, color="grey", linewidth=0.8, linestyle=":")
     ax.set_xscale("log")
     ax.set_xlabel("corridor length L (steps between cue and junction)")
@@ -176,21 +179,24 @@ def main() -> None:
         entry = summary([s for s in scores if s is not None], args.reps)
         results["trained"].setdefault(variant, {})[str(length)] = entry
         rows.append((variant, f"L={length}", entry))
-    for factor in args.generalise:
-        for length in args.lengths:
-            runs = [run.path for run in find_runs([folders[(length, "flow-episode")]])]
+    for (length, variant), folder in folders.items():
+        if variant not in RECURRENT:
+            continue
+        for factor in args.generalise:
+            runs = [run.path for run in find_runs([folder])]
             entry = summary([generalise(args, run, length, factor) for run in runs], args.reps)
-            results["generalisation"].setdefault(str(factor), {})[str(length)] = entry
-            rows.append(("flow-episode", f"L={length} -> {length * factor}", entry))
+            by_factor = results["generalisation"].setdefault(variant, {})
+            by_factor.setdefault(str(factor), {})[str(length)] = entry
+            rows.append((variant, f"L={length} -> {length * factor}", entry))
 
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(results, indent=2) + "\n")
     plot(results, args.lengths, args.figure)
-    print(f"\n{'variant':<16} {'corridor':<18} {'n':>2} {'success %':>9}  95% CI      runs")
+    print(f"\n{'variant':<18} {'corridor':<18} {'n':>2} {'success %':>9}  95% CI      runs")
     for variant, where, e in rows:
         low, high = e["ci95"]
         runs = " ".join(f"{r:.0f}" for r in e["runs"])
-        print(f"{variant:<16} {where:<18} {e['n']:>2} {e['mean']:>9.1f}  "
+        print(f"{variant:<18} {where:<18} {e['n']:>2} {e['mean']:>9.1f}  "
               f"[{low:.0f}, {high:.0f}]  {runs}")  # fmt: skip
     print(f"\nJSON: {args.json}\nfigure: {args.figure}")
 
