@@ -7,8 +7,9 @@ corridors several times longer than trained (`flowrl eval --env-kwargs length=..
 through the recurrent state), and writes a table, a JSON file and a figure of success rate
 against corridor length per variant.
 
-    python benchmarks/memory.py                                   # the CPU part (minutes)
+    python benchmarks/memory.py --lengths 30 100 --jobs 2          # the CPU part (an hour or two)
     python benchmarks/memory.py --lengths 10 50 100 250 500 1000 --jobs 8   # the full grid
+    python benchmarks/memory.py --report-only ...                 # tabulate what has finished
 
 Success rate is the evaluation's normalised score: T-Maze reference returns are 0 and 1,
 so it is 100 x the mean return, which for an agent on schedule is the % of correct turns.
@@ -54,6 +55,16 @@ def flowrl(*args: str, log: Path | None = None) -> None:
         log.write_text(out.stdout + out.stderr)
     if out.returncode != 0:
         raise SystemExit(f"failed ({out.returncode}): {' '.join(cmd)}\n{out.stderr[-2000:]}")
+
+
+def machine() -> str:
+    """The CPU's model name where Linux says it, else the architecture."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
 
 
 def dataset_id(task: str, length: int) -> str:
@@ -157,33 +168,43 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=ROOT / "benchmarks/results/memory.json")
     parser.add_argument("--figure", type=Path, default=ROOT / "docs/tmaze.png")
     parser.add_argument("--reps", type=int, default=20_000, help="bootstrap resamples")
+    parser.add_argument(
+        "--report-only", action="store_true", help="train nothing: tabulate finished runs"
+    )
     args = parser.parse_args()
 
-    for length in args.lengths:
-        collect(args.task, length, args.dataset_episodes)
     jobs = [
         (length, variant)
         for length in args.lengths
         for variant in args.variants
         if not (variant == "softmax-episode" and length > args.softmax_episode_max)
     ]
-    with ThreadPoolExecutor(args.jobs) as pool:  # each sweep runs its seeds one by one
-        folders = dict(zip(jobs, pool.map(lambda job: sweep(args, *job), jobs), strict=True))
+    if args.report_only:
+        folders = {job: args.out / f"{args.task}-L{job[0]}-{job[1]}" for job in jobs}
+        folders = {job: folder for job, folder in folders.items() if folder.is_dir()}
+    else:
+        for length in args.lengths:
+            collect(args.task, length, args.dataset_episodes)
+        with ThreadPoolExecutor(args.jobs) as pool:  # each sweep runs its seeds one by one
+            folders = dict(zip(jobs, pool.map(lambda job: sweep(args, *job), jobs), strict=True))
 
     results: dict = {"task": args.task, "seeds": args.seeds, "steps": args.steps,
-                     "machine": platform.processor() or platform.machine(),
-                     "cpus": os.cpu_count(), "trained": {}, "generalisation": {}}  # fmt: skip
+                     "machine": machine(), "cpus": os.cpu_count(), "trained": {},
+                     "generalisation": {}}  # fmt: skip
     rows = []
-    for (length, variant), folder in folders.items():
-        scores = [run.final(METRIC) for run in find_runs([folder])]
-        entry = summary([s for s in scores if s is not None], args.reps)
+    finished = {job: [r for r in find_runs([f]) if r.final(METRIC) is not None]
+                for job, f in folders.items()}  # fmt: skip
+    for (length, variant), runs in finished.items():
+        if not runs:
+            continue
+        entry = summary([run.final(METRIC) for run in runs], args.reps)
         results["trained"].setdefault(variant, {})[str(length)] = entry
         rows.append((variant, f"L={length}", entry))
-    for (length, variant), folder in folders.items():
-        if variant not in RECURRENT:
+    for (length, variant), done in finished.items():
+        if variant not in RECURRENT or not done:
             continue
         for factor in args.generalise:
-            runs = [run.path for run in find_runs([folder])]
+            runs = [run.path for run in done]
             entry = summary([generalise(args, run, length, factor) for run in runs], args.reps)
             by_factor = results["generalisation"].setdefault(variant, {})
             by_factor.setdefault(str(factor), {})[str(length)] = entry
