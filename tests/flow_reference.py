@@ -11,14 +11,12 @@ import torch
 from torch import Tensor
 
 
-def reference_flow_attention(
-    q: Tensor, k: Tensor, v: Tensor, *, eps: float = 1e-6, clamp: float = 10.0
-) -> Tensor:
-    """q, k (B, L, H, d), v (B, L, H, m) -> out (B, L, H, m) in float64, differentiable."""
-    q, k, v = (x.to(torch.float64).transpose(1, 2) for x in (q, k, v))  # (B, H, L, *)
+def _reference_gates(q: Tensor, k: Tensor, eps: float, clamp: float) -> tuple[Tensor, ...]:
+    """Features and gates of the spec, (B, H, L, *) float64: Q, K, the mask M (M[t, s] = 1
+    where s <= t), positions t, I_t, A_t and exp(Ohat_t)."""
     L = q.shape[-2]
     Q, K = 1.0 / (1.0 + torch.exp(-q)), 1.0 / (1.0 + torch.exp(-k))
-    M = torch.ones(L, L, dtype=torch.float64).tril()  # M[t, s] = 1 where s <= t
+    M = torch.ones(L, L, dtype=torch.float64).tril()
     t = torch.arange(1, L + 1, dtype=torch.float64)
 
     def dot(a: Tensor, b: Tensor) -> Tensor:
@@ -29,7 +27,16 @@ def reference_flow_attention(
     I_hat = dot(Q + eps, M @ (O.unsqueeze(-1) * K) + eps) / t
     O_hat = torch.clamp(dot(K + eps, M @ (I.unsqueeze(-1) * Q) + eps) / t, -clamp, clamp)
     A = 1.0 / (1.0 + torch.exp(-I_hat))
-    C = t * torch.exp(O_hat) / (M @ torch.exp(O_hat).unsqueeze(-1)).squeeze(-1)
+    return Q, K, M, t, I, A, torch.exp(O_hat)
+
+
+def reference_flow_attention(
+    q: Tensor, k: Tensor, v: Tensor, *, eps: float = 1e-6, clamp: float = 10.0
+) -> Tensor:
+    """q, k (B, L, H, d), v (B, L, H, m) -> out (B, L, H, m) in float64, differentiable."""
+    q, k, v = (x.to(torch.float64).transpose(1, 2) for x in (q, k, v))  # (B, H, L, *)
+    Q, K, M, t, I, A, E = _reference_gates(q, k, eps, clamp)
+    C = t * E / (M @ E.unsqueeze(-1)).squeeze(-1)  # C_s = s exp(Ohat_s) / Z_s
     scores = (Q @ K.transpose(-1, -2)) * M  # <Q_t, K_s> for s <= t
     out = (A * I / t).unsqueeze(-1) * (scores @ (C.unsqueeze(-1) * v))
     return out.transpose(1, 2)
@@ -67,20 +74,7 @@ def reference_sink_flow_attention(
     """The sink-competition variant (docs/flow-attention.md, "Variant: competition at the
     sink") in float64 with explicit masks: C_{t,s} = t exp(Ohat_s) / sum_{r<=t} exp(Ohat_r)."""
     q, k, v = (x.to(torch.float64).transpose(1, 2) for x in (q, k, v))  # (B, H, L, *)
-    L = q.shape[-2]
-    Q, K = 1.0 / (1.0 + torch.exp(-q)), 1.0 / (1.0 + torch.exp(-k))
-    M = torch.ones(L, L, dtype=torch.float64).tril()
-    t = torch.arange(1, L + 1, dtype=torch.float64)
-
-    def dot(a: Tensor, b: Tensor) -> Tensor:
-        return (a * b).sum(-1)
-
-    I = t / dot(Q + eps, M @ K + eps)
-    O = t / dot(K + eps, M @ Q + eps)
-    I_hat = dot(Q + eps, M @ (O.unsqueeze(-1) * K) + eps) / t
-    O_hat = torch.clamp(dot(K + eps, M @ (I.unsqueeze(-1) * Q) + eps) / t, -clamp, clamp)
-    A = 1.0 / (1.0 + torch.exp(-I_hat))
-    E = torch.exp(O_hat)  # (B, H, L)
+    Q, K, M, t, I, A, E = _reference_gates(q, k, eps, clamp)
     C = t.unsqueeze(-1) * E.unsqueeze(-2) * M / (M @ E.unsqueeze(-1))  # C[t, s]
     scores = (Q @ K.transpose(-1, -2)) * M * C
     out = (A * I / t).unsqueeze(-1) * (scores @ v)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import ClassVar
 
 import torch.nn.functional as F
@@ -56,6 +57,24 @@ class CausalSelfAttention(nn.Module):
         """Heads (..., H, head_dim) -> projected, dropped-out (..., E)."""
         return self.dropout(self.proj(y.flatten(-2)))
 
+    def _attend_padded(
+        self,
+        x: Tensor,
+        cu_seqlens: Tensor | PackedSequences | None,
+        attend: Callable[[Tensor, Tensor, Tensor], Tensor],
+    ) -> Tensor:
+        """x (B, L, E) -> (B, L, E) through `attend`(q, k, v) over (B, L, H, d) rows that each
+        start a sequence: packed sequences are right-padded into rows first (causal attention
+        never reads the pads) and gathered back after."""
+        q, k, v = self._heads(x)
+        packed = cu_seqlens
+        if packed is not None and not isinstance(packed, PackedSequences):
+            packed = PackedSequences.from_offsets(packed, x.shape[1])
+        if packed is not None:
+            q, k, v = packed.pad(q), packed.pad(k), packed.pad(v)
+        y = attend(q, k, v)
+        return self._out(y if packed is None else packed.unpad(y))
+
     def forward(self, x: Tensor, *, cu_seqlens: Tensor | PackedSequences | None = None) -> Tensor:
         """x (B, L, E) -> (B, L, E); packed sequences (B = 1, `cu_seqlens` offsets, or a
         `PackedSequences` built once per model forward) attend only within their own span."""
@@ -74,6 +93,7 @@ class FlowAttention(CausalSelfAttention):
 
     recurrent = True
     backends = BACKENDS
+    step_op = staticmethod(flow_attention_step)
 
     def __init__(
         self,
@@ -119,48 +139,24 @@ class FlowAttention(CausalSelfAttention):
     ) -> tuple[Tensor, FlowAttentionState]:
         """One token per row, x (B, E), at O(d*m) cost whatever came before."""
         q, k, v = self._heads(x)
-        y, state = flow_attention_step(q, k, v, state, eps=self.eps, clamp=self.clamp)
+        y, state = self.step_op(q, k, v, state, eps=self.eps, clamp=self.clamp)
         return self._out(y), state
 
 
-class SinkFlowAttention(CausalSelfAttention):
+class SinkFlowAttention(FlowAttention):
     """Multi-head causal Flow-Attention whose competition is normalised when a sink reads it
     (docs/flow-attention.md, "Variant: competition at the sink"): a source that wins the
-    competition keeps its share of every later output, however long the sequence grows."""
+    competition keeps its share of every later output, however long the sequence grows.
+    A separate op from `flow_attention`, with one backend; `step` as FlowAttention's."""
 
-    recurrent = True
-
-    def __init__(
-        self,
-        embed_dim: int,
-        num_heads: int,
-        *,
-        dropout: float = 0.0,
-        bias: bool = True,
-        backend: str = "auto",
-        eps: float = 1e-6,
-        clamp: float = 10.0,
-    ) -> None:
-        super().__init__(embed_dim, num_heads, dropout=dropout, bias=bias, backend=backend)
-        self.eps, self.clamp = eps, clamp
+    backends = ("auto",)
+    step_op = staticmethod(sink_flow_attention_step)
 
     def forward(self, x: Tensor, *, cu_seqlens: Tensor | PackedSequences | None = None) -> Tensor:
-        q, k, v = self._heads(x)
-        packed = cu_seqlens
-        if packed is not None and not isinstance(packed, PackedSequences):
-            packed = PackedSequences.from_offsets(packed, x.shape[1])
-        if packed is not None:  # right-padded: each sequence from its first token
-            q, k, v = packed.pad(q), packed.pad(k), packed.pad(v)
-        y = sink_flow_attention(q, k, v, eps=self.eps, clamp=self.clamp)
-        return self._out(y if packed is None else packed.unpad(y))
+        def attend(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+            return sink_flow_attention(q, k, v, eps=self.eps, clamp=self.clamp)
 
-    def step(
-        self, x: Tensor, state: FlowAttentionState | None
-    ) -> tuple[Tensor, FlowAttentionState]:
-        """One token per row, x (B, E), at O(d*m) cost whatever came before."""
-        q, k, v = self._heads(x)
-        y, state = sink_flow_attention_step(q, k, v, state, eps=self.eps, clamp=self.clamp)
-        return self._out(y), state
+        return self._attend_padded(x, cu_seqlens, attend)
 
 
 class SoftmaxAttention(CausalSelfAttention):
@@ -179,21 +175,14 @@ class SoftmaxAttention(CausalSelfAttention):
         self.attn_dropout = dropout
 
     def forward(self, x: Tensor, *, cu_seqlens: Tensor | PackedSequences | None = None) -> Tensor:
-        q, k, v = self._heads(x)  # (B, L, H, d)
-        packed = cu_seqlens
-        if packed is not None and not isinstance(packed, PackedSequences):
-            packed = PackedSequences.from_offsets(packed, x.shape[1])
-        if packed is not None:  # right-padded, causal: no token sees past its sequence's end
-            q, k, v = packed.pad(q), packed.pad(k), packed.pad(v)
         dropout = self.attn_dropout if self.training else 0.0
-        y = F.scaled_dot_product_attention(
-            q.transpose(1, 2),
-            k.transpose(1, 2),
-            v.transpose(1, 2),
-            dropout_p=dropout,
-            is_causal=True,
-        ).transpose(1, 2)
-        return self._out(y if packed is None else packed.unpad(y))
+
+        def attend(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+            q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
+            y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=True)
+            return y.transpose(1, 2)
+
+        return self._attend_padded(x, cu_seqlens, attend)
 
 
 ATTENTION_TYPES: dict[str, type[CausalSelfAttention]] = {
