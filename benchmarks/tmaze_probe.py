@@ -80,9 +80,10 @@ def main() -> None:
     rows = []
     for sweep in args.sweeps:
         length = int(sweep.name.split("-L")[1].split("-")[0])
-        for run in sorted((sweep / "runs").iterdir()):
+        for checkpoint in sorted((sweep / "runs").glob("*/checkpoints/last.pt")):
+            run = checkpoint.parents[1]
             for factor in args.factors:
-                result = probe(run / "checkpoints" / "last.pt", length * factor)
+                result = probe(checkpoint, length * factor)
                 rows.append({"run": f"{sweep.name}/{run.name}", "length": length * factor,
                              **result})  # fmt: skip
                 share = " ".join(f"{s:.3f}" for s in result["cue_share"])
