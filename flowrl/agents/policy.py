@@ -76,7 +76,7 @@ class DecisionTransformerPolicy:
         self.t = torch.zeros(M, dtype=torch.long, device=self.device)
         self.stack = recurrent_stack(model, M) if self.recurrent else None
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def reset(
         self,
         rows: np.ndarray,
@@ -95,7 +95,7 @@ class DecisionTransformerPolicy:
         if self.stack is not None:
             self.stack.reset(mask)
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def act(self, observations: np.ndarray) -> np.ndarray:
         """Actions for the current observations of all M environments: (M, act_dim) float32,
         or (M,) int64 indices for a discrete agent."""
@@ -123,7 +123,7 @@ class DecisionTransformerPolicy:
             index = output.argmax(-1)
         return F.one_hot(index, output.shape[-1]).to(self.actions.dtype)
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def observe(self, rewards: np.ndarray) -> None:
         """Records the rewards of the last actions and moves every row one step on."""
         reward = torch.as_tensor(rewards, dtype=torch.float32, device=self.device)
