@@ -21,6 +21,8 @@ class FlowGates:
 
     scale: Tensor  # A_t * I_t / t: allocation times the linear-attention normaliser
     competition: Tensor  # C_t
+    source_exp: Tensor  # exp(Ohat_t)
+    competition_sums: Tensor  # Z_t = sum_{s<=t} exp(Ohat_s), continuing from the state
     key_sum: Tensor  # (B, H, d) after the last token
     query_sum: Tensor
     outflow_sum: Tensor
@@ -117,6 +119,8 @@ def flow_gates(
     return FlowGates(
         scale=torch.sigmoid(sink) * inv_in,
         competition=t * source_exp / competition_sum,
+        source_exp=source_exp,
+        competition_sums=competition_sum,
         key_sum=key_sum,
         query_sum=query_sum,
         outflow_sum=outflow_sum,

@@ -87,7 +87,8 @@ class InplaceFlowStep:
         self.kv.masked_fill_(rows.view(-1, 1, 1, 1), 0.0)
 
     def step(self, qkv: Tensor, position: Tensor) -> Tensor:
-        """One token per row; `position` is best one buffer the caller updates in place."""
+        """One token per row. `position` (B,) is a buffer the caller updates in place; its
+        views are taken on the first call."""
         B, H, d = self.shape
         q_k_v = qkv.view(B, 3, H, d)
         if position is not self._position:  # views of the caller's position buffer, once

@@ -1,5 +1,5 @@
-"""The sink-competition variant over whole sequences: prefix sums for the gates and the
-masked L x L score matrix for the output, differentiated by autograd.
+"""The sink-competition variant over whole sequences: Flow-Attention's gates (`flow_gates`)
+and the masked L x L score matrix for the output, differentiated by autograd.
 
 It costs O(L^2) memory per head, like masked softmax attention, which suits the sequences
 it is meant for here (T-Maze episodes of a few hundred tokens); acting uses the O(d*m)
@@ -8,31 +8,22 @@ recurrent step.
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor
 
-from flowrl.ops.flow_attention.gates import compute_dtype
+from flowrl.ops.flow_attention.gates import feature_map, flow_gates, positions
 
 
 def sink_flow_attention(
     q: Tensor, k: Tensor, v: Tensor, *, eps: float = 1e-6, clamp: float = 10.0
 ) -> Tensor:
     """q, k (B, L, H, d), v (B, L, H, m) -> out (B, L, H, m); each row one sequence from its
-    first token (right padding is harmless: causal)."""
-    dtype = compute_dtype(q.dtype)
-    q, k, v = (x.transpose(1, 2).to(dtype) for x in (q, k, v))  # (B, H, L, *)
-    Q, K = torch.sigmoid(q), torch.sigmoid(k)
-    t = torch.arange(1, q.shape[-2] + 1, device=q.device, dtype=dtype)
-
-    def dot(a: Tensor, b: Tensor) -> Tensor:
-        return ((a + eps) * (b + eps)).sum(-1)
-
-    inflow = t / dot(Q, K.cumsum(-2))  # I_t
-    outflow = t / dot(K, Q.cumsum(-2))  # O_t
-    sink = dot(Q, (outflow.unsqueeze(-1) * K).cumsum(-2)) / t  # conserved sink Ihat_t
-    source = (dot(K, (inflow.unsqueeze(-1) * Q).cumsum(-2)) / t).clamp(-clamp, clamp)
-    weight = source.exp()  # exp(Ohat_s); the competition t exp(Ohat_s) / Z_t is read at t
+    first token (right padding is harmless: causal). The gates are Flow-Attention's."""
+    Q, K, V, _ = feature_map(*(x.transpose(1, 2) for x in (q, k, v)), None)  # (B, H, L, *)
+    gates = flow_gates(Q, K, eps=eps, clamp=clamp)
+    t = positions(Q.shape[-2], None, Q)
     scores = (Q @ K.transpose(-1, -2)).tril()  # <Q_t, K_s> for s <= t
-    scale = torch.sigmoid(sink) * inflow / weight.cumsum(-1)  # A_t (I_t / t) (t / Z_t)
-    out = scale.unsqueeze(-1) * (scores @ (weight.unsqueeze(-1) * v))
+    # the competition t exp(Ohat_s) / Z_t is read at the sink t:
+    # out_t = A_t (I_t / t) (t / Z_t) sum_s <Q_t, K_s> exp(Ohat_s) v_s
+    scale = gates.scale * t / gates.competition_sums
+    out = scale.unsqueeze(-1) * (scores @ (gates.source_exp.unsqueeze(-1) * V))
     return out.transpose(1, 2).to(q.dtype)
