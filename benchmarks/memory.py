@@ -37,13 +37,15 @@ from flowrl.experiments.runs import find_runs  # noqa: E402
 # name -> (attention, context mode, window K or None for the whole episode)
 VARIANTS = {
     "flow-episode": ("flow", "episode", None),
+    "flow-episode-mixed": ("flow", "episode", None),  # trained on every grid length <= L
     "flow-sink-episode": ("flow-sink", "episode", None),
     "flow-window": ("flow", "window", 20),
     "softmax-window": ("softmax", "window", 20),
     "softmax-episode": ("softmax", "episode", None),
 }
 METRIC = "eval/normalized_mean_last"
-RECURRENT = ("flow-episode", "flow-sink-episode")  # evaluated at longer corridors
+RECURRENT = ("flow-episode", "flow-episode-mixed", "flow-sink-episode")  # also run at 2x, 5x...
+MIXED = ("flow-episode-mixed",)
 
 
 def flowrl(*args: str, log: Path | None = None) -> None:
@@ -88,10 +90,12 @@ def sweep(args: argparse.Namespace, length: int, variant: str) -> Path:
     attention, mode, window = VARIANTS[variant]
     horizon = length + (1 if args.task == "passive" else 3)
     name = f"{args.task}-L{length}-{variant}"
+    lengths = [x for x in sorted(args.lengths) if x <= length] if variant in MIXED else [length]
+    dataset = "+".join(dataset_id(args.task, x) for x in lengths)  # evaluated at the last, L
     flowrl(
         "sweep", "--config", str(args.config), "--name", name, "--out-dir", str(args.out),
         "--seeds", args.seeds, "--jobs", "1", "--threads", "1", "--no-progress",
-        "--set", f"data.dataset={dataset_id(args.task, length)}",
+        "--set", f"data.dataset={dataset}",
         "--set", f"model.attention={attention}", "--set", f"model.context_mode={mode}",
         "--set", f"model.context_len={window or horizon}", "--set", f"steps={args.steps}",
         "--set", f"eval.episodes={args.episodes}",
@@ -178,6 +182,7 @@ def main() -> None:
         for length in args.lengths
         for variant in args.variants
         if not (variant == "softmax-episode" and length > args.softmax_episode_max)
+        and not (variant in MIXED and length == min(args.lengths))  # same data as flow-episode
     ]
     if args.report_only:
         folders = {job: args.out / f"{args.task}-L{job[0]}-{job[1]}" for job in jobs}

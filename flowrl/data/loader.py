@@ -40,23 +40,22 @@ def load_dataset(spec: str, *, download: bool = False) -> EpisodeDataset:
 
 
 def union(parts: list[EpisodeDataset], name: str) -> EpisodeDataset:
-    """All episodes of `parts`, which must share an environment, its keyword arguments,
-    the action space and reference returns."""
+    """All episodes of `parts`, which must share an environment, the action space and
+    reference returns.
+
+    Their env keyword arguments may differ (T-Maze datasets of several corridor lengths
+    train one agent on all of them); the union then evaluates with the last part's, so
+    `tmaze-10+tmaze-100` evaluates at length 100.
+    """
     first = parts[0]
 
     def key(part: EpisodeDataset) -> tuple:
-        return (
-            part.env_id,
-            part.env_kwargs,
-            part.discrete_actions,
-            part.ref_min_score,
-            part.ref_max_score,
-        )
+        return (part.env_id, part.discrete_actions, part.ref_min_score, part.ref_max_score)
 
     for part in parts[1:]:
         if key(part) != key(first):
             raise UserError(
-                f"cannot join {first.name!r} and {part.name!r}: their (env_id, env_kwargs, "
+                f"cannot join {first.name!r} and {part.name!r}: their (env_id, "
                 f"discrete_actions, reference returns) differ, {key(first)} vs {key(part)}"
             )
     return EpisodeDataset(
@@ -65,6 +64,6 @@ def union(parts: list[EpisodeDataset], name: str) -> EpisodeDataset:
         ref_min_score=first.ref_min_score,
         ref_max_score=first.ref_max_score,
         env_id=first.env_id,
-        env_kwargs=first.env_kwargs,
+        env_kwargs=parts[-1].env_kwargs,
         discrete_actions=first.discrete_actions,
     )

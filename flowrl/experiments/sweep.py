@@ -20,6 +20,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import yaml
 from tqdm import tqdm
 
 from flowrl.data import load_or_collect
@@ -87,7 +88,7 @@ def prepare(
             raise UserError(f"run {run.name}: {err}") from None
         datasets[cfg.data.dataset] = datasets.get(cfg.data.dataset, False) or cfg.data.download
     existing = base.read_text() if base.is_file() else None
-    if (directory / MANIFEST).is_file() and existing != text:
+    if (directory / MANIFEST).is_file() and not _same_settings(existing, text):
         given = "none (flowrl's defaults)" if text is None else config
         raise UserError(
             f"{directory} holds a sweep of another base config than --config {given}: "
@@ -102,6 +103,14 @@ def prepare(
     manifest.save()
     config_copy = base if text is not None else None
     return Sweep(directory, config_copy, overrides, runs, manifest, datasets)
+
+
+def _same_settings(first: str | None, second: str | None) -> bool:
+    """Whether two base configs (YAML texts, None for flowrl's defaults) hold the same
+    settings: comments and layout do not count."""
+    if first is None or second is None:
+        return first is second
+    return yaml.safe_load(first) == yaml.safe_load(second)
 
 
 def ensure_datasets(sweep: Sweep) -> None:

@@ -23,7 +23,7 @@ from flowrl.train.config_checks import check_numbers, read_yaml_mapping
 
 @dataclass
 class DataConfig:
-    dataset: str = DEFAULT_DATASET_ID  # Minari id, D4RL name or HDF5 path
+    dataset: str = DEFAULT_DATASET_ID  # Minari id, D4RL name or HDF5 path; a+b joins two
     download: bool = False  # fetch a Minari dataset that is not local
     return_scale: float = 100.0  # returns-to-go are divided by this (1000 for MuJoCo)
     observation_mask: str = "none"  # none | P (positions only) | V (velocities only), MuJoCo v5

@@ -103,10 +103,12 @@ def test_discrete_action_checks():
         EpisodeDataset("d", [discrete_episode([0, 1])])
     a = EpisodeDataset("a", [discrete_episode([0, 1])], discrete_actions=4, env_kwargs={"x": 1})
     b = EpisodeDataset("b", [discrete_episode([2, 3])], discrete_actions=4, env_kwargs={"x": 2})
-    with pytest.raises(UserError, match="env_kwargs"):
-        union([a, b], "a+b")
-    b.env_kwargs = {"x": 1}
-    assert union([a, b], "a+b").discrete_actions == 4
+    c = EpisodeDataset("c", [discrete_episode([1, 2])], discrete_actions=3)
+    with pytest.raises(UserError, match="cannot join 'a' and 'c'"):
+        union([a, c], "a+c")
+    joined = union([a, b], "a+b")
+    assert joined.discrete_actions == 4
+    assert joined.env_kwargs == {"x": 2}  # the last part's: where the union is evaluated
 
 
 def test_observation_mask_option(d4rl_dir, write_d4rl):

@@ -244,6 +244,9 @@ def test_list_extends_a_sweep_and_refuses_another(env, tmp_path, monkeypatch, ca
     # other shared settings or another base config make another sweep: refused
     assert main([*base, *grid, "--set", "steps=5"]) == 2
     assert "other --set settings" in capsys.readouterr().err
+    config.write_text(config.read_text() + "# a comment changes no setting\n")
+    assert main([*base, *grid]) == 0
+    capsys.readouterr()
     config.write_text(config.read_text().replace("steps: 20", "steps: 21"))
     assert main([*base, *grid]) == 2
     assert "another base config" in capsys.readouterr().err
