@@ -34,22 +34,20 @@ sys.path.insert(0, str(ROOT))
 from flowrl.experiments import stats  # noqa: E402
 from flowrl.experiments.runs import find_runs  # noqa: E402
 
-# name -> (attention, context mode, window K or None for the whole episode, other settings)
+# name -> (attention, context mode, window K or None for the whole episode)
 VARIANTS = {
-    "flow-episode": ("flow", "episode", None, ()),
-    "flow-episode-mixed": ("flow", "episode", None, ()),  # trained on every grid length <= L
-    "flow-episode-4heads": ("flow", "episode", None, ("model.n_heads=4",)),
-    "flow-sink-episode": ("flow-sink", "episode", None, ()),
-    "flow-window": ("flow", "window", 20, ()),
-    "softmax-window": ("softmax", "window", 20, ()),
-    "softmax-episode": ("softmax", "episode", None, ()),
+    "flow-episode": ("flow", "episode", None),
+    "flow-episode-mixed": ("flow", "episode", None),  # trained on every grid length <= L
+    "flow-sink-episode": ("flow-sink", "episode", None),
+    "flow-window": ("flow", "window", 20),
+    "softmax-window": ("softmax", "window", 20),
+    "softmax-episode": ("softmax", "episode", None),
 }
 METRIC = "eval/normalized_mean_last"
 # whole-episode flow agents act through their recurrent state: also run at 2x, 5x, 10x length
-RECURRENT = [name for name, (attention, mode, *_) in VARIANTS.items()
+RECURRENT = [name for name, (attention, mode, _) in VARIANTS.items()
              if attention != "softmax" and mode == "episode"]  # fmt: skip
 MIXED = ("flow-episode-mixed",)
-DEFAULT_VARIANTS = [name for name in VARIANTS if name != "flow-episode-4heads"]
 
 
 def flowrl(*args: str, log: Path | None = None) -> None:
@@ -91,7 +89,7 @@ def collect(task: str, length: int, episodes: int) -> None:
 
 def sweep(args: argparse.Namespace, length: int, variant: str) -> Path:
     """Trains one variant at one length over the seeds; returns the sweep folder."""
-    attention, mode, window, settings = VARIANTS[variant]
+    attention, mode, window = VARIANTS[variant]
     horizon = length + (1 if args.task == "passive" else 3)
     name = f"{args.task}-L{length}-{variant}"
     lengths = [x for x in sorted(args.lengths) if x <= length] if variant in MIXED else [length]
@@ -103,7 +101,6 @@ def sweep(args: argparse.Namespace, length: int, variant: str) -> Path:
         "--set", f"model.attention={attention}", "--set", f"model.context_mode={mode}",
         "--set", f"model.context_len={window or horizon}", "--set", f"steps={args.steps}",
         "--set", f"eval.episodes={args.episodes}",
-        *(arg for setting in settings for arg in ("--set", setting)),
         log=args.out / "logs" / f"{name}.log",
     )  # fmt: skip
     return args.out / name
@@ -163,7 +160,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--task", choices=("passive", "active"), default="passive")
     parser.add_argument("--lengths", type=int, nargs="+", default=[10, 30, 100])
-    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=DEFAULT_VARIANTS)
+    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
     parser.add_argument("--seeds", default="0-2")
     parser.add_argument("--steps", type=int, default=3000, help="training steps per run")
     parser.add_argument("--episodes", type=int, default=100, help="evaluation episodes")
