@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -30,6 +29,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from hostinfo import cpu_name  # noqa: E402
 
 from flowrl.experiments import stats  # noqa: E402
 from flowrl.experiments.runs import find_runs  # noqa: E402
@@ -59,16 +60,6 @@ def flowrl(*args: str, log: Path | None = None) -> None:
         log.write_text(out.stdout + out.stderr)
     if out.returncode != 0:
         raise SystemExit(f"failed ({out.returncode}): {' '.join(cmd)}\n{out.stderr[-2000:]}")
-
-
-def machine() -> str:
-    """The CPU's model name where Linux says it, else the architecture."""
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
 
 
 def dataset_id(task: str, length: int) -> str:
@@ -196,7 +187,7 @@ def main() -> None:
             folders = dict(zip(jobs, pool.map(lambda job: sweep(args, *job), jobs), strict=True))
 
     results: dict = {"task": args.task, "seeds": args.seeds, "steps": args.steps,
-                     "machine": machine(), "cpus": os.cpu_count(), "trained": {},
+                     "machine": cpu_name(), "cpus": os.cpu_count(), "trained": {},
                      "generalisation": {}}  # fmt: skip
     rows = []
     finished = {job: [r for r in find_runs([f]) if r.final(METRIC) is not None]

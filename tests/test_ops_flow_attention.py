@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from flowrl.ops import FlowAttentionState, PackedSequences, flow_attention, flow_attention_step
-from flowrl.ops.flow_attention.api import PARALLEL_MAX_BLOCK, resolve_backend
+from flowrl.ops.flow_attention.api import block_size_for, resolve_backend
 from flowrl.ops.flow_attention.chunked_torch import chunk_flow_attention
 from flowrl.ops.flow_attention.parallel import parallel_flow_attention
 from tests.flow_reference import random_qkv, reference_flow_attention, relative_error
@@ -99,13 +99,17 @@ def test_parallel_block_sizes_match_reference(block_size, L):
         assert relative_error(g, rg) < 1e-4
 
 
-@pytest.mark.parametrize("L", [PARALLEL_MAX_BLOCK, PARALLEL_MAX_BLOCK + 77, 900])
-def test_auto_on_cpu_matches_reference_on_both_sides_of_the_threshold(L):
-    """`auto` is one block up to PARALLEL_MAX_BLOCK tokens and blocks beyond: both exact."""
+@pytest.mark.parametrize(
+    ("L", "d", "one_block"),
+    [(40, 16, True), (117, 16, False), (900, 16, False), (160, 64, True), (161, 64, False)],
+)
+def test_auto_on_cpu_matches_reference_on_both_sides_of_the_threshold(L, d, one_block):
+    """`auto` is one block up to 2.5 d tokens and blocks beyond: both exact."""
     assert resolve_backend("auto", torch.device("cpu")) is resolve_backend(
         "parallel", torch.device("cpu")
     )
-    q, k, v = random_qkv(1, L, 1, 16, 16, seed=L)
+    assert (block_size_for(L, d) is None) == one_block
+    q, k, v = random_qkv(1, L, 1, d, d, seed=L)
     assert_matches_reference("auto", q, k, v, tol=1e-4)
 
 

@@ -17,12 +17,17 @@ from flowrl.ops.flow_attention.varlen import PackedSequences
 
 Backend = Literal["auto", "naive", "chunked", "parallel", "triton"]
 BACKENDS = ("auto", "naive", "chunked", "parallel", "triton")
-# The parallel backend takes the whole sequence as one L x L block up to this length and
-# blocks of PARALLEL_BLOCK tokens beyond it. Measured forward + backward on a 2-core CPU at
-# d = m = 128, one thread: one block is the faster up to 300 tokens (B = 8 and 64) and the
-# slower from 600 on; blocks of 64 beat blocks of 128 at 600 and 900 tokens.
-PARALLEL_MAX_BLOCK = 384
+# The parallel backend takes the whole sequence as one L x L block while L is at most
+# ONE_BLOCK_PER_DIM x the head dim d, and blocks of PARALLEL_BLOCK tokens (SMALL_HEAD_BLOCK
+# for heads of at most SMALL_HEAD_DIM) beyond. One block costs L^2 elementwise work per head
+# whatever d, blocks a constant per token: measured forward + backward on a 2-core CPU, one
+# thread (benchmarks/parallel_blocks.py), one block is the faster up to about 2.5 d tokens
+# (about 300 at d = 128, 150 at d = 64, 60 at d = 16), and blocks of 32 beat blocks of 64
+# for d <= 64.
+ONE_BLOCK_PER_DIM = 2.5
 PARALLEL_BLOCK = 64
+SMALL_HEAD_BLOCK = 32
+SMALL_HEAD_DIM = 64
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
@@ -51,20 +56,23 @@ def resolve_backend(backend: str, device: torch.device) -> Callable:
     return fused
 
 
-def block_size_for(length: int) -> int | None:
-    """None (one block) up to PARALLEL_MAX_BLOCK tokens; else PARALLEL_BLOCK, or the
-    largest size down to 3/4 of it that divides `length` (no padded copies of q, k, v)."""
-    if length <= PARALLEL_MAX_BLOCK:
+def block_size_for(length: int, head_dim: int) -> int | None:
+    """None (one block) up to ONE_BLOCK_PER_DIM x head_dim tokens (at least one block's
+    worth); else the block size for the head dim, or the largest size down to 3/4 of it that
+    divides `length` (no padded copies of q, k, v)."""
+    block = SMALL_HEAD_BLOCK if head_dim <= SMALL_HEAD_DIM else PARALLEL_BLOCK
+    if length <= max(block, ONE_BLOCK_PER_DIM * head_dim):
         return None
-    for size in range(PARALLEL_BLOCK, 3 * PARALLEL_BLOCK // 4 - 1, -1):
+    for size in range(block, 3 * block // 4 - 1, -1):
         if length % size == 0:
             return size
-    return PARALLEL_BLOCK
+    return block
 
 
 def parallel_by_length(q: Tensor, k: Tensor, v: Tensor, **kw) -> tuple[Tensor, FlowAttentionState]:
-    """The parallel backend with the block size `block_size_for` its length."""
-    return parallel_flow_attention(q, k, v, block_size=block_size_for(q.shape[-2]), **kw)
+    """The parallel backend with the block size `block_size_for` its length and head dim."""
+    block_size = block_size_for(q.shape[-2], q.shape[-1])
+    return parallel_flow_attention(q, k, v, block_size=block_size, **kw)
 
 
 def _check_qkv(q: Tensor, k: Tensor, v: Tensor, rank: int, layout: str) -> None:
