@@ -35,18 +35,19 @@ from hostinfo import cpu_name  # noqa: E402
 from flowrl.experiments import stats  # noqa: E402
 from flowrl.experiments.runs import find_runs  # noqa: E402
 
-# name -> (attention, context mode, window K or None for the whole episode)
+# name -> (attention, context mode, window K or None for the whole episode, other settings)
 VARIANTS = {
-    "flow-episode": ("flow", "episode", None),
-    "flow-episode-mixed": ("flow", "episode", None),  # trained on every grid length <= L
-    "flow-sink-episode": ("flow-sink", "episode", None),
-    "flow-window": ("flow", "window", 20),
-    "softmax-window": ("softmax", "window", 20),
-    "softmax-episode": ("softmax", "episode", None),
+    "flow-episode": ("flow", "episode", None, ()),
+    "flow-episode-4heads": ("flow", "episode", None, ("model.n_heads=4",)),
+    "flow-episode-mixed": ("flow", "episode", None, ()),  # trained on every grid length <= L
+    "flow-sink-episode": ("flow-sink", "episode", None, ()),
+    "flow-window": ("flow", "window", 20, ()),
+    "softmax-window": ("softmax", "window", 20, ()),
+    "softmax-episode": ("softmax", "episode", None, ()),
 }
 METRIC = "eval/normalized_mean_last"
 # whole-episode flow agents act through their recurrent state: also run at 2x, 5x, 10x length
-RECURRENT = [name for name, (attention, mode, _) in VARIANTS.items()
+RECURRENT = [name for name, (attention, mode, *_) in VARIANTS.items()
              if attention != "softmax" and mode == "episode"]  # fmt: skip
 MIXED = ("flow-episode-mixed",)
 
@@ -80,7 +81,7 @@ def collect(task: str, length: int, episodes: int) -> None:
 
 def sweep(args: argparse.Namespace, length: int, variant: str) -> Path:
     """Trains one variant at one length over the seeds; returns the sweep folder."""
-    attention, mode, window = VARIANTS[variant]
+    attention, mode, window, settings = VARIANTS[variant]
     horizon = length + (1 if args.task == "passive" else 3)
     name = f"{args.task}-L{length}-{variant}"
     lengths = [x for x in sorted(args.lengths) if x <= length] if variant in MIXED else [length]
@@ -92,6 +93,7 @@ def sweep(args: argparse.Namespace, length: int, variant: str) -> Path:
         "--set", f"model.attention={attention}", "--set", f"model.context_mode={mode}",
         "--set", f"model.context_len={window or horizon}", "--set", f"steps={args.steps}",
         "--set", f"eval.episodes={args.episodes}",
+        *(arg for setting in settings for arg in ("--set", setting)),
         log=args.out / "logs" / f"{name}.log",
     )  # fmt: skip
     return args.out / name
