@@ -125,17 +125,21 @@ def plot(results: dict, lengths: list[int], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.2))
-    for variant, by_length in results["trained"].items():
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, (variant, by_length) in enumerate(results["trained"].items()):
+        color = colors[i % len(colors)]
         xs = [L for L in lengths if str(L) in by_length]
         means = np.array([by_length[str(L)]["mean"] for L in xs])
         cis = np.array([by_length[str(L)]["ci95"] for L in xs]).reshape(-1, 2)
         ax.errorbar(xs, means, yerr=[means - cis[:, 0], cis[:, 1] - means], marker="o",
-                    capsize=3, label=variant)  # fmt: skip
-    for variant, by_factor in results["generalisation"].items():
-        for factor, by_length in by_factor.items():
-            xs = sorted(int(L) * int(factor) for L in by_length)
-            ys = [by_length[str(x // int(factor))]["mean"] for x in xs]
-            ax.plot(xs, ys, linestyle="--", marker="x", label=f"{variant}, {factor}x longer")
+                    capsize=3, color=color, label=variant)  # fmt: skip
+        by_factor = results["generalisation"].get(variant, {})
+        for L, mean in zip(xs, means, strict=True):  # the same agents in longer corridors
+            factors = sorted(int(f) for f, by in by_factor.items() if str(L) in by)
+            ys = [mean] + [by_factor[str(f)][str(L)]["mean"] for f in factors]
+            ax.plot([L] + [L * f for f in factors], ys, linestyle="--", marker="x", color=color)
+    ax.plot([], [], linestyle="--", marker="x", color="grey",
+            label="same agents, 2x, 5x, 10x longer")  # fmt: skip
     ax.axhline(50, color="grey", linewidth=0.8, linestyle=":")
     ax.set_xscale("log")
     ax.set_xlabel("corridor length L (steps between cue and junction)")
@@ -213,11 +217,11 @@ def main() -> None:
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(results, indent=2) + "\n")
     plot(results, args.lengths, args.figure)
-    print(f"\n{'variant':<18} {'corridor':<18} {'n':>2} {'success %':>9}  95% CI      runs")
+    print(f"\n{'variant':<20} {'corridor':<18} {'n':>2} {'success %':>9}  95% CI      runs")
     for variant, where, e in rows:
         low, high = e["ci95"]
         runs = " ".join(f"{r:.0f}" for r in e["runs"])
-        print(f"{variant:<18} {where:<18} {e['n']:>2} {e['mean']:>9.1f}  "
+        print(f"{variant:<20} {where:<18} {e['n']:>2} {e['mean']:>9.1f}  "
               f"[{low:.0f}, {high:.0f}]  {runs}")  # fmt: skip
     print(f"\nJSON: {args.json}\nfigure: {args.figure}")
 
