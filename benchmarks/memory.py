@@ -39,7 +39,8 @@ from flowrl.experiments.runs import find_runs  # noqa: E402
 VARIANTS = {
     "flow-episode": ("flow", "episode", None, ()),
     "flow-episode-4heads": ("flow", "episode", None, ("model.n_heads=4",)),
-    "flow-episode-mixed": ("flow", "episode", None, ()),  # trained on every grid length <= L
+    "flow-episode-mixed": ("flow", "episode", None, ()),
+    "flow-episode-4heads-mixed": ("flow", "episode", None, ("model.n_heads=4",)),
     "flow-sink-episode": ("flow-sink", "episode", None, ()),
     "flow-window": ("flow", "window", 20, ()),
     "softmax-window": ("softmax", "window", 20, ()),
@@ -49,7 +50,7 @@ METRIC = "eval/normalized_mean_last"
 # whole-episode flow agents act through their recurrent state: also run at 2x, 5x, 10x length
 RECURRENT = [name for name, (attention, mode, *_) in VARIANTS.items()
              if attention != "softmax" and mode == "episode"]  # fmt: skip
-MIXED = ("flow-episode-mixed",)
+MIXED = ("flow-episode-mixed", "flow-episode-4heads-mixed")  # trained on every grid length <= L
 
 
 def flowrl(*args: str, log: Path | None = None) -> None:
