@@ -7,7 +7,7 @@ corridors several times longer than trained (`flowrl eval --env-kwargs length=..
 through the recurrent state), and writes a table, a JSON file and a figure of success rate
 against corridor length per variant.
 
-    python benchmarks/memory.py --lengths 30 100 --jobs 2          # the CPU part (an hour or two)
+    python benchmarks/memory.py --lengths 30 100 --jobs 2   # CPU part: hours; --variants picks
     python benchmarks/memory.py --lengths 10 50 100 250 500 1000 --jobs 8   # the full grid
     python benchmarks/memory.py --report-only ...                 # tabulate what has finished
 
