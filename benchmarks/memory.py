@@ -35,12 +35,14 @@ from hostinfo import cpu_name  # noqa: E402
 from flowrl.experiments import stats  # noqa: E402
 from flowrl.experiments.runs import find_runs  # noqa: E402
 
+CLAMP20 = "model.attention_clamp=20"  # the source clamp raised from the spec's 10
 # name -> (attention, context mode, window K or None for the whole episode, other settings)
 VARIANTS = {
     "flow-episode": ("flow", "episode", None, ()),
     "flow-episode-4heads": ("flow", "episode", None, ("model.n_heads=4",)),
     "flow-episode-mixed": ("flow", "episode", None, ()),
     "flow-episode-4heads-mixed": ("flow", "episode", None, ("model.n_heads=4",)),
+    "flow-episode-4heads-mixed-c20": ("flow", "episode", None, ("model.n_heads=4", CLAMP20)),
     "flow-sink-episode": ("flow-sink", "episode", None, ()),
     "flow-window": ("flow", "window", 20, ()),
     "softmax-window": ("softmax", "window", 20, ()),
@@ -50,7 +52,8 @@ METRIC = "eval/normalized_mean_last"
 # whole-episode flow agents act through their recurrent state: also run at 2x, 5x, 10x length
 RECURRENT = [name for name, (attention, mode, *_) in VARIANTS.items()
              if attention != "softmax" and mode == "episode"]  # fmt: skip
-MIXED = ("flow-episode-mixed", "flow-episode-4heads-mixed")  # trained on every grid length <= L
+# trained on every grid length <= L
+MIXED = ("flow-episode-mixed", "flow-episode-4heads-mixed", "flow-episode-4heads-mixed-c20")
 
 
 def flowrl(*args: str, log: Path | None = None) -> None:

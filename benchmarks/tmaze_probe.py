@@ -11,7 +11,11 @@ a window agent sees its last K steps). At the junction's state token it reports:
   100% when the margin is positive, else about 50% (one fixed turn) or 0%, however many
   episodes are run: a thin positive margin counts as full success;
 - `cue_share`, per block: |h(up) - h(down)| / |h(up)|, the part of the block's output at
-  the junction that changes with the cue (0: the cue never reaches the decision).
+  the junction that changes with the cue (0: the cue never reaches the decision);
+- `cue_weight`, per block and head (flow attention only): the cue token's part of the
+  junction's attention weights <Q_j, K_s> C_s over all tokens s (docs/flow-attention.md,
+  step 6), with the upper cue. A head that keeps the cue at any distance holds it flat as
+  L grows; one that dilutes it loses it like 1/L.
 
     python benchmarks/tmaze_probe.py sweeps/memory/passive-L30-flow-episode --factors 1 2 10
 """
@@ -30,6 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from flowrl.agents import DecisionTransformerAgent  # noqa: E402
+from flowrl.ops.flow_attention.gates import flow_gates  # noqa: E402
 
 RIGHT, UP, DOWN = 0, 1, 3
 
@@ -61,6 +66,27 @@ def junction(agent: DecisionTransformerAgent, length: int, cue: int) -> tuple[to
     return logits[[UP, DOWN]], hidden
 
 
+@torch.no_grad()
+def cue_weights(agent: DecisionTransformerAgent, length: int) -> list[list[float]]:
+    """Per block and head, the cue token's share of the junction's attention weights."""
+    model, qkv = agent.model, []
+    hooks = [b.attn.qkv.register_forward_hook(lambda m, i, o: qkv.append(o)) for b in model.blocks]
+    try:
+        model(*oracle_inputs(agent, length, +1))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    shares = []
+    for block, out in zip(model.blocks, qkv, strict=True):
+        attn = block.attn  # tokens R_1, s_1 (the cue), a_1, ..., s_T (the junction), a_T
+        q, k, _ = out.double().unflatten(-1, (3, attn.num_heads, -1)).unbind(-3)
+        Q, K = (torch.sigmoid(x.transpose(1, 2)[0, :, :-1]) for x in (q, k))  # (H, t, d)
+        gates = flow_gates(Q[None], K[None], eps=attn.eps, clamp=attn.clamp)
+        weights = (K @ Q[:, -1:].transpose(1, 2)).squeeze(-1) * gates.competition[0]
+        shares.append((weights[:, 1] / weights.sum(-1)).tolist())
+    return shares
+
+
 def probe(checkpoint: Path, length: int) -> dict:
     agent = DecisionTransformerAgent.load(checkpoint)
     up, h_up = junction(agent, length, +1)
@@ -68,7 +94,10 @@ def probe(checkpoint: Path, length: int) -> dict:
     share = [float((a - b).norm() / a.norm()) for a, b in zip(h_up, h_down, strict=True)]
     p_correct = float(F.softmax(up, -1)[0] + F.softmax(down, -1)[1]) / 2
     margin = float(torch.minimum(up[0] - up[1], down[1] - down[0]))
-    return {"p_correct": p_correct, "margin": margin, "cue_share": share}
+    result = {"p_correct": p_correct, "margin": margin, "cue_share": share}
+    if agent.model.cfg.attention == "flow":
+        result["cue_weight"] = cue_weights(agent, length)
+    return result
 
 
 def main() -> None:
@@ -88,8 +117,10 @@ def main() -> None:
                              **result})  # fmt: skip
                 share = " ".join(f"{s:.3f}" for s in result["cue_share"])
                 where = f"{sweep.name}/{run.name:<8} L={length * factor:<6}"
+                weights = " | ".join(" ".join(f"{w:.3f}" for w in block)
+                                     for block in result.get("cue_weight", []))  # fmt: skip
                 print(f"{where} p_correct={result['p_correct']:.3f} margin={result['margin']:+.3f}"
-                      f"  cue_share by block: {share}")  # fmt: skip
+                      f"  cue_share by block: {share}  cue_weight by head: {weights}")  # fmt: skip
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2) + "\n")
 

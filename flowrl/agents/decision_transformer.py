@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from flowrl.errors import UserError
-from flowrl.nn import ATTENTION_TYPES, make_attention
+from flowrl.nn import ATTENTION_TYPES, FlowAttention, make_attention
 from flowrl.ops import PackedSequences
 
 CONTEXT_MODES = ("window", "episode")
@@ -37,6 +37,10 @@ class DecisionTransformerConfig:
     `timestep_embedding`: "learned" adds an embedding of each token's step in its episode
     (steps from `max_timestep` - 1 on share the last one); "none" adds nothing, so a policy
     meets no unseen embedding when it acts in episodes longer than any it trained on.
+
+    `attention_clamp`: the source clamp c of flow attention (docs/flow-attention.md; the
+    specification's 10 by default). It bounds how far one token can outweigh the rest of
+    its episode in the competition's normaliser.
     """
 
     state_dim: int | None = None
@@ -53,6 +57,7 @@ class DecisionTransformerConfig:
     dropout: float = 0.1
     activation: str = "relu"
     attention_backend: str = "auto"  # one of the attention layer's `backends`
+    attention_clamp: float = 10.0  # flow and flow-sink: the source clamp c
 
     def __post_init__(self) -> None:
         self.validate()
@@ -77,6 +82,13 @@ class DecisionTransformerConfig:
         for key, value in sizes.items():
             if value is not None and value <= 0:
                 raise UserError(f"{key}={value}: expected a positive number")
+        if not self.attention_clamp > 0:
+            raise UserError(f"model.attention_clamp={self.attention_clamp}: expected a number > 0")
+        if self.attention_clamp != 10.0 and not has_clamp(self.attention):
+            raise UserError(
+                f"model.attention_clamp={self.attention_clamp}: only flow attentions have a "
+                f"clamp, not model.attention={self.attention}"
+            )
         if not isinstance(self.discrete, bool):
             raise UserError(f"model.discrete={self.discrete!r}: expected true or false")
         if not 0 <= self.dropout < 1:
@@ -86,6 +98,11 @@ class DecisionTransformerConfig:
                 f"model.embed_dim={self.embed_dim} must be divisible by "
                 f"model.n_heads={self.n_heads}"
             )
+
+
+def has_clamp(attention: str) -> bool:
+    """Whether the attention type takes flow attention's source clamp."""
+    return issubclass(ATTENTION_TYPES[attention], FlowAttention)
 
 
 def _check_choice(key: str, value: str, allowed: tuple[str, ...]) -> None:
@@ -103,6 +120,7 @@ class Block(nn.Module):
             cfg.n_heads,
             dropout=cfg.dropout,
             backend=cfg.attention_backend,
+            **({"clamp": cfg.attention_clamp} if has_clamp(cfg.attention) else {}),
         )
         self.ln_2 = nn.LayerNorm(cfg.embed_dim)
         self.mlp = nn.Sequential(

@@ -93,6 +93,33 @@ def test_loss_ignores_padded_steps():
 def test_config_rejects_bad_values():
     with pytest.raises(ValueError, match="context_mode"):
         DecisionTransformerConfig(S, A, context_mode="full")
+    with pytest.raises(UserError, match=r"model\.attention_clamp=0"):
+        DecisionTransformerConfig(S, A, attention_clamp=0.0)
+    with pytest.raises(UserError, match="only flow attentions have a clamp"):
+        DecisionTransformerConfig(S, A, attention="softmax", attention_clamp=20.0)
+
+
+@pytest.mark.parametrize("attention", ["flow", "flow-sink"])
+def test_attention_clamp_reaches_the_parallel_and_recurrent_forms(attention, tmp_path):
+    """A small clamp is active on random weights: it changes the output, the whole-sequence
+    and token-by-token forms agree under it, and a checkpoint keeps it."""
+    spec = model(attention, "episode")
+    tight = DecisionTransformer(dataclasses.replace(spec.cfg, attention_clamp=0.3)).eval()
+    tight.load_state_dict(spec.state_dict())
+    assert [b.attn.clamp for b in tight.blocks] == [0.3, 0.3]
+    x = torch.randn(2, 24, 32, generator=torch.Generator().manual_seed(1))
+    attn, spec_attn = tight.blocks[0].attn, spec.blocks[0].attn
+    with torch.no_grad():
+        whole = attn(x)
+        assert not torch.allclose(whole, spec_attn(x), atol=1e-4)
+        state, steps = None, []
+        for t in range(x.shape[1]):
+            y, state = attn.step(x[:, t], state)
+            steps.append(y)
+    torch.testing.assert_close(torch.stack(steps, 1), whole, rtol=1e-4, atol=1e-5)
+    path = tmp_path / "agent.pt"
+    save_atomic({"agent": agent_of(tight).state_dict()}, path)
+    assert load_agent(path).model.cfg.attention_clamp == 0.3
 
 
 def agent_of(net: DecisionTransformer) -> DecisionTransformerAgent:
