@@ -12,10 +12,12 @@ a window agent sees its last K steps). At the junction's state token it reports:
   episodes are run: a thin positive margin counts as full success;
 - `cue_share`, per block: |h(up) - h(down)| / |h(up)|, the part of the block's output at
   the junction that changes with the cue (0: the cue never reaches the decision);
-- `cue_weight`, per block and head (flow attention only): the cue token's part of the
-  junction's attention weights <Q_j, K_s> C_s over all tokens s (docs/flow-attention.md,
-  step 6), with the upper cue. A head that keeps the cue at any distance holds it flat as
-  L grows; one that dilutes it loses it like 1/L.
+- for flow attention, per cue, block and head: `cue_weight`, the cue token's part of the
+  junction's attention weights <Q_j, K_s> C_s (docs/flow-attention.md, step 6);
+  `cue_source`, the cue token's conserved source Ohat (clamped to [-c, c]); `cue_z_share`,
+  its part exp(Ohat) / Z of the competition normaliser at the junction. A cue whose source
+  dominates Z scales every later token's competition C_s by 1 / Z, a signal that fades
+  only once the corridor's own exp(Ohat) sum to about exp(c).
 
     python benchmarks/tmaze_probe.py sweeps/memory/passive-L30-flow-episode --factors 1 2 10
 """
@@ -67,24 +69,29 @@ def junction(agent: DecisionTransformerAgent, length: int, cue: int) -> tuple[to
 
 
 @torch.no_grad()
-def cue_weights(agent: DecisionTransformerAgent, length: int) -> list[list[float]]:
-    """Per block and head, the cue token's share of the junction's attention weights."""
+def flow_readings(agent: DecisionTransformerAgent, length: int, cue: int) -> dict:
+    """Per block and head, what the flow gates make of the cue token (docs/flow-attention.md):
+    its share of the junction's weights <Q_j, K_s> C_s, its conserved source Ohat and its
+    share exp(Ohat) / Z of the competition's normaliser at the junction."""
     model, qkv = agent.model, []
     hooks = [b.attn.qkv.register_forward_hook(lambda m, i, o: qkv.append(o)) for b in model.blocks]
     try:
-        model(*oracle_inputs(agent, length, +1))
+        model(*oracle_inputs(agent, length, cue))
     finally:
         for hook in hooks:
             hook.remove()
-    shares = []
+    readings: dict[str, list] = {"cue_weight": [], "cue_source": [], "cue_z_share": []}
     for block, out in zip(model.blocks, qkv, strict=True):
         attn = block.attn  # tokens R_1, s_1 (the cue), a_1, ..., s_T (the junction), a_T
         q, k, _ = out.double().unflatten(-1, (3, attn.num_heads, -1)).unbind(-3)
         Q, K = (torch.sigmoid(x.transpose(1, 2)[0, :, :-1]) for x in (q, k))  # (H, t, d)
         gates = flow_gates(Q[None], K[None], eps=attn.eps, clamp=attn.clamp)
         weights = (K @ Q[:, -1:].transpose(1, 2)).squeeze(-1) * gates.competition[0]
-        shares.append((weights[:, 1] / weights.sum(-1)).tolist())
-    return shares
+        source = gates.source_exp[0, :, 1]
+        readings["cue_weight"].append((weights[:, 1] / weights.sum(-1)).tolist())
+        readings["cue_source"].append(source.log().tolist())
+        readings["cue_z_share"].append((source / gates.competition_sums[0, :, -1]).tolist())
+    return readings
 
 
 def probe(checkpoint: Path, length: int) -> dict:
@@ -96,8 +103,17 @@ def probe(checkpoint: Path, length: int) -> dict:
     margin = float(torch.minimum(up[0] - up[1], down[1] - down[0]))
     result = {"p_correct": p_correct, "margin": margin, "cue_share": share}
     if agent.model.cfg.attention == "flow":
-        result["cue_weight"] = cue_weights(agent, length)
+        for name, cue in (("up", +1), ("down", -1)):
+            result[name] = flow_readings(agent, length, cue)
     return result
+
+
+def readings(flow: dict) -> str:
+    """One line per cue: the flow readings by block (|) and head."""
+    return "  ".join(
+        f"{key} " + " | ".join(" ".join(f"{x:.2f}" for x in block) for block in flow[key])
+        for key in ("cue_weight", "cue_source", "cue_z_share")
+    )
 
 
 def main() -> None:
@@ -117,10 +133,11 @@ def main() -> None:
                              **result})  # fmt: skip
                 share = " ".join(f"{s:.3f}" for s in result["cue_share"])
                 where = f"{sweep.name}/{run.name:<8} L={length * factor:<6}"
-                weights = " | ".join(" ".join(f"{w:.3f}" for w in block)
-                                     for block in result.get("cue_weight", []))  # fmt: skip
                 print(f"{where} p_correct={result['p_correct']:.3f} margin={result['margin']:+.3f}"
-                      f"  cue_share by block: {share}  cue_weight by head: {weights}")  # fmt: skip
+                      f"  cue_share by block: {share}")  # fmt: skip
+                for name in ("up", "down"):
+                    if name in result:
+                        print(f"    {name:>4} cue " + readings(result[name]))
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2) + "\n")
 
