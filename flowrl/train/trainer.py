@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
@@ -167,7 +167,9 @@ class Trainer:
         saved = state["train_config"]
         for section in ("model", "data"):
             ours = asdict(getattr(self.cfg, section))
-            theirs = dict(saved[section])
+            # a setting added after the checkpoint was written ran at its default there
+            defaults = {f.name: f.default for f in fields(getattr(self.cfg, section))}
+            theirs = {**defaults, **saved[section]}
             for key in RESUMABLE_CHANGES:
                 if key.startswith(f"{section}."):
                     ours.pop(key.split(".", 1)[1], None)

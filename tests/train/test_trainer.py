@@ -8,6 +8,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+import torch
 
 from flowrl.agents import DecisionTransformerAgent, DecisionTransformerConfig
 from flowrl.data import Episode, EpisodeDataset
@@ -61,6 +62,19 @@ def test_resume_ignores_settings_that_do_not_change_the_result(tmp_path):
     assert [json.loads(r)["step"] for r in rows if "train/loss" in r] == [1, 2, 3, 4]
     with pytest.raises(UserError, match="model settings differ"):
         fit(tmp_path, 6, resume=True, embed_dim=32)
+
+
+def test_resume_reads_a_setting_missing_from_an_older_checkpoint_as_its_default(tmp_path):
+    """A checkpoint written before `model.attention_clamp` existed resumes at the default,
+    and refuses another value."""
+    fit(tmp_path, 2)
+    path = tmp_path / "run" / "checkpoints" / "last.pt"
+    state = torch.load(path, weights_only=False)
+    del state["train_config"]["model"]["attention_clamp"]
+    torch.save(state, path)
+    fit(tmp_path, 4, resume=True)
+    with pytest.raises(UserError, match="model settings differ"):
+        fit(tmp_path, 6, resume=True, attention_clamp=20.0)
 
 
 def test_fit_refuses_a_dataset_of_other_shapes(tmp_path):
