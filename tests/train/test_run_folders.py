@@ -117,7 +117,13 @@ def test_sigkill_between_checkpoints_then_resume_logs_each_step_once(env, tmp_pa
     checkpoint = run_dir / "checkpoints" / "last.pt"
     run = long_run(env, config, "--set", "checkpoint_every=20")
     try:
-        wait_for(lambda: checkpoint.is_file() and len(logged_steps(run_dir)) >= 25, run)
+        while True:  # freeze the run to look: kill it only with steps past its checkpoint
+            wait_for(lambda: checkpoint.is_file() and len(logged_steps(run_dir)) >= 25, run)
+            run.send_signal(signal.SIGSTOP)
+            if logged_steps(run_dir)[-1] > load_checkpoint(checkpoint)["step"]:
+                break
+            run.send_signal(signal.SIGCONT)
+            time.sleep(0.01)
         run.send_signal(signal.SIGKILL)
         run.wait(timeout=60)
     finally:
