@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from flowrl.agents import DecisionTransformerAgent  # noqa: E402
-from flowrl.ops.flow_attention.gates import flow_gates  # noqa: E402
+from flowrl.ops.flow_attention.gates import feature_map, flow_gates  # noqa: E402
 
 RIGHT, UP, DOWN = 0, 1, 3
 
@@ -56,36 +56,35 @@ def oracle_inputs(agent: DecisionTransformerAgent, length: int, cue: int) -> lis
 
 
 @torch.no_grad()
-def junction(agent: DecisionTransformerAgent, length: int, cue: int) -> tuple[torch.Tensor, list]:
-    """Turn logits (up, down) at the junction and each block's output there."""
-    model, hidden = agent.model, []
+def junction(
+    agent: DecisionTransformerAgent, length: int, cue: int
+) -> tuple[torch.Tensor, list, list]:
+    """Turn logits (up, down) at the junction, each block's output there, and each block's
+    attention projections q, k, v for the whole sequence."""
+    model, hidden, qkv = agent.model, [], []
     hooks = [b.register_forward_hook(lambda m, i, o: hidden.append(o[0, -2])) for b in model.blocks]
+    hooks += [b.attn.qkv.register_forward_hook(lambda m, i, o: qkv.append(o)) for b in model.blocks]
     try:
         logits = model(*oracle_inputs(agent, length, cue))[0, -1]
     finally:
         for hook in hooks:
             hook.remove()
-    return logits[[UP, DOWN]], hidden
+    return logits[[UP, DOWN]], hidden, qkv
 
 
 @torch.no_grad()
-def flow_readings(agent: DecisionTransformerAgent, length: int, cue: int) -> dict:
+def flow_readings(agent: DecisionTransformerAgent, qkv: list) -> dict:
     """Per block and head, what the flow gates make of the cue token (docs/flow-attention.md):
     its share of the junction's weights <Q_j, K_s> C_s, its conserved source Ohat and its
     share exp(Ohat) / Z of the competition's normaliser at the junction."""
-    model, qkv = agent.model, []
-    hooks = [b.attn.qkv.register_forward_hook(lambda m, i, o: qkv.append(o)) for b in model.blocks]
-    try:
-        model(*oracle_inputs(agent, length, cue))
-    finally:
-        for hook in hooks:
-            hook.remove()
     readings: dict[str, list] = {"cue_weight": [], "cue_source": [], "cue_z_share": []}
-    for block, out in zip(model.blocks, qkv, strict=True):
+    for block, out in zip(agent.model.blocks, qkv, strict=True):
         attn = block.attn  # tokens R_1, s_1 (the cue), a_1, ..., s_T (the junction), a_T
-        q, k, _ = out.double().unflatten(-1, (3, attn.num_heads, -1)).unbind(-3)
-        Q, K = (torch.sigmoid(x.transpose(1, 2)[0, :, :-1]) for x in (q, k))  # (H, t, d)
-        gates = flow_gates(Q[None], K[None], eps=attn.eps, clamp=attn.clamp)
+        heads = out.double().unflatten(-1, (3, attn.num_heads, attn.head_dim)).unbind(-3)
+        q, k, v = (x.transpose(1, 2)[:, :, :-1] for x in heads)  # (1, H, t, d)
+        Q, K, _, _ = feature_map(q, k, v, None)  # up to the junction
+        gates = flow_gates(Q, K, eps=attn.eps, clamp=attn.clamp)
+        Q, K = Q[0], K[0]
         weights = (K @ Q[:, -1:].transpose(1, 2)).squeeze(-1) * gates.competition[0]
         source = gates.source_exp[0, :, 1]
         readings["cue_weight"].append((weights[:, 1] / weights.sum(-1)).tolist())
@@ -96,15 +95,14 @@ def flow_readings(agent: DecisionTransformerAgent, length: int, cue: int) -> dic
 
 def probe(checkpoint: Path, length: int) -> dict:
     agent = DecisionTransformerAgent.load(checkpoint)
-    up, h_up = junction(agent, length, +1)
-    down, h_down = junction(agent, length, -1)
+    up, h_up, qkv_up = junction(agent, length, +1)
+    down, h_down, qkv_down = junction(agent, length, -1)
     share = [float((a - b).norm() / a.norm()) for a, b in zip(h_up, h_down, strict=True)]
     p_correct = float(F.softmax(up, -1)[0] + F.softmax(down, -1)[1]) / 2
     margin = float(torch.minimum(up[0] - up[1], down[1] - down[0]))
     result = {"p_correct": p_correct, "margin": margin, "cue_share": share}
     if agent.model.cfg.attention == "flow":
-        for name, cue in (("up", +1), ("down", -1)):
-            result[name] = flow_readings(agent, length, cue)
+        result["up"], result["down"] = flow_readings(agent, qkv_up), flow_readings(agent, qkv_down)
     return result
 
 

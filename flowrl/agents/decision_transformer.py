@@ -23,6 +23,7 @@ from flowrl.nn import ATTENTION_TYPES, FlowAttention, make_attention
 from flowrl.ops import PackedSequences
 
 CONTEXT_MODES = ("window", "episode")
+SPEC_CLAMP = 10.0  # the source clamp c of docs/flow-attention.md
 TIMESTEP_EMBEDDINGS = ("learned", "none")
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU}
 TOKEN_KINDS = ("return", "state", "action")  # the order of a timestep's tokens
@@ -57,7 +58,7 @@ class DecisionTransformerConfig:
     dropout: float = 0.1
     activation: str = "relu"
     attention_backend: str = "auto"  # one of the attention layer's `backends`
-    attention_clamp: float = 10.0  # flow and flow-sink: the source clamp c
+    attention_clamp: float = SPEC_CLAMP  # flow and flow-sink: the source clamp c
 
     def __post_init__(self) -> None:
         self.validate()
@@ -84,7 +85,7 @@ class DecisionTransformerConfig:
                 raise UserError(f"{key}={value}: expected a positive number")
         if not self.attention_clamp > 0:
             raise UserError(f"model.attention_clamp={self.attention_clamp}: expected a number > 0")
-        if self.attention_clamp != 10.0 and not has_clamp(self.attention):
+        if self.attention_clamp != SPEC_CLAMP and not has_clamp(self.attention):
             raise UserError(
                 f"model.attention_clamp={self.attention_clamp}: only flow attentions have a "
                 f"clamp, not model.attention={self.attention}"
