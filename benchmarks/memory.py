@@ -43,6 +43,7 @@ VARIANTS = {
     "flow-episode-mixed": ("flow", "episode", None, ()),
     "flow-episode-4heads-mixed": ("flow", "episode", None, ("model.n_heads=4",)),
     "flow-episode-4heads-mixed-c20": ("flow", "episode", None, ("model.n_heads=4", CLAMP20)),
+    "flow-relu-episode-4heads-mixed": ("flow-relu", "episode", None, ("model.n_heads=4",)),
     "flow-sink-episode": ("flow-sink", "episode", None, ()),
     "flow-window": ("flow", "window", 20, ()),
     "softmax-window": ("softmax", "window", 20, ()),
@@ -53,7 +54,12 @@ METRIC = "eval/normalized_mean_last"
 RECURRENT = [name for name, (attention, mode, *_) in VARIANTS.items()
              if attention != "softmax" and mode == "episode"]  # fmt: skip
 # trained on every grid length <= L
-MIXED = ("flow-episode-mixed", "flow-episode-4heads-mixed", "flow-episode-4heads-mixed-c20")
+MIXED = (
+    "flow-episode-mixed",
+    "flow-episode-4heads-mixed",
+    "flow-episode-4heads-mixed-c20",
+    "flow-relu-episode-4heads-mixed",
+)
 
 
 def flowrl(*args: str, log: Path | None = None) -> None:

@@ -11,11 +11,20 @@ import torch
 from torch import Tensor
 
 
-def _reference_gates(q: Tensor, k: Tensor, eps: float, clamp: float) -> tuple[Tensor, ...]:
+def _features(x: Tensor, features: str) -> Tensor:
+    """The spec's sigmoid, or the ReLU of the variant ("Variant: ReLU features")."""
+    if features == "relu":
+        return torch.where(x > 0, x, torch.zeros_like(x))
+    return 1.0 / (1.0 + torch.exp(-x))
+
+
+def _reference_gates(
+    q: Tensor, k: Tensor, eps: float, clamp: float, features: str = "sigmoid"
+) -> tuple[Tensor, ...]:
     """Features and gates of the spec, (B, H, L, *) float64: Q, K, the mask M (M[t, s] = 1
     where s <= t), positions t, I_t, A_t and exp(Ohat_t)."""
     L = q.shape[-2]
-    Q, K = 1.0 / (1.0 + torch.exp(-q)), 1.0 / (1.0 + torch.exp(-k))
+    Q, K = _features(q, features), _features(k, features)
     M = torch.ones(L, L, dtype=torch.float64).tril()
     t = torch.arange(1, L + 1, dtype=torch.float64)
 
@@ -31,11 +40,18 @@ def _reference_gates(q: Tensor, k: Tensor, eps: float, clamp: float) -> tuple[Te
 
 
 def reference_flow_attention(
-    q: Tensor, k: Tensor, v: Tensor, *, eps: float = 1e-6, clamp: float = 10.0
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    *,
+    eps: float = 1e-6,
+    clamp: float = 10.0,
+    features: str = "sigmoid",
 ) -> Tensor:
-    """q, k (B, L, H, d), v (B, L, H, m) -> out (B, L, H, m) in float64, differentiable."""
+    """q, k (B, L, H, d), v (B, L, H, m) -> out (B, L, H, m) in float64, differentiable.
+    `features="relu"` gives the ReLU-feature variant."""
     q, k, v = (x.to(torch.float64).transpose(1, 2) for x in (q, k, v))  # (B, H, L, *)
-    Q, K, M, t, I, A, E = _reference_gates(q, k, eps, clamp)
+    Q, K, M, t, I, A, E = _reference_gates(q, k, eps, clamp, features)
     C = t * E / (M @ E.unsqueeze(-1)).squeeze(-1)  # C_s = s exp(Ohat_s) / Z_s
     scores = (Q @ K.transpose(-1, -2)) * M  # <Q_t, K_s> for s <= t
     out = (A * I / t).unsqueeze(-1) * (scores @ (C.unsqueeze(-1) * v))

@@ -13,7 +13,7 @@ def layer(name: str) -> torch.nn.Module:
     return make_attention(name, 32, 4, dropout=0.1).eval()
 
 
-@pytest.mark.parametrize("name", ["flow", "flow-sink", "softmax"])
+@pytest.mark.parametrize("name", ["flow", "flow-sink", "flow-relu", "softmax"])
 def test_layers_are_causal_and_shape_preserving(name):
     attn = layer(name)
     x = torch.randn(2, 30, 32)
@@ -26,7 +26,7 @@ def test_layers_are_causal_and_shape_preserving(name):
     assert not torch.allclose(y2[:, 17:], y[:, 17:])
 
 
-@pytest.mark.parametrize("name", ["flow", "flow-sink", "softmax"])
+@pytest.mark.parametrize("name", ["flow", "flow-sink", "flow-relu", "softmax"])
 def test_packed_sequences_equal_separate_runs(name):
     attn = layer(name)
     lengths = [5, 12, 1]

@@ -49,7 +49,7 @@ class DecisionTransformerConfig:
     embed_dim: int = 128
     n_layers: int = 3
     n_heads: int = 1
-    attention: str = "flow"  # a key of flowrl.nn.ATTENTION_TYPES: flow | softmax
+    attention: str = "flow"  # flowrl.nn.ATTENTION_TYPES: flow, flow-sink, flow-relu, softmax
     context_mode: str = "window"  # "window": last K steps; "episode": the whole episode so far
     context_len: int = 20  # K in window mode; the longest training prefix in episode mode
     max_timestep: int = 1000  # size of the learned timestep embedding
@@ -58,7 +58,7 @@ class DecisionTransformerConfig:
     dropout: float = 0.1
     activation: str = "relu"
     attention_backend: str = "auto"  # one of the attention layer's `backends`
-    attention_clamp: float = SPEC_CLAMP  # flow and flow-sink: the source clamp c
+    attention_clamp: float = SPEC_CLAMP  # the flow kinds: the source clamp c
 
     def __post_init__(self) -> None:
         self.validate()

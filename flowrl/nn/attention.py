@@ -1,5 +1,6 @@
 """Causal self-attention layers with one interface, chosen by name: `flow`, `flow-sink`
-(Flow-Attention with the competition read at the sink, a separate op) or `softmax`."""
+(Flow-Attention with the competition read at the sink, a separate op), `flow-relu`
+(Flow-Attention with ReLU features, a separate op) or `softmax`."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from flowrl.ops.flow_attention import (
     flow_attention,
     flow_attention_step,
 )
+from flowrl.ops.relu_flow_attention import relu_flow_attention, relu_flow_attention_step
 from flowrl.ops.sink_flow_attention import sink_flow_attention, sink_flow_attention_step
 
 
@@ -159,6 +161,22 @@ class SinkFlowAttention(FlowAttention):
         return self._attend_padded(x, cu_seqlens, attend)
 
 
+class ReluFlowAttention(FlowAttention):
+    """Multi-head causal Flow-Attention with ReLU features (docs/flow-attention.md,
+    "Variant: ReLU features"): a token whose key features are all zero drops out of every
+    later output, however long the sequence grows. A separate op from `flow_attention`, on
+    its parallel backend; `step` as FlowAttention's."""
+
+    backends = ("auto",)
+    step_op = staticmethod(relu_flow_attention_step)
+
+    def forward(self, x: Tensor, *, cu_seqlens: Tensor | PackedSequences | None = None) -> Tensor:
+        def attend(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+            return relu_flow_attention(q, k, v, eps=self.eps, clamp=self.clamp)
+
+        return self._attend_padded(x, cu_seqlens, attend)
+
+
 class SoftmaxAttention(CausalSelfAttention):
     """Multi-head causal softmax attention on `scaled_dot_product_attention`."""
 
@@ -188,6 +206,7 @@ class SoftmaxAttention(CausalSelfAttention):
 ATTENTION_TYPES: dict[str, type[CausalSelfAttention]] = {
     "flow": FlowAttention,
     "flow-sink": SinkFlowAttention,
+    "flow-relu": ReluFlowAttention,
     "softmax": SoftmaxAttention,
 }
 

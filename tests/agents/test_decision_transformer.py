@@ -49,7 +49,7 @@ def trajectory(B, T, seed=0):
     )
 
 
-@pytest.mark.parametrize("attention", ["flow", "flow-sink", "softmax"])
+@pytest.mark.parametrize("attention", ["flow", "flow-sink", "flow-relu", "softmax"])
 def test_action_of_step_t_sees_only_the_past_and_its_state(attention):
     """a_t is predicted from R_<=t, s_<=t, a_<t: changing a_t or anything later has no effect."""
     net = model(attention)
@@ -68,7 +68,7 @@ def test_action_of_step_t_sees_only_the_past_and_its_state(attention):
     assert not torch.allclose(net(s3, a, r, t)[:, 6], pred[:, 6])
 
 
-@pytest.mark.parametrize("attention", ["flow", "flow-sink", "softmax"])
+@pytest.mark.parametrize("attention", ["flow", "flow-sink", "flow-relu", "softmax"])
 def test_packed_episodes_equal_separate_runs(attention):
     net = model(attention, "episode")
     lengths = [7, 1, 15]
@@ -99,7 +99,7 @@ def test_config_rejects_bad_values():
         DecisionTransformerConfig(S, A, attention="softmax", attention_clamp=20.0)
 
 
-@pytest.mark.parametrize("attention", ["flow", "flow-sink"])
+@pytest.mark.parametrize("attention", ["flow", "flow-sink", "flow-relu"])
 def test_attention_clamp_reaches_the_parallel_and_recurrent_forms(attention, tmp_path):
     """A small clamp is active on random weights: it changes the output, the whole-sequence
     and token-by-token forms agree under it, and a checkpoint keeps it."""

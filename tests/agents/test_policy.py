@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from flowrl.agents import (
@@ -68,8 +69,9 @@ def test_recurrent_equals_recomputing_the_whole_episode():
     assert np.abs(fast).max() <= 3.0 and np.abs(fast).max() > 0.1
 
 
-def test_sink_flow_acts_recurrently_as_it_recomputes():
-    ag = agent("episode", attention="flow-sink")
+@pytest.mark.parametrize("attention", ["flow-sink", "flow-relu"])
+def test_flow_variants_act_recurrently_as_they_recompute(attention):
+    ag = agent("episode", attention=attention)
     recurrent = ag.policy(3, 101, recurrent=True)
     fast = rollout(recurrent, 100, 3, resets=(40,))
     assert all(not s.kv.requires_grad for s in recurrent.stack.states), "acting built a graph"

@@ -7,6 +7,7 @@ sink and source, the competition and the allocation (docs/flow-attention.md, For
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -151,17 +152,22 @@ def compute_dtype(dtype: torch.dtype) -> torch.dtype:
 
 
 def feature_map(
-    q: Tensor, k: Tensor, v: Tensor, lengths: Tensor | None
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    lengths: Tensor | None,
+    phi: Callable[[Tensor], Tensor] = torch.sigmoid,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
     """phi(q), phi(k) and v in the accumulation dtype, (B, H, L, *), zeroed after `lengths`.
 
+    phi is the specification's sigmoid; a variant op passes its own (`relu_flow_attention`).
     Returns the valid mask (B, 1, L) too, or None when every row is full.
     """
     dtype = compute_dtype(q.dtype)
     # contiguous (B, H, L, d) features: the chunked matmuls then view them without copies.
     # sigmoid of a strided view already writes a fresh contiguous tensor (no extra copy).
-    Q = torch.sigmoid(q.to(dtype)).contiguous()
-    K = torch.sigmoid(k.to(dtype)).contiguous()
+    Q = phi(q.to(dtype)).contiguous()
+    K = phi(k.to(dtype)).contiguous()
     V = v.to(dtype)
     if lengths is None:
         return Q, K, V, None

@@ -9,6 +9,7 @@ reuses it): features, flows, conserved flows and the updated running sums.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -40,13 +41,15 @@ def token_gates(
     *,
     eps: float = 1e-6,
     clamp: float = 10.0,
+    phi: Callable[[Tensor], Tensor] = torch.sigmoid,
 ) -> TokenGates:
-    """q, k (B, H, d), v (B, H, m) of one token -> its gates and the updated sums."""
+    """q, k (B, H, d), v (B, H, m) of one token -> its gates and the updated sums; `phi` is
+    the feature map (the specification's sigmoid)."""
     dtype = compute_dtype(q.dtype)
     B, H, d = q.shape
     if state is None:
         state = FlowAttentionState.zeros(B, H, d, v.shape[-1], device=q.device, dtype=dtype)
-    Q, K, V = torch.sigmoid(q.to(dtype)), torch.sigmoid(k.to(dtype)), v.to(dtype)
+    Q, K, V = phi(q.to(dtype)), phi(k.to(dtype)), v.to(dtype)
     t = (state.position + 1).to(dtype).view(B, 1)  # this token's 1-based position
     Q_eps, K_eps = Q + eps, K + eps
 
@@ -82,9 +85,10 @@ def recurrent_flow_step(
     *,
     eps: float = 1e-6,
     clamp: float = 10.0,
+    phi: Callable[[Tensor], Tensor] = torch.sigmoid,
 ) -> tuple[Tensor, FlowAttentionState]:
     """q, k (B, H, d), v (B, H, m) of one token; returns out (B, H, m) and the new state."""
-    g = token_gates(q, k, v, state, eps=eps, clamp=clamp)
+    g = token_gates(q, k, v, state, eps=eps, clamp=clamp, phi=phi)
     competition = g.t * g.source_exp / g.state.competition_sum  # C_t
     kv = g.state.kv + g.K.unsqueeze(-1) * (competition.unsqueeze(-1) * g.V).unsqueeze(-2)
     read = (g.Q.unsqueeze(-2) @ kv).squeeze(-2)  # Q_t^T S, (B, H, m)
