@@ -12,12 +12,14 @@ a window agent sees its last K steps). At the junction's state token it reports:
   episodes are run: a thin positive margin counts as full success;
 - `cue_share`, per block: |h(up) - h(down)| / |h(up)|, the part of the block's output at
   the junction that changes with the cue (0: the cue never reaches the decision);
-- for flow attention, per cue, block and head: `cue_weight`, the cue token's part of the
+- for flow attention (and `flow-relu`), per cue, block and head: `cue_weight`, the cue token's part of the
   junction's attention weights <Q_j, K_s> C_s (docs/flow-attention.md, step 6);
   `cue_source`, the cue token's conserved source Ohat (clamped to [-c, c]); `cue_z_share`,
   its part exp(Ohat) / Z of the competition normaliser at the junction. A cue whose source
   dominates Z scales every later token's competition C_s by 1 / Z, a signal that fades
-  only once the corridor's own exp(Ohat) sum to about exp(c).
+  only once the corridor's own exp(Ohat) sum to about exp(c); `silent_keys`, the share of
+  tokens before the junction whose key features are all 0 (only `flow-relu` has any: such
+  tokens drop out of the junction's output whatever their number).
 
     python benchmarks/tmaze_probe.py sweeps/memory/passive-L30-flow-episode --factors 1 2 10
 """
@@ -37,6 +39,8 @@ sys.path.insert(0, str(ROOT))
 
 from flowrl.agents import DecisionTransformerAgent  # noqa: E402
 from flowrl.ops.flow_attention.gates import feature_map, flow_gates  # noqa: E402
+
+FEATURE_MAPS = {"flow": torch.sigmoid, "flow-relu": torch.relu}  # the kinds with C_s in front
 
 RIGHT, UP, DOWN = 0, 1, 3
 
@@ -77,12 +81,14 @@ def flow_readings(agent: DecisionTransformerAgent, qkv: list) -> dict:
     """Per block and head, what the flow gates make of the cue token (docs/flow-attention.md):
     its share of the junction's weights <Q_j, K_s> C_s, its conserved source Ohat and its
     share exp(Ohat) / Z of the competition's normaliser at the junction."""
-    readings: dict[str, list] = {"cue_weight": [], "cue_source": [], "cue_z_share": []}
+    phi = FEATURE_MAPS[agent.model.cfg.attention]
+    keys = ("cue_weight", "cue_source", "cue_z_share", "silent_keys")
+    readings: dict[str, list] = {key: [] for key in keys}
     for block, out in zip(agent.model.blocks, qkv, strict=True):
         attn = block.attn  # tokens R_1, s_1 (the cue), a_1, ..., s_T (the junction), a_T
         heads = out.double().unflatten(-1, (3, attn.num_heads, attn.head_dim)).unbind(-3)
         q, k, v = (x.transpose(1, 2)[:, :, :-1] for x in heads)  # (1, H, t, d)
-        Q, K, _, _ = feature_map(q, k, v, None)  # up to the junction
+        Q, K, _, _ = feature_map(q, k, v, None, phi)  # up to the junction
         gates = flow_gates(Q, K, eps=attn.eps, clamp=attn.clamp)
         Q, K = Q[0], K[0]
         weights = (K @ Q[:, -1:].transpose(1, 2)).squeeze(-1) * gates.competition[0]
@@ -90,6 +96,7 @@ def flow_readings(agent: DecisionTransformerAgent, qkv: list) -> dict:
         readings["cue_weight"].append((weights[:, 1] / weights.sum(-1)).tolist())
         readings["cue_source"].append(source.log().tolist())
         readings["cue_z_share"].append((source / gates.competition_sums[0, :, -1]).tolist())
+        readings["silent_keys"].append((K == 0).all(-1).double().mean(-1).tolist())
     return readings
 
 
@@ -101,7 +108,7 @@ def probe(checkpoint: Path, length: int) -> dict:
     p_correct = float(F.softmax(up, -1)[0] + F.softmax(down, -1)[1]) / 2
     margin = float(torch.minimum(up[0] - up[1], down[1] - down[0]))
     result = {"p_correct": p_correct, "margin": margin, "cue_share": share}
-    if agent.model.cfg.attention == "flow":
+    if agent.model.cfg.attention in FEATURE_MAPS:
         result["up"], result["down"] = flow_readings(agent, qkv_up), flow_readings(agent, qkv_down)
     return result
 
@@ -110,7 +117,7 @@ def readings(flow: dict) -> str:
     """One line per cue: the flow readings by block (|) and head."""
     return "  ".join(
         f"{key} " + " | ".join(" ".join(f"{x:.2f}" for x in block) for block in flow[key])
-        for key in ("cue_weight", "cue_source", "cue_z_share")
+        for key in flow
     )
 
 

@@ -1,6 +1,7 @@
-"""The ReLU-feature variant: Flow-Attention's flows, competition, allocation and output with
-phi = relu in place of the sigmoid, on the library's parallel backend (any length, blocks
-beyond a few head dims) and its recurrent step.
+"""The ReLU-feature variant over whole sequences: Flow-Attention's flows, competition,
+allocation and output with phi = relu in place of the sigmoid, on the library's parallel
+backend (one block up to a few head dims, blocks that carry the sums beyond: O(L(d+m))
+memory). Autograd differentiates the ReLU; the rest has the backend's own backward.
 
 A token whose key projection is <= 0 in every entry has K = 0 exactly, so it adds nothing
 to the key sum, the outflow sum or the value state: later outputs read it as if it were not
@@ -14,8 +15,6 @@ import torch
 from torch import Tensor
 
 from flowrl.ops.flow_attention.api import parallel_by_length
-from flowrl.ops.flow_attention.recurrent_step import recurrent_flow_step
-from flowrl.ops.flow_attention.state import FlowAttentionState
 
 
 def relu_flow_attention(
@@ -28,16 +27,3 @@ def relu_flow_attention(
         qb, kb, vb, eps=eps, clamp=clamp, return_state=False, phi=torch.relu
     )
     return out.transpose(1, 2)
-
-
-def relu_flow_attention_step(
-    q: Tensor,
-    k: Tensor,
-    v: Tensor,
-    state: FlowAttentionState | None,
-    *,
-    eps: float = 1e-6,
-    clamp: float = 10.0,
-) -> tuple[Tensor, FlowAttentionState]:
-    """q, k (B, H, d), v (B, H, m) of one token; returns out (B, H, m) and the new state."""
-    return recurrent_flow_step(q, k, v, state, eps=eps, clamp=clamp, phi=torch.relu)
