@@ -122,10 +122,13 @@ def generalise(args: argparse.Namespace, run: Path, length: int, factor: int) ->
     return float(result["normalized_mean"])
 
 
-def summary(scores: list[float], reps: int) -> dict[str, float | int | list[float]]:
+def summary(scores: list[float], runs: list, reps: int) -> dict:
+    """Mean, bootstrap CI and the runs' scores, with the training steps the runs took."""
     x = np.asarray(scores, float)
     low, high = stats.interval([x], stats.mean, reps=reps)
-    return {"n": len(x), "mean": float(x.mean()), "ci95": [low, high], "runs": x.tolist()}
+    steps = sorted({int(run.config["steps"]) for run in runs})
+    return {"n": len(x), "mean": float(x.mean()), "ci95": [low, high], "runs": x.tolist(),
+            "steps": steps}  # fmt: skip
 
 
 def plot(results: dict, lengths: list[int], path: Path) -> None:
@@ -211,15 +214,15 @@ def main() -> None:
     for (length, variant), runs in finished.items():
         if not runs:
             continue
-        entry = summary([run.final(METRIC) for run in runs], args.reps)
+        entry = summary([run.final(METRIC) for run in runs], runs, args.reps)
         results["trained"].setdefault(variant, {})[str(length)] = entry
         rows.append((variant, f"L={length}", entry))
     for (length, variant), done in finished.items():
         if variant not in RECURRENT or not done:
             continue
         for factor in args.generalise:
-            runs = [run.path for run in done]
-            entry = summary([generalise(args, run, length, factor) for run in runs], args.reps)
+            scores = [generalise(args, run.path, length, factor) for run in done]
+            entry = summary(scores, done, args.reps)
             by_factor = results["generalisation"].setdefault(variant, {})
             by_factor.setdefault(str(factor), {})[str(length)] = entry
             rows.append((variant, f"L={length} -> {length * factor}", entry))
@@ -227,11 +230,13 @@ def main() -> None:
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(results, indent=2) + "\n")
     plot(results, args.lengths, args.figure)
-    print(f"\n{'variant':<20} {'corridor':<18} {'n':>2} {'success %':>9}  95% CI      runs")
+    header = f"{'variant':<30} {'corridor':<18} {'steps':>5} {'n':>2} {'success %':>9}"
+    print(f"\n{header}  95% CI      runs")
     for variant, where, e in rows:
         low, high = e["ci95"]
         runs = " ".join(f"{r:.0f}" for r in e["runs"])
-        print(f"{variant:<20} {where:<18} {e['n']:>2} {e['mean']:>9.1f}  "
+        steps = "/".join(str(x) for x in e["steps"])
+        print(f"{variant:<30} {where:<18} {steps:>5} {e['n']:>2} {e['mean']:>9.1f}  "
               f"[{low:.0f}, {high:.0f}]  {runs}")  # fmt: skip
     print(f"\nJSON: {args.json}\nfigure: {args.figure}")
 

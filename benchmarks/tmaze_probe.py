@@ -12,8 +12,9 @@ a window agent sees its last K steps). At the junction's state token it reports:
   episodes are run: a thin positive margin counts as full success;
 - `cue_share`, per block: |h(up) - h(down)| / |h(up)|, the part of the block's output at
   the junction that changes with the cue (0: the cue never reaches the decision);
-- for flow attention (and `flow-relu`), per cue, block and head: `cue_weight`, the cue token's part of the
-  junction's attention weights <Q_j, K_s> C_s (docs/flow-attention.md, step 6);
+- for flow attention (and `flow-relu`), per cue, block and head: `cue_weight`, the cue
+  token's part of the junction's attention weights <Q_j, K_s> C_s (docs/flow-attention.md,
+  step 6);
   `cue_source`, the cue token's conserved source Ohat (clamped to [-c, c]); `cue_z_share`,
   its part exp(Ohat) / Z of the competition normaliser at the junction. A cue whose source
   dominates Z scales every later token's competition C_s by 1 / Z, a signal that fades
