@@ -127,11 +127,12 @@ def main() -> None:
     parser.add_argument("sweeps", nargs="+", type=Path, help="sweep folders of memory.py")
     parser.add_argument("--factors", type=int, nargs="+", default=[1, 2, 5, 10])
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--checkpoint", default="last.pt", help="file name in runs' checkpoints/")
     args = parser.parse_args()
     rows = []
     for sweep in args.sweeps:
         length = int(sweep.name.split("-L")[1].split("-")[0])
-        for checkpoint in sorted((sweep / "runs").glob("*/checkpoints/last.pt")):
+        for checkpoint in sorted((sweep / "runs").glob(f"*/checkpoints/{args.checkpoint}")):
             run = checkpoint.parents[1]
             for factor in args.factors:
                 result = probe(checkpoint, length * factor)
