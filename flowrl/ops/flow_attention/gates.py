@@ -165,7 +165,7 @@ def feature_map(
     """
     dtype = compute_dtype(q.dtype)
     # contiguous (B, H, L, d) features: the chunked matmuls then view them without copies.
-    # sigmoid of a strided view already writes a fresh contiguous tensor (no extra copy).
+    # phi of a strided view already writes a fresh contiguous tensor (no extra copy).
     Q = phi(q.to(dtype)).contiguous()
     K = phi(k.to(dtype)).contiguous()
     V = v.to(dtype)
