@@ -145,36 +145,36 @@ class FlowAttention(CausalSelfAttention):
         return self._out(y), state
 
 
-class SinkFlowAttention(FlowAttention):
+class FlowVariantAttention(FlowAttention):
+    """A Flow-Attention variant: a separate op with one backend (`parallel_op` over padded
+    rows, each a sequence from its first token) and its recurrent step (`step_op`)."""
+
+    backends = ("auto",)
+    parallel_op: ClassVar[Callable[..., Tensor]]
+
+    def forward(self, x: Tensor, *, cu_seqlens: Tensor | PackedSequences | None = None) -> Tensor:
+        def attend(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+            return self.parallel_op(q, k, v, eps=self.eps, clamp=self.clamp)
+
+        return self._attend_padded(x, cu_seqlens, attend)
+
+
+class SinkFlowAttention(FlowVariantAttention):
     """Multi-head causal Flow-Attention whose competition is normalised when a sink reads it
     (docs/flow-attention.md, "Variant: competition at the sink"): a source that wins the
-    competition keeps its share of every later output, however long the sequence grows.
-    A separate op from `flow_attention`, with one backend; `step` as FlowAttention's."""
+    competition keeps its share of every later output, however long the sequence grows."""
 
-    backends = ("auto",)
+    parallel_op = staticmethod(sink_flow_attention)
     step_op = staticmethod(sink_flow_attention_step)
 
-    def forward(self, x: Tensor, *, cu_seqlens: Tensor | PackedSequences | None = None) -> Tensor:
-        def attend(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
-            return sink_flow_attention(q, k, v, eps=self.eps, clamp=self.clamp)
 
-        return self._attend_padded(x, cu_seqlens, attend)
-
-
-class ReluFlowAttention(FlowAttention):
+class ReluFlowAttention(FlowVariantAttention):
     """Multi-head causal Flow-Attention with ReLU features (docs/flow-attention.md,
     "Variant: ReLU features"): a token whose key features are all zero drops out of every
-    later output, however long the sequence grows. A separate op from `flow_attention`, on
-    its parallel backend; `step` as FlowAttention's."""
+    later output but for the position in its allocation, however long the sequence grows."""
 
-    backends = ("auto",)
+    parallel_op = staticmethod(relu_flow_attention)
     step_op = staticmethod(relu_flow_attention_step)
-
-    def forward(self, x: Tensor, *, cu_seqlens: Tensor | PackedSequences | None = None) -> Tensor:
-        def attend(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
-            return relu_flow_attention(q, k, v, eps=self.eps, clamp=self.clamp)
-
-        return self._attend_padded(x, cu_seqlens, attend)
 
 
 class SoftmaxAttention(CausalSelfAttention):
