@@ -33,6 +33,7 @@ sys.path.insert(0, str(ROOT))
 from hostinfo import cpu_name  # noqa: E402
 
 from flowrl.experiments import stats  # noqa: E402
+from flowrl.nn import attention_kind  # noqa: E402
 from flowrl.experiments.runs import find_runs  # noqa: E402
 
 CLAMP20 = "model.attention_clamp=20"  # the source clamp raised from the spec's 10
@@ -44,7 +45,6 @@ VARIANTS = {
     "flow-episode-4heads-mixed": ("flow", "episode", None, ("model.n_heads=4",)),
     "flow-episode-4heads-mixed-c20": ("flow", "episode", None, ("model.n_heads=4", CLAMP20)),
     "flow-relu-episode-4heads-mixed": ("flow-relu", "episode", None, ("model.n_heads=4",)),
-    "flow-sink-episode": ("flow-sink", "episode", None, ()),
     "flow-window": ("flow", "window", 20, ()),
     "softmax-window": ("softmax", "window", 20, ()),
     "softmax-episode": ("softmax", "episode", None, ()),
@@ -52,7 +52,7 @@ VARIANTS = {
 METRIC = "eval/normalized_mean_last"
 # whole-episode flow agents act through their recurrent state: also run at 2x, 5x, 10x length
 RECURRENT = [name for name, (attention, mode, *_) in VARIANTS.items()
-             if attention != "softmax" and mode == "episode"]  # fmt: skip
+             if attention_kind(attention).recurrent and mode == "episode"]  # fmt: skip
 # trained on every grid length <= L
 MIXED = (
     "flow-episode-mixed",

@@ -12,7 +12,7 @@ a window agent sees its last K steps). At the junction's state token it reports:
   episodes are run: a thin positive margin counts as full success;
 - `cue_share`, per block: |h(up) - h(down)| / |h(up)|, the part of the block's output at
   the junction that changes with the cue (0: the cue never reaches the decision);
-- for flow attention (and `flow-relu`), per cue, block and head: `cue_weight`, the cue
+- for the flow kinds (`flow`, `flow-relu`), per cue, block and head: `cue_weight`, the cue
   token's part of the junction's attention weights <Q_j, K_s> C_s (docs/flow-attention.md,
   step 6);
   `cue_source`, the cue token's conserved source Ohat (clamped to [-c, c]); `cue_z_share`,
@@ -39,9 +39,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from flowrl.agents import DecisionTransformerAgent  # noqa: E402
-from flowrl.ops.flow_attention.gates import feature_map, flow_gates  # noqa: E402
-
-FEATURE_MAPS = {"flow": torch.sigmoid, "flow-relu": torch.relu}  # the kinds with C_s in front
+from flowrl.nn import attention_kind  # noqa: E402
+from flowrl.ops.flow_attention.gates import features, flow_gates  # noqa: E402
 
 RIGHT, UP, DOWN = 0, 1, 3
 
@@ -82,14 +81,14 @@ def flow_readings(agent: DecisionTransformerAgent, qkv: list) -> dict:
     """Per block and head, what the flow gates make of the cue token (docs/flow-attention.md):
     its share of the junction's weights <Q_j, K_s> C_s, its conserved source Ohat and its
     share exp(Ohat) / Z of the competition's normaliser at the junction."""
-    phi = FEATURE_MAPS[agent.model.cfg.attention]
+    feature_map = attention_kind(agent.model.cfg.attention).feature_map
     keys = ("cue_weight", "cue_source", "cue_z_share", "silent_keys")
     readings: dict[str, list] = {key: [] for key in keys}
     for block, out in zip(agent.model.blocks, qkv, strict=True):
         attn = block.attn  # tokens R_1, s_1 (the cue), a_1, ..., s_T (the junction), a_T
         heads = out.double().unflatten(-1, (3, attn.num_heads, attn.head_dim)).unbind(-3)
         q, k, v = (x.transpose(1, 2)[:, :, :-1] for x in heads)  # (1, H, t, d)
-        Q, K, _, _ = feature_map(q, k, v, None, phi)  # up to the junction
+        Q, K, _, _ = features(q, k, v, None, feature_map)  # up to the junction
         gates = flow_gates(Q, K, eps=attn.eps, clamp=attn.clamp)
         Q, K = Q[0], K[0]
         weights = (K @ Q[:, -1:].transpose(1, 2)).squeeze(-1) * gates.competition[0]
@@ -109,7 +108,7 @@ def probe(checkpoint: Path, length: int) -> dict:
     p_correct = float(F.softmax(up, -1)[0] + F.softmax(down, -1)[1]) / 2
     margin = float(torch.minimum(up[0] - up[1], down[1] - down[0]))
     result = {"p_correct": p_correct, "margin": margin, "cue_share": share}
-    if agent.model.cfg.attention in FEATURE_MAPS:
+    if attention_kind(agent.model.cfg.attention).feature_map is not None:  # a flow kind
         result["up"], result["down"] = flow_readings(agent, qkv_up), flow_readings(agent, qkv_down)
     return result
 

@@ -11,20 +11,22 @@ import torch
 from torch import Tensor
 
 
-def _features(x: Tensor, features: str) -> Tensor:
-    """The spec's sigmoid, or the ReLU of the variant ("Variant: ReLU features")."""
-    if features == "relu":
+def _features(x: Tensor, feature_map: str) -> Tensor:
+    """phi: the spec's sigmoid, or ReLU ("Feature maps")."""
+    if feature_map == "sigmoid":
+        return 1.0 / (1.0 + torch.exp(-x))
+    if feature_map == "relu":
         return torch.where(x > 0, x, torch.zeros_like(x))
-    return 1.0 / (1.0 + torch.exp(-x))
+    raise ValueError(f"the reference has no feature map {feature_map!r}")
 
 
 def _reference_gates(
-    q: Tensor, k: Tensor, eps: float, clamp: float, features: str = "sigmoid"
+    q: Tensor, k: Tensor, eps: float, clamp: float, feature_map: str = "sigmoid"
 ) -> tuple[Tensor, ...]:
     """Features and gates of the spec, (B, H, L, *) float64: Q, K, the mask M (M[t, s] = 1
     where s <= t), positions t, I_t, A_t and exp(Ohat_t)."""
     L = q.shape[-2]
-    Q, K = _features(q, features), _features(k, features)
+    Q, K = _features(q, feature_map), _features(k, feature_map)
     M = torch.ones(L, L, dtype=torch.float64).tril()
     t = torch.arange(1, L + 1, dtype=torch.float64)
 
@@ -46,12 +48,11 @@ def reference_flow_attention(
     *,
     eps: float = 1e-6,
     clamp: float = 10.0,
-    features: str = "sigmoid",
+    feature_map: str = "sigmoid",
 ) -> Tensor:
-    """q, k (B, L, H, d), v (B, L, H, m) -> out (B, L, H, m) in float64, differentiable.
-    `features="relu"` gives the ReLU-feature variant."""
+    """q, k (B, L, H, d), v (B, L, H, m) -> out (B, L, H, m) in float64, differentiable."""
     q, k, v = (x.to(torch.float64).transpose(1, 2) for x in (q, k, v))  # (B, H, L, *)
-    Q, K, M, t, I, A, E = _reference_gates(q, k, eps, clamp, features)
+    Q, K, M, t, I, A, E = _reference_gates(q, k, eps, clamp, feature_map)
     C = t * E / (M @ E.unsqueeze(-1)).squeeze(-1)  # C_s = s exp(Ohat_s) / Z_s
     scores = (Q @ K.transpose(-1, -2)) * M  # <Q_t, K_s> for s <= t
     out = (A * I / t).unsqueeze(-1) * (scores @ (C.unsqueeze(-1) * v))
@@ -82,16 +83,3 @@ def random_qkv(
     q, k = (scale * torch.randn(B, L, H, d, generator=g) for _ in range(2))
     v = torch.randn(B, L, H, m, generator=g)
     return [x.to(device, dtype).requires_grad_() for x in (q, k, v)]
-
-
-def reference_sink_flow_attention(
-    q: Tensor, k: Tensor, v: Tensor, *, eps: float = 1e-6, clamp: float = 10.0
-) -> Tensor:
-    """The sink-competition variant (docs/flow-attention.md, "Variant: competition at the
-    sink") in float64 with explicit masks: C_{t,s} = t exp(Ohat_s) / sum_{r<=t} exp(Ohat_r)."""
-    q, k, v = (x.to(torch.float64).transpose(1, 2) for x in (q, k, v))  # (B, H, L, *)
-    Q, K, M, t, I, A, E = _reference_gates(q, k, eps, clamp)
-    C = t.unsqueeze(-1) * E.unsqueeze(-2) * M / (M @ E.unsqueeze(-1))  # C[t, s]
-    scores = (Q @ K.transpose(-1, -2)) * M * C
-    out = (A * I / t).unsqueeze(-1) * (scores @ v)
-    return out.transpose(1, 2)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from flowrl.nn import FlowAttention, SoftmaxAttention, make_attention
+from flowrl.nn import ATTENTION_KINDS, FlowAttention, SoftmaxAttention, make_attention
 
 
 def layer(name: str) -> torch.nn.Module:
@@ -13,7 +13,11 @@ def layer(name: str) -> torch.nn.Module:
     return make_attention(name, 32, 4, dropout=0.1).eval()
 
 
-@pytest.mark.parametrize("name", ["flow", "flow-sink", "flow-relu", "softmax"])
+KINDS = list(ATTENTION_KINDS)
+RECURRENT_KINDS = [name for name, kind in ATTENTION_KINDS.items() if kind.recurrent]
+
+
+@pytest.mark.parametrize("name", KINDS)
 def test_layers_are_causal_and_shape_preserving(name):
     attn = layer(name)
     x = torch.randn(2, 30, 32)
@@ -26,7 +30,7 @@ def test_layers_are_causal_and_shape_preserving(name):
     assert not torch.allclose(y2[:, 17:], y[:, 17:])
 
 
-@pytest.mark.parametrize("name", ["flow", "flow-sink", "flow-relu", "softmax"])
+@pytest.mark.parametrize("name", KINDS)
 def test_packed_sequences_equal_separate_runs(name):
     attn = layer(name)
     lengths = [5, 12, 1]
@@ -37,8 +41,9 @@ def test_packed_sequences_equal_separate_runs(name):
         torch.testing.assert_close(packed[:, cu[i] : cu[i + 1]], attn(x), rtol=1e-5, atol=1e-6)
 
 
-def test_flow_step_and_state_equal_full_forward():
-    attn = layer("flow")
+@pytest.mark.parametrize("name", RECURRENT_KINDS)
+def test_step_and_state_equal_full_forward(name):
+    attn = layer(name)
     x = torch.randn(3, 25, 32)
     full = attn(x)
     head, state = attn(x[:, :10], return_state=True)
@@ -60,10 +65,43 @@ def test_dropout_only_in_training():
     assert not torch.allclose(attn(x), attn(x))
 
 
+@pytest.mark.parametrize("name", KINDS)
+def test_each_kind_builds_what_its_entry_says(name):
+    """The layer carries the kind's feature map and clamp; every backend it lists builds;
+    a recurrent kind steps, the others refuse to."""
+    kind = ATTENTION_KINDS[name]
+    attn = layer(name)
+    assert isinstance(attn, kind.layer)
+    assert getattr(attn, "feature_map", None) == kind.feature_map
+    assert hasattr(attn, "clamp") == kind.clamp
+    assert kind.inplace_step <= kind.recurrent  # an in-place step is a recurrent form
+    for backend in kind.backends:
+        make_attention(name, 32, 4, backend=backend)
+    x = torch.randn(2, 32)
+    if kind.recurrent:
+        assert attn.step(x, None)[0].shape == x.shape
+    else:
+        with pytest.raises(NotImplementedError):
+            attn.step(x, None)
+    if not kind.clamp:
+        with pytest.raises(ValueError, match="has no clamp"):
+            make_attention(name, 32, 4, clamp=20.0)
+
+
+def test_flow_kinds_differ_by_their_feature_map_only():
+    """Same weights, different feature maps: different outputs from the same parameters."""
+    sigmoid, relu = layer("flow"), layer("flow-relu")
+    relu.load_state_dict(sigmoid.state_dict())
+    x = torch.randn(2, 20, 32)
+    assert not torch.allclose(sigmoid(x), relu(x), atol=1e-4)
+
+
 def test_bad_names_and_sizes():
     with pytest.raises(ValueError, match="attention='linear'"):
         make_attention("linear", 32, 4)
     with pytest.raises(ValueError, match="divisible"):
         FlowAttention(30, 4)
+    with pytest.raises(ValueError, match="feature_map='tanh'"):
+        FlowAttention(32, 4, feature_map="tanh")
     with pytest.raises(ValueError, match="divisible"):
         SoftmaxAttention(30, 4)

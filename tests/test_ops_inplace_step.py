@@ -24,18 +24,20 @@ def run_inplace(q, k, v, **kw):
 
 @pytest.mark.parametrize("dtype, tol", [(torch.float64, 1e-10), (torch.float32, 1e-4)])
 @pytest.mark.parametrize("kw", [{}, {"eps": 1e-3, "clamp": 1.5}])
-def test_inplace_step_matches_the_float64_spec(dtype, tol, kw):
+def test_inplace_step_matches_the_float64_spec(dtype, tol, kw, feature_map):
     q, k, v = (x.detach() for x in random_qkv(3, 40, 2, 8, 8, dtype=dtype, seed=5, scale=2.0))
+    kw = {**kw, "feature_map": feature_map}
     out, _ = run_inplace(q, k, v, **kw)
     assert relative_error(out, reference_flow_attention(q, k, v, **kw)) < tol
 
 
-def test_inplace_step_equals_the_reference_step_and_its_state():
+def test_inplace_step_equals_the_reference_step_and_its_state(feature_map):
     q, k, v = (x.detach() for x in random_qkv(2, 25, 3, 4, 4, seed=6, scale=3.0))
-    out, step = run_inplace(q, k, v, clamp=2.0)
+    kw = {"clamp": 2.0, "feature_map": feature_map}
+    out, step = run_inplace(q, k, v, **kw)
     state, ref = None, []
     for t in range(q.shape[1]):
-        y, state = flow_attention_step(q[:, t], k[:, t], v[:, t], state, clamp=2.0)
+        y, state = flow_attention_step(q[:, t], k[:, t], v[:, t], state, **kw)
         ref.append(y)
     assert relative_error(out, torch.stack(ref, 1)) < 1e-5
     mine = step.state(state.position).tensors()
@@ -43,10 +45,11 @@ def test_inplace_step_equals_the_reference_step_and_its_state():
         assert relative_error(mine[name].double(), tensor.double()) < 1e-5, name
 
 
-def test_reset_rows_start_over_and_leave_the_others_alone():
+def test_reset_rows_start_over_and_leave_the_others_alone(feature_map):
     q, k, v = (x.detach() for x in random_qkv(3, 12, 1, 4, 4, dtype=torch.float64, seed=7))
     B, L, H, d = q.shape
-    step = InplaceFlowStep(B, H, d, dtype=q.dtype)
+    kw = {"feature_map": feature_map}
+    step = InplaceFlowStep(B, H, d, dtype=q.dtype, **kw)
     position = torch.zeros(B, dtype=q.dtype)
     outs = []
     for t in range(L):
@@ -58,8 +61,8 @@ def test_reset_rows_start_over_and_leave_the_others_alone():
         qkv = torch.stack((q[:, t], k[:, t], v[:, t]), 1).reshape(B, 3 * H * d)
         outs.append(step.step(qkv, position).view(B, H, d).clone())
     out = torch.stack(outs, 1)
-    whole = reference_flow_attention(q, k, v)
+    whole = reference_flow_attention(q, k, v, **kw)
     assert relative_error(out[[0, 2]], whole[[0, 2]]) < 1e-10
-    restarted = reference_flow_attention(q[1:2, 5:], k[1:2, 5:], v[1:2, 5:])
+    restarted = reference_flow_attention(q[1:2, 5:], k[1:2, 5:], v[1:2, 5:], **kw)
     assert relative_error(out[1:2, 5:], restarted) < 1e-10
     assert relative_error(out[1:2, :5], whole[1:2, :5]) < 1e-10

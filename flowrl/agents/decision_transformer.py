@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from flowrl.errors import UserError
-from flowrl.nn import ATTENTION_TYPES, FlowAttention, make_attention
+from flowrl.nn import ATTENTION_KINDS, attention_kind, make_attention
 from flowrl.ops import PackedSequences
 
 CONTEXT_MODES = ("window", "episode")
@@ -49,7 +49,7 @@ class DecisionTransformerConfig:
     embed_dim: int = 128
     n_layers: int = 3
     n_heads: int = 1
-    attention: str = "flow"  # flowrl.nn.ATTENTION_TYPES: flow, flow-sink, flow-relu, softmax
+    attention: str = "flow"  # flowrl.nn.ATTENTION_KINDS: flow, flow-relu, softmax
     context_mode: str = "window"  # "window": last K steps; "episode": the whole episode so far
     context_len: int = 20  # K in window mode; the longest training prefix in episode mode
     max_timestep: int = 1000  # size of the learned timestep embedding
@@ -65,8 +65,9 @@ class DecisionTransformerConfig:
 
     def validate(self) -> None:
         """A UserError naming the `model.*` key of the first bad value."""
-        _check_choice("model.attention", self.attention, tuple(ATTENTION_TYPES))
-        backends = ATTENTION_TYPES[self.attention].backends
+        _check_choice("model.attention", self.attention, tuple(ATTENTION_KINDS))
+        kind = attention_kind(self.attention)
+        backends = kind.backends
         _check_choice("model.attention_backend", self.attention_backend, backends)
         _check_choice("model.context_mode", self.context_mode, CONTEXT_MODES)
         _check_choice("model.activation", self.activation, tuple(ACTIVATIONS))
@@ -85,7 +86,7 @@ class DecisionTransformerConfig:
                 raise UserError(f"{key}={value}: expected a positive number")
         if not self.attention_clamp > 0:
             raise UserError(f"model.attention_clamp={self.attention_clamp}: expected a number > 0")
-        if self.attention_clamp != SPEC_CLAMP and not has_clamp(self.attention):
+        if self.attention_clamp != SPEC_CLAMP and not kind.clamp:
             raise UserError(
                 f"model.attention_clamp={self.attention_clamp}: only flow attentions have a "
                 f"clamp, not model.attention={self.attention}"
@@ -99,11 +100,6 @@ class DecisionTransformerConfig:
                 f"model.embed_dim={self.embed_dim} must be divisible by "
                 f"model.n_heads={self.n_heads}"
             )
-
-
-def has_clamp(attention: str) -> bool:
-    """Whether the attention type takes flow attention's source clamp."""
-    return issubclass(ATTENTION_TYPES[attention], FlowAttention)
 
 
 def _check_choice(key: str, value: str, allowed: tuple[str, ...]) -> None:
@@ -121,7 +117,7 @@ class Block(nn.Module):
             cfg.n_heads,
             dropout=cfg.dropout,
             backend=cfg.attention_backend,
-            **({"clamp": cfg.attention_clamp} if has_clamp(cfg.attention) else {}),
+            clamp=cfg.attention_clamp,
         )
         self.ln_2 = nn.LayerNorm(cfg.embed_dim)
         self.mlp = nn.Sequential(
@@ -171,7 +167,7 @@ class DecisionTransformer(nn.Module):
     @property
     def recurrent(self) -> bool:
         """Whether the model can act token by token at constant cost (`step`)."""
-        return ATTENTION_TYPES[self.cfg.attention].recurrent
+        return attention_kind(self.cfg.attention).recurrent
 
     def embed_tokens(self, kind: str, values: Tensor, timesteps: Tensor) -> Tensor:
         """Tokens of one kind at their timesteps, (..., E), before dropout.

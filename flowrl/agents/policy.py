@@ -24,7 +24,7 @@ from torch import Tensor
 
 from flowrl.agents.decision_transformer import DecisionTransformer, DecisionTransformerConfig
 from flowrl.agents.normalizer import Normalizer
-from flowrl.agents.recurrent_stack import recurrent_stack
+from flowrl.agents.recurrent_stack import RecurrentStack
 from flowrl.errors import UserError
 
 
@@ -74,7 +74,7 @@ class DecisionTransformerPolicy:
         self.actions = torch.zeros(M, T, cfg.act_dim, device=self.device)
         self.returns_to_go = torch.zeros(M, T, device=self.device)
         self.t = torch.zeros(M, dtype=torch.long, device=self.device)
-        self.stack = recurrent_stack(model, M) if self.recurrent else None
+        self.stack = RecurrentStack(model, M) if self.recurrent else None
 
     @torch.inference_mode()
     def reset(

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from flowrl.agents.decision_transformer import DecisionTransformer
-from flowrl.nn.attention import FlowAttention
+from flowrl.nn import attention_kind
 from flowrl.ops.flow_attention.inplace_step import InplaceFlowStep
 
 
@@ -52,15 +52,13 @@ class RecurrentStack:
 
     def __init__(self, model: DecisionTransformer, batch: int) -> None:
         cfg = model.cfg
-        if not model.recurrent:
-            raise ValueError(f"attention={cfg.attention!r} has no recurrent form")
+        if not attention_kind(cfg.attention).inplace_step:
+            raise ValueError(f"attention={cfg.attention!r} has no in-place recurrent step")
         weight = model.embed_state.weight
         device, dtype, E = weight.device, weight.dtype, cfg.embed_dim
         self.attention: list[InplaceFlowStep] = []
         for block in model.blocks:
             attn = block.attn
-            if type(attn) is not FlowAttention:
-                raise ValueError(f"the in-place stack steps flow attention, not {type(attn)}")
             self.attention.append(
                 InplaceFlowStep(
                     batch,
@@ -68,6 +66,7 @@ class RecurrentStack:
                     attn.head_dim,
                     eps=attn.eps,
                     clamp=attn.clamp,
+                    feature_map=attn.feature_map,
                     device=device,
                     dtype=dtype,
                 )
@@ -104,31 +103,3 @@ class RecurrentStack:
             hidden = hidden.relu_() if layer.relu else layer.activation(hidden)
             x.add_(_addmm(layer.fc_proj, hidden, branch))
         return x
-
-
-class ModelStepStack:
-    """The same interface over `DecisionTransformer.step`: any recurrent attention layer,
-    a new state per token (for attention kinds without an in-place step)."""
-
-    def __init__(self, model: DecisionTransformer) -> None:
-        self.model = model
-        self.states: list[object | None] = [None] * len(model.blocks)
-
-    def reset(self, rows: Tensor | None = None) -> None:
-        """Starts the rows where `rows` (bool, (B,)) is True over; None: every row."""
-        if rows is None:
-            self.states = [None] * len(self.states)
-        elif self.states[0] is not None:
-            self.states = [state.reset(rows) for state in self.states]
-
-    @torch.no_grad()
-    def step(self, token: Tensor) -> Tensor:
-        hidden, self.states = self.model.step(token, self.states)
-        return hidden
-
-
-def recurrent_stack(model: DecisionTransformer, batch: int) -> RecurrentStack | ModelStepStack:
-    """The fastest stack for `model`: in place for flow attention, else `ModelStepStack`."""
-    if model.cfg.attention == "flow":
-        return RecurrentStack(model, batch)
-    return ModelStepStack(model)

@@ -1,21 +1,21 @@
 """Neural-network layers."""
 
 from flowrl.nn.attention import (
-    ATTENTION_TYPES,
+    ATTENTION_KINDS,
+    AttentionKind,
     CausalSelfAttention,
     FlowAttention,
-    ReluFlowAttention,
-    SinkFlowAttention,
     SoftmaxAttention,
+    attention_kind,
     make_attention,
 )
 
 __all__ = [
-    "ATTENTION_TYPES",
+    "ATTENTION_KINDS",
+    "AttentionKind",
     "CausalSelfAttention",
     "FlowAttention",
-    "ReluFlowAttention",
-    "SinkFlowAttention",
     "SoftmaxAttention",
+    "attention_kind",
     "make_attention",
 ]

@@ -1,10 +1,11 @@
-"""Causal self-attention layers with one interface, chosen by name: `flow`, `flow-sink`
-(Flow-Attention with the competition read at the sink, a separate op), `flow-relu`
-(Flow-Attention with ReLU features, a separate op) or `softmax`."""
+"""Causal self-attention layers with one interface, and the attention kinds a model names:
+`flow` (Flow-Attention, sigmoid features), `flow-relu` (ReLU features) and `softmax`.
+Everything that depends on the kind reads its `AttentionKind` entry."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import ClassVar
 
 import torch.nn.functional as F
@@ -12,13 +13,12 @@ from torch import Tensor, nn
 
 from flowrl.ops.flow_attention import (
     BACKENDS,
+    FEATURE_MAPS,
     FlowAttentionState,
     PackedSequences,
     flow_attention,
     flow_attention_step,
 )
-from flowrl.ops.relu_flow_attention import relu_flow_attention, relu_flow_attention_step
-from flowrl.ops.sink_flow_attention import sink_flow_attention, sink_flow_attention_step
 
 
 class CausalSelfAttention(nn.Module):
@@ -88,14 +88,14 @@ class CausalSelfAttention(nn.Module):
 
 
 class FlowAttention(CausalSelfAttention):
-    """Multi-head causal Flow-Attention (docs/flow-attention.md).
+    """Multi-head causal Flow-Attention (docs/flow-attention.md) with feature map
+    `feature_map` (`flowrl.ops.FEATURE_MAPS`).
 
     Flow-Attention forms no attention matrix, so dropout applies to the output only.
     """
 
     recurrent = True
     backends = BACKENDS
-    step_op = staticmethod(flow_attention_step)
 
     def __init__(
         self,
@@ -105,11 +105,16 @@ class FlowAttention(CausalSelfAttention):
         dropout: float = 0.0,
         bias: bool = True,
         backend: str = "auto",
+        feature_map: str = "sigmoid",
         eps: float = 1e-6,
         clamp: float = 10.0,
     ) -> None:
         super().__init__(embed_dim, num_heads, dropout=dropout, bias=bias, backend=backend)
-        self.eps, self.clamp = eps, clamp
+        if feature_map not in FEATURE_MAPS:
+            raise ValueError(
+                f"feature_map={feature_map!r}: expected one of {', '.join(FEATURE_MAPS)}"
+            )
+        self.feature_map, self.eps, self.clamp = feature_map, eps, clamp
 
     def forward(
         self,
@@ -126,6 +131,7 @@ class FlowAttention(CausalSelfAttention):
             k,
             v,
             backend=self.backend,
+            feature_map=self.feature_map,
             eps=self.eps,
             clamp=self.clamp,
             cu_seqlens=cu_seqlens,
@@ -141,40 +147,10 @@ class FlowAttention(CausalSelfAttention):
     ) -> tuple[Tensor, FlowAttentionState]:
         """One token per row, x (B, E), at O(d*m) cost whatever came before."""
         q, k, v = self._heads(x)
-        y, state = self.step_op(q, k, v, state, eps=self.eps, clamp=self.clamp)
+        y, state = flow_attention_step(
+            q, k, v, state, feature_map=self.feature_map, eps=self.eps, clamp=self.clamp
+        )
         return self._out(y), state
-
-
-class FlowVariantAttention(FlowAttention):
-    """A Flow-Attention variant: a separate op with one backend (`parallel_op` over padded
-    rows, each a sequence from its first token) and its recurrent step (`step_op`)."""
-
-    backends = ("auto",)
-    parallel_op: ClassVar[Callable[..., Tensor]]
-
-    def forward(self, x: Tensor, *, cu_seqlens: Tensor | PackedSequences | None = None) -> Tensor:
-        def attend(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
-            return self.parallel_op(q, k, v, eps=self.eps, clamp=self.clamp)
-
-        return self._attend_padded(x, cu_seqlens, attend)
-
-
-class SinkFlowAttention(FlowVariantAttention):
-    """Multi-head causal Flow-Attention whose competition is normalised when a sink reads it
-    (docs/flow-attention.md, "Variant: competition at the sink"): a source that wins the
-    competition keeps its share of every later output, however long the sequence grows."""
-
-    parallel_op = staticmethod(sink_flow_attention)
-    step_op = staticmethod(sink_flow_attention_step)
-
-
-class ReluFlowAttention(FlowVariantAttention):
-    """Multi-head causal Flow-Attention with ReLU features (docs/flow-attention.md,
-    "Variant: ReLU features"): a token whose key features are all zero drops out of every
-    later output but for the position in its allocation, however long the sequence grows."""
-
-    parallel_op = staticmethod(relu_flow_attention)
-    step_op = staticmethod(relu_flow_attention_step)
 
 
 class SoftmaxAttention(CausalSelfAttention):
@@ -203,16 +179,57 @@ class SoftmaxAttention(CausalSelfAttention):
         return self._attend_padded(x, cu_seqlens, attend)
 
 
-ATTENTION_TYPES: dict[str, type[CausalSelfAttention]] = {
-    "flow": FlowAttention,
-    "flow-sink": SinkFlowAttention,
-    "flow-relu": ReluFlowAttention,
-    "softmax": SoftmaxAttention,
+@dataclass(frozen=True)
+class AttentionKind:
+    """What a `model.attention` name means: its layer and feature map, the source clamp
+    (flow kinds: Flowformer's competition over sources, clamped at c), its backends, and
+    whether it acts through a recurrent state, stepped in place (`InplaceFlowStep`)."""
+
+    layer: type[CausalSelfAttention]
+    feature_map: str | None = None  # flow kinds: phi of the Flow-Attention op
+    clamp: bool = False  # takes `model.attention_clamp`
+    inplace_step: bool = False  # `RecurrentStack` steps it on preallocated buffers
+
+    @property
+    def recurrent(self) -> bool:
+        return self.layer.recurrent
+
+    @property
+    def backends(self) -> tuple[str, ...]:
+        return self.layer.backends
+
+
+ATTENTION_KINDS: dict[str, AttentionKind] = {
+    "flow": AttentionKind(FlowAttention, "sigmoid", clamp=True, inplace_step=True),
+    "flow-relu": AttentionKind(FlowAttention, "relu", clamp=True, inplace_step=True),
+    "softmax": AttentionKind(SoftmaxAttention),
 }
 
 
-def make_attention(name: str, embed_dim: int, num_heads: int, **kwargs) -> CausalSelfAttention:
-    """Builds the attention layer called `name` (a key of ATTENTION_TYPES)."""
-    if name not in ATTENTION_TYPES:
-        raise ValueError(f"attention={name!r}: expected one of {', '.join(ATTENTION_TYPES)}")
-    return ATTENTION_TYPES[name](embed_dim, num_heads, **kwargs)
+def attention_kind(name: str) -> AttentionKind:
+    """The entry of ATTENTION_KINDS called `name`, or a ValueError that lists them."""
+    if name not in ATTENTION_KINDS:
+        raise ValueError(f"attention={name!r}: expected one of {', '.join(ATTENTION_KINDS)}")
+    return ATTENTION_KINDS[name]
+
+
+def make_attention(
+    name: str,
+    embed_dim: int,
+    num_heads: int,
+    *,
+    dropout: float = 0.0,
+    backend: str = "auto",
+    clamp: float = 10.0,
+) -> CausalSelfAttention:
+    """Builds the attention layer of kind `name` (a key of ATTENTION_KINDS); `clamp` is the
+    flow kinds' source clamp, and must stay at its default for the others."""
+    kind = attention_kind(name)
+    kw: dict = {"dropout": dropout, "backend": backend}
+    if kind.feature_map is not None:
+        kw["feature_map"] = kind.feature_map
+    if kind.clamp:
+        kw["clamp"] = clamp
+    elif clamp != 10.0:
+        raise ValueError(f"attention={name!r} has no clamp, got clamp={clamp}")
+    return kind.layer(embed_dim, num_heads, **kw)

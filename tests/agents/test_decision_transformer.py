@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,8 +19,10 @@ from flowrl.agents import (
 from flowrl.agents.agent import load_agent, save_atomic
 from flowrl.agents.recurrent_stack import RecurrentStack
 from flowrl.errors import UserError
+from flowrl.nn import ATTENTION_KINDS
 
 S, A = 5, 3
+FLOW_KINDS = [name for name, kind in ATTENTION_KINDS.items() if kind.clamp]
 
 
 def model(attention="flow", mode="window", seed=0) -> DecisionTransformer:
@@ -49,7 +52,7 @@ def trajectory(B, T, seed=0):
     )
 
 
-@pytest.mark.parametrize("attention", ["flow", "flow-sink", "flow-relu", "softmax"])
+@pytest.mark.parametrize("attention", list(ATTENTION_KINDS))
 def test_action_of_step_t_sees_only_the_past_and_its_state(attention):
     """a_t is predicted from R_<=t, s_<=t, a_<t: changing a_t or anything later has no effect."""
     net = model(attention)
@@ -68,7 +71,7 @@ def test_action_of_step_t_sees_only_the_past_and_its_state(attention):
     assert not torch.allclose(net(s3, a, r, t)[:, 6], pred[:, 6])
 
 
-@pytest.mark.parametrize("attention", ["flow", "flow-sink", "flow-relu", "softmax"])
+@pytest.mark.parametrize("attention", list(ATTENTION_KINDS))
 def test_packed_episodes_equal_separate_runs(attention):
     net = model(attention, "episode")
     lengths = [7, 1, 15]
@@ -99,7 +102,7 @@ def test_config_rejects_bad_values():
         DecisionTransformerConfig(S, A, attention="softmax", attention_clamp=20.0)
 
 
-@pytest.mark.parametrize("attention", ["flow", "flow-sink", "flow-relu"])
+@pytest.mark.parametrize("attention", FLOW_KINDS)
 def test_attention_clamp_reaches_the_parallel_and_recurrent_forms(attention, tmp_path):
     """A small clamp is active on random weights: it changes the output, the whole-sequence
     and token-by-token forms agree under it, and a checkpoint keeps it."""
@@ -165,11 +168,13 @@ def test_bad_checkpoints_get_clear_errors(tmp_path):
         load_agent(other)
 
 
+@pytest.mark.parametrize("attention", FLOW_KINDS)
 @pytest.mark.parametrize("activation", ["relu", "gelu"])
-def test_recurrent_stack_equals_the_blocks_step(activation):
-    """RecurrentStack (in place) gives the outputs of DecisionTransformer.step, with resets."""
+def test_recurrent_stack_equals_the_blocks_step(activation, attention):
+    """RecurrentStack (in place) gives the outputs of DecisionTransformer.step, with resets,
+    for every kind with an in-place step (the stack reads the kind's feature map)."""
     torch.manual_seed(3)
-    cfg = dataclasses.replace(model(mode="episode").cfg, activation=activation)
+    cfg = dataclasses.replace(model(attention, "episode").cfg, activation=activation)
     net = DecisionTransformer(cfg).eval()
     B, E = 3, net.cfg.embed_dim
     tokens = torch.randn(20, B, E, generator=torch.Generator().manual_seed(4))
@@ -183,3 +188,31 @@ def test_recurrent_stack_equals_the_blocks_step(activation):
             expected, states = net.step(token, states)
             got = stack.step(token)
             assert torch.allclose(got, expected, rtol=1e-5, atol=1e-5), i
+
+
+def test_recurrent_stack_refuses_a_kind_without_an_inplace_step():
+    with pytest.raises(ValueError, match="no in-place recurrent step"):
+        RecurrentStack(model("softmax", "episode"), 2)
+
+
+def test_a_flow_relu_checkpoint_from_before_the_single_op_acts_as_it_did(tmp_path):
+    """tests/agents/data/flow_relu_fa9eecc.pt was written by commit fa9eecc, when flow-relu
+    was a separate op acting through the generic step stack, with the actions it took on
+    stored observations. Loaded now it acts the same, recurrently (in place) and by
+    recomputing the episode."""
+    path = Path(__file__).parent / "data" / "flow_relu_fa9eecc.pt"
+    stored = torch.load(path, weights_only=False)
+    agent = load_agent(path)
+    assert agent.model.cfg.attention == "flow-relu"
+    assert {b.attn.feature_map for b in agent.model.blocks} == {"relu"}
+    obs, rewards = stored["observations"].numpy(), stored["rewards"].numpy()
+    for recurrent in (True, False):
+        policy = agent.policy(2, 41, recurrent=recurrent)
+        policy.reset(np.ones(2, bool), np.full(2, 5.0))
+        actions = []
+        for t in range(obs.shape[0]):
+            actions.append(policy.act(obs[t]))
+            policy.observe(rewards[t])
+        np.testing.assert_allclose(
+            np.stack(actions, 1), stored["actions"].numpy(), rtol=1e-4, atol=1e-5
+        )

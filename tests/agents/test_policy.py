@@ -12,8 +12,10 @@ from flowrl.agents import (
     DecisionTransformerConfig,
     Normalizer,
 )
+from flowrl.nn import ATTENTION_KINDS
 
 S, A = 4, 2
+FLOW_KINDS = [name for name, kind in ATTENTION_KINDS.items() if kind.recurrent]
 
 
 def agent(
@@ -59,25 +61,15 @@ def rollout(policy, steps: int, num_envs: int, seed: int = 0, resets=()) -> np.n
     return np.stack(actions, 1)
 
 
-def test_recurrent_equals_recomputing_the_whole_episode():
-    ag = agent("episode")
+@pytest.mark.parametrize("attention", FLOW_KINDS)
+def test_recurrent_equals_recomputing_the_whole_episode(attention):
+    ag = agent("episode", attention=attention)
     recurrent = ag.policy(3, 301, recurrent=True)
     fast = rollout(recurrent, 300, 3, resets=(120,))
     assert all(not s.kv.requires_grad for s in recurrent.stack.attention), "acting built a graph"
     slow = rollout(ag.policy(3, 301, recurrent=False), 300, 3, resets=(120,))
     np.testing.assert_allclose(fast, slow, rtol=1e-4, atol=1e-4)
     assert np.abs(fast).max() <= 3.0 and np.abs(fast).max() > 0.1
-
-
-@pytest.mark.parametrize("attention", ["flow-sink", "flow-relu"])
-def test_flow_variants_act_recurrently_as_they_recompute(attention):
-    ag = agent("episode", attention=attention)
-    recurrent = ag.policy(3, 101, recurrent=True)
-    fast = rollout(recurrent, 100, 3, resets=(40,))
-    assert all(not s.kv.requires_grad for s in recurrent.stack.states), "acting built a graph"
-    slow = rollout(ag.policy(3, 101, recurrent=False), 100, 3, resets=(40,))
-    np.testing.assert_allclose(fast, slow, rtol=1e-4, atol=1e-4)
-    assert np.abs(fast).max() > 0.1
 
 
 def test_recurrent_acting_past_the_last_timestep_embedding():

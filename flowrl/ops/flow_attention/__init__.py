@@ -1,11 +1,14 @@
-"""Causal Flow-Attention (Flowformer): reference, chunked, parallel, recurrent, fused backends."""
+"""Causal Flow-Attention (Flowformer): reference, chunked, parallel, recurrent, fused backends,
+each for every feature map of `FEATURE_MAPS`."""
 
 from flowrl.ops.flow_attention.api import BACKENDS, flow_attention, flow_attention_step
+from flowrl.ops.flow_attention.feature_maps import FEATURE_MAPS
 from flowrl.ops.flow_attention.state import FlowAttentionState
 from flowrl.ops.flow_attention.varlen import PackedSequences
 
 __all__ = [
     "BACKENDS",
+    "FEATURE_MAPS",
     "FlowAttentionState",
     "PackedSequences",
     "flow_attention",

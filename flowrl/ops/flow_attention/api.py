@@ -9,6 +9,7 @@ import torch
 from torch import Tensor
 
 from flowrl.ops.flow_attention.chunked_torch import chunk_flow_attention
+from flowrl.ops.flow_attention.feature_maps import get_feature_map
 from flowrl.ops.flow_attention.naive import naive_flow_attention
 from flowrl.ops.flow_attention.parallel import parallel_flow_attention
 from flowrl.ops.flow_attention.recurrent_step import recurrent_flow_step
@@ -101,6 +102,12 @@ def _check_qkv(q: Tensor, k: Tensor, v: Tensor, rank: int, layout: str) -> None:
         raise ValueError("head dims must be positive")
 
 
+def _check_constants(feature_map: str, eps: float, clamp: float) -> None:
+    get_feature_map(feature_map)
+    if eps <= 0 or clamp <= 0:
+        raise ValueError(f"eps and clamp must be positive, got eps={eps}, clamp={clamp}")
+
+
 def _check_state(state: FlowAttentionState, batch: int, heads: int, d: int, m: int) -> None:
     if not isinstance(state, FlowAttentionState):
         raise ValueError(f"state must be a FlowAttentionState, got {type(state).__name__}")
@@ -125,6 +132,7 @@ def flow_attention(
     v: Tensor,
     *,
     backend: Backend = "auto",
+    feature_map: str = "sigmoid",
     eps: float = 1e-6,
     clamp: float = 10.0,
     cu_seqlens: Tensor | PackedSequences | None = None,
@@ -132,6 +140,9 @@ def flow_attention(
     return_state: bool = False,
 ):
     """Causal Flow-Attention. q, k (B, L, H, d) raw projections, v (B, L, H, m).
+
+    `feature_map` is phi, applied to q and k: "sigmoid" (the Flowformer specification) or
+    "relu" (`feature_maps.FEATURE_MAPS`); every backend computes both.
 
     With `cu_seqlens` (offsets, as flash-attn's varlen API) q, k, v hold sequences packed
     along L with B = 1, and each sequence starts afresh; a model with several layers
@@ -141,8 +152,7 @@ def flow_attention(
     Output dtype is q's.
     """
     _check_qkv(q, k, v, 4, "(batch, seq, heads, dim)")
-    if eps <= 0 or clamp <= 0:
-        raise ValueError(f"eps and clamp must be positive, got eps={eps}, clamp={clamp}")
+    _check_constants(feature_map, eps, clamp)
     fn = resolve_backend(backend, q.device)
     _, L, H, d = q.shape
     m = v.shape[-1]
@@ -170,7 +180,15 @@ def flow_attention(
 
     kw = {"return_state": return_state} if fn is parallel_by_length else {}
     out, state = fn(
-        qb, kb, vb, eps=eps, clamp=clamp, initial_state=initial_state, lengths=lengths, **kw
+        qb,
+        kb,
+        vb,
+        eps=eps,
+        clamp=clamp,
+        initial_state=initial_state,
+        lengths=lengths,
+        feature_map=feature_map,
+        **kw,
     )
     out = out.transpose(1, 2)
     if packed is not None:
@@ -184,11 +202,14 @@ def flow_attention_step(
     v: Tensor,
     state: FlowAttentionState | None = None,
     *,
+    feature_map: str = "sigmoid",
     eps: float = 1e-6,
     clamp: float = 10.0,
 ) -> tuple[Tensor, FlowAttentionState]:
-    """One token for a whole batch: q, k (B, H, d), v (B, H, m); state None starts afresh."""
+    """One token for a whole batch: q, k (B, H, d), v (B, H, m); state None starts afresh.
+    Running L steps equals `flow_attention` over the L tokens with the same `feature_map`."""
     _check_qkv(q, k, v, 3, "(batch, heads, dim)")
+    _check_constants(feature_map, eps, clamp)
     if state is not None:
         _check_state(state, q.shape[0], q.shape[1], q.shape[2], v.shape[2])
-    return recurrent_flow_step(q, k, v, state, eps=eps, clamp=clamp)
+    return recurrent_flow_step(q, k, v, state, eps=eps, clamp=clamp, feature_map=feature_map)

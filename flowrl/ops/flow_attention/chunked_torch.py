@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from flowrl.ops.flow_attention.gates import feature_map, final_state, flow_gates
+from flowrl.ops.flow_attention.gates import features, final_state, flow_gates
 from flowrl.ops.flow_attention.state import FlowAttentionState
 
 DEFAULT_CHUNK_SIZE = 64
@@ -29,10 +29,11 @@ def chunk_flow_attention(
     initial_state: FlowAttentionState | None = None,
     lengths: Tensor | None = None,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
+    feature_map: str = "sigmoid",
 ) -> tuple[Tensor, FlowAttentionState]:
     """q, k (B, H, L, d), v (B, H, L, m); returns out (B, H, L, m) and the final state."""
     B, H, L, _ = q.shape
-    Q, K, V, valid = feature_map(q, k, v, lengths)
+    Q, K, V, valid = features(q, k, v, lengths, feature_map)
     gates = flow_gates(Q, K, eps=eps, clamp=clamp, state=initial_state, valid=valid)
 
     C = min(chunk_size, L)

@@ -7,12 +7,12 @@ sink and source, the competition and the allocation (docs/flow-attention.md, For
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
+from flowrl.ops.flow_attention.feature_maps import get_feature_map
 from flowrl.ops.flow_attention.state import FlowAttentionState
 
 
@@ -151,18 +151,15 @@ def compute_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
-def feature_map(
-    q: Tensor,
-    k: Tensor,
-    v: Tensor,
-    lengths: Tensor | None,
-    phi: Callable[[Tensor], Tensor] = torch.sigmoid,
+def features(
+    q: Tensor, k: Tensor, v: Tensor, lengths: Tensor | None, feature_map: str = "sigmoid"
 ) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
     """phi(q), phi(k) and v in the accumulation dtype, (B, H, L, *), zeroed after `lengths`.
 
-    phi is the specification's sigmoid; a variant op passes its own (`relu_flow_attention`).
-    Returns the valid mask (B, 1, L) too, or None when every row is full.
+    `feature_map` names phi (`feature_maps.FEATURE_MAPS`). Returns the valid mask (B, 1, L)
+    too, or None when every row is full.
     """
+    phi = get_feature_map(feature_map).apply
     dtype = compute_dtype(q.dtype)
     # contiguous (B, H, L, d) features: the chunked matmuls then view them without copies.
     # phi of a strided view already writes a fresh contiguous tensor (no extra copy).

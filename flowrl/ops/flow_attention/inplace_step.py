@@ -7,8 +7,8 @@ where a step is a few kilo-FLOPs and the cost is the number of tensor operations
   and every view of one is made once, so a step allocates nothing;
 - the d-vector sums are stored shifted by eps (key_sum + eps, ...), so the spec's
   <a + eps, b + eps> needs no extra pass;
-- the two flows, and then the sink and source, are computed together: the sigmoid
-  features are laid out as [Q, K, Q], whose slices [Q, K] and [K, Q] pair each feature
+- the two flows, and then the sink and source, are computed together: the features
+  phi(q), phi(k) are laid out as [Q, K, Q], whose slices [Q, K] and [K, Q] pair each feature
   with the sum it meets, so each pair is one multiply and one sum.
 
 The tests hold it against `recurrent_flow_step` and the float64 reference.
@@ -19,6 +19,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from flowrl.ops.flow_attention.feature_maps import get_feature_map
 from flowrl.ops.flow_attention.state import FlowAttentionState
 
 
@@ -39,11 +40,13 @@ class InplaceFlowStep:
         *,
         eps: float = 1e-6,
         clamp: float = 10.0,
+        feature_map: str = "sigmoid",
         device: torch.device | str | None = None,
         dtype: torch.dtype = torch.float32,
     ) -> None:
         B, H, d = batch, heads, head_dim
         self.shape, self.eps, self.clamp = (B, H, d), eps, clamp
+        self.phi = get_feature_map(feature_map).apply_out
 
         def empty(*shape: int) -> Tensor:
             return torch.empty(*shape, device=device, dtype=dtype)
@@ -95,8 +98,8 @@ class InplaceFlowStep:
             self._position = position
             self._t, self._t_rows = position.view(B, 1, 1), position.view(B, 1)
         t, t_rows = self._t, self._t_rows
-        # features [Q, K, Q] and their eps-shifted copies
-        torch.sigmoid(q_k_v[:, :2], out=self.q_and_k)
+        # features [Q, K, Q] = phi([q, k, q]) and their eps-shifted copies
+        self.phi(q_k_v[:, :2], self.q_and_k)
         self.features[:, 2].copy_(self.Q)
         torch.add(self.features, self.eps, out=self.features_eps)
         # key_sum += K, query_sum += Q (stored + eps); flows [I, O] = t / <[Q, K] + eps, those>

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from flowrl.ops.flow_attention.gates import feature_map, final_state, flow_gates
+from flowrl.ops.flow_attention.gates import features, final_state, flow_gates
 from flowrl.ops.flow_attention.state import FlowAttentionState
 
 
@@ -22,9 +22,10 @@ def naive_flow_attention(
     clamp: float = 10.0,
     initial_state: FlowAttentionState | None = None,
     lengths: Tensor | None = None,
+    feature_map: str = "sigmoid",
 ) -> tuple[Tensor, FlowAttentionState]:
     """q, k (B, H, L, d), v (B, H, L, m); returns out (B, H, L, m) and the final state."""
-    Q, K, V, valid = feature_map(q, k, v, lengths)
+    Q, K, V, valid = features(q, k, v, lengths, feature_map)
     gates = flow_gates(Q, K, eps=eps, clamp=clamp, state=initial_state, valid=valid)
     weighted_v = gates.competition.unsqueeze(-1) * V
     kv = torch.einsum("bhld,bhlm->bhldm", K, weighted_v).cumsum(2)

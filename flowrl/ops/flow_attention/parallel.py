@@ -12,13 +12,11 @@ d-vector sums and the d x m state carried per block, like the chunked backend.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from flowrl.ops.flow_attention.gates import feature_map, positions
+from flowrl.ops.flow_attention.gates import features, positions
 from flowrl.ops.flow_attention.state import FlowAttentionState
 
 
@@ -154,20 +152,20 @@ def parallel_flow_attention(
     lengths: Tensor | None = None,
     block_size: int | None = None,
     return_state: bool = True,
-    phi: Callable[[Tensor], Tensor] = torch.sigmoid,
+    feature_map: str = "sigmoid",
 ) -> tuple[Tensor, FlowAttentionState | None]:
     """q, k (B, H, L, d), v (B, H, L, m) -> out (B, H, L, m) and the final state.
 
     `block_size` None makes the whole sequence one block (cost O(L^2 * d)); the state is
-    None when `return_state` is False, which skips its d x m sum. `phi` is the feature map
-    (the specification's sigmoid; autograd differentiates it, the rest has its own backward).
+    None when `return_state` is False, which skips its d x m sum. `feature_map` names phi;
+    autograd differentiates phi, the rest has its own backward.
     """
     B, H, L, d = q.shape
     C = L if block_size is None else min(block_size, L)
     n = -(-L // C)
     if lengths is None and n * C != L:
         lengths = torch.full((B,), L, device=q.device)
-    Q, K, V, valid = feature_map(q, k, v, lengths, phi)
+    Q, K, V, valid = features(q, k, v, lengths, feature_map)
     state = initial_state
 
     def blocks(x: Tensor) -> Tensor:

@@ -3,18 +3,16 @@
 The spec's recurrent form written out for a single token (docs/flow-attention.md,
 Recurrent form), independent of the parallel prefix-sum code: a policy acts with it at
 constant cost per step, and the tests hold it against the parallel backends.
-`token_gates` is the part every Flow-Attention variant shares (the sink-competition op
-reuses it): features, flows, conserved flows and the updated running sums.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
+from flowrl.ops.flow_attention.feature_maps import get_feature_map
 from flowrl.ops.flow_attention.gates import compute_dtype
 from flowrl.ops.flow_attention.state import FlowAttentionState
 
@@ -41,10 +39,10 @@ def token_gates(
     *,
     eps: float = 1e-6,
     clamp: float = 10.0,
-    phi: Callable[[Tensor], Tensor] = torch.sigmoid,
+    feature_map: str = "sigmoid",
 ) -> TokenGates:
-    """q, k (B, H, d), v (B, H, m) of one token -> its gates and the updated sums; `phi` is
-    the feature map (the specification's sigmoid)."""
+    """q, k (B, H, d), v (B, H, m) of one token -> its gates and the updated sums."""
+    phi = get_feature_map(feature_map).apply
     dtype = compute_dtype(q.dtype)
     B, H, d = q.shape
     if state is None:
@@ -85,10 +83,10 @@ def recurrent_flow_step(
     *,
     eps: float = 1e-6,
     clamp: float = 10.0,
-    phi: Callable[[Tensor], Tensor] = torch.sigmoid,
+    feature_map: str = "sigmoid",
 ) -> tuple[Tensor, FlowAttentionState]:
     """q, k (B, H, d), v (B, H, m) of one token; returns out (B, H, m) and the new state."""
-    g = token_gates(q, k, v, state, eps=eps, clamp=clamp, phi=phi)
+    g = token_gates(q, k, v, state, eps=eps, clamp=clamp, feature_map=feature_map)
     competition = g.t * g.source_exp / g.state.competition_sum  # C_t
     kv = g.state.kv + g.K.unsqueeze(-1) * (competition.unsqueeze(-1) * g.V).unsqueeze(-2)
     read = (g.Q.unsqueeze(-2) @ kv).squeeze(-2)  # Q_t^T S, (B, H, m)

@@ -39,33 +39,34 @@ def _strides(x: Tensor) -> tuple[int, int, int]:
     return x.stride(0), x.stride(1), x.stride(2)
 
 
-def _blocks(q: Tensor, v: Tensor) -> dict:
-    """Compile-time sizes and matmul precision shared by the three kernels."""
+def _blocks(q: Tensor, v: Tensor, feature_map: str) -> dict:
+    """Compile-time sizes, matmul precision and feature map shared by the three kernels."""
     return {
         "BLOCK_D": max(16, triton.next_power_of_2(q.shape[-1])),
         "BLOCK_M": max(16, triton.next_power_of_2(v.shape[-1])),
         "BF16": q.dtype == torch.bfloat16,
         # fp16 operands could overflow (C_t v_t) or underflow (dout scaled by I_t / t)
         "PRECISION": "ieee" if q.dtype == torch.float32 else "tf32",
+        "FEATURE_MAP": feature_map,
     }
 
 
 class _TritonFlowAttention(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, q, k, v, start, lengths, vec_in, z_in, kv_in, eps, clamp):
+    def forward(ctx, q, k, v, start, lengths, vec_in, z_in, kv_in, eps, clamp, feature_map):
         B, H, L, D = q.shape
         M = v.shape[-1]
         out = torch.empty_like(v)
         stats = torch.empty(STATS, B * H, L, device=q.device, dtype=torch.float32)
         vec_out, z_out, kv_out = (torch.empty_like(x) for x in (vec_in, z_in, kv_in))
-        blocks = _blocks(q, v)
+        blocks = _blocks(q, v, feature_map)
         _flow_fwd_kernel[(B * H,)](
             q, k, v, out, stats, start, lengths, vec_in, z_in, kv_in, vec_out, z_out, kv_out,
             *_strides(q), *_strides(k), *_strides(v), *_strides(out),
             H, L, D, M, eps, clamp, **blocks,
         )  # fmt: skip
         ctx.save_for_backward(q, k, v, start, lengths, vec_in, kv_in, stats)
-        ctx.eps, ctx.clamp = eps, clamp
+        ctx.eps, ctx.clamp, ctx.feature_map = eps, clamp, feature_map
         ctx.mark_non_differentiable(vec_out, z_out, kv_out)
         return out, vec_out, z_out, kv_out
 
@@ -75,7 +76,7 @@ class _TritonFlowAttention(torch.autograd.Function):
         dout = _row_major(dout)
         B, H, L, D = q.shape
         M = v.shape[-1]
-        blocks = _blocks(q, v)
+        blocks = _blocks(q, v, ctx.feature_map)
         chunk = backward_chunk(blocks["BLOCK_D"])
         f32 = {"device": q.device, "dtype": torch.float32}
         dq_lin = torch.empty(B * H, L, D, **f32)
@@ -93,7 +94,7 @@ class _TritonFlowAttention(torch.autograd.Function):
             *_strides(dq), *_strides(dk), *_strides(dv),
             H, L, D, M, ctx.eps, ctx.clamp, BLOCK_C=chunk, **blocks,
         )  # fmt: skip
-        return dq, dk, dv, None, None, None, None, None, None, None
+        return dq, dk, dv, *[None] * 8
 
 
 def triton_flow_attention(
@@ -105,6 +106,7 @@ def triton_flow_attention(
     clamp: float = 10.0,
     initial_state: FlowAttentionState | None = None,
     lengths: Tensor | None = None,
+    feature_map: str = "sigmoid",
 ) -> tuple[Tensor, FlowAttentionState]:
     """q, k (B, H, L, d), v (B, H, L, m); returns out (B, H, L, m) and the final state.
 
@@ -113,7 +115,14 @@ def triton_flow_attention(
     """
     if q.dtype == torch.float64:
         return chunk_flow_attention(
-            q, k, v, eps=eps, clamp=clamp, initial_state=initial_state, lengths=lengths
+            q,
+            k,
+            v,
+            eps=eps,
+            clamp=clamp,
+            initial_state=initial_state,
+            lengths=lengths,
+            feature_map=feature_map,
         )
     if q.device.type != "cuda" and not INTERPRET:
         raise ValueError("the triton backend needs CUDA tensors (or TRITON_INTERPRET=1)")
@@ -140,8 +149,9 @@ def triton_flow_attention(
     if lengths is None:
         lengths = torch.full((B,), L, device=q.device, dtype=torch.long)
     lengths = lengths.to(q.device, torch.long).clamp(max=L).contiguous()
+    qkv = (_row_major(q), _row_major(k), _row_major(v))
     out, vec, z, kv = _TritonFlowAttention.apply(
-        _row_major(q), _row_major(k), _row_major(v), start, lengths, vec_in, z_in, kv_in, eps, clamp
+        *qkv, start, lengths, vec_in, z_in, kv_in, eps, clamp, feature_map
     )
     state = FlowAttentionState(
         key_sum=vec[:, :, 0],

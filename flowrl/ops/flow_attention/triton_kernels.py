@@ -68,11 +68,31 @@ def _rows(ptr, rows, cols, stride_l, mask_rows, mask_cols):
 
 
 @triton.jit
-def _features(ptr, rows, cols, stride_l, valid, mask_cols):
-    """phi(x) = sigmoid(x) of one chunk, zero on padding tokens and padding columns."""
+def _phi(x, FEATURE_MAP: tl.constexpr):
+    """The feature map (`feature_maps.FEATURE_MAPS`) of fp32 x."""
+    if FEATURE_MAP == "relu":  # noqa: SIM108 (a branch per map, resolved at compile time)
+        y = tl.maximum(x, 0.0)
+    else:
+        y = tl.sigmoid(x)
+    return y
+
+
+@triton.jit
+def _phi_grad(y, FEATURE_MAP: tl.constexpr):
+    """phi'(x) written as a function of the feature y = phi(x)."""
+    if FEATURE_MAP == "relu":  # noqa: SIM108
+        g = tl.where(y > 0.0, 1.0, 0.0)
+    else:
+        g = y * (1.0 - y)
+    return g
+
+
+@triton.jit
+def _features(ptr, rows, cols, stride_l, valid, mask_cols, FEATURE_MAP: tl.constexpr):
+    """phi(x) of one chunk, zero on padding tokens and padding columns."""
     mask = valid[:, None] & mask_cols[None, :]
     x = tl.load(ptr + rows[:, None] * stride_l + cols[None, :], mask=mask, other=0.0)
-    return tl.where(mask, tl.sigmoid(x.to(tl.float32)), 0.0)
+    return tl.where(mask, _phi(x.to(tl.float32), FEATURE_MAP), 0.0)
 
 
 @triton.jit
@@ -88,7 +108,7 @@ def _saved_gates(stats_ptr, field, rows, in_seq, valid, p, clamp):
     return inv_in, inv_out, alloc, source, e, total, p * e / total
 
 
-@triton.autotune(configs=FWD_CONFIGS, key=["D", "M"])
+@triton.autotune(configs=FWD_CONFIGS, key=["D", "M", "FEATURE_MAP"])
 @triton.jit
 def _flow_fwd_kernel(
     q_ptr,
@@ -127,6 +147,7 @@ def _flow_fwd_kernel(
     BLOCK_M: tl.constexpr,
     BF16: tl.constexpr,
     PRECISION: tl.constexpr,
+    FEATURE_MAP: tl.constexpr,
 ):
     """out and stats of one (row, head); final state after its last real token."""
     bh = tl.program_id(0).to(tl.int64)
@@ -162,8 +183,8 @@ def _flow_fwd_kernel(
         in_seq = rows < L
         valid = rows < length
         p = t0 + rows.to(tl.float32) + 1.0
-        Q = _features(q_ptr, rows, offs_d, sql, valid, mask_d)
-        K = _features(k_ptr, rows, offs_d, skl, valid, mask_d)
+        Q = _features(q_ptr, rows, offs_d, sql, valid, mask_d, FEATURE_MAP)
+        K = _features(k_ptr, rows, offs_d, skl, valid, mask_d, FEATURE_MAP)
         key_sum = key_c[None, :] + tl.cumsum(K, 0)
         query_sum = query_c[None, :] + tl.cumsum(Q, 0)
         inv_in = 1.0 / tl.sum((Q + eps_d) * (key_sum + eps_d), 1)
@@ -202,7 +223,7 @@ def _flow_fwd_kernel(
     tl.store(kv_out + kv_offs, kv, mask=kv_mask)
 
 
-@triton.autotune(configs=BWD_CONFIGS, key=["D", "M"])
+@triton.autotune(configs=BWD_CONFIGS, key=["D", "M", "FEATURE_MAP"])
 @triton.jit
 def _flow_bwd_dq_kernel(
     q_ptr,
@@ -239,6 +260,7 @@ def _flow_bwd_dq_kernel(
     BLOCK_M: tl.constexpr,
     BF16: tl.constexpr,
     PRECISION: tl.constexpr,
+    FEATURE_MAP: tl.constexpr,
 ):
     """Left to right: dQ_t = scale_t S_t dout_t, dscale_t = <Q_t, S_t dout_t>, carries."""
     bh = tl.program_id(0).to(tl.int64)
@@ -279,8 +301,8 @@ def _flow_bwd_dq_kernel(
         in_seq = rows < L
         valid = rows < length
         p = t0 + rows.to(tl.float32) + 1.0
-        Q = _features(q_ptr, rows, offs_d, sql, valid, mask_d)
-        K = _features(k_ptr, rows, offs_d, skl, valid, mask_d)
+        Q = _features(q_ptr, rows, offs_d, sql, valid, mask_d, FEATURE_MAP)
+        K = _features(k_ptr, rows, offs_d, skl, valid, mask_d, FEATURE_MAP)
         inv_in, inv_out, alloc, _, _, _, comp = _saved_gates(
             stats_ptr, field, rows, in_seq, valid, p, clamp
         )
@@ -299,7 +321,7 @@ def _flow_bwd_dq_kernel(
         kv += _mm(tl.trans(K), W, BF16, PRECISION)
 
 
-@triton.autotune(configs=BWD_CONFIGS, key=["D", "M"])
+@triton.autotune(configs=BWD_CONFIGS, key=["D", "M", "FEATURE_MAP"])
 @triton.jit
 def _flow_bwd_dkv_kernel(
     q_ptr,
@@ -347,6 +369,7 @@ def _flow_bwd_dkv_kernel(
     BLOCK_M: tl.constexpr,
     BF16: tl.constexpr,
     PRECISION: tl.constexpr,
+    FEATURE_MAP: tl.constexpr,
 ):
     """Right to left: dK, dV of the output, then the adjoint of every gate; writes dq, dk, dv."""
     bh = tl.program_id(0).to(tl.int64)
@@ -388,8 +411,8 @@ def _flow_bwd_dkv_kernel(
         in_seq = rows < L
         valid = rows < length
         p = t0 + rows.to(tl.float32) + 1.0
-        Q = _features(q_ptr, rows, offs_d, sql, valid, mask_d)
-        K = _features(k_ptr, rows, offs_d, skl, valid, mask_d)
+        Q = _features(q_ptr, rows, offs_d, sql, valid, mask_d, FEATURE_MAP)
+        K = _features(k_ptr, rows, offs_d, skl, valid, mask_d, FEATURE_MAP)
         inv_in, inv_out, alloc, source, e, total, comp = _saved_gates(
             stats_ptr, field, rows, in_seq, valid, p, clamp
         )
@@ -458,7 +481,9 @@ def _flow_bwd_dkv_kernel(
         dQ += r_query[None, :] + tl.cumsum(d_query_sum, 0, reverse=True)
         r_query += tl.sum(d_query_sum, 0)
 
-        # phi = sigmoid; Q and K are zero on padding, and so are their gradients
+        # through phi; Q and K are zero on padding, and so are their gradients
         d_mask = in_seq[:, None] & mask_d[None, :]
-        tl.store(dq_ptr + rows[:, None] * sgql + offs_d[None, :], dQ * Q * (1.0 - Q), mask=d_mask)
-        tl.store(dk_ptr + rows[:, None] * sgkl + offs_d[None, :], dK * K * (1.0 - K), mask=d_mask)
+        dq = tl.where(valid[:, None], dQ * _phi_grad(Q, FEATURE_MAP), 0.0)
+        dk = tl.where(valid[:, None], dK * _phi_grad(K, FEATURE_MAP), 0.0)
+        tl.store(dq_ptr + rows[:, None] * sgql + offs_d[None, :], dq, mask=d_mask)
+        tl.store(dk_ptr + rows[:, None] * sgkl + offs_d[None, :], dk, mask=d_mask)
