@@ -33,8 +33,8 @@ sys.path.insert(0, str(ROOT))
 from hostinfo import cpu_name  # noqa: E402
 
 from flowrl.experiments import stats  # noqa: E402
-from flowrl.nn import attention_kind  # noqa: E402
 from flowrl.experiments.runs import find_runs  # noqa: E402
+from flowrl.nn import attention_kind  # noqa: E402
 
 CLAMP20 = "model.attention_clamp=20"  # the source clamp raised from the spec's 10
 # name -> (attention, context mode, window K or None for the whole episode, other settings)
