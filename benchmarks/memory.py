@@ -44,6 +44,7 @@ VARIANTS = {
     "flow-episode-mixed": ("flow", "episode", None, ()),
     "flow-episode-4heads-mixed": ("flow", "episode", None, ("model.n_heads=4",)),
     "flow-episode-4heads-mixed-c20": ("flow", "episode", None, ("model.n_heads=4", CLAMP20)),
+    "flow-relu-episode": ("flow-relu", "episode", None, ()),
     "flow-relu-episode-4heads-mixed": ("flow-relu", "episode", None, ("model.n_heads=4",)),
     "flow-window": ("flow", "window", 20, ()),
     "softmax-window": ("softmax", "window", 20, ()),
