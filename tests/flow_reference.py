@@ -83,3 +83,16 @@ def random_qkv(
     q, k = (scale * torch.randn(B, L, H, d, generator=g) for _ in range(2))
     v = torch.randn(B, L, H, m, generator=g)
     return [x.to(device, dtype).requires_grad_() for x in (q, k, v)]
+
+
+def reference_by_heads(q: Tensor, k: Tensor, v: Tensor, feature_maps, **kw) -> Tensor:
+    """The reference with head h of q, k, v (B, L, H, *) through feature_maps[h]."""
+    return torch.cat(
+        [
+            reference_flow_attention(
+                q[:, :, [h]], k[:, :, [h]], v[:, :, [h]], feature_map=name, **kw
+            )
+            for h, name in enumerate(feature_maps)
+        ],
+        2,
+    )

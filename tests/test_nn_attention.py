@@ -6,6 +6,8 @@ import pytest
 import torch
 
 from flowrl.nn import ATTENTION_KINDS, FlowAttention, SoftmaxAttention, make_attention
+from flowrl.nn.attention import spread_over_heads
+from flowrl.ops import flow_attention
 
 
 def layer(name: str) -> torch.nn.Module:
@@ -72,7 +74,10 @@ def test_each_kind_builds_what_its_entry_says(name):
     kind = ATTENTION_KINDS[name]
     attn = layer(name)
     assert isinstance(attn, kind.layer)
-    assert getattr(attn, "feature_map", None) == kind.feature_map
+    if kind.feature_map is None:
+        assert not hasattr(attn, "feature_map")
+    else:
+        assert attn.feature_map == spread_over_heads(kind.feature_map, 4)
     assert hasattr(attn, "clamp") == kind.clamp
     assert kind.inplace_step <= kind.recurrent  # an in-place step is a recurrent form
     for backend in kind.backends:
@@ -96,6 +101,26 @@ def test_flow_kinds_differ_by_their_feature_map_only():
     assert not torch.allclose(sigmoid(x), relu(x), atol=1e-4)
 
 
+def test_maps_spread_over_the_heads_in_order():
+    assert spread_over_heads("relu", 3) == "relu"
+    assert spread_over_heads(("relu", "sigmoid"), 1) == ("relu",)
+    assert spread_over_heads(("relu", "sigmoid"), 3) == ("relu", "relu", "sigmoid")
+    assert spread_over_heads(("relu", "sigmoid"), 4) == ("relu", "relu", "sigmoid", "sigmoid")
+
+
+def test_mixed_heads_equal_each_map_on_its_own_heads():
+    """A layer with heads of both maps gives, head by head, what a layer of one map gives
+    with the same weights: the maps do not leak across heads."""
+    mixed = layer("flow-mixed")
+    x = torch.randn(2, 20, 32)
+    q, k, v = mixed._heads(x)
+    heads = []
+    for h, name in enumerate(mixed.feature_map):
+        one = (t[:, :, h : h + 1] for t in (q, k, v))
+        heads.append(flow_attention(*one, feature_map=name))
+    torch.testing.assert_close(mixed(x), mixed._out(torch.cat(heads, 2)), rtol=1e-5, atol=1e-6)
+
+
 def test_bad_names_and_sizes():
     with pytest.raises(ValueError, match="attention='linear'"):
         make_attention("linear", 32, 4)
@@ -103,5 +128,7 @@ def test_bad_names_and_sizes():
         FlowAttention(30, 4)
     with pytest.raises(ValueError, match="feature_map='tanh'"):
         FlowAttention(32, 4, feature_map="tanh")
+    with pytest.raises(ValueError, match="names 3 maps for 4 heads"):
+        flow_attention(*torch.randn(3, 1, 5, 4, 8), feature_map=("relu",) * 3)
     with pytest.raises(ValueError, match="divisible"):
         SoftmaxAttention(30, 4)

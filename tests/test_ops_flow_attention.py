@@ -15,7 +15,12 @@ from flowrl.ops import (
 from flowrl.ops.flow_attention.api import block_size_for, resolve_backend
 from flowrl.ops.flow_attention.chunked_torch import chunk_flow_attention
 from flowrl.ops.flow_attention.parallel import parallel_flow_attention
-from tests.flow_reference import random_qkv, reference_flow_attention, relative_error
+from tests.flow_reference import (
+    random_qkv,
+    reference_by_heads,
+    reference_flow_attention,
+    relative_error,
+)
 
 BACKENDS = ["naive", "chunked", "parallel", "recurrent"]
 SEQUENCE_BACKENDS = ["naive", "chunked", "parallel"]
@@ -357,3 +362,30 @@ def test_step_rejects_an_unknown_feature_map():
     q, k, v = (x.detach() for x in random_qkv(2, 1, 2, 4, 4))
     with pytest.raises(ValueError, match="expected one of sigmoid, relu"):
         flow_attention_step(q[:, 0], k[:, 0], v[:, 0], feature_map="elu")
+
+
+MIXED = ("relu", "sigmoid", "sigmoid", "relu")  # runs of heads: relu, sigmoid x 2, relu
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_heads_of_different_maps_match_the_reference_head_by_head(backend):
+    q, k, v = random_qkv(2, 70, 4, 8, 8, seed=12)
+    dout = torch.randn(2, 70, 4, 8, dtype=torch.float64)
+    ref, ref_grads = outputs_and_grads(lambda *x: reference_by_heads(*x, MIXED), q, k, v, dout)
+    out, grads = outputs_and_grads(
+        lambda *x: run_backend(backend, *x, feature_map=MIXED), q, k, v, dout.float()
+    )
+    assert relative_error(out, ref) < 1e-4
+    for g, rg in zip(grads, ref_grads, strict=True):
+        assert relative_error(g, rg) < 1e-4
+
+
+@pytest.mark.parametrize("backend", SEQUENCE_BACKENDS)
+def test_heads_of_different_maps_continue_a_prefix(backend):
+    L, p = 60, 23
+    q, k, v = (x.detach() for x in random_qkv(2, L, 4, 8, 4, dtype=torch.float64, seed=13))
+    full = reference_by_heads(q, k, v, MIXED)
+    kw = {"backend": backend, "feature_map": MIXED}
+    head, state = flow_attention(q[:, :p], k[:, :p], v[:, :p], return_state=True, **kw)
+    tail = flow_attention(q[:, p:], k[:, p:], v[:, p:], initial_state=state, **kw)
+    assert relative_error(torch.cat([head, tail], 1), full) < 1e-10

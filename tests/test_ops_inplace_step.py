@@ -7,7 +7,12 @@ import torch
 
 from flowrl.ops import flow_attention_step
 from flowrl.ops.flow_attention.inplace_step import InplaceFlowStep
-from tests.flow_reference import random_qkv, reference_flow_attention, relative_error
+from tests.flow_reference import (
+    random_qkv,
+    reference_by_heads,
+    reference_flow_attention,
+    relative_error,
+)
 
 
 def run_inplace(q, k, v, **kw):
@@ -66,3 +71,10 @@ def test_reset_rows_start_over_and_leave_the_others_alone(feature_map):
     restarted = reference_flow_attention(q[1:2, 5:], k[1:2, 5:], v[1:2, 5:], **kw)
     assert relative_error(out[1:2, 5:], restarted) < 1e-10
     assert relative_error(out[1:2, :5], whole[1:2, :5]) < 1e-10
+
+
+def test_inplace_step_with_heads_of_different_maps():
+    maps = ("sigmoid", "relu", "relu")
+    q, k, v = (x.detach() for x in random_qkv(2, 30, 3, 8, 8, dtype=torch.float64, seed=8))
+    out, _ = run_inplace(q, k, v, feature_map=maps)
+    assert relative_error(out, reference_by_heads(q, k, v, maps)) < 1e-10

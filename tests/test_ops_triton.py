@@ -228,3 +228,22 @@ def test_relu_features_at_zero_match_reference(case):
         q[:, 0], k[:, 0] = -q[:, 0].abs(), -k[:, 0].abs()
     q, k, v = (x.to(DEVICE).requires_grad_() for x in (q, k, v))
     assert_matches_reference(q, k, v, tol=1e-4, feature_map="relu")
+
+
+def test_heads_of_different_maps_match_reference_and_continue_a_prefix():
+    """One launch per run of heads that share a map; states split and joined by heads."""
+    maps = ("relu", "sigmoid", "relu")
+    L, p = 2 * CHUNK + 9, CHUNK + 5
+    q, k, v = random_qkv(2, L, 3, 16, 16, seed=14)
+    ref = flow_reference.reference_by_heads(*(x.cpu() for x in (q, k, v)), maps)
+    dout = torch.randn_like(ref)
+    out = flow_attention(q, k, v, backend="triton", feature_map=maps)
+    assert relative_error(out.cpu(), ref) < 1e-4
+    got, want = grads(out, (q, k, v), dout.to(DEVICE)), grads(ref, (q, k, v), dout)
+    for g, rg in zip(got, want, strict=True):
+        assert relative_error(g.cpu(), rg.cpu()) < 1e-4
+    x = [t.detach() for t in (q, k, v)]
+    kw = {"backend": "triton", "feature_map": maps}
+    head, state = flow_attention(*(t[:, :p] for t in x), return_state=True, **kw)
+    tail = flow_attention(*(t[:, p:] for t in x), initial_state=state, **kw)
+    assert relative_error(torch.cat([head, tail], 1).cpu(), ref) < 1e-4

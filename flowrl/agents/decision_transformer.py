@@ -49,7 +49,7 @@ class DecisionTransformerConfig:
     embed_dim: int = 128
     n_layers: int = 3
     n_heads: int = 1
-    attention: str = "flow"  # flowrl.nn.ATTENTION_KINDS: flow, flow-relu, softmax
+    attention: str = "flow"  # flowrl.nn.ATTENTION_KINDS: flow, flow-relu, flow-mixed, softmax
     context_mode: str = "window"  # "window": last K steps; "episode": the whole episode so far
     context_len: int = 20  # K in window mode; the longest training prefix in episode mode
     max_timestep: int = 1000  # size of the learned timestep embedding

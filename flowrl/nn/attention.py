@@ -1,5 +1,6 @@
 """Causal self-attention layers with one interface, and the attention kinds a model names:
-`flow` (Flow-Attention, sigmoid features), `flow-relu` (ReLU features) and `softmax`.
+`flow` (Flow-Attention, sigmoid features), `flow-relu` (ReLU features), `flow-mixed` (ReLU
+features in the first half of the heads, sigmoid in the rest) and `softmax`.
 Everything that depends on the kind reads its `AttentionKind` entry."""
 
 from __future__ import annotations
@@ -13,12 +14,12 @@ from torch import Tensor, nn
 
 from flowrl.ops.flow_attention import (
     BACKENDS,
-    FEATURE_MAPS,
     FlowAttentionState,
     PackedSequences,
     flow_attention,
     flow_attention_step,
 )
+from flowrl.ops.flow_attention.feature_maps import head_groups
 
 
 class CausalSelfAttention(nn.Module):
@@ -87,9 +88,20 @@ class CausalSelfAttention(nn.Module):
         raise NotImplementedError(f"{type(self).__name__} has no recurrent form")
 
 
+def spread_over_heads(feature_map: str | tuple[str, ...], heads: int) -> str | tuple[str, ...]:
+    """One map for every head, or maps given in order over consecutive runs of heads as
+    equal as `heads` allows (the first runs take the extra heads): ("relu", "sigmoid") over
+    4 heads is (relu, relu, sigmoid, sigmoid), over 1 head (relu,)."""
+    if isinstance(feature_map, str):
+        return feature_map
+    n = len(feature_map)
+    sizes = [heads // n + (i < heads % n) for i in range(n)]
+    return tuple(name for name, size in zip(feature_map, sizes, strict=True) for _ in range(size))
+
+
 class FlowAttention(CausalSelfAttention):
     """Multi-head causal Flow-Attention (docs/flow-attention.md) with feature map
-    `feature_map` (`flowrl.ops.FEATURE_MAPS`).
+    `feature_map` (`flowrl.ops.FEATURE_MAPS`), or several spread over the heads in order.
 
     Flow-Attention forms no attention matrix, so dropout applies to the output only.
     """
@@ -105,16 +117,14 @@ class FlowAttention(CausalSelfAttention):
         dropout: float = 0.0,
         bias: bool = True,
         backend: str = "auto",
-        feature_map: str = "sigmoid",
+        feature_map: str | tuple[str, ...] = "sigmoid",
         eps: float = 1e-6,
         clamp: float = 10.0,
     ) -> None:
         super().__init__(embed_dim, num_heads, dropout=dropout, bias=bias, backend=backend)
-        if feature_map not in FEATURE_MAPS:
-            raise ValueError(
-                f"feature_map={feature_map!r}: expected one of {', '.join(FEATURE_MAPS)}"
-            )
-        self.feature_map, self.eps, self.clamp = feature_map, eps, clamp
+        self.feature_map = spread_over_heads(feature_map, num_heads)
+        head_groups(self.feature_map, num_heads)  # a ValueError naming a bad map
+        self.eps, self.clamp = eps, clamp
 
     def forward(
         self,
@@ -186,7 +196,7 @@ class AttentionKind:
     whether it acts through a recurrent state, stepped in place (`InplaceFlowStep`)."""
 
     layer: type[CausalSelfAttention]
-    feature_map: str | None = None  # flow kinds: phi of the Flow-Attention op
+    feature_map: str | tuple[str, ...] | None = None  # flow kinds: phi, or maps over the heads
     clamp: bool = False  # takes `model.attention_clamp`
     inplace_step: bool = False  # `RecurrentStack` steps it on preallocated buffers
 
@@ -202,6 +212,7 @@ class AttentionKind:
 ATTENTION_KINDS: dict[str, AttentionKind] = {
     "flow": AttentionKind(FlowAttention, "sigmoid", clamp=True, inplace_step=True),
     "flow-relu": AttentionKind(FlowAttention, "relu", clamp=True, inplace_step=True),
+    "flow-mixed": AttentionKind(FlowAttention, ("relu", "sigmoid"), clamp=True, inplace_step=True),
     "softmax": AttentionKind(SoftmaxAttention),
 }
 

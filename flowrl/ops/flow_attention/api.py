@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Literal, overload
 
 import torch
 from torch import Tensor
 
 from flowrl.ops.flow_attention.chunked_torch import chunk_flow_attention
-from flowrl.ops.flow_attention.feature_maps import get_feature_map
+from flowrl.ops.flow_attention.feature_maps import head_groups
 from flowrl.ops.flow_attention.naive import naive_flow_attention
 from flowrl.ops.flow_attention.parallel import parallel_flow_attention
 from flowrl.ops.flow_attention.recurrent_step import recurrent_flow_step
@@ -102,8 +102,10 @@ def _check_qkv(q: Tensor, k: Tensor, v: Tensor, rank: int, layout: str) -> None:
         raise ValueError("head dims must be positive")
 
 
-def _check_constants(feature_map: str, eps: float, clamp: float) -> None:
-    get_feature_map(feature_map)
+def _check_constants(
+    feature_map: str | Sequence[str], heads: int, eps: float, clamp: float
+) -> None:
+    head_groups(feature_map, heads)
     if eps <= 0 or clamp <= 0:
         raise ValueError(f"eps and clamp must be positive, got eps={eps}, clamp={clamp}")
 
@@ -132,7 +134,7 @@ def flow_attention(
     v: Tensor,
     *,
     backend: Backend = "auto",
-    feature_map: str = "sigmoid",
+    feature_map: str | Sequence[str] = "sigmoid",
     eps: float = 1e-6,
     clamp: float = 10.0,
     cu_seqlens: Tensor | PackedSequences | None = None,
@@ -142,7 +144,8 @@ def flow_attention(
     """Causal Flow-Attention. q, k (B, L, H, d) raw projections, v (B, L, H, m).
 
     `feature_map` is phi, applied to q and k: "sigmoid" (the Flowformer specification) or
-    "relu" (`feature_maps.FEATURE_MAPS`); every backend computes both.
+    "relu" (`feature_maps.FEATURE_MAPS`), or a sequence of one name per head; every backend
+    computes every map.
 
     With `cu_seqlens` (offsets, as flash-attn's varlen API) q, k, v hold sequences packed
     along L with B = 1, and each sequence starts afresh; a model with several layers
@@ -152,7 +155,7 @@ def flow_attention(
     Output dtype is q's.
     """
     _check_qkv(q, k, v, 4, "(batch, seq, heads, dim)")
-    _check_constants(feature_map, eps, clamp)
+    _check_constants(feature_map, q.shape[2], eps, clamp)
     fn = resolve_backend(backend, q.device)
     _, L, H, d = q.shape
     m = v.shape[-1]
@@ -202,14 +205,14 @@ def flow_attention_step(
     v: Tensor,
     state: FlowAttentionState | None = None,
     *,
-    feature_map: str = "sigmoid",
+    feature_map: str | Sequence[str] = "sigmoid",
     eps: float = 1e-6,
     clamp: float = 10.0,
 ) -> tuple[Tensor, FlowAttentionState]:
     """One token for a whole batch: q, k (B, H, d), v (B, H, m); state None starts afresh.
     Running L steps equals `flow_attention` over the L tokens with the same `feature_map`."""
     _check_qkv(q, k, v, 3, "(batch, heads, dim)")
-    _check_constants(feature_map, eps, clamp)
+    _check_constants(feature_map, q.shape[1], eps, clamp)
     if state is not None:
         _check_state(state, q.shape[0], q.shape[1], q.shape[2], v.shape[2])
     return recurrent_flow_step(q, k, v, state, eps=eps, clamp=clamp, feature_map=feature_map)

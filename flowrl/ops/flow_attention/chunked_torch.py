@@ -9,6 +9,8 @@ Autograd differentiates it directly; every saved tensor is O(L*(d+m+C)) or O(L*d
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -29,7 +31,7 @@ def chunk_flow_attention(
     initial_state: FlowAttentionState | None = None,
     lengths: Tensor | None = None,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
-    feature_map: str = "sigmoid",
+    feature_map: str | Sequence[str] = "sigmoid",
 ) -> tuple[Tensor, FlowAttentionState]:
     """q, k (B, H, L, d), v (B, H, L, m); returns out (B, H, L, m) and the final state."""
     B, H, L, _ = q.shape

@@ -7,12 +7,13 @@ sink and source, the competition and the allocation (docs/flow-attention.md, For
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from flowrl.ops.flow_attention.feature_maps import get_feature_map
+from flowrl.ops.flow_attention.feature_maps import apply_by_heads
 from flowrl.ops.flow_attention.state import FlowAttentionState
 
 
@@ -152,19 +153,22 @@ def compute_dtype(dtype: torch.dtype) -> torch.dtype:
 
 
 def features(
-    q: Tensor, k: Tensor, v: Tensor, lengths: Tensor | None, feature_map: str = "sigmoid"
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    lengths: Tensor | None,
+    feature_map: str | Sequence[str] = "sigmoid",
 ) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
     """phi(q), phi(k) and v in the accumulation dtype, (B, H, L, *), zeroed after `lengths`.
 
-    `feature_map` names phi (`feature_maps.FEATURE_MAPS`). Returns the valid mask (B, 1, L)
-    too, or None when every row is full.
+    `feature_map` names phi (`feature_maps.FEATURE_MAPS`), or one map per head. Returns the
+    valid mask (B, 1, L) too, or None when every row is full.
     """
-    phi = get_feature_map(feature_map).apply
     dtype = compute_dtype(q.dtype)
     # contiguous (B, H, L, d) features: the chunked matmuls then view them without copies.
     # phi of a strided view already writes a fresh contiguous tensor (no extra copy).
-    Q = phi(q.to(dtype)).contiguous()
-    K = phi(k.to(dtype)).contiguous()
+    Q = apply_by_heads(q.to(dtype), feature_map, 1).contiguous()
+    K = apply_by_heads(k.to(dtype), feature_map, 1).contiguous()
     V = v.to(dtype)
     if lengths is None:
         return Q, K, V, None

@@ -16,10 +16,12 @@ The tests hold it against `recurrent_flow_step` and the float64 reference.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import Tensor
 
-from flowrl.ops.flow_attention.feature_maps import get_feature_map
+from flowrl.ops.flow_attention.feature_maps import FEATURE_MAPS, head_groups
 from flowrl.ops.flow_attention.state import FlowAttentionState
 
 
@@ -40,13 +42,17 @@ class InplaceFlowStep:
         *,
         eps: float = 1e-6,
         clamp: float = 10.0,
-        feature_map: str = "sigmoid",
+        feature_map: str | Sequence[str] = "sigmoid",
         device: torch.device | str | None = None,
         dtype: torch.dtype = torch.float32,
     ) -> None:
         B, H, d = batch, heads, head_dim
         self.shape, self.eps, self.clamp = (B, H, d), eps, clamp
-        self.phi = get_feature_map(feature_map).apply_out
+        # phi per run of heads that share a map: (q and k of those heads, features out)
+        self.phis = [
+            (slice(None) if heads == slice(0, H) else heads, FEATURE_MAPS[name].apply_out)
+            for heads, name in head_groups(feature_map, H)
+        ]
 
         def empty(*shape: int) -> Tensor:
             return torch.empty(*shape, device=device, dtype=dtype)
@@ -99,7 +105,8 @@ class InplaceFlowStep:
             self._t, self._t_rows = position.view(B, 1, 1), position.view(B, 1)
         t, t_rows = self._t, self._t_rows
         # features [Q, K, Q] = phi([q, k, q]) and their eps-shifted copies
-        self.phi(q_k_v[:, :2], self.q_and_k)
+        for heads, phi in self.phis:
+            phi(q_k_v[:, :2, heads], self.q_and_k[:, :, heads])
         self.features[:, 2].copy_(self.Q)
         torch.add(self.features, self.eps, out=self.features_eps)
         # key_sum += K, query_sum += Q (stored + eps); flows [I, O] = t / <[Q, K] + eps, those>

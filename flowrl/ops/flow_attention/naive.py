@@ -6,6 +6,8 @@ sum_{s<=t} K_s (C_s v_s)^T, so it costs O(L*d*m) memory: the baseline to beat.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import Tensor
 
@@ -22,7 +24,7 @@ def naive_flow_attention(
     clamp: float = 10.0,
     initial_state: FlowAttentionState | None = None,
     lengths: Tensor | None = None,
-    feature_map: str = "sigmoid",
+    feature_map: str | Sequence[str] = "sigmoid",
 ) -> tuple[Tensor, FlowAttentionState]:
     """q, k (B, H, L, d), v (B, H, L, m); returns out (B, H, L, m) and the final state."""
     Q, K, V, valid = features(q, k, v, lengths, feature_map)

@@ -12,6 +12,8 @@ d-vector sums and the d x m state carried per block, like the chunked backend.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -152,7 +154,7 @@ def parallel_flow_attention(
     lengths: Tensor | None = None,
     block_size: int | None = None,
     return_state: bool = True,
-    feature_map: str = "sigmoid",
+    feature_map: str | Sequence[str] = "sigmoid",
 ) -> tuple[Tensor, FlowAttentionState | None]:
     """q, k (B, H, L, d), v (B, H, L, m) -> out (B, H, L, m) and the final state.
 

@@ -7,12 +7,13 @@ constant cost per step, and the tests hold it against the parallel backends.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from flowrl.ops.flow_attention.feature_maps import get_feature_map
+from flowrl.ops.flow_attention.feature_maps import apply_by_heads
 from flowrl.ops.flow_attention.gates import compute_dtype
 from flowrl.ops.flow_attention.state import FlowAttentionState
 
@@ -39,15 +40,15 @@ def token_gates(
     *,
     eps: float = 1e-6,
     clamp: float = 10.0,
-    feature_map: str = "sigmoid",
+    feature_map: str | Sequence[str] = "sigmoid",
 ) -> TokenGates:
     """q, k (B, H, d), v (B, H, m) of one token -> its gates and the updated sums."""
-    phi = get_feature_map(feature_map).apply
     dtype = compute_dtype(q.dtype)
     B, H, d = q.shape
     if state is None:
         state = FlowAttentionState.zeros(B, H, d, v.shape[-1], device=q.device, dtype=dtype)
-    Q, K, V = phi(q.to(dtype)), phi(k.to(dtype)), v.to(dtype)
+    Q, K = (apply_by_heads(x.to(dtype), feature_map, 1) for x in (q, k))
+    V = v.to(dtype)
     t = (state.position + 1).to(dtype).view(B, 1)  # this token's 1-based position
     Q_eps, K_eps = Q + eps, K + eps
 
@@ -83,7 +84,7 @@ def recurrent_flow_step(
     *,
     eps: float = 1e-6,
     clamp: float = 10.0,
-    feature_map: str = "sigmoid",
+    feature_map: str | Sequence[str] = "sigmoid",
 ) -> tuple[Tensor, FlowAttentionState]:
     """q, k (B, H, d), v (B, H, m) of one token; returns out (B, H, m) and the new state."""
     g = token_gates(q, k, v, state, eps=eps, clamp=clamp, feature_map=feature_map)

@@ -61,6 +61,21 @@ class FlowAttentionState:
         """A new state with `fn` applied to every tensor (indexing rows, moving devices...)."""
         return FlowAttentionState(**{name: fn(t) for name, t in self.tensors().items()})
 
+    def heads(self, heads: slice) -> FlowAttentionState:
+        """The state of some heads only (every tensor but `position` is per head)."""
+        tensors = self.tensors()
+        position = tensors.pop("position")
+        return FlowAttentionState(**{n: t[:, heads] for n, t in tensors.items()}, position=position)
+
+    @classmethod
+    def cat(cls, states: list[FlowAttentionState]) -> FlowAttentionState:
+        """The states of consecutive runs of heads as one state over all of them."""
+        names = [f.name for f in fields(cls) if f.name != "position"]
+        return cls(
+            **{n: torch.cat([getattr(s, n) for s in states], 1) for n in names},
+            position=states[0].position,
+        )
+
     def reset(self, rows: Tensor) -> FlowAttentionState:
         """A new state whose rows where `rows` (bool, (B,)) is True start over from nothing."""
         keep = ~rows.to(device=self.position.device, dtype=torch.bool)

@@ -14,11 +14,14 @@ differentiable here (use backend="chunked" for that).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import triton
 from torch import Tensor
 
 from flowrl.ops.flow_attention.chunked_torch import chunk_flow_attention
+from flowrl.ops.flow_attention.feature_maps import head_groups
 from flowrl.ops.flow_attention.state import FlowAttentionState
 from flowrl.ops.flow_attention.triton_kernels import (
     INTERPRET,
@@ -106,24 +109,49 @@ def triton_flow_attention(
     clamp: float = 10.0,
     initial_state: FlowAttentionState | None = None,
     lengths: Tensor | None = None,
-    feature_map: str = "sigmoid",
+    feature_map: str | Sequence[str] = "sigmoid",
 ) -> tuple[Tensor, FlowAttentionState]:
     """q, k (B, H, L, d), v (B, H, L, m); returns out (B, H, L, m) and the final state.
 
     Same contract as `chunk_flow_attention`: `lengths` (B,) marks right padding, which
-    changes no row's final state; the output has q's dtype and the state is fp32.
+    changes no row's final state; the output has q's dtype and the state is fp32. Heads of
+    different feature maps run as one launch per run of heads that share a map.
     """
+    kw = {"eps": eps, "clamp": clamp, "lengths": lengths}
     if q.dtype == torch.float64:
         return chunk_flow_attention(
-            q,
-            k,
-            v,
-            eps=eps,
-            clamp=clamp,
-            initial_state=initial_state,
-            lengths=lengths,
-            feature_map=feature_map,
+            q, k, v, initial_state=initial_state, feature_map=feature_map, **kw
         )
+    groups = head_groups(feature_map, q.shape[1])
+    if len(groups) == 1:
+        name = groups[0][1]
+        return _one_feature_map(q, k, v, initial_state=initial_state, feature_map=name, **kw)
+    parts = [
+        _one_feature_map(
+            q[:, heads],
+            k[:, heads],
+            v[:, heads],
+            initial_state=None if initial_state is None else initial_state.heads(heads),
+            feature_map=name,
+            **kw,
+        )
+        for heads, name in groups
+    ]
+    return torch.cat([out for out, _ in parts], 1), FlowAttentionState.cat([s for _, s in parts])
+
+
+def _one_feature_map(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    *,
+    eps: float,
+    clamp: float,
+    initial_state: FlowAttentionState | None,
+    lengths: Tensor | None,
+    feature_map: str,
+) -> tuple[Tensor, FlowAttentionState]:
+    """The kernels for heads that all share `feature_map`."""
     if q.device.type != "cuda" and not INTERPRET:
         raise ValueError("the triton backend needs CUDA tensors (or TRITON_INTERPRET=1)")
     B, H, L, D = q.shape
