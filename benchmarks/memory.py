@@ -45,6 +45,8 @@ VARIANTS = {
     "flow-episode-4heads-mixed": ("flow", "episode", None, ("model.n_heads=4",)),
     "flow-episode-4heads-mixed-c20": ("flow", "episode", None, ("model.n_heads=4", CLAMP20)),
     "flow-relu-episode": ("flow-relu", "episode", None, ()),
+    "flow-episode-2heads": ("flow", "episode", None, ("model.n_heads=2",)),
+    "flow-mixed-episode-2heads": ("flow-mixed", "episode", None, ("model.n_heads=2",)),
     "flow-relu-episode-4heads-mixed": ("flow-relu", "episode", None, ("model.n_heads=4",)),
     "flow-window": ("flow", "window", 20, ()),
     "softmax-window": ("softmax", "window", 20, ()),
