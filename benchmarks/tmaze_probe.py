@@ -81,14 +81,13 @@ def flow_readings(agent: DecisionTransformerAgent, qkv: list) -> dict:
     """Per block and head, what the flow gates make of the cue token (docs/flow-attention.md):
     its share of the junction's weights <Q_j, K_s> C_s, its conserved source Ohat and its
     share exp(Ohat) / Z of the competition's normaliser at the junction."""
-    feature_map = attention_kind(agent.model.cfg.attention).feature_map
     keys = ("cue_weight", "cue_source", "cue_z_share", "silent_keys")
     readings: dict[str, list] = {key: [] for key in keys}
     for block, out in zip(agent.model.blocks, qkv, strict=True):
         attn = block.attn  # tokens R_1, s_1 (the cue), a_1, ..., s_T (the junction), a_T
         heads = out.double().unflatten(-1, (3, attn.num_heads, attn.head_dim)).unbind(-3)
         q, k, v = (x.transpose(1, 2)[:, :, :-1] for x in heads)  # (1, H, t, d)
-        Q, K, _, _ = features(q, k, v, None, feature_map)  # up to the junction
+        Q, K, _, _ = features(q, k, v, None, attn.feature_map)  # up to the junction
         gates = flow_gates(Q, K, eps=attn.eps, clamp=attn.clamp)
         Q, K = Q[0], K[0]
         weights = (K @ Q[:, -1:].transpose(1, 2)).squeeze(-1) * gates.competition[0]
