@@ -305,7 +305,11 @@ class DecisionTransformerAgent:
             raise UserError(
                 f"{source} is not a flowrl agent checkpoint (format {CHECKPOINT_FORMAT})"
             )
-        model = DecisionTransformer(DecisionTransformerConfig(**state["model_config"]))
+        try:
+            config = DecisionTransformerConfig(**state["model_config"])
+        except UserError as err:
+            raise UserError(f"{source}: {err}") from None
+        model = DecisionTransformer(config)
         model.load_state_dict(state["model"])
         return cls.from_parts(
             model.eval(),

@@ -20,6 +20,7 @@ from torch import Tensor, nn
 
 from flowrl.errors import UserError
 from flowrl.nn import ATTENTION_KINDS, attention_kind, make_attention
+from flowrl.nn.attention import REMOVED_KINDS
 from flowrl.ops import PackedSequences
 
 CONTEXT_MODES = ("window", "episode")
@@ -65,6 +66,8 @@ class DecisionTransformerConfig:
 
     def validate(self) -> None:
         """A UserError naming the `model.*` key of the first bad value."""
+        if self.attention in REMOVED_KINDS:
+            raise UserError(f"model.attention={self.attention!r} {REMOVED_KINDS[self.attention]}")
         _check_choice("model.attention", self.attention, tuple(ATTENTION_KINDS))
         kind = attention_kind(self.attention)
         backends = kind.backends

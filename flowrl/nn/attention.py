@@ -217,8 +217,17 @@ ATTENTION_KINDS: dict[str, AttentionKind] = {
 }
 
 
+# kinds that existed once: their names get a pointer to what happened, not a plain "unknown"
+REMOVED_KINDS = {
+    "flow-sink": "was removed (no task where it helped: docs/flow-attention.md, "
+    '"A variant that was removed")',
+}
+
+
 def attention_kind(name: str) -> AttentionKind:
     """The entry of ATTENTION_KINDS called `name`, or a ValueError that lists them."""
+    if name in REMOVED_KINDS:
+        raise ValueError(f"attention={name!r} {REMOVED_KINDS[name]}")
     if name not in ATTENTION_KINDS:
         raise ValueError(f"attention={name!r}: expected one of {', '.join(ATTENTION_KINDS)}")
     return ATTENTION_KINDS[name]

@@ -216,3 +216,10 @@ def test_a_flow_relu_checkpoint_from_before_the_single_op_acts_as_it_did(tmp_pat
         np.testing.assert_allclose(
             np.stack(actions, 1), stored["actions"].numpy(), rtol=1e-4, atol=1e-5
         )
+
+
+def test_a_flow_sink_checkpoint_says_the_kind_was_removed():
+    """tests/agents/data/flow_sink_fa9eecc.pt: a `flow-sink` agent from commit fa9eecc."""
+    path = Path(__file__).parent / "data" / "flow_sink_fa9eecc.pt"
+    with pytest.raises(UserError, match=r"flow_sink_fa9eecc\.pt: .*'flow-sink' was removed"):
+        load_agent(path)
