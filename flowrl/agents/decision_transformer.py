@@ -24,6 +24,9 @@ from flowrl.nn.attention import REMOVED_KINDS
 from flowrl.ops import PackedSequences
 
 CONTEXT_MODES = ("window", "episode")
+# ReLU features: the kind that remembers (T-Maze) and matches sigmoid and softmax where a
+# window suffices (docs/choosing-attention.md)
+DEFAULT_ATTENTION = "flow-relu"
 SPEC_CLAMP = 10.0  # the source clamp c of docs/flow-attention.md
 TIMESTEP_EMBEDDINGS = ("learned", "none")
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU}
@@ -50,7 +53,7 @@ class DecisionTransformerConfig:
     embed_dim: int = 128
     n_layers: int = 3
     n_heads: int = 1
-    attention: str = "flow"  # flowrl.nn.ATTENTION_KINDS: flow, flow-relu, flow-mixed, softmax
+    attention: str = DEFAULT_ATTENTION  # a key of flowrl.nn.ATTENTION_KINDS
     context_mode: str = "window"  # "window": last K steps; "episode": the whole episode so far
     context_len: int = 20  # K in window mode; the longest training prefix in episode mode
     max_timestep: int = 1000  # size of the learned timestep embedding
