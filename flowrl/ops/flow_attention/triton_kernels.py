@@ -26,11 +26,16 @@ import triton
 import triton.language as tl
 
 INTERPRET = os.environ.get("TRITON_INTERPRET", "0").lower() in ("1", "true", "on")
+# FLOWRL_TRITON_AUTOTUNE=0: one config per kernel, so that checks compile each kernel once
+AUTOTUNE = os.environ.get("FLOWRL_TRITON_AUTOTUNE", "1") != "0"
 STATS = 5
 
 if INTERPRET:  # the interpreter runs one config, with small chunks so tests span several
     FWD_CONFIGS = [triton.Config({"BLOCK_C": 16}, num_warps=1)]
     BWD_CONFIGS = [triton.Config({}, num_warps=1)]
+elif not AUTOTUNE:
+    FWD_CONFIGS = [triton.Config({"BLOCK_C": 64}, num_warps=4, num_stages=1)]
+    BWD_CONFIGS = [triton.Config({}, num_warps=4, num_stages=1)]
 else:
     FWD_CONFIGS = [
         triton.Config({"BLOCK_C": c}, num_warps=w, num_stages=s)

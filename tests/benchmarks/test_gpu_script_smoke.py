@@ -1,0 +1,58 @@
+"""benchmarks/gpu.py --smoke: the GPU script still runs, end to end, on the CPU.
+
+It runs every section at tiny sizes (the Triton kernels under TRITON_INTERPRET=1, pytest
+limited to -k relu_features), so a change that breaks the script shows here and not on
+the first GPU it meets.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_smoke_run_writes_every_section(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "gpu.py"), "--smoke", "--out", str(tmp_path)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    doc = json.loads((tmp_path / "gpu.json").read_text())
+    assert doc["finished"] and doc["exit_code"] == 0
+    assert doc["meta"]["command"] and doc["meta"]["cpu"] and doc["meta"]["torch"]
+
+    assert doc["checks"] and all(c["status"] == "PASS" and c["passed"] for c in doc["checks"])
+
+    timed = [r for r in doc["kernels"] if "time_ms" in r]
+    assert {r["feature_map"] for r in timed} >= {"sigmoid", "relu"}
+    backends = {"chunked", "sdpa"}
+    if importlib.util.find_spec("triton"):  # the kernels under the interpreter
+        backends.add("triton")
+    assert {r["backend"] for r in timed} >= backends
+    for feature_map in ("sigmoid", "relu"):
+        for mode in ("fwd", "fwd+bwd"):
+            assert any(r["feature_map"] == feature_map and r["mode"] == mode for r in timed)
+    assert not [r for r in doc["kernels"] if "error" in r]
+
+    dt = {r["attention"]: r for r in doc["dt"] if r["mode"] == "window"}
+    assert set(dt) == {"flow", "flow-relu", "softmax"}
+    assert {r["attention"] for r in doc["dt"] if r["mode"] == "episode"} == set(dt)
+    assert all(r["steps_per_s"] > 0 for r in doc["dt"])
+
+    table = (tmp_path / "table.txt").read_text()
+    for heading in ("CHECKS", "KERNELS", "DECISION TRANSFORMER", "RESULT: OK"):
+        assert heading in table
+    assert done.stdout.rstrip().endswith(
+        f"wrote {tmp_path / 'gpu.json'} and {tmp_path / 'table.txt'}"
+    )
