@@ -1,22 +1,33 @@
-"""Decision Transformer training speed on the CPU: flow vs softmax attention, side by side.
+"""Decision Transformer training speed on the CPU: flow (sigmoid and ReLU features) vs softmax.
 
-One full training step as `flowrl train` runs it (sampler, forward, loss, backward, gradient
-clipping, AdamW) at the papers' size (embed 128, 3 layers, 1 head), one thread per process,
-each case in its own worker process. Window mode at K = 20, 100, 300 (batch 64) with flow
-attention (backend auto), flow on the chunked backend (what auto used before the parallel
-backend) and softmax attention; episode mode (whole 1000-step episodes, packed, batch 8)
-with flow only. The workers of one context length take their steps in turn (A, B, C, A,
-B, C, ...), so that load from other processes falls on every case alike and the ratios
-hold even on a shared machine; each case reports its median step.
+One full training step as `flowrl train` takes it (sampler, the agent's loss with its
+normaliser, backward, gradient clipping, AdamW, the warmup schedule) at the papers' size
+(embed 128, 3 layers, 1 head), one thread per worker process. The cases:
+
+    flow               attention "flow" (sigmoid features), backend auto (the parallel one)
+    flow-relu          attention "flow-relu" (ReLU features), backend auto
+    flow/chunked       "flow" on the chunked backend
+    flow-relu/chunked  "flow-relu" on the chunked backend
+    softmax            softmax attention (window mode only)
+
+in window mode at K = 20, 100, 300 (batch 64) and in episode mode (whole 1000-step episodes,
+packed, batch 8). Each case runs in its own worker process (one per case kind, reused
+across context lengths); the workers of one context length take their steps in turn (A, B,
+C, A, B, C, ...), so that load from other processes falls on every case alike and the
+ratios hold even on a shared machine. Each case reports its median step; the table shows
+the relu / sigmoid ratio of steps/s per backend (the target: within 10%).
 
 The data: a synthetic Hopper-shaped dataset (obs 11, act 3, 1000-step episodes), or
 `--dataset zoo/hopper/medium-v0` (any id `flowrl datasets` knows; Minari ids read
-MINARI_DATASETS_PATH). Prints a table with ratios, writes benchmarks/results/training_cpu.json
-and plots steps/s against context length to docs/training_speed.png (needs matplotlib:
-pip install -e ".[bench]").
+MINARI_DATASETS_PATH). Writes training_cpu.json and training_speed.png (needs matplotlib:
+pip install -e ".[bench]") to --out (default benchmarks/out/, untracked); the committed
+benchmarks/results/training_cpu.json and docs/training_speed.png change only with
+--update-committed.
 
-    python benchmarks/training.py            # a few minutes on 2 cores
-    python benchmarks/training.py --quick    # K = 20 and 100 only, short budgets
+    python benchmarks/training.py                       # several minutes on 2 cores
+    python benchmarks/training.py --quick               # K = 20 and 100 only, short budgets
+    python benchmarks/training.py --smoke --out /tmp/t  # seconds: every case, tiny sizes
+    python benchmarks/training.py --update-committed    # full run, then the committed files
 """
 
 from __future__ import annotations
@@ -24,25 +35,81 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
+import shutil
 import statistics
 import subprocess
 import sys
 import time
+import traceback
+from collections.abc import Callable
 from pathlib import Path
 
-from hostinfo import cpu_name
+from hostinfo import machine, machine_line
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
-PLOT = ROOT / "docs" / "training_speed.png"
-ATTENTIONS = ("flow", "flow-chunked", "softmax")  # flow = backend auto
-WINDOWS = (20, 100, 300)
-EPISODE_LEN = 1000
+DEFAULT_OUT = ROOT / "benchmarks" / "out"
+COMMITTED_JSON = ROOT / "benchmarks" / "results" / "training_cpu.json"
+COMMITTED_PLOT = ROOT / "docs" / "training_speed.png"
+JSON_NAME, PLOT_NAME = "training_cpu.json", "training_speed.png"
 OBS, ACT = 11, 3
+RETURN_SCALE = 1000.0  # MuJoCo's (the trainer's data.return_scale)
+
+# case kind -> (model.attention, model.attention_backend)
+VARIANTS = {
+    "flow": ("flow", "auto"),
+    "flow-relu": ("flow-relu", "auto"),
+    "flow/chunked": ("flow", "chunked"),
+    "flow-relu/chunked": ("flow-relu", "chunked"),
+    "softmax": ("softmax", "auto"),
+}
+EPISODE_VARIANTS = ("flow", "flow-relu", "flow/chunked", "flow-relu/chunked")
+# backend -> (sigmoid case, relu case): the ratios the table reports
+RELU_PAIRS = {"parallel": ("flow", "flow-relu"), "chunked": ("flow/chunked", "flow-relu/chunked")}
+TOLERANCE = 0.10  # relu within 10% of sigmoid
+
+# Sizes of each profile; every one can be overridden on the command line.
+PROFILES = {
+    "full": {
+        "windows": [20, 100, 300],
+        "batch": 64,
+        "episode_batch": 8,
+        "episode_len": 1000,
+        "episodes": 40,
+        "min_time": 6.0,
+        "min_steps": 5,
+        "warmup": 2,
+        "max_rounds": 200,
+        "processes": len(VARIANTS),
+    },
+    "quick": {
+        "windows": [20, 100],
+        "batch": 64,
+        "episode_batch": 0,
+        "episode_len": 1000,
+        "episodes": 40,
+        "min_time": 2.0,
+        "min_steps": 3,
+        "warmup": 2,
+        "max_rounds": 100,
+        "processes": len(VARIANTS),
+    },
+    "smoke": {
+        "windows": [5],
+        "batch": 4,
+        "episode_batch": 2,
+        "episode_len": 30,
+        "episodes": 4,
+        "min_time": 0.0,
+        "min_steps": 2,
+        "warmup": 1,
+        "max_rounds": 2,
+        "processes": 2,  # fewer torch imports; the cases still step in turn
+    },
+}
 
 
-def synthetic_dataset(episodes: int = 40, length: int = EPISODE_LEN):
+# ------------------------------------------------------------------------------ worker
+def synthetic_dataset(episodes: int, length: int):
     """Hopper-shaped random episodes: shapes and lengths are all the speed depends on."""
     import numpy as np
 
@@ -64,162 +131,354 @@ def synthetic_dataset(episodes: int = 40, length: int = EPISODE_LEN):
     )
 
 
-def serve_case(attention: str, mode: str, K: int, batch: int, dataset: str) -> None:
-    """Runs in a worker process: builds the case, then times one training step per "step"
-    line on stdin and answers each with a JSON line {"seconds", "tokens"}."""
-    import numpy as np
+def resolved_backend(kind: str, backend: str) -> str:
+    """What `backend` runs on the CPU: parallel, chunked, or sdpa for softmax."""
+    if kind == "softmax":
+        return "sdpa"
     import torch
 
-    from flowrl.agents import DecisionTransformer, DecisionTransformerConfig, action_loss
-    from flowrl.data import EpisodeSampler, WindowSampler, load_dataset
+    from flowrl.ops.flow_attention.api import resolve_backend
 
-    torch.set_num_threads(1)
+    fn = resolve_backend(backend, torch.device("cpu"))
+    names = {"parallel_by_length": "parallel", "chunk_flow_attention": "chunked"}
+    return names.get(fn.__name__, fn.__name__)
+
+
+def build_case(case: dict, data, episode_len: int):
+    """The training step of one case, as the trainer builds it: the agent (set up on the
+    data: model and normaliser), AdamW with the default optim settings and warmup, the
+    sampler of its context mode. Returns step() -> (tokens, loss)."""
+    import torch
+
+    from flowrl.agents import DecisionTransformerAgent, DecisionTransformerConfig
+    from flowrl.data import EpisodeSampler, WindowSampler
+    from flowrl.train.config import OptimConfig
+
+    kind, backend = VARIANTS[case["variant"]]
+    packed = case["mode"] == "episode"
     torch.manual_seed(0)
-    data = synthetic_dataset() if dataset == "synthetic" else load_dataset(dataset)
     cfg = DecisionTransformerConfig(
-        state_dim=data.obs_dim,
-        act_dim=data.act_dim,
-        attention="softmax" if attention == "softmax" else "flow",
-        attention_backend="chunked" if attention == "flow-chunked" else "auto",
-        context_mode=mode,
-        context_len=K,
+        attention=kind,
+        attention_backend=backend,
+        context_mode=case["mode"],
+        context_len=case["K"],
+        max_timestep=max(1000, episode_len),
     )
-    model = DecisionTransformer(cfg).train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-4)
-    if mode == "window":
-        sampler = WindowSampler(data, context_len=K, batch_size=batch, return_scale=1000.0, seed=0)
+    agent = DecisionTransformerAgent(cfg, return_scale=RETURN_SCALE)
+    agent.setup(data)
+    model = agent.model.train()
+    optim = OptimConfig()
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=optim.lr, weight_decay=optim.weight_decay, betas=optim.betas
+    )
+    warmup = max(optim.warmup_steps, 1)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: min((step + 1) / warmup, 1.0)
+    )
+    if packed:
+        sampler = EpisodeSampler(data, max_len=case["K"], batch_size=case["batch"], seed=0)
     else:
-        sampler = EpisodeSampler(data, max_len=K, batch_size=batch, return_scale=1000.0, seed=0)
-    largest = np.abs(np.concatenate([ep.actions for ep in data.episodes])).max(0)
-    scale = torch.as_tensor(np.where(largest > 0, largest, 1.0), dtype=torch.float32)
+        sampler = WindowSampler(data, context_len=case["K"], batch_size=case["batch"], seed=0)
 
-    def step() -> int:
-        """One training step, as the trainer takes it; returns the tokens trained on."""
-        packed = mode == "episode"
-        b = (sampler.sample_packed() if packed else sampler.sample()).to_torch()
-        actions = b.actions / scale
-        predicted = model(
-            b.states,
-            actions,
-            b.returns_to_go,
-            b.timesteps,
-            cu_seqlens=b.cu_seqlens if packed else None,
-        )
-        loss = action_loss(predicted, actions, b.mask)
+    def step() -> tuple[int, float]:
+        """One training step, as `Trainer.train_step` takes it on the CPU (fp32)."""
+        batch = (sampler.sample_packed() if packed else sampler.sample()).to_torch()
+        loss = agent.loss(batch)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 0.25)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), optim.grad_clip)
         optimizer.step()
-        return 3 * int(b.mask.sum())
+        scheduler.step()
+        return 3 * int(batch.mask.sum()), float(loss.detach())
 
-    print("ready", flush=True)
+    return step, {"backend": backend, "resolved_backend": resolved_backend(kind, backend)}
+
+
+def serve(args: argparse.Namespace) -> None:
+    """A worker process: builds the data once, then answers one JSON line per request line,
+    {"op": "load", "case": {...}} (builds that case, in place of an earlier one of its
+    kind) or {"op": "step", "variant": kind} (times one step of that case), until stdin
+    closes. Anything else it prints goes to stderr."""
+    replies, sys.stdout = sys.stdout, sys.stderr
+
+    def reply(message: dict) -> None:
+        replies.write(json.dumps(message) + "\n")
+        replies.flush()
+
+    import torch
+
+    torch.set_num_threads(1)
+    if args.dataset == "synthetic":
+        data = synthetic_dataset(args.episodes, args.episode_len)
+    else:
+        from flowrl.data import load_dataset
+
+        data = load_dataset(args.dataset)
+    reply({"ready": True})
+    steps: dict[str, Callable[[], tuple[int, float]]] = {}  # case kind -> its step
     for line in sys.stdin:
-        if line.strip() != "step":
-            break
-        start = time.perf_counter()
-        tokens = step()
-        print(json.dumps({"seconds": time.perf_counter() - start, "tokens": tokens}), flush=True)
+        request = json.loads(line)
+        try:
+            if request["op"] == "load":
+                case = request["case"]
+                steps.pop(case["variant"], None)
+                steps[case["variant"]], info = build_case(case, data, args.episode_len)
+                reply({"loaded": True, **info})
+            else:
+                step = steps[request["variant"]]
+                start = time.perf_counter()
+                tokens, loss = step()
+                reply({"seconds": time.perf_counter() - start, "tokens": tokens, "loss": loss})
+        except Exception:
+            reply({"error": traceback.format_exc(limit=-4)})
 
 
-def cases(windows: list[int], episode_batch: int, batch: int) -> list[dict]:
-    rows = [
-        {"attention": a, "mode": "window", "K": K, "batch": batch}
-        for K in windows
-        for a in ATTENTIONS
-    ]
-    if episode_batch:
-        rows += [
-            {"attention": a, "mode": "episode", "K": EPISODE_LEN, "batch": episode_batch}
-            for a in ("flow", "flow-chunked")
-        ]
-    return rows
-
-
+# ------------------------------------------------------------------------------ parent
 class Worker:
-    """One case in its own process, stepping when told to."""
+    """A worker process that builds cases and steps them when told to (one per case kind,
+    or, with --processes, several kinds each)."""
 
-    def __init__(self, case: dict, dataset: str) -> None:
-        self.case = case
-        cmd = [sys.executable, __file__, "--worker", json.dumps(case), "--dataset", dataset]
+    def __init__(self, name: str, args: argparse.Namespace) -> None:
+        self.name = name
+        cmd = [
+            sys.executable,
+            __file__,
+            "--worker",
+            "--dataset",
+            args.dataset,
+            "--episodes",
+            str(args.episodes),
+            "--episode-len",
+            str(args.episode_len),
+        ]
         env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
         self.proc = subprocess.Popen(
             cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env
         )
-        self.times: list[float] = []
-        self.tokens: list[int] = []
+        self.error: str | None = None
 
-    def ready(self) -> bool:
-        return self.proc.stdout.readline().strip() == "ready"
-
-    def step(self) -> None:
-        self.proc.stdin.write("step\n")
+    def send(self, request: dict) -> None:
+        self.proc.stdin.write(json.dumps(request) + "\n")
         self.proc.stdin.flush()
-        answer = json.loads(self.proc.stdout.readline())
-        self.times.append(answer["seconds"])
-        self.tokens.append(answer["tokens"])
+
+    def receive(self) -> dict:
+        line = self.proc.stdout.readline()
+        if not line:
+            return {"error": f"worker {self.name} exited (code {self.proc.poll()})"}
+        answer = json.loads(line)
+        if "error" in answer:
+            self.error = answer["error"]
+        return answer
 
     def close(self) -> None:
         if self.proc.poll() is None:
             self.proc.stdin.close()
-            self.proc.wait()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+class Case:
+    """One case's record while its group runs: the step times, round by round."""
+
+    def __init__(self, worker: Worker, case: dict) -> None:
+        self.worker, self.case = worker, case
+        self.info: dict = {}
+        self.times: list[float] = []
+        self.tokens: list[int] = []
+        self.losses: list[float] = []
+        self.error: str | None = None
 
     def result(self, warmup: int) -> dict:
+        row = {**self.case, **self.info}
+        if self.error:
+            return {**row, "error": self.error}
         times, tokens = self.times[warmup:], self.tokens[warmup:]
         seconds = statistics.median(times)
         return {
+            **row,
             "steps_per_s": 1.0 / seconds,
             "tokens_per_s": statistics.mean(tokens) / seconds,
             "step_ms": 1e3 * seconds,
             "timed_steps": len(times),
+            "step_ms_quartiles": [1e3 * q for q in statistics.quantiles(times, n=4)]
+            if len(times) > 1
+            else None,
+            "last_loss": self.losses[-1],
         }
 
 
-def measure_group(group: list[dict], args: argparse.Namespace, bar) -> list[dict]:
+def measure_group(workers: dict[str, Worker], group: list[dict], args, bar) -> list[dict]:
     """The cases of one context length, stepped in turn (A, B, C, A, B, C, ...): whatever
     load the machine carries falls on all of them alike, so their ratios hold."""
-    workers = [Worker(case, args.dataset) for case in group]
-    try:
-        if not all(w.ready() for w in workers):
-            return [{**w.case, "error": "worker failed to start"} for w in workers]
-        rounds = 0
-        while rounds < args.warmup + args.min_steps or (
-            min(sum(w.times[args.warmup :]) for w in workers) < args.min_time
-            and rounds < args.warmup + 200
-        ):
-            for w in workers:
-                w.step()
-            rounds += 1
-        bar.update(len(group))
-        return [{**w.case, **w.result(args.warmup)} for w in workers]
-    finally:
-        for w in workers:
-            w.close()
+    cases = [Case(workers[c["variant"]], c) for c in group]
+    for c in cases:  # the workers build their cases side by side
+        c.worker.send({"op": "load", "case": c.case})
+    for c in cases:
+        answer = c.worker.receive()
+        c.error = answer.get("error")
+        c.info = {k: v for k, v in answer.items() if k not in ("loaded", "error")}
+    live = [c for c in cases if not c.error]
+    rounds = 0
+    while live and (
+        rounds < args.warmup + args.min_steps
+        or (
+            min(sum(c.times[args.warmup :]) for c in live) < args.min_time
+            and rounds < args.warmup + args.max_rounds
+        )
+    ):
+        for c in live:
+            c.worker.send({"op": "step", "variant": c.case["variant"]})
+            answer = c.worker.receive()
+            if "error" in answer:
+                c.error = answer["error"]
+                continue
+            c.times.append(answer["seconds"])
+            c.tokens.append(answer["tokens"])
+            c.losses.append(answer["loss"])
+        live = [c for c in live if not c.error]
+        rounds += 1
+    bar.update(len(group))
+    rows = [c.result(args.warmup) for c in cases]
+    for row, c in zip(rows, cases, strict=True):
+        row["_times"] = c.times[args.warmup :]
+    return rows
 
 
-def plot(rows: list[dict], path: Path, machine: str) -> None:
+def cases(args: argparse.Namespace) -> list[list[dict]]:
+    """The groups of cases: one per window K, then episode mode."""
+    groups = [
+        [{"variant": v, "mode": "window", "K": K, "batch": args.batch} for v in VARIANTS]
+        for K in args.windows
+    ]
+    if args.episode_batch:
+        K = args.episode_len
+        groups.append(
+            [
+                {"variant": v, "mode": "episode", "K": K, "batch": args.episode_batch}
+                for v in EPISODE_VARIANTS
+            ]
+        )
+    for group in groups:
+        for case in group:
+            case["attention"], case["backend"] = VARIANTS[case["variant"]]
+    return groups
+
+
+def relu_ratios(rows: list[dict]) -> dict:
+    """Per (mode, K) and backend: relu / sigmoid steps/s, as the quotient of the medians
+    and as the median of the round-by-round quotients (the cases stepped in turn)."""
+    out: dict = {}
+    for mode, K in dict.fromkeys((r["mode"], r["K"]) for r in rows):
+        entry: dict = {}
+        here = {r["variant"]: r for r in rows if (r["mode"], r["K"]) == (mode, K)}
+        for backend, (sig, relu) in RELU_PAIRS.items():
+            a, b = here.get(sig, {}), here.get(relu, {})
+            if "steps_per_s" not in a or "steps_per_s" not in b:
+                entry[backend] = None
+                continue
+            paired = [ta / tb for ta, tb in zip(a["_times"], b["_times"], strict=False)]
+            entry[backend] = {
+                "relu_over_sigmoid": b["steps_per_s"] / a["steps_per_s"],
+                "relu_over_sigmoid_paired": statistics.median(paired),
+            }
+        for name in ("flow", "flow-relu"):
+            a, b = here.get(name, {}), here.get("softmax", {})
+            if "steps_per_s" in a and "steps_per_s" in b:
+                entry[f"{name}_over_softmax"] = a["steps_per_s"] / b["steps_per_s"]
+        out[f"{mode}_K{K}"] = entry
+    return out
+
+
+def table(rows: list[dict], ratios: dict, args, info: dict) -> str:
+    width = 9
+    heads = {
+        "flow": "flow",
+        "flow-relu": "relu",
+        "flow/chunked": "flow/ch",
+        "flow-relu/chunked": "relu/ch",
+        "softmax": "softmax",
+    }
+    lines = [
+        f"DT training step, embed 128, 3 layers, 1 head, 1 thread per worker; {args.dataset}",
+        f"machine: {machine_line(info)}",
+        "steps/s (median step); flow = sigmoid features, relu = ReLU features; "
+        "auto = the parallel backend, /ch = chunked",
+        f"{'mode':>7} {'K':>5} {'batch':>5} |"
+        + "".join(f"{h:>{width}}" for h in heads.values())
+        + f" | {'relu/sigmoid':>12} {'relu/sigmoid':>12}"
+        + f" | {'flow/softmax':>12} {'relu/softmax':>12}",
+        f"{'':>19} |{'':>{width * len(heads)}} | {'parallel':>12} {'chunked':>12} |",
+    ]
+    outside = False
+    for key, entry in ratios.items():
+        mode, K = key.split("_K")
+        here = {r["variant"]: r for r in rows if (r["mode"], str(r["K"])) == (mode, K)}
+        batch = next(iter(here.values()))["batch"]
+
+        def cell(v: str, here=here) -> str:
+            r = here.get(v)
+            if r is None:
+                return f"{'-':>{width}}"
+            if "steps_per_s" not in r:
+                return f"{'ERROR':>{width}}"
+            return f"{r['steps_per_s']:>{width}.2f}"
+
+        def rel(backend: str, entry=entry) -> str:
+            nonlocal outside
+            r = entry.get(backend)
+            if not r:
+                return f"{'-':>12}"
+            ratio = r["relu_over_sigmoid"]
+            flag = abs(ratio - 1) > TOLERANCE
+            outside |= flag
+            return f"{ratio:>10.3f}x" + ("*" if flag else " ")
+
+        def soft(name: str, entry=entry) -> str:
+            r = entry.get(f"{name}_over_softmax")
+            return f"{'-':>12}" if r is None else f"{r:>11.2f}x"
+
+        lines.append(
+            f"{mode:>7} {K:>5} {batch:>5} |"
+            + "".join(cell(v) for v in heads)
+            + f" | {rel('parallel')} {rel('chunked')} | {soft('flow')} {soft('flow-relu')}"
+        )
+    if outside:
+        lines.append(f"* relu / sigmoid outside 1 +- {TOLERANCE:.0%}")
+    for r in rows:
+        if "error" in r:
+            lines.append(f"ERROR {r['variant']} {r['mode']} K={r['K']}: {r['error'].strip()}")
+    return "\n".join(lines)
+
+
+def plot(rows: list[dict], path: Path, line: str) -> bool:
     try:
         import matplotlib
     except ImportError:
         print('no matplotlib: skipped the plot (pip install -e ".[bench]")')
-        return
+        return False
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import matplotlib.ticker
 
-    fig, ax = plt.subplots(figsize=(6, 4))
-    labels = {
-        "flow": "flow (parallel backend)",
-        "flow-chunked": "flow (chunked backend)",
-        "softmax": "softmax",
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    styles = {
+        "flow": ("C0", "o-", "flow, sigmoid (parallel)"),
+        "flow-relu": ("C0", "o--", "flow, ReLU (parallel)"),
+        "flow/chunked": ("C1", "s-", "flow, sigmoid (chunked)"),
+        "flow-relu/chunked": ("C1", "s--", "flow, ReLU (chunked)"),
+        "softmax": ("C2", "^-", "softmax"),
     }
-    for attention, style in zip(ATTENTIONS, ("o-", "s--", "^-"), strict=True):
+    for variant, (color, style, label) in styles.items():
         points = [
             (r["K"], r["steps_per_s"])
             for r in rows
-            if r["attention"] == attention and r["mode"] == "window" and "steps_per_s" in r
+            if r["variant"] == variant and r["mode"] == "window" and "steps_per_s" in r
         ]
         if points:
-            ax.plot(*zip(*points, strict=True), style, label=labels[attention])
+            ax.plot(*zip(*points, strict=True), style, color=color, label=label)
     ax.set_xscale("log")
     ax.set_yscale("log")
     windows = sorted({r["K"] for r in rows if r["mode"] == "window"})
@@ -230,124 +489,130 @@ def plot(rows: list[dict], path: Path, machine: str) -> None:
     ax.set_xlabel("context length K (timesteps; 3 tokens each)")
     ax.set_ylabel("training steps / s")
     batch = next(r["batch"] for r in rows if r["mode"] == "window")
-    ax.set_title(f"Decision Transformer training, batch {batch}, 1 thread\n{machine}", fontsize=9)
+    ax.set_title(f"Decision Transformer training, batch {batch}, 1 thread\n{line}", fontsize=8)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend()
+    ax.legend(fontsize=8)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
-    print(f"wrote {path}")
+    plt.close(fig)
+    return True
 
 
-def main() -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--windows", type=int, nargs="+", default=list(WINDOWS))
-    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--windows", type=int, nargs="+", help="window K (default 20 100 300)")
+    parser.add_argument("--batch", type=int, help="window-mode batch (default 64)")
     parser.add_argument(
-        "--episode-batch", type=int, default=8, help="episodes per batch (0: skip episode mode)"
+        "--episode-batch", type=int, help="episodes per batch (default 8; 0: skip episode mode)"
     )
+    parser.add_argument("--episode-len", type=int, help="synthetic episode length (1000)")
+    parser.add_argument("--episodes", type=int, help="synthetic episodes (40)")
     parser.add_argument("--dataset", default="synthetic", help="synthetic or a dataset id")
-    parser.add_argument("--min-time", type=float, default=6.0, help="seconds of steps a case")
-    parser.add_argument("--min-steps", type=int, default=5, help="timed steps a case, at least")
-    parser.add_argument("--warmup", type=int, default=2, help="untimed steps a case")
+    parser.add_argument("--min-time", type=float, help="seconds of timed steps a case (6)")
+    parser.add_argument("--min-steps", type=int, help="timed steps a case, at least (5)")
+    parser.add_argument("--max-rounds", type=int, help="timed rounds a group, at most (200)")
+    parser.add_argument("--warmup", type=int, help="untimed steps a case (2)")
+    parser.add_argument(
+        "--processes", type=int, help="worker processes (default: one per case kind, 5)"
+    )
     parser.add_argument("--quick", action="store_true", help="K = 20, 100; short budgets")
-    parser.add_argument("--out", type=Path, default=RESULTS / "training_cpu.json")
-    parser.add_argument("--plot", type=Path, default=PLOT)
-    parser.add_argument("--worker", help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.worker:
-        case = json.loads(args.worker)
-        serve_case(case["attention"], case["mode"], case["K"], case["batch"], args.dataset)
-        return
-    if args.quick:
-        args.windows, args.min_time, args.min_steps, args.episode_batch = [20, 100], 2.0, 3, 0
-        args.out = RESULTS / "training_cpu_quick.json"
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, every case, seconds")
+    parser.add_argument(
+        "--out", type=Path, default=DEFAULT_OUT, help=f"folder for {JSON_NAME}, {PLOT_NAME}"
+    )
+    parser.add_argument(
+        "--update-committed",
+        action="store_true",
+        help="also write benchmarks/results/training_cpu.json and docs/training_speed.png",
+    )
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.smoke and args.quick:
+        parser.error("--smoke and --quick are two profiles: give one")
+    if args.smoke and args.update_committed:
+        parser.error("--update-committed with --smoke would commit toy numbers")
+    args.profile = "smoke" if args.smoke else "quick" if args.quick else "full"
+    for key, value in PROFILES[args.profile].items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    return args
 
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.worker:
+        serve(args)
+        return 0
     from tqdm import tqdm
 
-    todo = cases(args.windows, args.episode_batch, args.batch)
-    groups: dict[tuple, list[dict]] = {}
-    for case in todo:
-        groups.setdefault((case["mode"], case["K"]), []).append(case)
+    info = machine(torch_threads=1)  # each worker runs one thread
+    started = time.monotonic()
+    groups = cases(args)
     rows: list[dict] = []
-    with tqdm(total=len(todo), desc="training cases", unit="case") as bar:
-        for group in groups.values():
-            rows += measure_group(group, args, bar)
+    processes = [Worker(str(i), args) for i in range(max(1, min(args.processes, len(VARIANTS))))]
+    workers = {v: processes[i % len(processes)] for i, v in enumerate(VARIANTS)}
+    try:
+        for w in processes:
+            answer = w.receive()
+            if not answer.get("ready"):
+                print(f"worker {w.name} failed to start: {answer.get('error')}", file=sys.stderr)
+        total = sum(len(g) for g in groups)
+        with tqdm(total=total, desc="training cases", unit="case", disable=args.smoke) as bar:
+            for group in groups:
+                rows += measure_group(workers, group, args, bar)
+    finally:
+        for w in processes:
+            w.close()
 
-    def get(attention: str, mode: str, K: int) -> dict:
-        return next(
-            (
-                r
-                for r in rows
-                if (r["attention"], r["mode"], r["K"]) == (attention, mode, K)
-                and "steps_per_s" in r
-            ),
-            {},
-        )
+    ratios = relu_ratios(rows)
+    for r in rows:
+        r.pop("_times")
+    text = table(rows, ratios, args, info)
+    print(text)
 
-    machine = f"{cpu_name()}, {os.cpu_count()} cores"
-    lines = [
-        f"DT training step, embed 128, 3 layers, 1 head, 1 thread; {args.dataset}; {machine}",
-        f"{'mode':>7} {'K':>5} {'batch':>5} | {'steps/s':>23} | {'tokens/s':>23} |"
-        f" {'flow/softmax':>12} {'flow/chunked':>12}",
-        f"{'':>19} | {'flow':>7} {'chunked':>7} {'softmax':>7} |"
-        f" {'flow':>7} {'chunked':>7} {'softmax':>7} |",
-    ]
-    ratios = {}
-    keys = [("window", K) for K in args.windows]
-    if args.episode_batch:
-        keys.append(("episode", EPISODE_LEN))
-    for mode, K in keys:
-        cells = {a: get(a, mode, K) for a in ATTENTIONS}
-
-        def fmt(a: str, key: str, cells=cells) -> str:
-            return f"{cells[a][key]:7.2f}" if key in cells[a] else f"{'-':>7}"
-
-        def tok(a: str, cells=cells) -> str:
-            return f"{cells[a]['tokens_per_s']:7.0f}" if cells[a] else f"{'-':>7}"
-
-        def ratio(a: str, b: str, cells=cells) -> float | None:
-            if cells[a] and cells[b]:
-                return cells[a]["steps_per_s"] / cells[b]["steps_per_s"]
-            return None
-
-        vs_softmax, vs_chunked = ratio("flow", "softmax"), ratio("flow", "flow-chunked")
-        ratios[f"{mode}_K{K}"] = {"flow_over_softmax": vs_softmax, "flow_over_chunked": vs_chunked}
-        batch = args.batch if mode == "window" else args.episode_batch
-        lines.append(
-            f"{mode:>7} {K:>5} {batch:>5} | "
-            + " ".join(fmt(a, "steps_per_s") for a in ATTENTIONS)
-            + " | "
-            + " ".join(tok(a) for a in ATTENTIONS)
-            + " | "
-            + " ".join(f"{r:11.2f}x" if r else f"{'-':>12}" for r in (vs_softmax, vs_chunked))
-        )
-    print("\n".join(lines))
-
-    import torch
-
-    meta = {
-        "device": "cpu",
-        "machine": machine,
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "threads_per_process": 1,
-        "load_average_at_end": os.getloadavg(),
-        "dataset": args.dataset,
-        "model": {"embed_dim": 128, "n_layers": 3, "n_heads": 1, "dropout": 0.1},
-        "batch": args.batch,
-        "episode_batch": args.episode_batch,
-        "timing": "cases of one context length stepped in turn, median step time",
-        "warmup_steps": args.warmup,
-        "min_time_s": args.min_time,
+    info["load_average_at_end"] = list(os.getloadavg())
+    payload = {
+        "machine": info,
+        "config": {
+            "profile": args.profile,
+            "dataset": args.dataset,
+            "model": {"embed_dim": 128, "n_layers": 3, "n_heads": 1, "dropout": 0.1},
+            "windows": args.windows,
+            "batch": args.batch,
+            "episode_batch": args.episode_batch,
+            "episode_len": args.episode_len,
+            "return_scale": RETURN_SCALE,
+            "threads_per_worker": 1,
+            "worker_processes": len(processes),
+            "timing": "cases of one context length stepped in turn, median step time",
+            "warmup_steps": args.warmup,
+            "min_steps": args.min_steps,
+            "min_time_s": args.min_time,
+            "tolerance": TOLERANCE,
+        },
+        "seconds": round(time.monotonic() - started, 1),
+        "ratios": ratios,
+        "results": rows,
+        "table": text,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    payload = {"config": meta, "ratios": ratios, "results": rows}
-    args.out.write_text(json.dumps(payload, indent=2) + "\n")
-    print(f"wrote {args.out}")
-    if not args.quick:
-        plot(rows, args.plot, machine)
+    args.out.mkdir(parents=True, exist_ok=True)
+    out = args.out / JSON_NAME
+    out.write_text(json.dumps(payload, indent=2) + "\n")
+    written = [out]
+    figure = args.out / PLOT_NAME
+    windows = any(r["mode"] == "window" and "steps_per_s" in r for r in rows)
+    if windows and plot(rows, figure, machine_line(info)):
+        written.append(figure)
+    if args.update_committed:
+        COMMITTED_JSON.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(out, COMMITTED_JSON)
+        written.append(COMMITTED_JSON)
+        if figure in written:
+            shutil.copyfile(figure, COMMITTED_PLOT)
+            written.append(COMMITTED_PLOT)
+    print("wrote " + ", ".join(str(p) for p in written))
+    return 1 if any("error" in r for r in rows) else 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
