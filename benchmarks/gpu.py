@@ -60,6 +60,7 @@ from pathlib import Path
 
 import torch
 from hostinfo import cpu_name
+from synthetic import ACT, OBS, synthetic_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.append(str(ROOT))  # flowrl from this checkout where it is not installed (a bare GPU box)
@@ -70,7 +71,6 @@ BACKENDS = ("triton", "chunked", "sdpa")
 FLOOR_UNITS = {"fwd": 4, "fwd+bwd": 4 + 7}  # multiples of B*H*L*d*bytes (docs "Cost")
 GROWTH = {"triton": 2, "chunked": 2, "sdpa": 4}  # time per doubling of L: linear, quadratic
 DT_KINDS = ("flow", "flow-relu", "softmax")
-OBS, ACT = 11, 3
 RETURN_SCALE = 1000.0
 DO_BENCH_MAX_MS = 100.0  # slower calls are timed as a median of a few calls instead
 ENV_AT_START = dict(os.environ)  # the pytest subprocesses get this, not what we set
@@ -515,28 +515,6 @@ def add_bandwidth(row: dict, itemsize: int, bandwidth: float | None) -> None:
 
 
 # ------------------------------------------------------------------------------ DT steps
-def synthetic_dataset(episodes: int, length: int):
-    """Hopper-shaped random episodes: shapes and lengths are all the speed depends on."""
-    import numpy as np
-
-    from flowrl.data import Episode, EpisodeDataset
-
-    rng = np.random.default_rng(0)
-    return EpisodeDataset(
-        f"synthetic hopper {episodes}x{length}",
-        [
-            Episode(
-                observations=rng.normal(size=(length, OBS)),
-                actions=rng.uniform(-1, 1, size=(length, ACT)),
-                rewards=rng.uniform(0, 3, size=length),
-                terminations=np.zeros(length, bool),
-                truncations=np.arange(length) == length - 1,
-            )
-            for _ in range(episodes)
-        ],
-    )
-
-
 def backend_name(kind: str, device: str) -> str:
     if kind == "softmax":
         return "sdpa"

@@ -45,13 +45,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 from hostinfo import machine, machine_line
+from synthetic import synthetic_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "benchmarks" / "out"
 COMMITTED_JSON = ROOT / "benchmarks" / "results" / "training_cpu.json"
 COMMITTED_PLOT = ROOT / "docs" / "training_speed.png"
 JSON_NAME, PLOT_NAME = "training_cpu.json", "training_speed.png"
-OBS, ACT = 11, 3
 RETURN_SCALE = 1000.0  # MuJoCo's (the trainer's data.return_scale)
 
 # case kind -> (model.attention, model.attention_backend)
@@ -109,28 +109,6 @@ PROFILES = {
 
 
 # ------------------------------------------------------------------------------ worker
-def synthetic_dataset(episodes: int, length: int):
-    """Hopper-shaped random episodes: shapes and lengths are all the speed depends on."""
-    import numpy as np
-
-    from flowrl.data import Episode, EpisodeDataset
-
-    rng = np.random.default_rng(0)
-    return EpisodeDataset(
-        f"synthetic hopper {episodes}x{length}",
-        [
-            Episode(
-                observations=rng.normal(size=(length, OBS)),
-                actions=rng.uniform(-1, 1, size=(length, ACT)),
-                rewards=rng.uniform(0, 3, size=length),
-                terminations=np.zeros(length, bool),
-                truncations=np.arange(length) == length - 1,
-            )
-            for _ in range(episodes)
-        ],
-    )
-
-
 def resolved_backend(kind: str, backend: str) -> str:
     """What `backend` runs on the CPU: parallel, chunked, or sdpa for softmax."""
     if kind == "softmax":
