@@ -16,30 +16,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from synthetic import synthetic_dataset
 
-from flowrl.data import Episode, EpisodeDataset, EpisodeSampler, WindowSampler, load_dataset
+from flowrl.data import EpisodeDataset, EpisodeSampler, WindowSampler, load_dataset
 from flowrl.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
 BATCH = 64
 SHARED = ROOT.parent / "shared" / "datasets"
-
-
-def synthetic(episodes: int = 200, length: int = 1000, obs_dim: int = 11, act_dim: int = 3):
-    rng = np.random.default_rng(0)
-    return EpisodeDataset(
-        f"synthetic {episodes}x{length}",
-        [
-            Episode(
-                observations=rng.normal(size=(length, obs_dim)),
-                actions=rng.uniform(-1, 1, size=(length, act_dim)),
-                rewards=rng.normal(size=length),
-                terminations=np.zeros(length, bool),
-                truncations=np.arange(length) == length - 1,
-            )
-            for _ in range(episodes)
-        ],
-    )
 
 
 def hopper() -> EpisodeDataset | None:
@@ -89,7 +73,7 @@ def bench(dataset: EpisodeDataset) -> list[dict]:
 
 
 def main() -> None:
-    datasets = [synthetic()]
+    datasets = [synthetic_dataset(200, 1000)]
     real = hopper()
     if real is not None:
         datasets.append(real)
