@@ -19,8 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from flowrl.errors import UserError
-from flowrl.nn import ATTENTION_KINDS, attention_kind, make_attention
-from flowrl.nn.attention import REMOVED_KINDS
+from flowrl.nn import attention_kind, make_attention
 from flowrl.ops import PackedSequences
 
 CONTEXT_MODES = ("window", "episode")
@@ -69,10 +68,10 @@ class DecisionTransformerConfig:
 
     def validate(self) -> None:
         """A UserError naming the `model.*` key of the first bad value."""
-        if self.attention in REMOVED_KINDS:
-            raise UserError(f"model.attention={self.attention!r} {REMOVED_KINDS[self.attention]}")
-        _check_choice("model.attention", self.attention, tuple(ATTENTION_KINDS))
-        kind = attention_kind(self.attention)
+        try:
+            kind = attention_kind(self.attention)  # names the kinds, or says one was removed
+        except ValueError as err:
+            raise UserError(f"model.{err}") from None
         backends = kind.backends
         _check_choice("model.attention_backend", self.attention_backend, backends)
         _check_choice("model.context_mode", self.context_mode, CONTEXT_MODES)

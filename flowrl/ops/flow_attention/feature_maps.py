@@ -62,9 +62,9 @@ def head_groups(feature_map: str | Sequence[str], heads: int) -> list[tuple[slic
 
 def apply_by_heads(x: Tensor, feature_map: str | Sequence[str], head_dim: int) -> Tensor:
     """phi of x, each head (index along `head_dim`) through its own map."""
+    if isinstance(feature_map, str):
+        return get_feature_map(feature_map).apply(x)
     groups = head_groups(feature_map, x.shape[head_dim])
-    if len(groups) == 1:
-        return FEATURE_MAPS[groups[0][1]].apply(x)
     parts = [
         FEATURE_MAPS[name].apply(x.narrow(head_dim, heads.start, heads.stop - heads.start))
         for heads, name in groups

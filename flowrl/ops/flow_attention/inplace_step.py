@@ -50,8 +50,7 @@ class InplaceFlowStep:
         self.shape, self.eps, self.clamp = (B, H, d), eps, clamp
         # phi per run of heads that share a map: (q and k of those heads, features out)
         self.phis = [
-            (slice(None) if heads == slice(0, H) else heads, FEATURE_MAPS[name].apply_out)
-            for heads, name in head_groups(feature_map, H)
+            (heads, FEATURE_MAPS[name].apply_out) for heads, name in head_groups(feature_map, H)
         ]
 
         def empty(*shape: int) -> Tensor:

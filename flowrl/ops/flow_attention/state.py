@@ -62,10 +62,8 @@ class FlowAttentionState:
         return FlowAttentionState(**{name: fn(t) for name, t in self.tensors().items()})
 
     def heads(self, heads: slice) -> FlowAttentionState:
-        """The state of some heads only (every tensor but `position` is per head)."""
-        tensors = self.tensors()
-        position = tensors.pop("position")
-        return FlowAttentionState(**{n: t[:, heads] for n, t in tensors.items()}, position=position)
+        """The state of some heads only (every tensor but the 1-D `position` is per head)."""
+        return self.map(lambda t: t if t.dim() == 1 else t[:, heads])
 
     @classmethod
     def cat(cls, states: list[FlowAttentionState]) -> FlowAttentionState:
