@@ -17,7 +17,7 @@ import numpy as np
 obs = np.random.default_rng(0).normal(size=(3, 3))
 acts = [a.policy(3, 10).act(obs) for a in (agent, same)]
 np.testing.assert_array_equal(acts[0], acts[1])
-print("CHECK", json.dumps([r.summary() for r in agent.evaluate(episodes=2)]))
+print("CHECK", json.dumps([r.summary() for r in flowrl.evaluate(agent, episodes=2)]))
 """
 
 

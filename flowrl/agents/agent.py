@@ -1,43 +1,33 @@
 """A Decision Transformer agent: the model, its data contract (the normaliser) and its
-loss; trains on a dataset (`fit`), acts (`policy`), evaluates, saves and loads.
+loss; acts (`policy`), saves and loads. Training and evaluation sit above it:
 
     agent = DecisionTransformerAgent(DecisionTransformerConfig(embed_dim=64))
-    agent.fit(dataset, steps=1000)
-    results = agent.evaluate(target_returns=[3600])
+    flowrl.fit(agent, dataset, steps=1000)
+    results = flowrl.evaluate(agent, target_returns=[3600])
 """
 
 from __future__ import annotations
 
-import io
-import os
-import pickle
-import zipfile
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from flowrl.agents.checksum import agent_tensors, tensors_checksum
+from flowrl.agents.checkpoint import CHECKPOINT_FORMAT, load_checkpoint, save_atomic, seal
 from flowrl.agents.decision_transformer import (
     DecisionTransformer,
     DecisionTransformerConfig,
     action_loss,
     discrete_action_loss,
 )
-from flowrl.agents.normalizer import Normalizer
+from flowrl.agents.normalizer import Normalizer, check_return_scale
 from flowrl.agents.policy import DecisionTransformerPolicy
 from flowrl.data import Batch, EpisodeDataset
 from flowrl.data.reference import normalized_score
 from flowrl.errors import UserError
-
-if TYPE_CHECKING:
-    from flowrl.eval import TargetResult
-    from flowrl.train.config import TrainConfig
-
-CHECKPOINT_FORMAT = "flowrl-decision-transformer-2"
 
 
 def default_target(dataset: EpisodeDataset) -> float:
@@ -48,7 +38,7 @@ def default_target(dataset: EpisodeDataset) -> float:
 class DecisionTransformerAgent:
     """A Decision Transformer and everything it needs to train and act.
 
-    `setup(dataset)` (done by `fit`) fits the normaliser and builds the model for the
+    `setup(dataset)` (done by `flowrl.fit`) fits the normaliser and builds the model for the
     dataset's shapes; a loaded agent has both already. `return_scale` divides
     returns-to-go (about the scale of an episode's reward, e.g. 1000 for MuJoCo).
 
@@ -62,8 +52,7 @@ class DecisionTransformerAgent:
     def __init__(
         self, config: DecisionTransformerConfig | None = None, *, return_scale: float = 100.0
     ) -> None:
-        if not return_scale > 0:
-            raise UserError(f"return_scale={return_scale}: expected a positive number")
+        check_return_scale(return_scale)
         self.config = config if config is not None else DecisionTransformerConfig()
         self.return_scale = float(return_scale)
         self.model: DecisionTransformer | None = None
@@ -103,9 +92,17 @@ class DecisionTransformerAgent:
         return agent
 
     # ---------------------------------------------------------------- data contract
-    def setup(self, dataset: EpisodeDataset) -> None:
+    def setup(
+        self,
+        dataset: EpisodeDataset,
+        *,
+        env_id: str | None = None,
+        target_returns: list[float] | tuple[float, ...] = (),
+    ) -> None:
         """Fits the normaliser and builds the model, unless the agent has them already
-        (then the dataset must have the agent's shapes)."""
+        (then the dataset must have the agent's shapes). The agent records the env it acts
+        in (default: the dataset's, with its recorded keyword arguments) and its target
+        returns (default: its own, else the dataset's 90th percentile)."""
         discrete = dataset.discrete_actions is not None
         if self.model is not None:
             cfg = self.model.cfg
@@ -120,6 +117,7 @@ class DecisionTransformerAgent:
                     f"dataset {dataset.name!r} has {action_kind(discrete)} actions; the agent "
                     f"was built for {action_kind(cfg.discrete)} ones"
                 )
+            self._record_targets(env_id, target_returns)
             return
         for key, have in (("state_dim", dataset.obs_dim), ("act_dim", dataset.act_dim)):
             want = getattr(self.config, key)
@@ -138,15 +136,24 @@ class DecisionTransformerAgent:
         self.env_kwargs = dict(dataset.env_kwargs)
         self.ref_min_score, self.ref_max_score = dataset.ref_min_score, dataset.ref_max_score
         self.target_returns = self.target_returns or [default_target(dataset)]
+        self._record_targets(env_id, target_returns)
 
-    def _built(self) -> DecisionTransformer:
+    def _record_targets(self, env_id: str | None, target_returns: list[float] | tuple) -> None:
+        """Another env than the recorded one acts with its own default kwargs."""
+        if env_id is not None and env_id != self.env_id:
+            self.env_id, self.env_kwargs = env_id, {}
+        if target_returns:
+            self.target_returns = [float(t) for t in target_returns]
+
+    def built(self) -> DecisionTransformer:
+        """The model; a RuntimeError before `setup` or `load` gave the agent one."""
         if self.model is None or self.normalizer is None:
             raise RuntimeError("the agent has no model yet: fit it on a dataset, or load one")
         return self.model
 
     def to(self, device: torch.device | str) -> DecisionTransformerAgent:
         """Moves the model and the normaliser to `device`."""
-        self._built().to(device)
+        self.built().to(device)
         self.normalizer = self.normalizer.to(device)
         return self
 
@@ -157,7 +164,7 @@ class DecisionTransformerAgent:
         of `self.model`, e.g. its DistributedDataParallel or compiled wrapper."""
         norm = self.normalizer
         actions = norm.actions(batch.actions)
-        loss = discrete_action_loss if self._built().cfg.discrete else action_loss
+        loss = discrete_action_loss if self.built().cfg.discrete else action_loss
         predicted = (model or self.model)(
             norm.states(batch.states),
             actions,
@@ -166,53 +173,6 @@ class DecisionTransformerAgent:
             cu_seqlens=getattr(batch, "cu_seqlens", None),
         )
         return loss(predicted.float(), actions, batch.mask)
-
-    # ---------------------------------------------------------------- training
-    def fit(
-        self,
-        dataset: EpisodeDataset,
-        *,
-        steps: int | None = None,
-        eval_env: str | None = None,
-        config: TrainConfig | None = None,
-        resume: bool = False,
-        overwrite: bool = False,
-        allow_dataset_change: bool = False,
-        progress: bool = True,
-    ) -> dict[str, Any]:
-        """Trains on `dataset` with `config`'s loop settings (default: TrainConfig's, the
-        run named after the dataset), `steps` and `eval_env` overriding its own.
-
-        Returns the final evaluation's summaries and the run folder (checkpoints, metrics).
-        A new run into a used run folder needs `overwrite` (which empties it) or `resume`.
-        Under torchrun, call it in every rank inside `flowrl.train.distributed.process_group`.
-        """
-        from flowrl.train.config import TrainConfig, validate
-        from flowrl.train.trainer import Trainer
-
-        if config is None:
-            config = TrainConfig(name=dataset.name.replace("/", "-"))
-            config.data = replace(config.data, dataset=dataset.name)
-        config = replace(
-            config,
-            model=self.config,
-            data=replace(config.data, return_scale=self.return_scale),
-        )
-        if steps is not None:
-            config.steps = steps
-        if eval_env is not None:
-            config.eval = replace(config.eval, env_id=eval_env)
-        validate(config)
-        trainer = Trainer(
-            config,
-            self,
-            dataset,
-            resume=resume,
-            overwrite=overwrite,
-            allow_dataset_change=allow_dataset_change,
-            progress=progress,
-        )
-        return trainer.fit()
 
     # ---------------------------------------------------------------- acting
     def policy(
@@ -229,7 +189,7 @@ class DecisionTransformerAgent:
         agent takes its most likely action, or with `sample` draws one from its distribution
         (each env's draws seeded by `seed`, or per episode by `reset`'s seeds)."""
         return DecisionTransformerPolicy(
-            self._built(),
+            self.built(),
             self.normalizer,
             num_envs=num_envs,
             max_steps=max_steps,
@@ -239,63 +199,26 @@ class DecisionTransformerAgent:
             seed=seed,
         )
 
-    def evaluate(
-        self,
-        env_id: str | None = None,
-        *,
-        target_returns: list[float] | None = None,
-        episodes: int = 10,
-        num_envs: int = 10,
-        seed: int = 0,
-        max_steps: int = 1000,
-        env_kwargs: dict[str, Any] | None = None,
-        recurrent: bool | None = None,
-        sample_actions: bool = False,
-        device: torch.device | str | None = None,
-        progress: bool = False,
-    ) -> list[TargetResult]:
-        """`episodes` episodes per target return (default: the agent's) in `env_id`
-        (default: the dataset's env, made with its recorded keyword arguments updated by
-        `env_kwargs`), on the model's device unless `device` is given. A discrete agent
-        acts greedily, or with `sample_actions` samples its actions (seeded per episode)."""
-        from flowrl.eval import evaluate
-
-        return evaluate(
-            self,
-            target_returns=list(target_returns or self.target_returns),
-            episodes=episodes,
-            num_envs=num_envs,
-            seed=seed,
-            max_steps=max_steps,
-            env_id=env_id,
-            env_kwargs=env_kwargs,
-            recurrent=recurrent,
-            sample_actions=sample_actions,
-            device=device or next(self._built().parameters()).device,
-            progress=progress,
-        )
-
     def normalized_score(self, returns: np.ndarray) -> np.ndarray | None:
         return normalized_score(returns, self.ref_min_score, self.ref_max_score)
 
     # ---------------------------------------------------------------- saving
     def state_dict(self) -> dict[str, Any]:
         """The agent's part of a checkpoint: plain tensors, numbers and strings."""
-        model = self._built()
-        state = {
-            "format": CHECKPOINT_FORMAT,
-            "model_config": asdict(model.cfg),
-            "model": model.state_dict(),
-            "normalizer": self.normalizer.state_dict(),
-            "dataset": self.dataset,
-            "env_id": self.env_id,
-            "env_kwargs": dict(self.env_kwargs),
-            "ref_min_score": self.ref_min_score,
-            "ref_max_score": self.ref_max_score,
-            "target_returns": [float(t) for t in self.target_returns],
-        }
-        state["checksum"] = tensors_checksum(agent_tensors(state))  # verified on load
-        return state
+        model = self.built()
+        return seal(
+            {
+                "model_config": asdict(model.cfg),
+                "model": model.state_dict(),
+                "normalizer": self.normalizer.state_dict(),
+                "dataset": self.dataset,
+                "env_id": self.env_id,
+                "env_kwargs": dict(self.env_kwargs),
+                "ref_min_score": self.ref_min_score,
+                "ref_max_score": self.ref_max_score,
+                "target_returns": [float(t) for t in self.target_returns],
+            }
+        )
 
     @classmethod
     def from_state_dict(
@@ -336,79 +259,6 @@ class DecisionTransformerAgent:
 
 def action_kind(discrete: bool) -> str:
     return "discrete" if discrete else "continuous"
-
-
-def save_atomic(obj: Any, path: Path) -> None:
-    """torch.save to a temporary file beside `path`, then rename: never half-written.
-
-    The bytes are built in memory and written with plain file I/O (then fsync'd), so a
-    failed write (e.g. a full disk) is an OSError, and the previous file at `path` stays.
-    """
-    buffer = io.BytesIO()
-    torch.save(obj, buffer)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tmp.open("wb") as file:
-            file.write(buffer.getbuffer())
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(tmp, path)
-    except OSError as err:
-        kept = "; the previous one is kept" if path.is_file() else ""
-        raise UserError(f"cannot write checkpoint {path}: {err.strerror or err}{kept}") from None
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """A training checkpoint's contents; a UserError unless it is an intact flowrl checkpoint."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"checkpoint {path} does not exist")
-    state = read_checkpoint_file(path)
-    agent = state.get("agent") if isinstance(state, dict) else None
-    if not isinstance(agent, dict) or agent.get("format") != CHECKPOINT_FORMAT:
-        raise UserError(
-            f"{path} is not a flowrl checkpoint (no format tag {CHECKPOINT_FORMAT!r}); "
-            "give a last.pt or best.pt written by flowrl train"
-        )
-    verify_checksum(agent, path)
-    return state
-
-
-def read_checkpoint_file(path: Path) -> Any:
-    """torch.load of tensors and plain values only; a one-line UserError for anything else."""
-    if not zipfile.is_zipfile(path):
-        raise UserError(
-            f"{path} is not a flowrl checkpoint: not a complete PyTorch file "
-            "(truncated, damaged or another format)"
-        )
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises many kinds for a damaged or foreign file
-        if isinstance(err, pickle.UnpicklingError) and "weights only" in str(err).lower():
-            raise UserError(
-                f"{path} is not a flowrl checkpoint: it stores Python objects, not only tensors"
-            ) from None
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else ""
-        raise UserError(
-            f"checkpoint {path} cannot be read (damaged?): {type(err).__name__}: {reason}"
-        ) from None
-
-
-def verify_checksum(agent: dict[str, Any], path: Path) -> None:
-    """A UserError when the weights are not the ones saved (checkpoints before checksums pass)."""
-    if "checksum" not in agent:
-        return
-    try:
-        actual = tensors_checksum(agent_tensors(agent))
-    except (KeyError, AttributeError, TypeError, RuntimeError) as err:
-        raise UserError(f"checkpoint {path} is damaged: {type(err).__name__}: {err}") from None
-    if actual != agent["checksum"]:
-        raise UserError(
-            f"checkpoint {path} is damaged: its weights do not match the checksum saved with them"
-        )
 
 
 def load_agent(path: str | Path) -> DecisionTransformerAgent:

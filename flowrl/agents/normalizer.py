@@ -7,6 +7,7 @@ training loss and the acting policy go through. Samplers and environments speak 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,6 +16,7 @@ import torch
 from torch import Tensor
 
 from flowrl.data import EpisodeDataset
+from flowrl.errors import UserError
 
 
 @dataclass
@@ -108,3 +110,9 @@ class Normalizer:
             state["return_scale"],
             discrete=state.get("discrete", False),  # older checkpoints are continuous
         )
+
+
+def check_return_scale(value: float, key: str = "return_scale") -> None:
+    """Returns-to-go are divided by it: a finite positive number."""
+    if not 0 < value < math.inf:
+        raise UserError(f"{key}={value}: expected a finite positive number")

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from pathlib import Path
 from typing import Any
 
 from flowrl.agents import DecisionTransformerAgent, load_agent
 from flowrl.eval import VideoUnavailable, evaluate, record_videos
-from flowrl.eval.rollout import resolve_env_kwargs
+from flowrl.eval.rollout import check_rollout_settings, resolve_env_kwargs
+
+FLAGS = {"target_returns": "--target"}  # evaluate's parameters named otherwise on the CLI
 
 
 def add_parser(subparsers: argparse._SubParsersAction, name: str) -> None:
@@ -65,10 +66,7 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from flowrl.envs.make import parse_env_kwargs
-    from flowrl.errors import UserError
 
-    if args.episodes <= 0 or args.num_envs <= 0 or args.video_episodes <= 0:
-        raise UserError("--episodes, --num-envs and --video-episodes must be positive")
     check_flags(args)  # reliability: before the checkpoint is read and the envs run
     env_kwargs = parse_env_kwargs(args.env_kwargs)
     agent = load_agent(args.checkpoint)
@@ -112,14 +110,18 @@ def run(args: argparse.Namespace) -> int:
 
 
 def check_flags(args: argparse.Namespace) -> None:
-    """Step limit and targets in range; the --json file writable, checked by creating it."""
+    """The evaluation's settings in range; the --json file writable, checked by creating it."""
     from flowrl.errors import UserError
 
-    if args.max_steps <= 0:
-        raise UserError(f"--max-steps {args.max_steps}: expected a positive number of steps")
-    for target in args.target or []:
-        if not math.isfinite(target):
-            raise UserError(f"--target {target}: expected a finite return")
+    check_rollout_settings(
+        episodes=args.episodes,
+        num_envs=args.num_envs,
+        max_steps=args.max_steps,
+        target_returns=args.target or [],
+        setting=lambda key, value: f"{FLAGS.get(key, '--' + key.replace('_', '-'))} {value}",
+    )
+    if args.video_episodes <= 0:
+        raise UserError(f"--video-episodes {args.video_episodes}: expected a positive integer")
     if args.json is None:
         return
     existed = args.json.exists()

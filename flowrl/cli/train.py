@@ -7,8 +7,8 @@ from pathlib import Path
 
 from flowrl.agents import DecisionTransformerAgent
 from flowrl.data import DEFAULT_DATASET_ID, load_or_collect
-from flowrl.envs.masked import mask_dataset
-from flowrl.train import distributed, load_config
+from flowrl.data.masked import mask_dataset
+from flowrl.train import distributed, fit, load_config
 from flowrl.train.trainer import resolve_device
 
 
@@ -54,7 +54,8 @@ def run(args: argparse.Namespace) -> int:
         if cfg.data.observation_mask != "none":
             ds = mask_dataset(ds, cfg.data.observation_mask)
         agent = DecisionTransformerAgent(cfg.model, return_scale=cfg.data.return_scale)
-        summary = agent.fit(
+        summary = fit(
+            agent,
             ds,
             config=cfg,
             resume=args.resume,

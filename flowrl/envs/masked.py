@@ -4,8 +4,8 @@ Gymnasium's v5 locomotion envs observe `qpos[1:]` (the x position left out) foll
 `qvel`. `-P` keeps the `qpos` part (height and angles), `-V` the `qvel` part; either way the
 state is no longer Markov, and with velocities only the posture must be integrated from the
 history. The same mask applies to an env (`ObservationMask`, ids `flowrl/<Env>-P-v5`) and to
-a dataset recorded in the full env (`mask_dataset`), so offline data trains and evaluates
-under the same partial observability.
+a dataset recorded in the full env (`flowrl.data.masked.mask_dataset`), so offline data
+trains and evaluates under the same partial observability.
 """
 
 from __future__ import annotations
@@ -72,41 +72,3 @@ def make_masked_env(base_id: str, mask: str, **kwargs: Any) -> gym.Env:
     """Entry point of the registered masked ids: `base_id` made with `kwargs`, then masked."""
     env = gym.make(base_id, **kwargs).unwrapped  # the masked id's registration adds TimeLimit
     return ObservationMask(env, mask, base_id)
-
-
-def mask_dataset(dataset, mask: str):
-    """A copy of `dataset` whose observations keep only `mask`'s entries, and whose env id is
-    the masked env's, so evaluation runs under the same mask."""
-    from flowrl.data.episodes import Episode, EpisodeDataset
-
-    if dataset.env_id is None:
-        raise UserError(
-            f"dataset {dataset.name!r} names no environment, so observation mask {mask!r} "
-            f"cannot tell positions from velocities; masks exist for {', '.join(MASKED_ENVS)}"
-        )
-    dims = mask_dims(dataset.env_id, mask)
-    expected = MASKED_ENVS[dataset.env_id][0]
-    if dataset.obs_dim != expected:
-        raise UserError(
-            f"dataset {dataset.name!r} observes {dataset.obs_dim} numbers per step; mask "
-            f"{mask!r} for {dataset.env_id} expects {expected}"
-        )
-    episodes = [
-        Episode(
-            observations=ep.observations[:, dims],
-            actions=ep.actions,
-            rewards=ep.rewards,
-            terminations=ep.terminations,
-            truncations=ep.truncations,
-        )
-        for ep in dataset.episodes
-    ]
-    return EpisodeDataset(
-        f"{dataset.name}[{mask}]",
-        episodes,
-        ref_min_score=dataset.ref_min_score,
-        ref_max_score=dataset.ref_max_score,
-        env_id=masked_env_id(dataset.env_id, mask),
-        env_kwargs=dataset.env_kwargs,
-        discrete_actions=dataset.discrete_actions,
-    )

@@ -11,6 +11,7 @@ whenever its environment ends, and its actions and rewards are ignored.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Callable, Sequence
 from contextlib import closing
@@ -155,10 +156,29 @@ def check_actions(actions: np.ndarray, space: gym.Space, num_envs: int) -> np.nd
     return actions
 
 
+def check_rollout_settings(
+    *,
+    episodes: int,
+    num_envs: int,
+    max_steps: int,
+    target_returns: Sequence[float],
+    setting: Callable[[str, Any], str] = lambda key, value: f"{key}={value}",
+) -> None:
+    """A UserError naming the first bad setting of an evaluation as the caller calls it
+    (`setting(parameter, value)`: `eval.episodes=0`, `--episodes 0`). The one check of these
+    settings: `evaluate`, the training config and `flowrl eval` all call it."""
+    for key, value in (("episodes", episodes), ("num_envs", num_envs), ("max_steps", max_steps)):
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise UserError(f"{setting(key, value)}: expected a positive integer")
+    for target in target_returns:
+        if not math.isfinite(target):
+            raise UserError(f"{setting('target_returns', target)}: expected a finite return")
+
+
 def evaluate(
     agent: DecisionTransformerAgent,
     *,
-    target_returns: list[float],
+    target_returns: Sequence[float] | None = None,
     episodes: int = 10,
     num_envs: int = 10,
     seed: int = 0,
@@ -167,22 +187,31 @@ def evaluate(
     env_kwargs: dict[str, Any] | None = None,
     recurrent: bool | None = None,
     sample_actions: bool = False,
-    device: torch.device | str = "cpu",
+    device: torch.device | str | None = None,
     progress: bool = False,
     vectorization: str = "sync",
 ) -> list[TargetResult]:
-    """Runs `episodes` episodes per target return; returns one result per target.
+    """Runs `episodes` episodes per target return (default: the agent's); returns one result
+    per target.
 
     At most `num_envs` environments run at once, and no more than there are episodes.
     Envs are made with the agent's recorded env kwargs (those of its dataset) when `env_id`
     is the agent's env, updated by `env_kwargs` (e.g. {"length": 5000}). A discrete agent
-    takes its most likely actions, or with `sample_actions` samples them.
-    `vectorization` "async" steps the envs in worker processes (see `make_envs`).
+    takes its most likely actions, or with `sample_actions` samples them. The agent acts on
+    `device`, default its model's. `vectorization` "async" steps the envs in worker
+    processes (see `make_envs`).
     """
+    model = agent.built()
     env_id = resolve_env_id(agent, env_id)
+    target_returns = list(agent.target_returns if target_returns is None else target_returns)
     if not target_returns:
         raise UserError("no target returns to evaluate")
-    check_sampling(agent.model.cfg, sample_actions)  # before any env is made
+    check_rollout_settings(
+        episodes=episodes, num_envs=num_envs, max_steps=max_steps, target_returns=target_returns
+    )
+    check_sampling(model.cfg, sample_actions)  # before any env is made
+    if device is None:
+        device = next(model.parameters()).device
     return run_episodes(
         agent,
         make_envs(

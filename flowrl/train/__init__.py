@@ -1,6 +1,7 @@
-"""Training: configuration, the trainer and its logger."""
+"""Training: configuration, the trainer, its logger, and `fit`, the Python entry point."""
 
 from flowrl.train.config import TrainConfig, load_config
+from flowrl.train.fit import fit
 from flowrl.train.trainer import Trainer
 
-__all__ = ["TrainConfig", "Trainer", "load_config"]
+__all__ = ["TrainConfig", "Trainer", "fit", "load_config"]

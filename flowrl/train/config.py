@@ -16,9 +16,8 @@ from omegaconf.errors import OmegaConfBaseException
 
 from flowrl.agents.decision_transformer import DecisionTransformerConfig
 from flowrl.data.collect import DEFAULT_DATASET_ID
-from flowrl.envs.masked import MASKS
 from flowrl.errors import UserError
-from flowrl.train.config_checks import check_numbers, read_yaml_mapping
+from flowrl.train.config_checks import check_config, read_yaml_mapping
 
 
 @dataclass
@@ -56,9 +55,6 @@ class EvalConfig:
     env_id: str | None = None  # Gymnasium env to evaluate in; None: the dataset's
     sample_actions: bool = False  # discrete agents: sample actions instead of the most likely
 
-
-PRECISIONS = ("auto", "fp32", "bf16")
-OBSERVATION_MASKS = ("none", *MASKS)
 
 # Settings that change how a run computes, not what: they may differ on --resume.
 RESUMABLE_CHANGES = ("model.attention_backend", "data.download")
@@ -103,7 +99,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Tr
         where = f" in {path}" if path is not None else ""
         raise UserError(f"bad config{where}: {_describe(err)}") from None
     cfg: TrainConfig = OmegaConf.to_object(merged)
-    validate(cfg)
+    check_config(cfg)
     return cfg
 
 
@@ -111,33 +107,6 @@ def _describe(err: OmegaConfBaseException) -> str:
     key = getattr(err, "full_key", None)
     message = str(err).splitlines()[0]
     return f"{key}: {message}" if key else message
-
-
-def validate(cfg: TrainConfig) -> None:
-    """Value checks the types cannot express; the model section checks itself
-    (`DecisionTransformerConfig.validate`)."""
-    check_numbers(cfg)
-    cfg.model.validate()
-    if cfg.precision not in PRECISIONS:
-        raise UserError(f"precision={cfg.precision!r}: expected one of {', '.join(PRECISIONS)}")
-    if cfg.data.observation_mask not in OBSERVATION_MASKS:
-        raise UserError(
-            f"data.observation_mask={cfg.data.observation_mask!r}: expected one of "
-            f"{', '.join(OBSERVATION_MASKS)}"
-        )
-    positive = {
-        "steps": cfg.steps,
-        "optim.batch_size": cfg.optim.batch_size,
-        "optim.lr": cfg.optim.lr,
-        "data.return_scale": cfg.data.return_scale,
-        "eval.episodes": cfg.eval.episodes,
-        "eval.num_envs": cfg.eval.num_envs,
-    }
-    for key, value in positive.items():
-        if value <= 0:
-            raise UserError(f"{key}={value}: expected a positive number")
-    if cfg.device != "auto" and not (cfg.device == "cpu" or cfg.device.startswith("cuda")):
-        raise UserError(f"device={cfg.device!r}: expected auto, cpu, cuda or cuda:N")
 
 
 def save_config(cfg: TrainConfig, path: Path) -> None:

@@ -2,7 +2,7 @@
 evaluation, atomic checkpoints that resume exactly, TensorBoard and JSONL metrics.
 
 The loop only: the agent brings the model, its normaliser and its loss; the caller brings
-the dataset (`DecisionTransformerAgent.fit` or `flowrl train`). Scalars are read off the
+the dataset (`flowrl.fit` or `flowrl train`). Scalars are read off the
 device only at the log interval, so steps queue up on a GPU without waiting for each other.
 
 Under torchrun it trains with DistributedDataParallel: each rank samples its own batches
@@ -23,13 +23,14 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from flowrl.agents import DecisionTransformerAgent
-from flowrl.agents.agent import load_checkpoint, save_atomic
+from flowrl.agents.checkpoint import load_checkpoint, save_atomic
 from flowrl.data import EpisodeDataset, EpisodeSampler, WindowSampler
 from flowrl.data.fingerprint import check_same_dataset, dataset_fingerprint
 from flowrl.errors import UserError
-from flowrl.eval import TargetResult
+from flowrl.eval import TargetResult, evaluate
 from flowrl.train import distributed, preflight
 from flowrl.train.config import RESUMABLE_CHANGES, TrainConfig, save_config
+from flowrl.train.config_checks import check_config
 from flowrl.train.interrupt import StopOnSignal
 from flowrl.train.logger import MetricsLogger, flatten
 from flowrl.train.run_dir import claim_run_dir
@@ -73,6 +74,7 @@ class Trainer:
         overwrite: bool = False,
         allow_dataset_change: bool = False,
     ) -> None:
+        check_config(cfg)
         self.cfg, self.agent, self.dataset, self.progress = cfg, agent, dataset, progress
         self.device = resolve_device(cfg.device)
         self.rank, self.world_size = distributed.rank(), distributed.world_size()
@@ -90,11 +92,8 @@ class Trainer:
 
         torch.manual_seed(cfg.seed + self.rank)  # own dropout per rank; DDP copies rank 0's init
         self.dataset_fingerprint = dataset_fingerprint(dataset)
-        agent.setup(dataset)
-        if env_id != agent.env_id:  # eval.env_id: the checkpoint keeps it for flowrl eval
-            agent.env_id, agent.env_kwargs = env_id, {}
-        if cfg.eval.target_returns:
-            agent.target_returns = list(cfg.eval.target_returns)
+        # the checkpoint keeps the eval env and targets for flowrl eval
+        agent.setup(dataset, env_id=env_id, target_returns=cfg.eval.target_returns)
         self.model = agent.to(self.device).model  # kept unwrapped for saving and evaluation
         self.optimizer = torch.optim.AdamW(
             self.model.parameters(),
@@ -219,9 +218,9 @@ class Trainer:
 
     def evaluate(self) -> list[TargetResult]:
         ev = self.cfg.eval
-        return self.agent.evaluate(
-            ev.env_id,
-            target_returns=self.agent.target_returns,
+        return evaluate(
+            self.agent,
+            env_id=ev.env_id,
             episodes=ev.episodes,
             num_envs=ev.num_envs,
             seed=ev.seed,

@@ -16,8 +16,9 @@ from flowrl.agents import (
     DecisionTransformerAgent,
     DecisionTransformerConfig,
     Normalizer,
+    load_agent,
 )
-from flowrl.agents.agent import load_agent, load_checkpoint, save_atomic
+from flowrl.agents.checkpoint import load_checkpoint, save_atomic
 from flowrl.cli import main
 from flowrl.errors import UserError
 
@@ -124,7 +125,7 @@ def test_failed_save_keeps_the_previous_checkpoint(tmp_path):
         sys.path.insert(0, {str(ROOT)!r})
         sys.path.insert(0, {str(Path(__file__).parent)!r})
         from test_checkpoint_integrity import tiny_agent
-        from flowrl.agents.agent import save_atomic
+        from flowrl.agents.checkpoint import save_atomic
         from flowrl.errors import UserError
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a failed write, not a killed process
         resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))

@@ -15,8 +15,9 @@ from flowrl.agents import (
     DecisionTransformerConfig,
     Normalizer,
     action_loss,
+    load_agent,
 )
-from flowrl.agents.agent import load_agent, save_atomic
+from flowrl.agents.checkpoint import save_atomic
 from flowrl.agents.recurrent_stack import RecurrentStack
 from flowrl.errors import UserError
 from flowrl.nn import ATTENTION_KINDS

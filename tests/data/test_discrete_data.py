@@ -22,7 +22,7 @@ from flowrl.data import (
     load_dataset,
 )
 from flowrl.data.loader import union
-from flowrl.envs.masked import mask_dataset
+from flowrl.data.masked import mask_dataset
 from flowrl.errors import UserError
 
 REPO = Path(__file__).resolve().parents[2]

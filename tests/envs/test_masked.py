@@ -8,7 +8,8 @@ import pytest
 
 import flowrl  # noqa: F401  registers the envs
 from flowrl.data import Episode, EpisodeDataset
-from flowrl.envs.masked import ObservationMask, mask_dataset, masked_env_id
+from flowrl.data.masked import mask_dataset
+from flowrl.envs.masked import ObservationMask, masked_env_id
 from flowrl.errors import UserError
 
 ENVS = ["Hopper-v5", "Walker2d-v5", "HalfCheetah-v5"]

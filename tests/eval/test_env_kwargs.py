@@ -13,8 +13,8 @@ from flowrl.agents import (
     DecisionTransformerAgent,
     DecisionTransformerConfig,
     Normalizer,
+    load_agent,
 )
-from flowrl.agents.agent import load_agent
 from flowrl.cli import main
 from flowrl.envs.make import parse_env_kwargs
 from flowrl.envs.tmaze_policies import TMazeOracle

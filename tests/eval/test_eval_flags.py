@@ -14,7 +14,7 @@ from flowrl.agents import (
     DecisionTransformerConfig,
     Normalizer,
 )
-from flowrl.agents.agent import save_atomic
+from flowrl.agents.checkpoint import save_atomic
 from flowrl.cli import main
 
 
@@ -47,8 +47,9 @@ def run_eval(checkpoint, *flags):
         (["--target=-100", "--target=-inf"], "--target -inf"),
         (["--max-steps", "0"], "--max-steps 0: expected a positive"),
         (["--max-steps", "-4"], "--max-steps -4"),
-        (["--num-envs", "0"], "must be positive"),
-        (["--video-episodes", "-1"], "must be positive"),
+        (["--num-envs", "0"], "--num-envs 0: expected a positive integer"),
+        (["--episodes", "-2"], "--episodes -2: expected a positive integer"),
+        (["--video-episodes", "-1"], "--video-episodes -1: expected a positive integer"),
     ],
 )
 def test_bad_flags(checkpoint, capsys, flags, message):

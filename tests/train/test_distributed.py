@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from flowrl.agents import DecisionTransformerAgent
-from flowrl.agents.agent import load_checkpoint
+from flowrl.agents.checkpoint import load_checkpoint
 from flowrl.data import Batch, WindowSampler, load_dataset
 from flowrl.train import Trainer, distributed, load_config
 from tests.train.helpers import DATASET, ROOT, flowrl, losses, write_config

@@ -6,11 +6,11 @@ import h5py
 import numpy as np
 import pytest
 
-from flowrl.agents import DecisionTransformerAgent
-from flowrl.agents.agent import load_agent
+from flowrl.agents import DecisionTransformerAgent, load_agent
 from flowrl.data import load_dataset
-from flowrl.envs.masked import mask_dataset
+from flowrl.data.masked import mask_dataset
 from flowrl.errors import UserError
+from flowrl.train import fit
 from flowrl.train.config import load_config
 
 
@@ -43,7 +43,7 @@ def config(hopper_file, tmp_path, *overrides: str):
 def test_masked_hopper_trains_and_evaluates_in_the_masked_env(hopper_file, tmp_path):
     cfg = config(hopper_file, tmp_path, "data.observation_mask=V")
     dataset = mask_dataset(load_dataset(str(hopper_file)), cfg.data.observation_mask)
-    result = DecisionTransformerAgent(cfg.model).fit(dataset, config=cfg, progress=False)
+    result = fit(DecisionTransformerAgent(cfg.model), dataset, config=cfg, progress=False)
     assert result["results"][0]["episodes"] == 1
     agent = load_agent(f"{result['run_dir']}/checkpoints/last.pt")
     assert agent.env_id == "flowrl/Hopper-V-v5" and agent.model.cfg.state_dim == 6
@@ -54,7 +54,10 @@ def test_bad_options_fail_before_training(hopper_file, tmp_path):
         config(hopper_file, tmp_path, "data.observation_mask=Q")
     cfg = config(hopper_file, tmp_path, "eval.env_kwargs.no_such_option=1")
     with pytest.raises(UserError, match=r"cannot make environment 'Hopper-v5'.*no_such_option"):
-        DecisionTransformerAgent(cfg.model).fit(
-            load_dataset(str(hopper_file)), config=cfg, progress=False
+        fit(
+            DecisionTransformerAgent(cfg.model),
+            load_dataset(str(hopper_file)),
+            config=cfg,
+            progress=False,
         )
     assert not (tmp_path / "runs").exists()

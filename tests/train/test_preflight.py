@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import yaml
 
-from flowrl.agents.agent import load_checkpoint
+from flowrl.agents.checkpoint import load_checkpoint
 from flowrl.data import Episode, EpisodeDataset, load_dataset
 from flowrl.errors import DataWarning, UserError
 from flowrl.train.preflight import check_env

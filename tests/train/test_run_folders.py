@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from flowrl.agents.agent import load_checkpoint
+from flowrl.agents.checkpoint import load_checkpoint
 from tests.train.helpers import DATASET, ROOT, flowrl, write_config
 
 

@@ -16,6 +16,7 @@ import torch
 
 from flowrl.agents import DecisionTransformerAgent, DecisionTransformerConfig
 from flowrl.data import collect_dataset
+from flowrl.train import fit
 from flowrl.train.config import TrainConfig
 
 LENGTH = 30  # corridor: the passive episode lasts L + 1 = 31 steps, 93 tokens
@@ -58,7 +59,7 @@ def success_rate(tmaze, tmp_path, context_mode: str, context_len: int) -> float:
     config.eval.every, config.eval.episodes, config.eval.num_envs = 0, 100, 50
     config.eval.target_returns = [1.0]
     agent = DecisionTransformerAgent(model, return_scale=1.0)
-    (result,) = agent.fit(tmaze, config=config, progress=False)["results"]
+    (result,) = fit(agent, tmaze, config=config, progress=False)["results"]
     return result["return_mean"]  # an agent on schedule scores 1 for the right turn, else 0
 
 

@@ -13,6 +13,7 @@ import torch
 from flowrl.agents import DecisionTransformerAgent, DecisionTransformerConfig
 from flowrl.data import Episode, EpisodeDataset
 from flowrl.errors import UserError
+from flowrl.train import fit
 from flowrl.train.config import EvalConfig, OptimConfig, TrainConfig
 
 
@@ -48,37 +49,37 @@ def config(tmp_path, steps: int, **model) -> TrainConfig:
     )
 
 
-def fit(tmp_path, steps: int, *, resume: bool = False, **model) -> dict:
+def train(tmp_path, steps: int, *, resume: bool = False, **model) -> dict:
     cfg = config(tmp_path, steps, **model)
     agent = DecisionTransformerAgent(cfg.model, return_scale=10.0)
-    return agent.fit(pendulum_like(), config=cfg, resume=resume, progress=False)
+    return fit(agent, pendulum_like(), config=cfg, resume=resume, progress=False)
 
 
 def test_resume_ignores_settings_that_do_not_change_the_result(tmp_path):
-    summary = fit(tmp_path, 2)
+    summary = train(tmp_path, 2)
     assert summary["results"][0]["episodes"] == 1
-    fit(tmp_path, 4, resume=True, attention_backend="naive")
+    train(tmp_path, 4, resume=True, attention_backend="naive")
     rows = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(r)["step"] for r in rows if "train/loss" in r] == [1, 2, 3, 4]
     with pytest.raises(UserError, match="model settings differ"):
-        fit(tmp_path, 6, resume=True, embed_dim=32)
+        train(tmp_path, 6, resume=True, embed_dim=32)
 
 
 def test_resume_reads_a_setting_missing_from_an_older_checkpoint_as_its_default(tmp_path):
     """A checkpoint written before `model.attention_clamp` existed resumes at the default,
     and refuses another value."""
-    fit(tmp_path, 2)
+    train(tmp_path, 2)
     path = tmp_path / "run" / "checkpoints" / "last.pt"
     state = torch.load(path, weights_only=False)
     del state["train_config"]["model"]["attention_clamp"]
     torch.save(state, path)
-    fit(tmp_path, 4, resume=True)
+    train(tmp_path, 4, resume=True)
     with pytest.raises(UserError, match="model settings differ"):
-        fit(tmp_path, 6, resume=True, attention_clamp=20.0)
+        train(tmp_path, 6, resume=True, attention_clamp=20.0)
 
 
 def test_fit_refuses_a_dataset_of_other_shapes(tmp_path):
     cfg = config(tmp_path, 1)
     agent = DecisionTransformerAgent(replace(cfg.model, state_dim=5), return_scale=10.0)
     with pytest.raises(UserError, match=r"model\.state_dim=5"):
-        agent.fit(pendulum_like(), config=cfg, progress=False)
+        fit(agent, pendulum_like(), config=cfg, progress=False)
