@@ -81,26 +81,46 @@ class TrainConfig:
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> TrainConfig:
-    """Defaults, then the YAML file at `path`, then `key=value` overrides (dotted keys)."""
-    schema = OmegaConf.structured(TrainConfig)
-    layers = [schema]
+    """Defaults, then the YAML file at `path` (after the files its `defaults:` list names),
+    then `key=value` overrides (dotted keys)."""
+    merged = OmegaConf.structured(TrainConfig)
+    for source, mapping in config_layers(Path(path)) if path is not None else []:
+        try:
+            merged = OmegaConf.merge(merged, OmegaConf.create(mapping))
+        except OmegaConfBaseException as err:
+            raise UserError(f"bad config in {source}: {_describe(err)}") from None
+    for item in overrides:
+        if "=" not in item:
+            raise UserError(f"--set {item!r}: expected key=value, e.g. optim.lr=3e-4")
     try:
-        if path is not None:
-            path = Path(path)
-            if not path.is_file():
-                raise UserError(f"config file {path} does not exist")
-            layers.append(OmegaConf.create(read_yaml_mapping(path)))
-        for item in overrides:
-            if "=" not in item:
-                raise UserError(f"--set {item!r}: expected key=value, e.g. optim.lr=3e-4")
-        layers.append(OmegaConf.from_dotlist(list(overrides)))
-        merged = OmegaConf.merge(*layers)
+        merged = OmegaConf.merge(merged, OmegaConf.from_dotlist(list(overrides)))
     except OmegaConfBaseException as err:
-        where = f" in {path}" if path is not None else ""
-        raise UserError(f"bad config{where}: {_describe(err)}") from None
+        raise UserError(f"bad config: {_describe(err)}") from None
     cfg: TrainConfig = OmegaConf.to_object(merged)
     check_config(cfg)
     return cfg
+
+
+def config_layers(path: Path, chain: tuple[Path, ...] = ()) -> list[tuple[Path, dict]]:
+    """The settings of `path` in merge order: first those of each file in its `defaults:`
+    list (paths relative to `path`'s folder, themselves with defaults), then its own."""
+    if not path.is_file():
+        listed = f" (in the defaults of {chain[-1]})" if chain else ""
+        raise UserError(f"config file {path} does not exist{listed}")
+    if path.resolve() in chain:
+        cycle = " -> ".join(str(p) for p in (*chain, path.resolve()))
+        raise UserError(f"config file {path}: its defaults come back to it ({cycle})")
+    mapping = read_yaml_mapping(path)
+    defaults = mapping.pop("defaults", [])
+    if not isinstance(defaults, list) or not all(isinstance(d, str) for d in defaults):
+        raise UserError(
+            f"config file {path}: defaults={defaults!r}: expected a list of config files, "
+            "e.g. [../base/decision-transformer.yaml]"
+        )
+    layers = []
+    for default in defaults:
+        layers += config_layers(path.parent / default, (*chain, path.resolve()))
+    return [*layers, (path, mapping)]
 
 
 def _describe(err: OmegaConfBaseException) -> str:
