@@ -2,7 +2,7 @@
 
 Three sections, each written to the JSON case by case (a killed run leaves what it did):
 
-1. Checks: pytest on tests/test_ops_triton.py and tests/test_ops_relu_numerics.py in
+1. Checks: pytest on tests/ops/test_triton.py and tests/ops/test_relu_numerics.py in
    subprocesses, the `cuda`-marked tests (bf16, fp16, 8K-token shapes, both feature maps)
    and the rest side by side. A failure does not stop the timings; it shows in the table
    and makes the exit code 1.
@@ -65,7 +65,7 @@ from synthetic import ACT, OBS, synthetic_dataset
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.append(str(ROOT))  # flowrl from this checkout where it is not installed (a bare GPU box)
 DEFAULT_OUT = ROOT / "benchmarks" / "out" / "gpu"
-CHECK_FILES = ("tests/test_ops_triton.py", "tests/test_ops_relu_numerics.py")
+CHECK_FILES = ("tests/ops/test_triton.py", "tests/ops/test_relu_numerics.py")
 MODES = ("fwd", "fwd+bwd")
 BACKENDS = ("triton", "chunked", "sdpa")
 FLOOR_UNITS = {"fwd": 4, "fwd+bwd": 4 + 7}  # multiples of B*H*L*d*bytes (docs "Cost")

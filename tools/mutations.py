@@ -21,44 +21,44 @@ OPS = "flowrl/ops/flow_attention"
 MUTATIONS = {
     "naive backend ignores feature_map": (
         f"{OPS}/naive.py", "features(q, k, v, lengths, feature_map)",
-        "features(q, k, v, lengths)", "tests/test_ops_flow_attention.py",
+        "features(q, k, v, lengths)", "tests/ops/test_flow_attention.py",
     ),
     "chunked backend ignores feature_map": (
         f"{OPS}/chunked_torch.py", "features(q, k, v, lengths, feature_map)",
-        "features(q, k, v, lengths)", "tests/test_ops_flow_attention.py",
+        "features(q, k, v, lengths)", "tests/ops/test_flow_attention.py",
     ),
     "parallel backend ignores feature_map": (
         f"{OPS}/parallel.py", "features(q, k, v, lengths, feature_map)",
-        "features(q, k, v, lengths)", "tests/test_ops_flow_attention.py",
+        "features(q, k, v, lengths)", "tests/ops/test_flow_attention.py",
     ),
     "recurrent step ignores feature_map": (
         f"{OPS}/recurrent_step.py", "apply_by_heads(x.to(dtype), feature_map, 1)",
-        'apply_by_heads(x.to(dtype), "sigmoid", 1)', "tests/test_ops_flow_attention.py",
+        'apply_by_heads(x.to(dtype), "sigmoid", 1)', "tests/ops/test_flow_attention.py",
     ),
     "in-place step keeps the sigmoid": (
         f"{OPS}/inplace_step.py", "FEATURE_MAPS[name].apply_out",
-        'FEATURE_MAPS["sigmoid"].apply_out', "tests/test_ops_inplace_step.py",
+        'FEATURE_MAPS["sigmoid"].apply_out', "tests/ops/test_inplace_step.py",
     ),
     "Triton forward keeps the sigmoid": (
         f"{OPS}/triton_kernels.py", "y = tl.maximum(x, 0.0)", "y = tl.sigmoid(x)",
-        "tests/test_ops_triton.py",
+        "tests/ops/test_triton.py",
     ),
     "Triton backward keeps the sigmoid derivative": (
         f"{OPS}/triton_kernels.py", "g = tl.where(y > 0.0, 1.0, 0.0)", "g = y * (1.0 - y)",
-        "tests/test_ops_triton.py",
+        "tests/ops/test_triton.py",
     ),
     "per-head maps: Triton runs every head with the first map": (
         f"{OPS}/triton.py", "feature_map=name,\n            **kw,",
-        "feature_map=groups[0][1],\n            **kw,", "tests/test_ops_triton.py",
+        "feature_map=groups[0][1],\n            **kw,", "tests/ops/test_triton.py",
     ),
     "kind builds its layer without its feature map": (
         "flowrl/nn/attention.py", 'kw["feature_map"] = kind.feature_map', "pass",
-        "tests/test_nn_attention.py tests/agents/test_decision_transformer.py",
+        "tests/nn/test_attention.py tests/agents/test_decision_transformer.py",
     ),
     "kind without a clamp accepts one": (
         "flowrl/nn/attention.py",
         'raise ValueError(f"attention={name!r} has no clamp, got clamp={clamp}")', "pass",
-        "tests/test_nn_attention.py",
+        "tests/nn/test_attention.py",
     ),
     "model config skips the clamp check of its kind": (
         "flowrl/agents/decision_transformer.py",

@@ -15,7 +15,7 @@ from flowrl.ops import (
 from flowrl.ops.flow_attention.api import block_size_for, resolve_backend
 from flowrl.ops.flow_attention.chunked_torch import chunk_flow_attention
 from flowrl.ops.flow_attention.parallel import parallel_flow_attention
-from tests.flow_reference import (
+from tests.ops.flow_reference import (
     random_qkv,
     reference_by_heads,
     reference_flow_attention,

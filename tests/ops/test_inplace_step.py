@@ -7,7 +7,7 @@ import torch
 
 from flowrl.ops import flow_attention_step
 from flowrl.ops.flow_attention.inplace_step import InplaceFlowStep
-from tests.flow_reference import (
+from tests.ops.flow_reference import (
     random_qkv,
     reference_by_heads,
     reference_flow_attention,

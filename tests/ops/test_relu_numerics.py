@@ -3,7 +3,7 @@
 
 Every path (naive, chunked, parallel in one block and in blocks, recurrent step, in-place
 step) is held to the float64 reference on inputs built to hit those cases, outputs and
-gradients, and must stay finite. The Triton kernel's cases are in tests/test_ops_triton.py.
+gradients, and must stay finite. The Triton kernel's cases are in tests/ops/test_triton.py.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import torch
 from flowrl.ops import flow_attention, flow_attention_step
 from flowrl.ops.flow_attention.inplace_step import InplaceFlowStep
 from flowrl.ops.flow_attention.parallel import parallel_flow_attention
-from tests.flow_reference import _reference_gates, reference_flow_attention, relative_error
+from tests.ops.flow_reference import _reference_gates, reference_flow_attention, relative_error
 
 RELU = {"feature_map": "relu"}
 

@@ -25,8 +25,8 @@ from flowrl.ops import FlowAttentionState, flow_attention  # noqa: E402
 from flowrl.ops.flow_attention.api import resolve_backend  # noqa: E402
 from flowrl.ops.flow_attention.chunked_torch import chunk_flow_attention  # noqa: E402
 from flowrl.ops.flow_attention.triton import triton_flow_attention  # noqa: E402
-from tests import flow_reference  # noqa: E402
-from tests.flow_reference import reference_flow_attention, relative_error  # noqa: E402
+from tests.ops import flow_reference  # noqa: E402
+from tests.ops.flow_reference import reference_flow_attention, relative_error  # noqa: E402
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 CHUNK = 16 if kernels.INTERPRET else 64  # the interpreter's chunk: lengths below straddle it
@@ -34,7 +34,7 @@ needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 
 
 def random_qkv(*args, **kwargs):
-    """`tests.flow_reference.random_qkv` on this module's device."""
+    """`tests.ops.flow_reference.random_qkv` on this module's device."""
     return flow_reference.random_qkv(*args, device=DEVICE, **kwargs)
 
 
@@ -216,7 +216,7 @@ def test_large_shapes_match_chunked_float64(dtype, d, m, tol, feature_map):
 
 @pytest.mark.parametrize("case", ["silent keys", "silent queries", "silent first token"])
 def test_relu_features_at_zero_match_reference(case):
-    """ReLU features that are exactly 0 (tests/test_ops_relu_numerics.py): keys <= 0 for
+    """ReLU features that are exactly 0 (tests/ops/test_relu_numerics.py): keys <= 0 for
     hundreds of tokens, query rows <= 0 (I_t of order 1 / eps), a first token at zero."""
     g = torch.Generator().manual_seed(9)
     q, k, v = (torch.randn(1, 3 * CHUNK + 5, 2, 16, generator=g) for _ in range(3))
