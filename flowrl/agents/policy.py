@@ -27,6 +27,8 @@ from flowrl.agents.normalizer import Normalizer
 from flowrl.agents.recurrent_stack import RecurrentStack
 from flowrl.errors import UserError
 
+INITIAL_HISTORY = 1024  # steps of history a policy holds before it first grows
+
 
 def check_sampling(cfg: DecisionTransformerConfig, sample: bool) -> None:
     """A UserError when sampled actions are asked of a model with continuous actions."""
@@ -69,12 +71,16 @@ class DecisionTransformerPolicy:
         )
         if self.recurrent and not model.recurrent:
             raise ValueError("recurrent acting needs a model with a recurrent form (flow)")
-        M, T = num_envs, max_steps
-        self.states = torch.zeros(M, T, cfg.state_dim, device=self.device)
-        self.actions = torch.zeros(M, T, cfg.act_dim, device=self.device)
-        self.returns_to_go = torch.zeros(M, T, device=self.device)
-        self.t = torch.zeros(M, dtype=torch.long, device=self.device)
-        self.stack = RecurrentStack(model, M) if self.recurrent else None
+        # the history grows with the longest episode so far, up to max_steps: a horizon of
+        # 10^8 steps costs memory only as far as the episodes go
+        self.max_steps = max_steps
+        T = min(max_steps, INITIAL_HISTORY)
+        self.states = torch.zeros(num_envs, T, cfg.state_dim, device=self.device)
+        self.actions = torch.zeros(num_envs, T, cfg.act_dim, device=self.device)
+        self.returns_to_go = torch.zeros(num_envs, T, device=self.device)
+        self.t = torch.zeros(num_envs, dtype=torch.long, device=self.device)
+        self.t_host = np.zeros(num_envs, dtype=np.int64)  # t, mirrored: no device sync
+        self.stack = RecurrentStack(model, num_envs) if self.recurrent else None
 
     @torch.inference_mode()
     def reset(
@@ -91,6 +97,7 @@ class DecisionTransformerPolicy:
         mask = torch.as_tensor(rows, device=self.device, dtype=torch.bool)
         target = torch.as_tensor(target_returns, device=self.device, dtype=torch.float32)
         self.t[mask] = 0
+        self.t_host[np.asarray(rows, dtype=bool)] = 0
         self.returns_to_go[mask, 0] = self.normalizer.returns(target[mask])
         if self.stack is not None:
             self.stack.reset(mask)
@@ -130,11 +137,23 @@ class DecisionTransformerPolicy:
         rows = torch.arange(reward.shape[0], device=self.device)
         if self.recurrent:
             self._feed("action", self.actions[rows, self.t])
-        nxt = (self.t + 1).clamp(max=self.states.shape[1] - 1)
+        self.t_host = np.minimum(self.t_host + 1, self.max_steps - 1)
+        if self.t_host.max() >= self.states.shape[1]:
+            self._grow()
+        nxt = (self.t + 1).clamp(max=self.max_steps - 1)
         self.returns_to_go[rows, nxt] = self.returns_to_go[rows, self.t] - self.normalizer.returns(
             reward
         )
         self.t = nxt
+
+    def _grow(self) -> None:
+        """Doubles the history's length (at most max_steps), keeping what it holds."""
+        length = min(2 * self.states.shape[1], self.max_steps)
+        for name in ("states", "actions", "returns_to_go"):
+            old = getattr(self, name)
+            new = old.new_zeros(old.shape[0], length, *old.shape[2:])
+            new[:, : old.shape[1]] = old
+            setattr(self, name, new)
 
     def _act_recompute(self, rows: Tensor) -> Tensor:
         """The last `window` steps of each row, right-padded, through the full model."""

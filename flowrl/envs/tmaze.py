@@ -43,9 +43,11 @@ class TMaze(gym.Env):
         flag: bool = False,
         render_mode: str | None = None,
     ) -> None:
-        if not (isinstance(length, int | np.integer) and length >= 1):
+        if isinstance(length, bool) or not (isinstance(length, int | np.integer) and length >= 1):
             raise ValueError(f"T-Maze length must be an integer >= 1, got {length!r}")
-        if not (isinstance(noise_dims, int | np.integer) and noise_dims >= 0):
+        if isinstance(noise_dims, bool) or not (
+            isinstance(noise_dims, int | np.integer) and noise_dims >= 0
+        ):
             raise ValueError(f"noise_dims must be an integer >= 0, got {noise_dims!r}")
         if render_mode not in (None, "ansi"):
             raise ValueError(f"render_mode must be None or 'ansi', got {render_mode!r}")

@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from flowrl.agents.agent import DecisionTransformerAgent
 from flowrl.agents.policy import check_sampling
+from flowrl.envs.make import env_errors
 from flowrl.errors import UserError
 
 
@@ -73,7 +74,7 @@ def make_envs(
     kwargs = dict(env_kwargs or {})
     if render_mode is not None:
         kwargs["render_mode"] = render_mode
-    try:
+    with env_errors(env_id, kwargs):
         return gym.make_vec(
             env_id,
             num_envs=num_envs,
@@ -82,12 +83,6 @@ def make_envs(
             wrappers=list(wrappers) or None,
             **kwargs,
         )
-    except gym.error.Error as err:
-        raise UserError(f"cannot make environment {env_id!r}: {err}") from None
-    except ImportError as err:
-        raise UserError(f"environment {env_id!r} needs a missing package: {err}") from None
-    except (TypeError, ValueError) as err:  # a keyword the env does not take, or a bad value
-        raise UserError(f"cannot make environment {env_id!r} with {kwargs}: {err}") from None
 
 
 def episode_limit(envs: gym.vector.VectorEnv, env_id: str, max_steps: int) -> int:

@@ -4,6 +4,7 @@ from flowrl.ops.flow_attention import (
     FEATURE_MAPS,
     FlowAttentionState,
     PackedSequences,
+    backend_unavailable,
     flow_attention,
     flow_attention_step,
 )
@@ -12,6 +13,7 @@ __all__ = [
     "FEATURE_MAPS",
     "FlowAttentionState",
     "PackedSequences",
+    "backend_unavailable",
     "flow_attention",
     "flow_attention_step",
 ]

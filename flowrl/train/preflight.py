@@ -1,7 +1,8 @@
-"""Checks made before the first training step, so that a run fails in seconds, not hours.
+"""Checks made before the run folder is written, so that a run fails in seconds, not hours.
 
-The evaluation env is made and its spaces compared with the dataset's; actions far outside
-the env's range are reported.
+What the config alone cannot tell: the attention backend runs on this machine's device;
+an episode context holds the data's longest episode; the evaluation env is made and its
+spaces compared with the dataset's (actions far outside the env's range are reported).
 """
 
 from __future__ import annotations
@@ -11,13 +12,40 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+import torch
 
+from flowrl.agents import DecisionTransformerConfig
 from flowrl.data import EpisodeDataset
 from flowrl.envs.make import make_env
 from flowrl.errors import DataWarning, UserError
+from flowrl.ops import backend_unavailable
 
 # An action is "far" outside a Box when it passes a bound by this fraction of the range.
 ACTION_MARGIN = 0.1
+
+
+def check_backend(model: DecisionTransformerConfig, device: torch.device) -> None:
+    """`model.attention_backend` runs on `device` here (e.g. triton needs CUDA)."""
+    reason = backend_unavailable(model.attention_backend, device)
+    if reason is not None:
+        raise UserError(
+            f"model.attention_backend={model.attention_backend} {reason}: "
+            "use model.attention_backend=auto (or parallel, chunked) on this machine"
+        )
+
+
+def check_episode_context(model: DecisionTransformerConfig, dataset: EpisodeDataset) -> None:
+    """In episode mode the context holds whole episodes: none of the data may be longer
+    (a longer one would train on its prefix alone, never on its end)."""
+    if model.context_mode != "episode":
+        return
+    longest = max(len(ep) for ep in dataset.episodes)
+    if longest > model.context_len:
+        raise UserError(
+            f"model.context_len={model.context_len} but dataset {dataset.name!r} has episodes "
+            f"of up to {longest} steps: in episode mode the context holds whole episodes; "
+            f"set model.context_len={longest} (or train in window mode)"
+        )
 
 
 def eval_env_id(dataset: EpisodeDataset, configured: str | None) -> str:

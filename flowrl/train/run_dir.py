@@ -3,7 +3,8 @@
 The lock is an `fcntl.flock` on `run_dir/.lock`, held for the whole run and released by the
 OS when the process ends, however it ends; the file holds the holder's PID for the message
 a second run gets. A new run does not write into a folder that holds an earlier run's
-files: it needs `resume` (continue it) or `overwrite` (empty it first).
+files: it needs `resume` (continue it) or `overwrite` (empty it first); only a run that
+stopped before its first checkpoint (nothing to resume) is started over by a plain run.
 """
 
 from __future__ import annotations
@@ -12,12 +13,14 @@ import contextlib
 import fcntl
 import os
 import shutil
+import warnings
 from pathlib import Path
 
-from flowrl.errors import UserError
+from flowrl.errors import RunWarning, UserError
 from flowrl.train import distributed
 
 LOCK_NAME = ".lock"
+RUN_FILES = ("config.yaml", "metrics.jsonl")  # what a run writes before its first checkpoint
 
 
 def _os_error(what: str, path: Path, err: OSError) -> UserError:
@@ -66,6 +69,15 @@ class RunDir:
 
     def _claim(self, *, resume: bool, overwrite: bool) -> None:
         earlier = self.contents()
+        if earlier and not (resume or overwrite) and never_saved(earlier):
+            names = ", ".join(sorted(p.name for p in earlier))
+            warnings.warn(
+                f"run folder {self.path} holds a run that stopped before its first checkpoint "
+                f"({names}): starting it over",
+                RunWarning,
+                stacklevel=2,
+            )
+            overwrite = True
         if earlier and not (resume or overwrite):
             names = ", ".join(sorted(p.name for p in earlier)[:4])
             raise UserError(
@@ -94,6 +106,23 @@ class RunDir:
                 self.path.rmdir()
         self._lock_file.close()  # closing the file releases the flock
         self._lock_file = None
+
+
+def never_saved(entries: list[Path]) -> bool:
+    """Whether a run folder's entries are those of a run that stopped before it saved a
+    checkpoint: nothing but its config, metrics, TensorBoard events and an empty or
+    temporaries-only checkpoints folder (nothing a user put there, nothing to resume)."""
+    for entry in entries:
+        if entry.name == "checkpoints" and entry.is_dir():
+            if any(not p.name.startswith(".") for p in entry.iterdir()):
+                return False
+        elif not (
+            entry.name in RUN_FILES
+            or entry.name.startswith("events.out.tfevents.")
+            or (entry.name.startswith(".") and entry.name.endswith(".tmp"))
+        ):
+            return False
+    return True
 
 
 def claim_run_dir(path: Path, *, resume: bool, overwrite: bool) -> RunDir | None:

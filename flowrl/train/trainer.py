@@ -79,6 +79,8 @@ class Trainer:
         self.device = resolve_device(cfg.device)
         self.rank, self.world_size = distributed.rank(), distributed.world_size()
         self.is_main = self.rank == 0
+        preflight.check_backend(cfg.model, self.device)
+        preflight.check_episode_context(cfg.model, dataset)
         # the eval env is made and its spaces checked now, not at the first evaluation
         env_id = preflight.eval_env_id(dataset, cfg.eval.env_id)
         distributed.main_verdict(lambda: preflight.check_env(dataset, env_id, cfg.eval.env_kwargs))
@@ -88,7 +90,9 @@ class Trainer:
         self.run_lock = claim_run_dir(self.run_dir, resume=resume, overwrite=overwrite)
         checkpoint = self.run_dir / "checkpoints" / "last.pt"
         if resume and not checkpoint.is_file():
-            raise UserError(f"--resume: no checkpoint at {checkpoint}")
+            raise UserError(
+                f"--resume: no checkpoint at {checkpoint}; run without --resume to start over"
+            )
 
         torch.manual_seed(cfg.seed + self.rank)  # own dropout per rank; DDP copies rank 0's init
         self.dataset_fingerprint = dataset_fingerprint(dataset)

@@ -116,3 +116,18 @@ def test_a_row_acts_the_same_alone_as_in_a_batch():
         runs.append(np.stack(acts, 1))
     np.testing.assert_allclose(runs[0][1:2], runs[1], rtol=1e-5, atol=1e-6)
     assert not np.allclose(runs[0][0], runs[0][1])
+
+
+@pytest.mark.parametrize(("mode", "recurrent"), [("window", False), ("episode", True)])
+def test_the_history_grows_with_the_episodes_not_with_the_horizon(mode, recurrent, monkeypatch):
+    """A horizon of 10^9 steps costs no memory up front (it was M x T x dims floats: 5.7 GB
+    for a T-Maze of 10^8 steps); episodes longer than the first allocation act exactly as
+    with a history sized to them, partial resets included."""
+    monkeypatch.setattr("flowrl.agents.policy.INITIAL_HISTORY", 16)
+    ag = agent(mode, max_timestep=200, context_len=6)
+    huge = ag.policy(3, 10**9, recurrent=recurrent)
+    assert huge.states.shape[1] == 16
+    grown = rollout(huge, 70, 3, resets=(40,))
+    assert 64 < huge.states.shape[1] <= 128  # doubled as the longest episode grew, no more
+    exact = rollout(ag.policy(3, 71, recurrent=recurrent), 70, 3, resets=(40,))
+    np.testing.assert_array_equal(grown, exact)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch
@@ -16,7 +17,7 @@ from flowrl.agents import (
     load_agent,
 )
 from flowrl.cli import main
-from flowrl.envs.make import parse_env_kwargs
+from flowrl.envs.make import check_env_kwarg_types, parse_env_kwargs
 from flowrl.envs.tmaze_policies import TMazeOracle
 from flowrl.errors import UserError
 from flowrl.eval import evaluate
@@ -134,3 +135,29 @@ def test_cli_eval_env_kwargs(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith("flowrl eval: error: cannot make environment 'Pendulum-v1'")
     assert "gravity" in err and "\n" not in err
+
+
+def test_a_key_given_twice_is_an_error():
+    for items in (["length=5,length=7"], ["length=5", "length=7"]):
+        with pytest.raises(UserError, match="length is given twice"):
+            parse_env_kwargs(items)
+
+
+def test_true_or_false_where_the_env_takes_a_number_and_the_other_way_round(tmp_path, capsys):
+    check_env_kwarg_types("flowrl/TMazePassive-v0", {"length": 5, "flag": True, "noise_dims": 0})
+    for kwargs, message in (
+        ({"length": True}, "length=True for flowrl/TMazePassive-v0: expected a number"),
+        ({"flag": 1}, "flag=1 for flowrl/TMazePassive-v0: expected true or false"),
+    ):
+        with pytest.raises(UserError, match=message):
+            check_env_kwarg_types("flowrl/TMazePassive-v0", kwargs)
+    with pytest.raises(ValueError, match="T-Maze length must be an integer"):
+        gym.make("flowrl/TMazePassive-v0", length=True)  # the env's own check, without flowrl
+    # through flowrl eval: one line, before any episode runs
+    path = tmp_path / "agent.pt"
+    agent = make_agent(env_id="flowrl/TMazePassive-v0", env_kwargs={"length": 5})
+    torch.save({"agent": agent.state_dict()}, path)
+    args = ["eval", "--checkpoint", str(path), "--episodes", "1", "--max-steps", "3"]
+    assert main([*args, "--env-kwargs", "length=true"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "length=True" in err and "expected a number" in err and "\n" not in err

@@ -4,12 +4,14 @@ that changed under a resumed run. Real HDF5 files, real Gymnasium envs, real pro
 from __future__ import annotations
 
 import os
+import shutil
 import warnings
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
+import torch
 import yaml
 
 from flowrl.agents.checkpoint import load_checkpoint
@@ -134,3 +136,58 @@ def test_resume_on_a_changed_dataset_stops_unless_allowed(env, tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     state = load_checkpoint(tmp_path / "runs" / "tiny" / "checkpoints" / "last.pt")
     assert state["step"] == 4
+
+
+def clean_env(env: dict[str, str]) -> dict[str, str]:
+    """This machine as a user has it: no Triton interpreter (the kernel tests set it)."""
+    return {k: v for k, v in env.items() if k != "TRITON_INTERPRET"}
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="triton runs here")
+def test_triton_backend_without_cuda_stops_before_the_run_folder(env, tmp_path):
+    data = write_hdf5(tmp_path / "mine.hdf5", obs_dim=3, act_dim=1)
+    cfg = config(tmp_path, data, env_id="Pendulum-v1")
+    done = train(clean_env(env), cfg, "--set", "model.attention_backend=triton")
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert "model.attention_backend=triton runs on CUDA devices only, not on cpu" in done.stderr
+    assert not (tmp_path / "runs").exists()
+    assert train(clean_env(env), cfg).returncode == 0  # the plain rerun trains
+
+
+def test_episode_context_shorter_than_the_episodes_is_refused(env, tmp_path):
+    """Six 20-step episodes: a context of 12 would train on their first 12 steps only."""
+    data = write_hdf5(tmp_path / "mine.hdf5", obs_dim=3, act_dim=1)
+    cfg = config(tmp_path, data, env_id="Pendulum-v1")
+    episode = ["--set", "model.context_mode=episode"]
+    done = train(env, cfg, *episode, "--set", "model.context_len=12")
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "model.context_len=12 but dataset" in done.stderr
+    assert "episodes of up to 20 steps" in done.stderr and "model.context_len=20" in done.stderr
+    assert not (tmp_path / "runs").exists()
+    assert train(env, cfg, *episode, "--set", "model.context_len=20").returncode == 0
+
+
+def test_a_run_that_stopped_before_its_first_checkpoint_is_started_over(env, tmp_path):
+    """What a run leaves when it fails at step 1 (config, metrics, events, an empty
+    checkpoints folder): a plain rerun starts over, saying so; anything else is refused."""
+    data = write_hdf5(tmp_path / "mine.hdf5", obs_dim=3, act_dim=1)
+    cfg = config(tmp_path, data, env_id="Pendulum-v1")
+    run = tmp_path / "runs" / "tiny"
+    (run / "checkpoints").mkdir(parents=True)
+    for name in ("config.yaml", "metrics.jsonl", "events.out.tfevents.1.host.1.0"):
+        (run / name).write_text("from the failed start\n")
+    done = train(env, cfg)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (
+        "stopped before its first checkpoint" in done.stderr and "starting it over" in done.stderr
+    )
+    assert (run / "checkpoints" / "last.pt").is_file()
+    assert "failed start" not in (run / "metrics.jsonl").read_text()
+    (run / "notes.txt").write_text("mine")  # a user's file: never deleted on our own
+    for name in ("checkpoints", "metrics.jsonl"):
+        shutil.rmtree(run / name) if name == "checkpoints" else (run / name).unlink()
+    done = train(env, cfg)
+    assert done.returncode == 2 and "already holds a run" in done.stderr
+    assert (run / "notes.txt").read_text() == "mine"
+    done = train(env, cfg, "--resume")
+    assert done.returncode == 2 and "run without --resume to start over" in done.stderr

@@ -1,7 +1,12 @@
 """Causal Flow-Attention (Flowformer): reference, chunked, parallel, recurrent, fused backends,
 each for every feature map of `FEATURE_MAPS`."""
 
-from flowrl.ops.flow_attention.api import BACKENDS, flow_attention, flow_attention_step
+from flowrl.ops.flow_attention.api import (
+    BACKENDS,
+    backend_unavailable,
+    flow_attention,
+    flow_attention_step,
+)
 from flowrl.ops.flow_attention.feature_maps import FEATURE_MAPS
 from flowrl.ops.flow_attention.state import FlowAttentionState
 from flowrl.ops.flow_attention.varlen import PackedSequences
@@ -11,6 +16,7 @@ __all__ = [
     "FEATURE_MAPS",
     "FlowAttentionState",
     "PackedSequences",
+    "backend_unavailable",
     "flow_attention",
     "flow_attention_step",
 ]

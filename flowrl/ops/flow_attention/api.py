@@ -40,6 +40,21 @@ def _triton_backend() -> Callable | None:
     return triton_flow_attention
 
 
+def backend_unavailable(backend: str, device: torch.device) -> str | None:
+    """Why `backend` cannot run on `device` on this machine, or None when it can. "triton"
+    needs the `triton` package and a CUDA device (or TRITON_INTERPRET=1, the CPU
+    interpreter, set before flowrl is imported); the others run everywhere."""
+    if backend != "triton":
+        return None
+    if _triton_backend() is None:
+        return "needs the `triton` package, which this Python cannot import"
+    from flowrl.ops.flow_attention.triton_kernels import INTERPRET
+
+    if device.type != "cuda" and not INTERPRET:
+        return f"runs on CUDA devices only, not on {device.type}"
+    return None
+
+
 def resolve_backend(backend: str, device: torch.device) -> Callable:
     if backend not in BACKENDS:
         raise ValueError(f"backend={backend!r}: expected one of {', '.join(BACKENDS)}")
