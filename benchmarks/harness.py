@@ -22,18 +22,23 @@ DOCS = ROOT / "docs"
 
 
 def add_common_args(
-    parser: argparse.ArgumentParser, committed: Sequence[Path], *, quick: bool = True
+    parser: argparse.ArgumentParser,
+    committed: Sequence[Path],
+    *,
+    quick: bool = True,
+    out: Path = DEFAULT_OUT,
 ) -> None:
-    """--smoke, --quick (where the script has that profile), --out and --update-committed;
-    `committed` lists the repository files that --update-committed overwrites."""
+    """--smoke, --quick (where the script has that profile), --out (default `out`) and,
+    where the script has `committed` files in the repository, --update-committed."""
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, every case, seconds")
     if quick:
         parser.add_argument("--quick", action="store_true", help="smaller sizes, short budgets")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="folder for the results")
-    names = ", ".join(str(p.relative_to(ROOT)) for p in committed)
-    parser.add_argument(
-        "--update-committed", action="store_true", help=f"also overwrite {names or 'nothing'}"
-    )
+    parser.add_argument("--out", type=Path, default=out, help=f"folder for the results ({out})")
+    if committed:
+        names = ", ".join(str(p.relative_to(ROOT)) for p in committed)
+        parser.add_argument(
+            "--update-committed", action="store_true", help=f"also overwrite {names}"
+        )
 
 
 def resolve_profile(
@@ -43,7 +48,7 @@ def resolve_profile(
     quick = getattr(args, "quick", False)
     if args.smoke and quick:
         parser.error("--smoke and --quick are two profiles: give one")
-    if args.smoke and args.update_committed:
+    if args.smoke and getattr(args, "update_committed", False):
         parser.error("--update-committed with --smoke would commit toy numbers")
     args.profile = "smoke" if args.smoke else "quick" if quick else "full"
     for key, value in profiles[args.profile].items():

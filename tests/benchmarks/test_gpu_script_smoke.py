@@ -12,13 +12,13 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.benchmarks.smoke import ROOT, committed_files
 
 
 def test_smoke_run_writes_every_section(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    before = committed_files()
     done = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "gpu.py"), "--smoke", "--out", str(tmp_path)],
         cwd=ROOT,
@@ -28,9 +28,13 @@ def test_smoke_run_writes_every_section(tmp_path):
         timeout=300,
     )
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    assert committed_files() == before, "--smoke changed a committed result"
     doc = json.loads((tmp_path / "gpu.json").read_text())
     assert doc["finished"] and doc["exit_code"] == 0
-    assert doc["meta"]["command"] and doc["meta"]["cpu"] and doc["meta"]["torch"]
+    meta = doc["meta"]
+    assert meta["argv"][1:] == ["--smoke", "--out", str(tmp_path)] and "gpu.py" in meta["command"]
+    assert meta["cpu"] and meta["logical_cores"] >= 1 and meta["torch_threads"] == 1
+    assert meta["torch"] and meta["device"].startswith("cpu")
 
     assert doc["checks"] and all(c["status"] == "PASS" and c["passed"] for c in doc["checks"])
 
