@@ -71,7 +71,7 @@ def publish(
     """With --update-committed, copies each written file whose name `committed` maps to a
     repository path onto that path. Prints and returns every file written."""
     paths = list(written)
-    if args.update_committed:
+    if getattr(args, "update_committed", False):
         for path in written:
             target = committed.get(path.name)
             if target is not None:

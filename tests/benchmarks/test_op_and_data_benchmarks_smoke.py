@@ -1,6 +1,6 @@
-"""--smoke of the CPU benchmarks of the op, the samplers and the evaluator: each script still
-runs end to end with every case, writes its JSON under --out with the machine and the
-command, and leaves the committed results alone."""
+"""--smoke of the CPU benchmarks of the op, the samplers, the evaluator and the T-Maze probe:
+each script still runs end to end with every case, writes its JSON under --out with the
+machine and the command, and leaves the committed results alone."""
 
 from __future__ import annotations
 
@@ -50,3 +50,12 @@ def test_evaluation_smoke(tmp_path):
         f"M{large}_{mode}_{name}" for mode in ("sync", "async")
         for name in ("serial_bound", "evaluator_over_bound")
     } | {f"M{small}_{mode}_evaluator_over_peer" for mode in ("sync", "async")}  # fmt: skip
+
+
+def test_tmaze_probe_smoke(tmp_path):
+    doc, _ = run_smoke("tmaze_probe.py", tmp_path, "tmaze_probe.json")
+    runs = {(r["run"], r["length"]) for r in doc["rows"]}
+    assert runs == {
+        (f"passive-L6-{kind}-episode/seed-0", L) for kind in ("flow", "flow-relu") for L in (6, 12)
+    }
+    assert all("up" in r and "down" in r for r in doc["rows"])

@@ -3,6 +3,7 @@ each for every feature map of `FEATURE_MAPS`."""
 
 from flowrl.ops.flow_attention.api import BACKENDS, flow_attention, flow_attention_step
 from flowrl.ops.flow_attention.feature_maps import FEATURE_MAPS
+from flowrl.ops.flow_attention.readings import FlowGateReadings, flow_attention_gates
 from flowrl.ops.flow_attention.state import FlowAttentionState
 from flowrl.ops.flow_attention.varlen import PackedSequences
 
@@ -10,7 +11,9 @@ __all__ = [
     "BACKENDS",
     "FEATURE_MAPS",
     "FlowAttentionState",
+    "FlowGateReadings",
     "PackedSequences",
     "flow_attention",
+    "flow_attention_gates",
     "flow_attention_step",
 ]
