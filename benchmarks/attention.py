@@ -24,7 +24,8 @@ import sys
 import time
 
 from harness import RESULTS, add_common_args, publish, resolve_profile, write_json
-from hostinfo import machine, machine_line
+
+from flowrl.experiments.hostinfo import machine, machine_line
 
 JSON_NAME = "attention_cpu.json"
 COMMITTED = {JSON_NAME: RESULTS / JSON_NAME}

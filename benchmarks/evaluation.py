@@ -29,7 +29,6 @@ import gymnasium as gym
 import numpy as np
 import torch
 from harness import RESULTS, add_common_args, publish, resolve_profile, write_json
-from hostinfo import machine, machine_line
 
 from flowrl.agents import (
     DecisionTransformer,
@@ -39,6 +38,7 @@ from flowrl.agents import (
 )
 from flowrl.eval import evaluate
 from flowrl.eval.rollout import make_envs
+from flowrl.experiments.hostinfo import machine, machine_line
 
 JSON_NAME = "evaluation_cpu.json"
 COMMITTED = {JSON_NAME: RESULTS / JSON_NAME}

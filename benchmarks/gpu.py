@@ -59,8 +59,9 @@ from pathlib import Path
 
 import torch
 from harness import DEFAULT_OUT, ROOT, add_common_args, resolve_profile
-from hostinfo import machine
 from synthetic import ACT, OBS, synthetic_dataset
+
+from flowrl.experiments.hostinfo import machine
 
 CHECK_FILES = ("tests/test_ops_triton.py", "tests/test_ops_relu_numerics.py")
 MODES = ("fwd", "fwd+bwd")

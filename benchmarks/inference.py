@@ -35,7 +35,6 @@ import time
 import numpy as np
 import torch
 from harness import RESULTS, add_common_args, publish, resolve_profile, write_json
-from hostinfo import machine, machine_line
 
 from flowrl.agents import (
     DecisionTransformer,
@@ -46,6 +45,7 @@ from flowrl.agents import (
 from flowrl.agents.decision_transformer import DecisionTransformer as Model
 from flowrl.agents.recurrent_stack import RecurrentStack
 from flowrl.eval import evaluate
+from flowrl.experiments.hostinfo import machine, machine_line
 
 JSON_NAME = "inference_cpu.json"
 COMMITTED = {JSON_NAME: RESULTS / JSON_NAME}

@@ -21,8 +21,8 @@ import time
 
 import torch
 from harness import RESULTS, add_common_args, publish, resolve_profile, write_json
-from hostinfo import machine
 
+from flowrl.experiments.hostinfo import machine
 from flowrl.ops.flow_attention.api import block_size_for, parallel_by_length
 from flowrl.ops.flow_attention.chunked_torch import chunk_flow_attention
 from flowrl.ops.flow_attention.parallel import parallel_flow_attention

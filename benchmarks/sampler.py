@@ -20,11 +20,11 @@ import time
 from collections.abc import Callable
 
 from harness import RESULTS, ROOT, add_common_args, publish, resolve_profile, write_json
-from hostinfo import machine
 from synthetic import synthetic_dataset
 
 from flowrl.data import EpisodeDataset, EpisodeSampler, WindowSampler, load_dataset
 from flowrl.errors import UserError
+from flowrl.experiments.hostinfo import machine
 
 JSON_NAME = "sampler.json"
 COMMITTED = {JSON_NAME: RESULTS / JSON_NAME}

@@ -21,7 +21,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from harness import add_common_args, publish, resolve_profile, write_json
-from hostinfo import machine
 
 from flowrl.agents import (
     DecisionTransformer,
@@ -30,6 +29,7 @@ from flowrl.agents import (
     Normalizer,
 )
 from flowrl.eval.tmaze_probe import probe_sweep
+from flowrl.experiments.hostinfo import machine
 
 JSON_NAME = "tmaze_probe.json"
 PROFILES = {"full": {"factors": [1, 2, 5, 10]}, "smoke": {"factors": [1, 2]}}

@@ -44,8 +44,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from harness import DOCS, RESULTS, add_common_args, publish, resolve_profile, write_json
-from hostinfo import machine, machine_line
 from synthetic import synthetic_dataset
+
+from flowrl.experiments.hostinfo import machine, machine_line
 
 JSON_NAME, PLOT_NAME = "training_cpu.json", "training_speed.png"
 COMMITTED = {JSON_NAME: RESULTS / JSON_NAME, PLOT_NAME: DOCS / PLOT_NAME}
