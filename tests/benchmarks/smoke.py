@@ -20,23 +20,23 @@ def committed_files() -> dict[Path, bytes]:
     return {p: p.read_bytes() for p in paths}
 
 
+def run_checked(cmd: list[str], env: dict[str, str], timeout: float) -> str:
+    """Runs `cmd` from the repository root; asserts exit code 0 and that the committed
+    results and figures are unchanged; returns its stdout."""
+    before = committed_files()
+    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    assert committed_files() == before, "a smoke run changed a committed result"
+    return done.stdout
+
+
 def run_smoke(
     script: str, out: Path, json_name: str, *extra: str, timeout: float = 180
 ) -> tuple[dict, str]:
     """Runs the script's smoke profile into `out`; returns its JSON and its stdout."""
-    before = committed_files()
     argv = ["--smoke", "--out", str(out), *extra]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / script), *argv],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
-    assert committed_files() == before, "--smoke changed a committed result"
+    stdout = run_checked([sys.executable, str(ROOT / "benchmarks" / script), *argv], env, timeout)
     doc = json.loads((out / json_name).read_text())
     info = doc["machine"]
     assert info["cpu"] and info["logical_cores"] >= 1 and info["torch_threads"] >= 1
@@ -44,4 +44,4 @@ def run_smoke(
     assert info["argv"][1:] == argv
     assert script in info["command"] and "--smoke" in info["command"]
     assert doc["config"]["profile"] == "smoke"
-    return doc, done.stdout
+    return doc, stdout

@@ -10,25 +10,15 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import subprocess
 import sys
 
-from tests.benchmarks.smoke import ROOT, committed_files
+from tests.benchmarks.smoke import ROOT, run_checked
 
 
 def test_smoke_run_writes_every_section(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    before = committed_files()
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "gpu.py"), "--smoke", "--out", str(tmp_path)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
-    assert committed_files() == before, "--smoke changed a committed result"
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "gpu.py"), "--smoke", "--out", str(tmp_path)]
+    stdout = run_checked(cmd, env, timeout=300)
     doc = json.loads((tmp_path / "gpu.json").read_text())
     assert doc["finished"] and doc["exit_code"] == 0
     meta = doc["meta"]
@@ -57,6 +47,4 @@ def test_smoke_run_writes_every_section(tmp_path):
     table = (tmp_path / "table.txt").read_text()
     for heading in ("CHECKS", "KERNELS", "DECISION TRANSFORMER", "RESULT: OK"):
         assert heading in table
-    assert done.stdout.rstrip().endswith(
-        f"wrote {tmp_path / 'gpu.json'} and {tmp_path / 'table.txt'}"
-    )
+    assert stdout.rstrip().endswith(f"wrote {tmp_path / 'gpu.json'} and {tmp_path / 'table.txt'}")
