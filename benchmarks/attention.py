@@ -4,25 +4,37 @@ Backends: naive, chunked and parallel Flow-Attention, and softmax (PyTorch SDPA)
 
 Every case (backend, length, forward or forward+backward) runs in its own subprocess so
 that its peak resident memory (ru_maxrss above the inputs' baseline) is its own. Prints a
-table with ratios to the chunked backend and writes JSON to benchmarks/results/.
+table with ratios to the chunked backend and writes attention_cpu.json to --out (default
+benchmarks/out/); the committed benchmarks/results/attention_cpu.json changes only with
+--update-committed.
 
-    python benchmarks/attention.py                  # B=4 H=4 d=m=64, L = 256 .. 16K
-    python benchmarks/attention.py --quick          # a few seconds
+    python benchmarks/attention.py                      # B=4 H=4 d=m=64, L = 256 .. 16K
+    python benchmarks/attention.py --quick              # L = 256, 1024: a few seconds
+    python benchmarks/attention.py --smoke --out /tmp/a  # every case at L = 64, seconds
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import platform
 import resource
 import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-RESULTS = Path(__file__).parent / "results"
+from harness import RESULTS, add_common_args, publish, resolve_profile, write_json
+
+from flowrl.experiments.hostinfo import machine, machine_line
+
+JSON_NAME = "attention_cpu.json"
+COMMITTED = {JSON_NAME: RESULTS / JSON_NAME}
+PROFILES = {
+    "full": {"lengths": [256, 1024, 4096, 16384], "batch": 4, "heads": 4, "dim": 64,
+             "min_time": 1.0},
+    "quick": {"lengths": [256, 1024], "batch": 2, "heads": 2, "dim": 64, "min_time": 0.2},
+    "smoke": {"lengths": [64], "batch": 1, "heads": 2, "dim": 8, "min_time": 0.0},
+}  # fmt: skip
 BACKENDS = ("naive", "chunked", "parallel", "softmax")
 MODES = ("fwd", "fwd+bwd")
 
@@ -79,36 +91,36 @@ def estimated_cost(backend: str, L: int, B: int, H: int, d: int) -> tuple[float,
     return 16 * 4 * B * H * L * d, B * H * L * (4 * 64 * d + 4 * d * d)
 
 
-def main() -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--lengths", type=int, nargs="+", default=[256, 1024, 4096, 16384])
-    parser.add_argument("--batch", type=int, default=4)
-    parser.add_argument("--heads", type=int, default=4)
-    parser.add_argument("--dim", type=int, default=64)
+    parser.add_argument("--lengths", type=int, nargs="+", help="L (256 1024 4096 16384)")
+    parser.add_argument("--batch", type=int, help="B (4)")
+    parser.add_argument("--heads", type=int, help="H (4)")
+    parser.add_argument("--dim", type=int, help="d = m (64)")
     parser.add_argument("--memory-cap-gb", type=float, default=8.0)
     parser.add_argument("--max-gflop", type=float, default=400.0, help="skip longer cases")
-    parser.add_argument("--min-time", type=float, default=1.0, help="seconds of repeats a case")
-    parser.add_argument("--quick", action="store_true", help="small sizes, a few seconds")
-    parser.add_argument("--out", type=Path, default=RESULTS / "attention_cpu.json")
+    parser.add_argument("--min-time", type=float, help="seconds of repeats a case (1)")
     parser.add_argument(
         "--worker", nargs=3, metavar=("BACKEND", "L", "MODE"), help=argparse.SUPPRESS
     )
-    args = parser.parse_args()
-    if args.quick:
-        args.lengths, args.batch, args.heads, args.min_time = [256, 1024], 2, 2, 0.2
-        args.out = RESULTS / "attention_cpu_quick.json"
-    B, H, d = args.batch, args.heads, args.dim
+    add_common_args(parser, list(COMMITTED.values()))
+    return resolve_profile(parser, parser.parse_args(argv), PROFILES)
 
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    B, H, d = args.batch, args.heads, args.dim
     if args.worker:
         backend, L, mode = args.worker[0], int(args.worker[1]), args.worker[2]
         print(json.dumps(run_case(backend, L, mode, B, H, d, args.min_time)))
-        return
+        return 0
 
     from tqdm import tqdm
 
     cases = [(b, L, mode) for L in args.lengths for b in BACKENDS for mode in MODES]
     rows: list[dict] = []
-    for backend, L, mode in tqdm(cases, desc="attention cases", unit="case"):
+    info = machine()
+    for backend, L, mode in tqdm(cases, desc="attention cases", unit="case", disable=args.smoke):
         nbytes, flops = estimated_cost(backend, L, B, H, d)
         row = {"backend": backend, "L": L, "mode": mode}
         if (
@@ -130,7 +142,7 @@ def main() -> None:
         ]
         done = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if done.returncode != 0:
-            rows.append({**row, "skipped": f"failed: {done.stderr.strip().splitlines()[-1:]}"})
+            rows.append({**row, "error": done.stderr.strip()[-2000:]})
             continue
         rows.append({**row, **json.loads(done.stdout)})
 
@@ -142,7 +154,7 @@ def main() -> None:
     )
     header += " | " + " | ".join(f"{b}/chunk time  mem" for b in BACKENDS if b != "chunked")
     lines = [
-        f"CPU attention, B={B} H={H} d=m={d} fp32, {platform.processor() or platform.machine()}",
+        f"CPU attention, B={B} H={H} d=m={d} fp32; machine: {machine_line(info)}",
         header,
     ]
     for L in args.lengths:
@@ -165,13 +177,14 @@ def main() -> None:
                     else:
                         ratios.append(f"{'-':>11} {'-':>6}")
             lines.append(f"{L:>6} {mode:>8} | " + " ".join(cells) + " | " + "       ".join(ratios))
-    print("\n".join(lines))
-
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    meta = {"device": "cpu", "machine": platform.machine(), "batch": B, "heads": H, "dim": d}
-    args.out.write_text(json.dumps({"config": meta, "results": rows}, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    text = "\n".join(lines)
+    print(text)
+    config = {"profile": args.profile, "batch": B, "heads": H, "dim": d, "dtype": "fp32",
+              "min_time_s": args.min_time}  # fmt: skip
+    payload = {"machine": info, "config": config, "results": rows, "table": text}
+    publish(args, [write_json(args, JSON_NAME, payload)], COMMITTED)
+    return 1 if any("error" in r for r in rows) else 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -10,24 +10,25 @@ not depend on the weights. Measured side by side in one process, one torch threa
 - the flowrl evaluator (recurrent flow agent) at M = 10 and M = 64, sync vector env, and
   with `--async-envs` also Gymnasium's AsyncVectorEnv (worker processes).
 
-For M = 64 it prints the bound of a serial loop made of the two parts run alone,
-1 / (1/env + 1/policy). Writes benchmarks/results/evaluation_cpu.json.
+For the largest M it prints the bound of a serial loop made of the two parts run alone,
+1 / (1/env + 1/policy). Writes evaluation_cpu.json to --out (default benchmarks/out/); the
+committed benchmarks/results/evaluation_cpu.json changes only with --update-committed.
 
     python benchmarks/evaluation.py [--quick] [--async-envs]
+    python benchmarks/evaluation.py --smoke --out /tmp/e   # seconds: M = 2, 3, 20-step episodes
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
+import sys
 import time
-from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
 import torch
+from harness import RESULTS, add_common_args, publish, resolve_profile, write_json
 
 from flowrl.agents import (
     DecisionTransformer,
@@ -37,12 +38,19 @@ from flowrl.agents import (
 )
 from flowrl.eval import evaluate
 from flowrl.eval.rollout import make_envs
+from flowrl.experiments.hostinfo import machine, machine_line
 
-ROOT = Path(__file__).resolve().parents[1]
+JSON_NAME = "evaluation_cpu.json"
+COMMITTED = {JSON_NAME: RESULTS / JSON_NAME}
 ENV = "HalfCheetah-v5"
 OBS, ACT = 17, 6
-STEPS = 300
 TARGET = 6000.0
+# rounds: episodes per env slot; peer_episodes: the single-env peer loop's episodes
+PROFILES = {
+    "full": {"num_envs": [10, 64], "steps": 300, "rounds": 2, "peer_episodes": 4},
+    "quick": {"num_envs": [10, 64], "steps": 300, "rounds": 1, "peer_episodes": 2},
+    "smoke": {"num_envs": [2, 3], "steps": 20, "rounds": 1, "peer_episodes": 1},
+}
 
 
 def make_agent(attention: str, mode: str) -> DecisionTransformerAgent:
@@ -58,50 +66,50 @@ def make_agent(attention: str, mode: str) -> DecisionTransformerAgent:
     )
 
 
-def env_only(num_envs: int, episodes: int, vectorization: str) -> float:
-    """Env steps/s of the vector env alone, 300-step episodes of random actions."""
+def env_only(num_envs: int, episodes: int, steps: int, vectorization: str) -> float:
+    """Env steps/s of the vector env alone, `steps`-step episodes of random actions."""
     rng = np.random.default_rng(0)
-    actions = rng.uniform(-1, 1, size=(STEPS, num_envs, ACT)).astype(np.float32)
+    actions = rng.uniform(-1, 1, size=(steps, num_envs, ACT)).astype(np.float32)
     envs = make_envs(ENV, num_envs, vectorization=vectorization)
     try:
         envs.reset(seed=0)
         start = time.perf_counter()
         for _ in range(episodes):
             envs.reset(options={"reset_mask": np.ones(num_envs, bool)})
-            for t in range(STEPS):
+            for t in range(steps):
                 envs.step(actions[t])
-        return episodes * STEPS * num_envs / (time.perf_counter() - start)
+        return episodes * steps * num_envs / (time.perf_counter() - start)
     finally:
         envs.close()
 
 
-def policy_only(agent: DecisionTransformerAgent, num_envs: int) -> float:
+def policy_only(agent: DecisionTransformerAgent, num_envs: int, steps: int) -> float:
     """Env steps/s of the batched recurrent policy alone (act + observe, no env)."""
     rng = np.random.default_rng(0)
-    obs = rng.normal(size=(STEPS, num_envs, OBS)).astype(np.float32)
-    policy = agent.policy(num_envs, STEPS + 1, recurrent=True)
+    obs = rng.normal(size=(steps, num_envs, OBS)).astype(np.float32)
+    policy = agent.policy(num_envs, steps + 1, recurrent=True)
     policy.reset(np.ones(num_envs, bool), np.full(num_envs, TARGET))
     start = time.perf_counter()
-    for t in range(STEPS):
+    for t in range(steps):
         policy.act(obs[t])
         policy.observe(np.ones(num_envs))
-    return STEPS * num_envs / (time.perf_counter() - start)
+    return steps * num_envs / (time.perf_counter() - start)
 
 
 @torch.no_grad()
-def peer_loop(model: DecisionTransformer, episodes: int) -> float:
+def peer_loop(model: DecisionTransformer, episodes: int, length: int) -> float:
     """One env; each step recomputes the K = 20 window with the softmax model (plain PyTorch)."""
     K = model.cfg.context_len
-    env = gym.make(ENV, max_episode_steps=STEPS)
+    env = gym.make(ENV, max_episode_steps=length)
     steps = 0
     start = time.perf_counter()
     for ep in range(episodes):
         obs, _ = env.reset(seed=ep)
-        states = torch.zeros(1, STEPS, OBS)
-        actions = torch.zeros(1, STEPS, ACT)
-        rtg = torch.zeros(1, STEPS)
+        states = torch.zeros(1, length, OBS)
+        actions = torch.zeros(1, length, ACT)
+        rtg = torch.zeros(1, length)
         return_to_go = TARGET
-        for t in range(STEPS):
+        for t in range(length):
             states[0, t] = torch.as_tensor(obs)
             rtg[0, t] = return_to_go / 1000.0
             lo = max(0, t + 1 - K)
@@ -120,70 +128,75 @@ def peer_loop(model: DecisionTransformer, episodes: int) -> float:
 
 
 def evaluator(
-    agent: DecisionTransformerAgent, num_envs: int, episodes: int, vectorization: str
+    agent: DecisionTransformerAgent, num_envs: int, episodes: int, steps: int, vectorization: str
 ) -> float:
+    """Env steps/s of `flowrl.eval.evaluate`: `episodes` episodes on `num_envs` envs."""
     start = time.perf_counter()
     (result,) = evaluate(
         agent,
         target_returns=[TARGET],
         episodes=episodes,
         num_envs=num_envs,
-        max_steps=STEPS,
+        max_steps=steps,
         vectorization=vectorization,
     )
     return float(result.lengths.sum()) / (time.perf_counter() - start)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer episodes")
-    parser.add_argument("--async-envs", action="store_true", help="also AsyncVectorEnv")
-    args = parser.parse_args()
-    torch.set_num_threads(1)
-    rounds = 1 if args.quick else 2  # episodes per env slot
+def measure(args: argparse.Namespace, modes: list[str]) -> tuple[dict, dict]:
+    """Env steps/s of every part, and the checks: the evaluator against the serial bound
+    at the largest M and against the peer loop at the smallest."""
     flow = make_agent("flow", "episode")
     peer = make_agent("softmax", "window").model
-
-    modes = ["sync", "async"] if args.async_envs else ["sync"]
     rows: dict[str, float] = {}
-    rows["peer_single_env_K20_recompute"] = peer_loop(peer, 2 if args.quick else 4)
-    for M in (10, 64):
-        rows[f"policy_only_M{M}"] = policy_only(flow, M)
+    rows["peer_single_env_K20_recompute"] = peer_loop(peer, args.peer_episodes, args.steps)
+    for M in args.num_envs:
+        rows[f"policy_only_M{M}"] = policy_only(flow, M, args.steps)
         for mode in modes:
-            rows[f"env_only_M{M}_{mode}"] = env_only(M, rounds, mode)
-            rows[f"evaluator_M{M}_{mode}"] = evaluator(flow, M, rounds * M, mode)
+            rows[f"env_only_M{M}_{mode}"] = env_only(M, args.rounds, args.steps, mode)
+            rows[f"evaluator_M{M}_{mode}"] = evaluator(flow, M, args.rounds * M, args.steps, mode)
+    small, large = min(args.num_envs), max(args.num_envs)
     checks = {}
     for mode in modes:
-        env, pol = rows[f"env_only_M64_{mode}"], rows["policy_only_M64"]
+        env, pol = rows[f"env_only_M{large}_{mode}"], rows[f"policy_only_M{large}"]
         bound = 1.0 / (1.0 / env + 1.0 / pol)
-        checks[f"M64_{mode}_serial_bound"] = bound
-        checks[f"M64_{mode}_evaluator_over_bound"] = rows[f"evaluator_M64_{mode}"] / bound
-        checks[f"M10_{mode}_evaluator_over_peer"] = (
-            rows[f"evaluator_M10_{mode}"] / rows["peer_single_env_K20_recompute"]
+        checks[f"M{large}_{mode}_serial_bound"] = bound
+        checks[f"M{large}_{mode}_evaluator_over_bound"] = rows[f"evaluator_M{large}_{mode}"] / bound
+        checks[f"M{small}_{mode}_evaluator_over_peer"] = (
+            rows[f"evaluator_M{small}_{mode}"] / rows["peer_single_env_K20_recompute"]
         )
+    return rows, checks
 
-    print(f"{ENV}, {STEPS}-step episodes, env steps/s (1 torch thread, {os.cpu_count()} cores)")
-    for name, value in rows.items():
-        print(f"  {name:<34} {value:9.0f}")
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--async-envs", action="store_true", help="also AsyncVectorEnv")
+    parser.add_argument("--num-envs", type=int, nargs="+", help="M (10 64)")
+    add_common_args(parser, list(COMMITTED.values()))
+    return resolve_profile(parser, parser.parse_args(argv), PROFILES)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    torch.set_num_threads(1)
+    info = machine()
+    modes = ["sync", "async"] if args.async_envs else ["sync"]
+    rows, checks = measure(args, modes)
+    lines = [f"{ENV}, {args.steps}-step episodes, env steps/s; machine: {machine_line(info)}"]
+    lines += [f"  {name:<34} {value:9.0f}" for name, value in rows.items()]
     for name, value in checks.items():
         unit = "x" if "over" in name else " env steps/s"
-        print(f"  {name:<34} {value:9.2f}{unit}")
-
-    out = ROOT / "benchmarks" / "results" / "evaluation_cpu.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    meta = {
-        "machine": platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "gymnasium": gym.__version__,
-        "load_average_at_end": os.getloadavg(),
-        "quick": args.quick,
-    }
-    payload = {"meta": meta, "env_steps_per_s": rows, "checks": checks}
-    out.write_text(json.dumps(payload, indent=2) + "\n")
-    print(f"wrote {out.relative_to(ROOT)}")
+        lines.append(f"  {name:<34} {value:9.2f}{unit}")
+    text = "\n".join(lines)
+    print(text)
+    info["load_average_at_end"] = list(os.getloadavg())
+    config = {"profile": args.profile, "env": ENV, "gymnasium": gym.__version__, "modes": modes,
+              **{key: getattr(args, key) for key in PROFILES["full"]}}  # fmt: skip
+    payload = {"machine": info, "config": config, "env_steps_per_s": rows, "checks": checks,
+               "table": text}  # fmt: skip
+    publish(args, [write_json(args, JSON_NAME, payload)], COMMITTED)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

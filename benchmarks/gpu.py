@@ -45,7 +45,6 @@ import contextlib
 import gc
 import json
 import os
-import platform
 import shlex
 import signal
 import statistics
@@ -59,12 +58,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
-from hostinfo import cpu_name
+from harness import DEFAULT_OUT, ROOT, add_common_args, resolve_profile
 from synthetic import ACT, OBS, synthetic_dataset
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.append(str(ROOT))  # flowrl from this checkout where it is not installed (a bare GPU box)
-DEFAULT_OUT = ROOT / "benchmarks" / "out" / "gpu"
+from flowrl.experiments.hostinfo import machine
+
 CHECK_FILES = ("tests/ops/test_triton.py", "tests/ops/test_relu_numerics.py")
 MODES = ("fwd", "fwd+bwd")
 BACKENDS = ("triton", "chunked", "sdpa")
@@ -138,17 +136,13 @@ class Report:
 
 
 def run_info(args: argparse.Namespace) -> dict:
-    """Where and how this ran: device, versions, CPU, the exact command."""
+    """Where and how this ran: the machine and the exact command (`hostinfo.machine`), the
+    device, versions, the git commit."""
     info: dict = {
-        "command": shlex.join([sys.executable, *sys.argv]),
+        **machine(),
         "cwd": os.getcwd(),
         "started_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "smoke": args.smoke,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "cpu": cpu_name(),
-        "cpu_count": os.cpu_count(),
-        "torch": torch.__version__,
         "cuda": torch.version.cuda,
         "triton_interpret": os.environ.get("TRITON_INTERPRET"),
         "settings": {k: v for k, v in vars(args).items() if k != "out"},
@@ -756,8 +750,6 @@ def outcome(doc: dict) -> tuple[int, str]:
 # ------------------------------------------------------------------------------ main
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="folder for gpu.json etc.")
-    parser.add_argument("--smoke", action="store_true", help="CPU, tiny shapes, seconds")
     parser.add_argument("--budget", type=float, default=540.0, help="seconds for the whole run")
     parser.add_argument("--lengths", type=int, nargs="+")
     parser.add_argument("--dtypes", nargs="+", choices=["bf16", "fp16", "fp32"])
@@ -772,11 +764,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--skip-checks", action="store_true")
     parser.add_argument("--skip-kernels", action="store_true")
     parser.add_argument("--skip-dt", action="store_true")
-    args = parser.parse_args(argv)
-    for key, value in PROFILES["smoke" if args.smoke else "full"].items():
-        if getattr(args, key, None) is None:
-            setattr(args, key, value)
-    return args
+    add_common_args(parser, [], quick=False, out=DEFAULT_OUT / "gpu")
+    return resolve_profile(parser, parser.parse_args(argv), PROFILES)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -27,17 +27,14 @@ committed benchmarks/results/inference_cpu.json changes only with --update-commi
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import shutil
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
-from hostinfo import machine, machine_line
+from harness import RESULTS, add_common_args, publish, resolve_profile, write_json
 
 from flowrl.agents import (
     DecisionTransformer,
@@ -48,11 +45,10 @@ from flowrl.agents import (
 from flowrl.agents.decision_transformer import DecisionTransformer as Model
 from flowrl.agents.recurrent_stack import RecurrentStack
 from flowrl.eval import evaluate
+from flowrl.experiments.hostinfo import machine, machine_line
 
-ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_OUT = ROOT / "benchmarks" / "out"
-COMMITTED_JSON = ROOT / "benchmarks" / "results" / "inference_cpu.json"
 JSON_NAME = "inference_cpu.json"
+COMMITTED = {JSON_NAME: RESULTS / JSON_NAME}
 OBS, ACT = 11, 3
 KINDS = {"flow": "sigmoid", "flow-relu": "relu"}  # attention kind -> its feature map
 TOLERANCE = 0.10  # relu within 10% of sigmoid
@@ -313,29 +309,14 @@ def latency_table(rows: list[dict], summaries: list[dict]) -> tuple[str, dict]:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="10 episodes, fewer repeats")
-    parser.add_argument("--smoke", action="store_true", help="tiny sizes, every case, seconds")
     parser.add_argument("--episodes", type=int, help="evaluation episodes (default 100)")
     parser.add_argument("--reps", type=int, help="timed steps per point (default 20)")
     parser.add_argument("--tokens", type=int, nargs="+", help="context lengths (tokens)")
     parser.add_argument("--batches", type=int, nargs="+", help="batch sizes (1 10 64)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--latency-only", action="store_true", help="skip the evaluations")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"folder for {JSON_NAME}")
-    parser.add_argument(
-        "--update-committed",
-        action="store_true",
-        help="also write benchmarks/results/inference_cpu.json",
-    )
-    args = parser.parse_args(argv)
-    if args.smoke and args.quick:
-        parser.error("--smoke and --quick are two profiles: give one")
-    if args.smoke and args.update_committed:
-        parser.error("--update-committed with --smoke would commit toy numbers")
-    args.profile = "smoke" if args.smoke else "quick" if args.quick else "full"
-    for key, value in PROFILES[args.profile].items():
-        if getattr(args, key, None) is None:
-            setattr(args, key, value)
+    add_common_args(parser, list(COMMITTED.values()))
+    args = resolve_profile(parser, parser.parse_args(argv), PROFILES)
     if 30 not in args.tokens:
         print("note: without 30 in --tokens the context-length checks are skipped")
     return args
@@ -390,15 +371,7 @@ def main(argv: list[str] | None = None) -> int:
         "evaluation": evals,
         "table": f"machine: {machine_line(info)}\n{text}",
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    out = args.out / JSON_NAME
-    out.write_text(json.dumps(payload, indent=2) + "\n")
-    written = [out]
-    if args.update_committed:
-        COMMITTED_JSON.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(out, COMMITTED_JSON)
-        written.append(COMMITTED_JSON)
-    print("wrote " + ", ".join(str(p) for p in written))
+    publish(args, [write_json(args, JSON_NAME, payload)], COMMITTED)
     return 0
 
 

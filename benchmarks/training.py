@@ -35,7 +35,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -44,14 +43,13 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from hostinfo import machine, machine_line
+from harness import DOCS, RESULTS, add_common_args, publish, resolve_profile, write_json
 from synthetic import synthetic_dataset
 
-ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_OUT = ROOT / "benchmarks" / "out"
-COMMITTED_JSON = ROOT / "benchmarks" / "results" / "training_cpu.json"
-COMMITTED_PLOT = ROOT / "docs" / "training_speed.png"
+from flowrl.experiments.hostinfo import machine, machine_line
+
 JSON_NAME, PLOT_NAME = "training_cpu.json", "training_speed.png"
+COMMITTED = {JSON_NAME: RESULTS / JSON_NAME, PLOT_NAME: DOCS / PLOT_NAME}
 RETURN_SCALE = 1000.0  # MuJoCo's (the trainer's data.return_scale)
 
 # case kind -> (model.attention, model.attention_backend)
@@ -493,27 +491,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--processes", type=int, help="worker processes (default: one per case kind, 5)"
     )
-    parser.add_argument("--quick", action="store_true", help="K = 20, 100; short budgets")
-    parser.add_argument("--smoke", action="store_true", help="tiny sizes, every case, seconds")
-    parser.add_argument(
-        "--out", type=Path, default=DEFAULT_OUT, help=f"folder for {JSON_NAME}, {PLOT_NAME}"
-    )
-    parser.add_argument(
-        "--update-committed",
-        action="store_true",
-        help="also write benchmarks/results/training_cpu.json and docs/training_speed.png",
-    )
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    if args.smoke and args.quick:
-        parser.error("--smoke and --quick are two profiles: give one")
-    if args.smoke and args.update_committed:
-        parser.error("--update-committed with --smoke would commit toy numbers")
-    args.profile = "smoke" if args.smoke else "quick" if args.quick else "full"
-    for key, value in PROFILES[args.profile].items():
-        if getattr(args, key) is None:
-            setattr(args, key, value)
-    return args
+    add_common_args(parser, list(COMMITTED.values()))
+    return resolve_profile(parser, parser.parse_args(argv), PROFILES)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -573,22 +553,12 @@ def main(argv: list[str] | None = None) -> int:
         "results": rows,
         "table": text,
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    out = args.out / JSON_NAME
-    out.write_text(json.dumps(payload, indent=2) + "\n")
-    written = [out]
+    written = [write_json(args, JSON_NAME, payload)]
     figure = args.out / PLOT_NAME
     windows = any(r["mode"] == "window" and "steps_per_s" in r for r in rows)
     if windows and plot(rows, figure, machine_line(info)):
         written.append(figure)
-    if args.update_committed:
-        COMMITTED_JSON.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(out, COMMITTED_JSON)
-        written.append(COMMITTED_JSON)
-        if figure in written:
-            shutil.copyfile(figure, COMMITTED_PLOT)
-            written.append(COMMITTED_PLOT)
-    print("wrote " + ", ".join(str(p) for p in written))
+    publish(args, written, COMMITTED)
     return 1 if any("error" in r for r in rows) else 0
 
 

@@ -20,6 +20,7 @@ SUBCOMMANDS: dict[str, str] = {
     "sweep": "flowrl.cli.sweep",
     "report": "flowrl.cli.report",
     "plot": "flowrl.cli.plot",
+    "bench": "flowrl.cli.bench",
 }
 
 

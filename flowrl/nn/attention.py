@@ -9,14 +9,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from flowrl.ops.flow_attention import (
     BACKENDS,
     FlowAttentionState,
+    FlowGateReadings,
     PackedSequences,
     flow_attention,
+    flow_attention_gates,
     flow_attention_step,
 )
 from flowrl.ops.flow_attention.feature_maps import head_groups
@@ -161,6 +164,15 @@ class FlowAttention(CausalSelfAttention):
             q, k, v, state, feature_map=self.feature_map, eps=self.eps, clamp=self.clamp
         )
         return self._out(y), state
+
+    @torch.no_grad()
+    def gates(self, x: Tensor) -> FlowGateReadings:
+        """For inspection, not training: the per-head features and gates this layer forms
+        over x (B, L, E), one causal sequence per row, in float64 (`flow_attention_gates`)."""
+        q, k, _ = self._heads(x)
+        return flow_attention_gates(
+            q.double(), k.double(), feature_map=self.feature_map, eps=self.eps, clamp=self.clamp
+        )
 
 
 class SoftmaxAttention(CausalSelfAttention):

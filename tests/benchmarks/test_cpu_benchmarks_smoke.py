@@ -4,41 +4,11 @@ under --out with the machine and the command, and leave the committed results al
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[2]
-COMMITTED = [
-    ROOT / "benchmarks" / "results" / "training_cpu.json",
-    ROOT / "benchmarks" / "results" / "inference_cpu.json",
-    ROOT / "docs" / "training_speed.png",
-]
-
-
-def snapshot() -> dict[Path, bytes | None]:
-    return {p: p.read_bytes() if p.is_file() else None for p in COMMITTED}
-
-
-def run_smoke(script: str, out: Path) -> dict:
-    before = snapshot()
-    cmd = [sys.executable, str(ROOT / "benchmarks" / script), "--smoke", "--out", str(out)]
-    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=180)
-    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
-    assert snapshot() == before, "--smoke changed a committed result"
-    doc = json.loads((out / script.replace(".py", "_cpu.json")).read_text())
-    info = doc["machine"]
-    assert info["cpu"] and info["logical_cores"] >= 1 and info["torch_threads"] >= 1
-    assert info["torch"] and info["device"] == "cpu"
-    assert info["argv"][1:] == ["--smoke", "--out", str(out)]
-    assert script in info["command"] and "--smoke" in info["command"]
-    assert doc["config"]["profile"] == "smoke"
-    return doc
+from tests.benchmarks.smoke import run_smoke
 
 
 def test_training_smoke(tmp_path):
-    doc = run_smoke("training.py", tmp_path)
+    doc, _ = run_smoke("training.py", tmp_path, "training_cpu.json")
     rows = doc["results"]
     assert not [r for r in rows if "error" in r]
     assert all(r["steps_per_s"] > 0 and r["timed_steps"] >= 1 for r in rows)
@@ -60,7 +30,7 @@ def test_training_smoke(tmp_path):
 
 
 def test_inference_smoke(tmp_path):
-    doc = run_smoke("inference.py", tmp_path)
+    doc, _ = run_smoke("inference.py", tmp_path, "inference_cpu.json")
     rows = doc["latency"]
     assert {r["attention"] for r in rows} == {"flow", "flow-relu"}
     assert {r["feature_map"] for r in rows} == {"sigmoid", "relu"}

@@ -10,27 +10,21 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import subprocess
 import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.benchmarks.smoke import ROOT, run_checked
 
 
 def test_smoke_run_writes_every_section(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "gpu.py"), "--smoke", "--out", str(tmp_path)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "gpu.py"), "--smoke", "--out", str(tmp_path)]
+    stdout = run_checked(cmd, env, timeout=300)
     doc = json.loads((tmp_path / "gpu.json").read_text())
     assert doc["finished"] and doc["exit_code"] == 0
-    assert doc["meta"]["command"] and doc["meta"]["cpu"] and doc["meta"]["torch"]
+    meta = doc["meta"]
+    assert meta["argv"][1:] == ["--smoke", "--out", str(tmp_path)] and "gpu.py" in meta["command"]
+    assert meta["cpu"] and meta["logical_cores"] >= 1 and meta["torch_threads"] == 1
+    assert meta["torch"] and meta["device"].startswith("cpu")
 
     assert doc["checks"] and all(c["status"] == "PASS" and c["passed"] for c in doc["checks"])
 
@@ -53,6 +47,4 @@ def test_smoke_run_writes_every_section(tmp_path):
     table = (tmp_path / "table.txt").read_text()
     for heading in ("CHECKS", "KERNELS", "DECISION TRANSFORMER", "RESULT: OK"):
         assert heading in table
-    assert done.stdout.rstrip().endswith(
-        f"wrote {tmp_path / 'gpu.json'} and {tmp_path / 'table.txt'}"
-    )
+    assert stdout.rstrip().endswith(f"wrote {tmp_path / 'gpu.json'} and {tmp_path / 'table.txt'}")

@@ -8,6 +8,7 @@ from flowrl.ops.flow_attention.api import (
     flow_attention_step,
 )
 from flowrl.ops.flow_attention.feature_maps import FEATURE_MAPS
+from flowrl.ops.flow_attention.readings import FlowGateReadings, flow_attention_gates
 from flowrl.ops.flow_attention.state import FlowAttentionState
 from flowrl.ops.flow_attention.varlen import PackedSequences
 
@@ -15,8 +16,10 @@ __all__ = [
     "BACKENDS",
     "FEATURE_MAPS",
     "FlowAttentionState",
+    "FlowGateReadings",
     "PackedSequences",
     "backend_unavailable",
     "flow_attention",
+    "flow_attention_gates",
     "flow_attention_step",
 ]

@@ -1,4 +1,4 @@
-"""What the benchmarks record about the machine they ran on."""
+"""What a benchmark records about the machine it ran on and the command that ran it."""
 
 from __future__ import annotations
 

@@ -1,15 +1,11 @@
-"""Long context that matters: the T-Maze benchmark (docs/memory-tasks.md).
+"""The T-Maze memory benchmark (docs/long-context.md): collect, train, evaluate longer, report.
 
-One command runs the whole grid: for each corridor length L it collects a mixed-quality
-T-Maze dataset (`flowrl collect`), trains every variant over several seeds (one
-`flowrl sweep` per length and variant), evaluates the episode-context flow agents at
-corridors several times longer than trained (`flowrl eval --env-kwargs length=...`, acting
-through the recurrent state), and writes a table, a JSON file and a figure of success rate
-against corridor length per variant.
-
-    python benchmarks/memory.py --lengths 30 100 --jobs 2   # CPU part: hours; --variants picks
-    python benchmarks/memory.py --lengths 10 50 100 250 500 1000 --jobs 8   # the full grid
-    python benchmarks/memory.py --report-only ...                 # tabulate what has finished
+For each corridor length L it collects a mixed-quality T-Maze dataset (`flowrl collect`),
+trains every variant over several seeds (one `flowrl sweep` per length and variant),
+evaluates the episode-context flow agents at corridors several times longer than trained
+(`flowrl eval --env-kwargs length=...`, acting through the recurrent state), and writes a
+table, a JSON file and a figure of success rate against corridor length per variant. Every
+step runs the real CLI in a subprocess. `flowrl bench memory` is its command line.
 
 Success rate is the evaluation's normalised score: T-Maze reference returns are 0 and 1,
 so it is 100 x the mean return, which for an agent on schedule is the % of correct turns.
@@ -19,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -27,14 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from hostinfo import cpu_name  # noqa: E402
-
-from flowrl.experiments import stats  # noqa: E402
-from flowrl.experiments.runs import find_runs  # noqa: E402
-from flowrl.nn import attention_kind  # noqa: E402
+from flowrl.errors import UserError
+from flowrl.experiments import stats
+from flowrl.experiments.runs import find_runs
+from flowrl.nn import attention_kind
 
 CLAMP20 = "model.attention_clamp=20"  # the source clamp raised from the spec's 10
 # name -> (attention, context mode, window K or None for the whole episode, other settings)
@@ -73,7 +64,7 @@ def flowrl(*args: str, log: Path | None = None) -> None:
         log.parent.mkdir(parents=True, exist_ok=True)
         log.write_text(out.stdout + out.stderr)
     if out.returncode != 0:
-        raise SystemExit(f"failed ({out.returncode}): {' '.join(cmd)}\n{out.stderr[-2000:]}")
+        raise UserError(f"failed ({out.returncode}): {' '.join(cmd)}\n{out.stderr[-2000:]}")
 
 
 def dataset_id(task: str, length: int) -> str:
@@ -106,6 +97,7 @@ def sweep(args: argparse.Namespace, length: int, variant: str) -> Path:
         "--set", f"model.attention={attention}", "--set", f"model.context_mode={mode}",
         "--set", f"model.context_len={window or horizon}", "--set", f"steps={args.steps}",
         "--set", f"eval.episodes={args.episodes}",
+        "--set", f"eval.num_envs={min(args.episodes, 50)}",
         *(arg for setting in settings for arg in ("--set", setting)),
         log=args.out / "logs" / f"{name}.log",
     )  # fmt: skip
@@ -167,31 +159,13 @@ def plot(results: dict, lengths: list[int], path: Path) -> None:
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--task", choices=("passive", "active"), default="passive")
-    parser.add_argument("--lengths", type=int, nargs="+", default=[10, 30, 100])
-    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
-    parser.add_argument("--seeds", default="0-2")
-    parser.add_argument("--steps", type=int, default=3000, help="training steps per run")
-    parser.add_argument("--episodes", type=int, default=100, help="evaluation episodes")
-    parser.add_argument("--dataset-episodes", type=int, default=1000)
-    parser.add_argument("--generalise", type=int, nargs="*", default=[2, 5, 10])
-    parser.add_argument("--softmax-episode-max", type=int, default=300,
-                        help="longest L trained with softmax over the whole episode")  # fmt: skip
-    parser.add_argument("--jobs", type=int, default=max(1, (os.cpu_count() or 1)))
-    parser.add_argument("--config", type=Path, default=ROOT / "configs/memory/tmaze.yaml")
-    parser.add_argument("--out", type=Path, default=ROOT / "sweeps/memory")
-    parser.add_argument("--json", type=Path, default=ROOT / "benchmarks/results/memory.json")
-    parser.add_argument("--figure", type=Path, default=ROOT / "docs/tmaze.png")
-    parser.add_argument("--reps", type=int, default=20_000, help="bootstrap resamples")
-    parser.add_argument(
-        "--report-only", action="store_true", help="train nothing: tabulate finished runs"
-    )
-    args = parser.parse_args()
-
+def run(args: argparse.Namespace) -> dict:
+    """The whole grid of `args` (`flowrl bench memory`'s options): collects, trains and
+    evaluates what is missing (nothing with `args.report_only`), then writes the JSON
+    (`args.json`) and figure (`args.figure`) and prints the table. Returns the results."""
     jobs = [
         (length, variant)
         for length in args.lengths
@@ -209,8 +183,7 @@ def main() -> None:
             folders = dict(zip(jobs, pool.map(lambda job: sweep(args, *job), jobs), strict=True))
 
     results: dict = {"task": args.task, "seeds": args.seeds, "steps": args.steps,
-                     "machine": cpu_name(), "cpus": os.cpu_count(), "trained": {},
-                     "generalisation": {}}  # fmt: skip
+                     "machine": args.machine, "trained": {}, "generalisation": {}}  # fmt: skip
     rows = []
     finished = {job: [r for r in find_runs([f]) if r.final(METRIC) is not None]
                 for job, f in folders.items()}  # fmt: skip
@@ -243,6 +216,4 @@ def main() -> None:
               f"[{low:.0f}, {high:.0f}]  {runs}")  # fmt: skip
     print(f"\nJSON: {args.json}\nfigure: {args.figure}")
 
-
-if __name__ == "__main__":
-    main()
+    return results

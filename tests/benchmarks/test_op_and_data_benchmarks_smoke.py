@@ -1,0 +1,61 @@
+"""--smoke of the CPU benchmarks of the op, the samplers, the evaluator and the T-Maze probe:
+each script still runs end to end with every case, writes its JSON under --out with the
+machine and the command, and leaves the committed results alone."""
+
+from __future__ import annotations
+
+from tests.benchmarks.smoke import run_smoke
+
+
+def test_attention_smoke(tmp_path):
+    doc, out = run_smoke("attention.py", tmp_path, "attention_cpu.json")
+    rows = doc["results"]
+    assert {(r["backend"], r["mode"]) for r in rows} == {
+        (b, m) for b in ("naive", "chunked", "parallel", "softmax") for m in ("fwd", "fwd+bwd")
+    }
+    assert all(r["time_ms"] > 0 and r["peak_mb"] >= 0 for r in rows)
+    assert doc["table"] in out
+
+
+def test_parallel_blocks_smoke(tmp_path):
+    doc, _ = run_smoke("parallel_blocks.py", tmp_path, "parallel_blocks_cpu.json")
+    cases = {"one block", "blocks of 32", "blocks of 64", "chunked", "auto"}
+    assert all(set(r["seconds"]) == cases for r in doc["rows"])
+    assert all(t > 0 for r in doc["rows"] for t in r["seconds"].values())
+    # the smoke lengths straddle the switch from one block to blocks
+    assert {r["auto_block"] is None for r in doc["rows"]} == {True, False}
+
+
+def test_sampler_smoke(tmp_path):
+    doc, _ = run_smoke("sampler.py", tmp_path, "sampler.json")
+    modes = {(r["mode"], r["K"]) for r in doc["results"]}
+    K = doc["config"]["windows"]
+    assert modes == {("window", K[0]), ("window", K[1])} | {
+        (m, max(K)) for m in ("episode padded", "episode packed")
+    }
+    assert all(r["windows_per_s"] > 0 for r in doc["results"])
+
+
+def test_evaluation_smoke(tmp_path):
+    doc, _ = run_smoke("evaluation.py", tmp_path, "evaluation_cpu.json", "--async-envs")
+    small, large = doc["config"]["num_envs"]
+    rates = doc["env_steps_per_s"]
+    assert "peer_single_env_K20_recompute" in rates
+    for M in (small, large):
+        assert f"policy_only_M{M}" in rates
+        for mode in ("sync", "async"):
+            assert f"env_only_M{M}_{mode}" in rates and f"evaluator_M{M}_{mode}" in rates
+    assert all(v > 0 for v in rates.values())
+    assert set(doc["checks"]) == {
+        f"M{large}_{mode}_{name}" for mode in ("sync", "async")
+        for name in ("serial_bound", "evaluator_over_bound")
+    } | {f"M{small}_{mode}_evaluator_over_peer" for mode in ("sync", "async")}  # fmt: skip
+
+
+def test_tmaze_probe_smoke(tmp_path):
+    doc, _ = run_smoke("tmaze_probe.py", tmp_path, "tmaze_probe.json")
+    runs = {(r["run"], r["length"]) for r in doc["rows"]}
+    assert runs == {
+        (f"passive-L6-{kind}-episode/seed-0", L) for kind in ("flow", "flow-relu") for L in (6, 12)
+    }
+    assert all("up" in r and "down" in r for r in doc["rows"])

@@ -1,0 +1,28 @@
+"""`flowrl bench memory --smoke`, end to end in a real subprocess: collect, one sweep, the
+evaluation at a longer corridor, the JSON with the machine and command, and the figure,
+all under --out and the test's own dataset folder."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+from tests.benchmarks.smoke import run_checked
+
+
+def test_memory_smoke_runs_the_whole_pipeline(tmp_path):
+    out = tmp_path / "out"
+    env = {**os.environ, "MINARI_DATASETS_PATH": str(tmp_path / "data"), "OMP_NUM_THREADS": "1"}
+    argv = ["bench", "memory", "--smoke", "--jobs", "1", "--out", str(out)]
+    stdout = run_checked([sys.executable, "-m", "flowrl", *argv], env, timeout=240)
+    assert (tmp_path / "data" / "flowrl" / "tmaze-passive-4-v0").is_dir()
+    doc = json.loads((out / "memory.json").read_text())
+    assert doc["machine"]["profile"] == "smoke" and doc["machine"]["argv"][1:] == argv
+    assert doc["machine"]["cpu"] and doc["machine"]["torch"]
+    trained = doc["trained"]["flow-episode"]["4"]
+    assert trained["n"] == 1 and trained["steps"] == [10] and -100 <= trained["mean"] <= 100
+    longer = doc["generalisation"]["flow-episode"]["2"]["4"]
+    assert longer["n"] == 1 and len(longer["runs"]) == 1
+    assert (out / "tmaze.png").stat().st_size > 0
+    assert "flow-episode                   L=4 -> 8" in stdout
