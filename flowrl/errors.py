@@ -5,15 +5,7 @@ class UserError(ValueError):
     """Bad input from a user (a file, key or value): the message says what and what was expected."""
 
 
-class FlowrlWarning(UserWarning):
-    """What flowrl tells a user about their input or run; the CLI prints it on one line."""
-
-
-class RunWarning(FlowrlWarning):
-    """Something flowrl did to a run folder on its own (e.g. started an unsaved run over)."""
-
-
-class DataWarning(FlowrlWarning):
+class DataWarning(UserWarning):
     """Data that is usable but probably not what the user meant (e.g. actions out of range)."""
 
 

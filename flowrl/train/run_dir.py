@@ -3,8 +3,7 @@
 The lock is an `fcntl.flock` on `run_dir/.lock`, held for the whole run and released by the
 OS when the process ends, however it ends; the file holds the holder's PID for the message
 a second run gets. A new run does not write into a folder that holds an earlier run's
-files: it needs `resume` (continue it) or `overwrite` (empty it first); only a run that
-stopped before its first checkpoint (nothing to resume) is started over by a plain run.
+files: it needs `resume` (continue it) or `overwrite` (empty it first).
 """
 
 from __future__ import annotations
@@ -13,14 +12,12 @@ import contextlib
 import fcntl
 import os
 import shutil
-import warnings
 from pathlib import Path
 
-from flowrl.errors import RunWarning, UserError
+from flowrl.errors import UserError
 from flowrl.train import distributed
 
 LOCK_NAME = ".lock"
-RUN_FILES = ("config.yaml", "metrics.jsonl")  # what a run writes before its first checkpoint
 
 
 def _os_error(what: str, path: Path, err: OSError) -> UserError:
@@ -69,20 +66,18 @@ class RunDir:
 
     def _claim(self, *, resume: bool, overwrite: bool) -> None:
         earlier = self.contents()
-        if earlier and not (resume or overwrite) and never_saved(earlier):
-            names = ", ".join(sorted(p.name for p in earlier))
-            warnings.warn(
-                f"run folder {self.path} holds a run that stopped before its first checkpoint "
-                f"({names}): starting it over",
-                RunWarning,
-                stacklevel=2,
-            )
-            overwrite = True
         if earlier and not (resume or overwrite):
             names = ", ".join(sorted(p.name for p in earlier)[:4])
+            if (self.path / "checkpoints" / "last.pt").is_file():
+                advice = "continue it with --resume, start over with --overwrite"
+            else:  # e.g. a run that failed at step 1
+                advice = (
+                    "it stopped before its first checkpoint, so there is nothing to --resume: "
+                    "start it over with --overwrite"
+                )
             raise UserError(
-                f"run folder {self.path} already holds a run ({names}): continue it with "
-                "--resume, start over with --overwrite, or pick another name"
+                f"run folder {self.path} already holds a run ({names}): {advice}, "
+                "or pick another name"
             )
         if overwrite:
             for entry in earlier:
@@ -106,23 +101,6 @@ class RunDir:
                 self.path.rmdir()
         self._lock_file.close()  # closing the file releases the flock
         self._lock_file = None
-
-
-def never_saved(entries: list[Path]) -> bool:
-    """Whether a run folder's entries are those of a run that stopped before it saved a
-    checkpoint: nothing but its config, metrics, TensorBoard events and an empty or
-    temporaries-only checkpoints folder (nothing a user put there, nothing to resume)."""
-    for entry in entries:
-        if entry.name == "checkpoints" and entry.is_dir():
-            if any(not p.name.startswith(".") for p in entry.iterdir()):
-                return False
-        elif not (
-            entry.name in RUN_FILES
-            or entry.name.startswith("events.out.tfevents.")
-            or (entry.name.startswith(".") and entry.name.endswith(".tmp"))
-        ):
-            return False
-    return True
 
 
 def claim_run_dir(path: Path, *, resume: bool, overwrite: bool) -> RunDir | None:

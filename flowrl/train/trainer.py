@@ -91,7 +91,8 @@ class Trainer:
         checkpoint = self.run_dir / "checkpoints" / "last.pt"
         if resume and not checkpoint.is_file():
             raise UserError(
-                f"--resume: no checkpoint at {checkpoint}; run without --resume to start over"
+                f"--resume: no checkpoint at {checkpoint}: nothing to resume; "
+                "start over with --overwrite"
             )
 
         torch.manual_seed(cfg.seed + self.rank)  # own dropout per rank; DDP copies rank 0's init

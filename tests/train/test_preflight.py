@@ -4,7 +4,6 @@ that changed under a resumed run. Real HDF5 files, real Gymnasium envs, real pro
 from __future__ import annotations
 
 import os
-import shutil
 import warnings
 from pathlib import Path
 
@@ -167,9 +166,10 @@ def test_episode_context_shorter_than_the_episodes_is_refused(env, tmp_path):
     assert train(env, cfg, *episode, "--set", "model.context_len=20").returncode == 0
 
 
-def test_a_run_that_stopped_before_its_first_checkpoint_is_started_over(env, tmp_path):
+def test_a_run_that_stopped_before_its_first_checkpoint_names_overwrite(env, tmp_path):
     """What a run leaves when it fails at step 1 (config, metrics, events, an empty
-    checkpoints folder): a plain rerun starts over, saying so; anything else is refused."""
+    checkpoints folder): a plain rerun is refused with the one way on, --overwrite; nothing
+    is deleted on our own (the metrics may be what the user wants to read)."""
     data = write_hdf5(tmp_path / "mine.hdf5", obs_dim=3, act_dim=1)
     cfg = config(tmp_path, data, env_id="Pendulum-v1")
     run = tmp_path / "runs" / "tiny"
@@ -177,17 +177,12 @@ def test_a_run_that_stopped_before_its_first_checkpoint_is_started_over(env, tmp
     for name in ("config.yaml", "metrics.jsonl", "events.out.tfevents.1.host.1.0"):
         (run / name).write_text("from the failed start\n")
     done = train(env, cfg)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert (
-        "stopped before its first checkpoint" in done.stderr and "starting it over" in done.stderr
-    )
-    assert (run / "checkpoints" / "last.pt").is_file()
-    assert "failed start" not in (run / "metrics.jsonl").read_text()
-    (run / "notes.txt").write_text("mine")  # a user's file: never deleted on our own
-    for name in ("checkpoints", "metrics.jsonl"):
-        shutil.rmtree(run / name) if name == "checkpoints" else (run / name).unlink()
-    done = train(env, cfg)
-    assert done.returncode == 2 and "already holds a run" in done.stderr
-    assert (run / "notes.txt").read_text() == "mine"
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "stopped before its first checkpoint" in done.stderr
+    assert "nothing to --resume: start it over with --overwrite" in done.stderr
+    assert (run / "metrics.jsonl").read_text() == "from the failed start\n"
     done = train(env, cfg, "--resume")
-    assert done.returncode == 2 and "run without --resume to start over" in done.stderr
+    assert done.returncode == 2 and "nothing to resume; start over with --overwrite" in done.stderr
+    done = train(env, cfg, "--overwrite")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (run / "checkpoints" / "last.pt").is_file()
