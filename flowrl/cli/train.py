@@ -45,7 +45,8 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str) -> None:
 def run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.overrides)
     run_dir = Path(cfg.out_dir) / cfg.name
-    if args.resume and (step := finished_at(run_dir, cfg.steps)) is not None:
+    resuming = args.resume and not args.overwrite  # both: the trainer refuses them
+    if resuming and (step := finished_at(run_dir, cfg.steps)) is not None:
         print(f"run {run_dir} finished at step {step}: nothing to do, nothing written")
         return 0
     progress = not args.no_progress

@@ -14,9 +14,11 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from flowrl.cli import main
 from flowrl.experiments.grid import MAX_RUNS
+from flowrl.experiments.identity import identity
 from flowrl.train.config import load_config
 from flowrl.train.progress import saved_step
 from flowrl.train.run_dir import FolderLock
@@ -107,6 +109,8 @@ def test_a_run_finished_outside_the_sweep_is_left_as_it_is(env, listing, tmp_pat
     assert folder_state(run_dir) == before  # no evaluation, no row, no file written
     run = manifest(tmp_path / "s")["seed-0"]
     assert run["status"] == "done" and run["attempts"] == []
+    # the identity the sweep computed is the one `flowrl report` reads from config.yaml
+    assert run["identity"] == identity(yaml.safe_load((run_dir / "config.yaml").read_text()))
 
 
 def wait_until(condition, process: subprocess.Popen, timeout: float = 300) -> None:
