@@ -14,7 +14,7 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str) -> None:
         name,
         help="plot learning curves and final scores per group (PNG, SVG or PDF)",
         description="Learning curves (metric against step, mean over seeds with a shaded "
-        "band), a bar chart of each group's final IQM with its 95%% stratified-bootstrap CI, "
+        "band), a bar chart of each group's final IQM with its 95% stratified-bootstrap CI, "
         "and a performance profile when the runs span several datasets.",
     )
     add_common(parser)
@@ -35,12 +35,11 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from flowrl.experiments.plot import FORMATS, plot_runs
+    from flowrl.experiments.plot import check_out, plot_runs
     from flowrl.experiments.report import group_runs
     from flowrl.experiments.runs import find_runs
 
-    if args.out.suffix.lower() not in FORMATS:
-        raise UserError(f"--out {args.out}: expected a .png, .svg or .pdf file")
+    check_out(args.out)
     if args.reps <= 0:
         raise UserError(f"--reps {args.reps}: expected a positive number")
     groups = group_runs(find_runs(args.paths), split_keys(args.by))

@@ -31,7 +31,7 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str) -> None:
         help="results table: per group mean, std, median, IQM with 95%% bootstrap CIs",
         description="Summarise each group of runs (runs that differ only in seed) by the "
         "final value of a metric: number of runs, mean, standard deviation (ddof=1), median and "
-        "the interquartile mean (IQM) with a 95%% stratified-bootstrap confidence interval "
+        "the interquartile mean (IQM) with a 95% stratified-bootstrap confidence interval "
         "(rliable's definitions; the tasks, data.dataset, are the strata).",
     )
     add_common(parser)

@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from flowrl.errors import UserError
+from flowrl.experiments.grid import MAX_RUNS
+
+if TYPE_CHECKING:
+    from flowrl.experiments.sweep import Sweep
 
 
 def add_parser(subparsers: argparse._SubParsersAction, name: str) -> None:
@@ -16,7 +23,9 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str) -> None:
         description="Run the Cartesian product of --grid values times --seeds, each as a "
         "`flowrl train` run in SWEEP/runs/NAME, with a manifest of every run's settings and "
         "status in SWEEP/manifest.json. Run the same command again to finish an interrupted "
-        "sweep: finished runs are skipped, interrupted ones resume from last.pt.",
+        "sweep: finished runs are skipped, interrupted ones resume from last.pt. A run is "
+        "known by its settings and seed: a grid point that repeats a run the sweep holds under "
+        "another name is that run.",
     )
     parser.add_argument("--config", help="base YAML file (see configs/); default: the quickstart")
     parser.add_argument(
@@ -48,38 +57,63 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str) -> None:
         action="store_true",
         help="write the manifest and print one `flowrl train` command per run; run nothing",
     )
+    parser.add_argument(
+        "--yes", action="store_true", help=f"run or list a grid of more than {MAX_RUNS} runs"
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from flowrl.experiments.grid import RESERVED_KEYS, expand, parse_grid, parse_seeds
-    from flowrl.experiments.sweep import ensure_datasets, exclusive, execute, prepare
+    from flowrl.experiments import grid as grids
+    from flowrl.experiments.sweep import ensure_datasets, execute, mapped_note, prepare
+    from flowrl.train.run_dir import FolderLock
 
     if args.jobs <= 0 or (args.threads is not None and args.threads <= 0):
         raise UserError("--jobs and --threads must be positive")
     for item in args.overrides:
         key = item.partition("=")[0].strip()
-        if key in RESERVED_KEYS:
+        if key in grids.RESERVED_KEYS:
             raise UserError(f"--set {item}: the sweep sets {key} itself (see --seeds, --name)")
-    grid = parse_grid(args.grid)
-    runs = expand(grid, parse_seeds(args.seeds))
+    grid = grids.parse_grid(args.grid)
+    seeds = grids.parse_seeds(args.seeds)
+    grids.check_size(grid, seeds, yes=args.yes)
     name = args.name or (Path(args.config).stem if args.config else "quickstart")
-    directory = Path(args.out_dir) / name
-    sweep = prepare(directory, args.config, args.overrides, grid, runs)
-    if args.list:
-        for spec in runs:
-            print(sweep.command_line(spec))
-        return 0
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    threads = args.threads or max(1, (cores or 1) // args.jobs)
-    with exclusive(sweep.directory):
-        if not all(sweep.is_finished(spec) for spec in runs):
+    directory = (Path(args.out_dir) / grids.plain_name(name, "--name")).resolve()
+    with FolderLock(directory, "sweep"):
+        sweep = prepare(directory, args.config, args.overrides, grid)
+        names = sweep.add(grids.expand(grid, seeds))
+        names = list(_listed(sweep, names) if args.list else names)
+        sweep.manifest.save()
+        if (note := mapped_note(sweep)) is not None:
+            print(f"note: {note}", file=sys.stderr)
+        if args.list:
+            return 0
+        affinity = hasattr(os, "sched_getaffinity")
+        cores = len(os.sched_getaffinity(0)) if affinity else os.cpu_count()
+        threads = args.threads or max(1, (cores or 1) // args.jobs)
+        if not all(sweep.is_done(run_name) for run_name in names):
             ensure_datasets(sweep)
-        failed = execute(sweep, jobs=args.jobs, threads=threads, progress=not args.no_progress)
-    finished = sum(sweep.is_finished(spec) for spec in runs)
-    print(f"{finished}/{len(runs)} runs finished, {len(failed)} failed: {sweep.directory}")
+        failed = execute(
+            sweep, names, jobs=args.jobs, threads=threads, progress=not args.no_progress
+        )
+    finished = sum(sweep.manifest.runs[run_name]["status"] == "done" for run_name in names)
+    print(f"{finished}/{len(names)} runs finished, {len(failed)} failed: {sweep.directory}")
     if failed:
         print(f"failed: {', '.join(failed)} (run the same command again to retry them)")
     print(f"results: flowrl report {sweep.directory}; flowrl plot {sweep.directory} --out FIG.png")
     return 1 if failed else 0
+
+
+def _listed(sweep: Sweep, names: Iterator[str]) -> Iterator[str]:
+    """Prints each run's command as it is made (a reader that stops early, `| head`, stops
+    the printing, not the manifest)."""
+    printing = True
+    for name in names:
+        if printing:
+            try:
+                print(sweep.command_line(name), flush=True)
+            except BrokenPipeError:
+                printing = False
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        yield name

@@ -9,6 +9,7 @@ from flowrl.agents import DecisionTransformerAgent
 from flowrl.data import DEFAULT_DATASET_ID, load_or_collect
 from flowrl.data.masked import mask_dataset
 from flowrl.train import distributed, fit, load_config
+from flowrl.train.progress import finished_at
 from flowrl.train.trainer import resolve_device
 
 
@@ -43,6 +44,11 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.overrides)
+    run_dir = Path(cfg.out_dir) / cfg.name
+    resuming = args.resume and not args.overwrite  # both: the trainer refuses them
+    if resuming and (step := finished_at(run_dir, cfg.steps)) is not None:
+        print(f"run {run_dir} finished at step {step}: nothing to do, nothing written")
+        return 0
     progress = not args.no_progress
     with distributed.process_group(resolve_device(cfg.device)):  # under torchrun: DDP
         with distributed.main_first():  # a download or collection happens once, on rank 0

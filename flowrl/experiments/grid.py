@@ -1,15 +1,23 @@
-"""A sweep's runs: the Cartesian product of `--grid key=a,b` values times `--seeds`."""
+"""A sweep's runs: the Cartesian product of `--grid key=a,b` values times `--seeds`,
+generated lazily (a grid of many seeds lists its first run at once)."""
 
 from __future__ import annotations
 
 import itertools
+import math
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from flowrl.errors import UserError
 
 # Keys the sweep sets itself: one run folder per grid point and seed.
 RESERVED_KEYS = ("seed", "name", "out_dir")
+# More runs than this need --yes: a day of 1000 runs of a minute and a half each fills a
+# machine, and a grid that large is more often a typo (--seeds 0-1000 for 0-10) than a plan.
+MAX_RUNS = 1000
+
+Point = tuple[tuple[str, str], ...]  # (key, value) per grid axis, in grid order
 
 
 @dataclass(frozen=True)
@@ -17,7 +25,7 @@ class RunSpec:
     """One run of a sweep: its folder name, its grid values and its seed."""
 
     name: str
-    values: tuple[tuple[str, str], ...]  # (key, value) per grid axis, in grid order
+    values: Point
     seed: int
 
     @property
@@ -61,9 +69,9 @@ def parse_grid(items: list[str]) -> dict[str, list[str]]:
     return grid
 
 
-def parse_seeds(text: str) -> list[int]:
-    """'0-4' -> [0, 1, 2, 3, 4]; '0,3,7-8' -> [0, 3, 7, 8]."""
-    seeds: list[int] = []
+def parse_seeds(text: str) -> list[range]:
+    """'0-4' -> [range(0, 5)]; '0,3,7-8' -> [range(0, 1), range(3, 4), range(7, 9)]."""
+    seeds: list[range] = []
     for part in text.split(","):
         match = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", part)
         if not match:
@@ -72,10 +80,37 @@ def parse_seeds(text: str) -> list[int]:
         last = int(match.group(2)) if match.group(2) is not None else first
         if last < first:
             raise UserError(f"--seeds {text!r}: range {part.strip()} runs backwards")
-        seeds.extend(range(first, last + 1))
-    if len(set(seeds)) != len(seeds):
+        seeds.append(range(first, last + 1))
+    ordered = sorted(seeds, key=lambda r: r.start)
+    if any(b.start < a.stop for a, b in itertools.pairwise(ordered)):
         raise UserError(f"--seeds {text!r}: a seed is listed twice")
     return seeds
+
+
+def count(grid: dict[str, list[str]], seeds: list[range]) -> int:
+    """How many runs the grid times the seeds holds."""
+    return math.prod(len(values) for values in grid.values()) * sum(map(len, seeds))
+
+
+def check_size(grid: dict[str, list[str]], seeds: list[range], *, yes: bool) -> None:
+    """More than MAX_RUNS runs need `yes`: a UserError stating the size otherwise."""
+    total = count(grid, seeds)
+    if total > MAX_RUNS and not yes:
+        axes = [f"{len(values)} values of {key}" for key, values in grid.items()]
+        sizes = " x ".join([*axes, f"{sum(map(len, seeds))} seeds"])
+        raise UserError(
+            f"the sweep holds {total} runs ({sizes}), more than {MAX_RUNS}: "
+            "add --yes if you mean it"
+        )
+
+
+def plain_name(value: str, what: str) -> str:
+    """`value` if it names a folder in place: no path separator, no '..', no leading dot."""
+    if not value or "/" in value or "\\" in value or value.startswith(".") or "\0" in value:
+        raise UserError(
+            f"{what} {value!r}: expected a plain folder name (no '/', no leading '.', not '..')"
+        )
+    return value
 
 
 def _short_keys(keys: list[str]) -> dict[str, str]:
@@ -90,20 +125,27 @@ def _safe(value: str) -> str:
     return re.sub(r"[^A-Za-z0-9.+\-]+", "_", value).strip("_") or "_"
 
 
-def expand(grid: dict[str, list[str]], seeds: list[int]) -> list[RunSpec]:
-    """Every combination of grid values, each with every seed; names like attention-flow_seed-0."""
+def points(grid: dict[str, list[str]]) -> dict[str, Point]:
+    """Every combination of grid values, by the prefix of its runs' names (attention-flow);
+    a UserError when two combinations would share run folders."""
     short = _short_keys(list(grid))
-    runs, names = [], {}
+    named: dict[str, Point] = {}
     for combo in itertools.product(*grid.values()):
         values = tuple(zip(grid, combo, strict=True))
-        for seed in seeds:
-            parts = [f"{short[key]}-{_safe(value)}" for key, value in values]
-            name = "_".join([*parts, f"seed-{seed}"])
-            if name in names:
-                raise UserError(
-                    f"--grid values {names[name]} and {values} give the same run folder "
-                    f"name {name!r}: use values that differ in letters or digits"
-                )
-            names[name] = values
-            runs.append(RunSpec(name=name, values=values, seed=seed))
-    return runs
+        prefix = "_".join(f"{short[key]}-{_safe(value)}" for key, value in values)
+        if prefix in named:
+            raise UserError(
+                f"--grid values {named[prefix]} and {values} give the same run folder "
+                f"names {prefix}_seed-N: use values that differ in letters or digits"
+            )
+        named[prefix] = values
+    return named
+
+
+def expand(grid: dict[str, list[str]], seeds: list[range]) -> Iterator[RunSpec]:
+    """Every combination of grid values with every seed, one at a time; names like
+    attention-flow_seed-0."""
+    for prefix, values in points(grid).items():
+        for seed in itertools.chain.from_iterable(seeds):
+            name = "_".join([*([prefix] if prefix else []), f"seed-{seed}"])
+            yield RunSpec(name=name, values=values, seed=seed)

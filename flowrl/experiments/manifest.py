@@ -15,7 +15,8 @@ MANIFEST = "manifest.json"
 BASE_CONFIG = "base.yaml"
 # A run's status: pending (never started), running (started by a sweep that has not seen it
 # end: a killed sweep leaves it so), done (exited 0), failed (exited non-zero), interrupted
-# (stopped by a Ctrl-C or SIGTERM of the sweep).
+# (stopped by a Ctrl-C or SIGTERM of the sweep; the attempt records the step it saved).
+# Each run also has its identity (a hash of its settings and seed): two names, one run.
 
 
 def now() -> str:
@@ -37,6 +38,7 @@ class Manifest:
 
     def __init__(self, path: Path, data: dict[str, Any]) -> None:
         self.path, self.data = path, data
+        self.names = {run["identity"]: name for name, run in self.runs.items() if "identity" in run}
 
     @classmethod
     def open(
@@ -65,9 +67,17 @@ class Manifest:
     def runs(self) -> dict[str, dict[str, Any]]:
         return self.data["runs"]
 
-    def add(self, name: str, overrides: list[str]) -> None:
-        if name not in self.runs:
-            self.runs[name] = {"overrides": overrides, "status": "pending", "attempts": []}
+    def add(self, name: str, overrides: list[str], identity: str) -> str:
+        """Adds a run unless the manifest holds its identity; returns the name it is under
+        (an earlier run's name when one has the same settings and seed)."""
+        known = self.names.get(identity)
+        if known is not None:
+            return known
+        run = self.runs.setdefault(name, {"overrides": overrides, "status": "pending"})
+        run.setdefault("attempts", [])
+        run["identity"] = identity
+        self.names[identity] = name
+        return name
 
     def started(self, name: str, *, resumed: bool) -> None:
         run = self.runs[name]
@@ -75,10 +85,20 @@ class Manifest:
         run["attempts"].append({"started": now(), "resumed": resumed})
         self.save()
 
-    def ended(self, name: str, status: str, returncode: int | None) -> None:
+    def ended(
+        self, name: str, status: str, returncode: int | None, step: int | None = None
+    ) -> None:
+        """The last attempt ended; `step`: the step an interrupted run saved."""
         run = self.runs[name]
         run["status"] = status
         run["attempts"][-1].update(ended=now(), returncode=returncode)
+        if step is not None:
+            run["attempts"][-1]["step"] = step
+        self.save()
+
+    def finished_elsewhere(self, name: str, step: int) -> None:
+        """The run was finished outside the sweep (a --list line run by hand)."""
+        self.runs[name].update(status="done", finished_outside={"step": step, "seen": now()})
         self.save()
 
     def save(self) -> None:

@@ -13,8 +13,8 @@ from matplotlib.lines import Line2D
 
 from flowrl.errors import UserError
 from flowrl.experiments import stats
-from flowrl.experiments.report import TASK_KEY, Group, task_scores
-from flowrl.experiments.runs import Run
+from flowrl.experiments.report import TASK_KEY, Group, finite_groups, task_scores
+from flowrl.experiments.runs import Run, note
 
 FORMATS = (".png", ".svg", ".pdf")
 STYLE = {
@@ -62,6 +62,20 @@ def mean_curve(
     return steps, average, average, average
 
 
+def check_out(out: Path) -> None:
+    """A UserError unless a figure can be written at `out`: a .png, .svg or .pdf file name
+    whose existing ancestors are folders (checked before anything is computed)."""
+    if out.is_dir():
+        raise UserError(f"--out {out} is a folder: expected a file name such as {out / 'fig.png'}")
+    if out.suffix.lower() not in FORMATS:
+        raise UserError(f"--out {out}: expected a .png, .svg or .pdf file")
+    for parent in out.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise UserError(f"--out {out}: {parent} is a file, not a folder")
+            break
+
+
 def plot_runs(
     groups: list[Group],
     metric: str,
@@ -71,8 +85,10 @@ def plot_runs(
     reps: int = 2000,
     seed: int = 0,
 ) -> None:
-    if out.suffix.lower() not in FORMATS:
-        raise UserError(f"--out {out}: expected a .png, .svg or .pdf file")
+    check_out(out)
+    groups, notes = finite_groups(groups, metric)
+    for text in notes:
+        note(text)
     tasks = sorted({str(run.config.get(TASK_KEY, "")) for g in groups for run in g.runs})
     scores = [task_scores(g, metric) for g in groups]
     if not any(scores):
@@ -94,6 +110,10 @@ def plot_runs(
                 if curve is None:
                     continue
                 steps, average, low, high = curve
+                if len(steps) == 1:  # one evaluation per run (eval.every=0): a point
+                    spread = [average - low, high - average]
+                    ax.errorbar(steps, average, yerr=spread, color=f"C{i}", marker="o", capsize=4)
+                    continue
                 ax.plot(steps, average, color=f"C{i}", lw=1.8)
                 ax.fill_between(steps, low, high, color=f"C{i}", alpha=0.2, lw=0)
             ax.set(xlabel="training step", ylabel=label, title=task or "runs")
@@ -112,8 +132,11 @@ def plot_runs(
             ncol=min(len(groups), 4),
             frameon=False,
         )
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(out, dpi=150)
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            fig.savefig(out, dpi=150)
+        except OSError as err:
+            raise UserError(f"--out {out}: {err.strerror or err}") from None
 
 
 def _name(group: Group) -> str:

@@ -6,7 +6,6 @@ import csv
 import difflib
 import io
 import json
-import sys
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -14,7 +13,7 @@ import numpy as np
 
 from flowrl.errors import UserError
 from flowrl.experiments import stats
-from flowrl.experiments.runs import Run
+from flowrl.experiments.runs import Run, note
 
 # Keys that differ between runs of one setting, so never a default grouping key.
 PER_RUN_KEYS = ("seed", "name", "out_dir")
@@ -61,6 +60,27 @@ def group_runs(runs: list[Run], keys: list[str] | None) -> list[Group]:
     return list(groups.values())
 
 
+def finite_groups(groups: list[Group], metric: str) -> tuple[list[Group], list[str]]:
+    """The groups without the runs that logged a NaN or infinite value of `metric`, and a
+    note naming each run left out and the value."""
+    kept, notes = [], []
+    for group in groups:
+        runs = []
+        for run in group.runs:
+            bad = [
+                (s, v) for s, v in sorted(run.metrics.get(metric, {}).items()) if not np.isfinite(v)
+            ]
+            if bad:
+                step, value = bad[0]
+                notes.append(
+                    f"run {run.path} left out of {group.name}: {metric} is {value} at step {step}"
+                )
+            else:
+                runs.append(run)
+        kept.append(Group(group.label, runs))
+    return kept, notes
+
+
 def task_scores(group: Group, metric: str) -> dict[str, np.ndarray]:
     """Each run's final value of `metric`, per task (dataset)."""
     tasks: dict[str, list[float]] = {}
@@ -97,22 +117,22 @@ def summarise(groups: list[Group], metrics: list[str], *, reps: int, seed: int) 
     rows = []
     for metric in metrics:
         found = False
-        for group in groups:
+        finite, notes = finite_groups(groups, metric)
+        for text in notes:
+            note(text)
+        for group in finite:
             tasks = task_scores(group, metric)
             missing = len(group.runs) - sum(len(v) for v in tasks.values())
             if missing:
-                print(
-                    f"note: {missing} run(s) of {group.name} never logged {metric}", file=sys.stderr
-                )
+                note(f"{missing} run(s) of {group.name} never logged {metric}")
             if not tasks:
                 continue
             found = True
             unfinished = [run.path.name for run in group.runs if not finished(run, metric)]
             if unfinished:
-                print(
-                    f"note: {len(unfinished)} run(s) of {group.name} have not logged {metric} "
-                    f"at their last step yet: {', '.join(unfinished)}",
-                    file=sys.stderr,
+                note(
+                    f"{len(unfinished)} run(s) of {group.name} have not logged {metric} "
+                    f"at their last step yet: {', '.join(unfinished)}"
                 )
             scores = stats.pooled(list(tasks.values()))
             low, high = stats.interval(list(tasks.values()), stats.iqm, reps=reps, seed=seed)
@@ -136,7 +156,10 @@ def summarise(groups: list[Group], metrics: list[str], *, reps: int, seed: int) 
                 {k for g in groups for r in g.runs for k in r.metrics if k.startswith("eval/")}
             )
             found_keys = ", ".join(keys) or "none"
-            raise UserError(f"--metric {metric}: no run logged it (eval metrics: {found_keys})")
+            left = " with finite values" if notes else ""
+            raise UserError(
+                f"--metric {metric}: no run logged it{left} (eval metrics: {found_keys})"
+            )
     return rows
 
 
@@ -151,8 +174,10 @@ class Improvement:
 
 
 def improvements(groups: list[Group], metric: str, *, reps: int, seed: int) -> list[Improvement]:
-    """P(X > Y) with its CI for every pair of groups, on the tasks both have."""
+    """P(X > Y) with its CI for every pair of groups, on the tasks both have (runs with NaN or
+    infinite values left out, as in `summarise`)."""
     out = []
+    groups, _ = finite_groups(groups, metric)
     for i, gx in enumerate(groups):
         for gy in groups[i + 1 :]:
             tx, ty = task_scores(gx, metric), task_scores(gy, metric)

@@ -1,8 +1,13 @@
-"""Read finished or running runs: run folders with config.yaml and metrics.jsonl."""
+"""Read finished or running runs: run folders with config.yaml and metrics.jsonl.
+
+A run whose metrics.jsonl is damaged is left out with a note naming it and the line; of two
+folders that hold the same run (the same settings and seed, see `identity`), one is counted.
+"""
 
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,6 +16,7 @@ import numpy as np
 import yaml
 
 from flowrl.errors import UserError
+from flowrl.experiments.identity import flatten, identity
 
 
 @dataclass
@@ -24,27 +30,22 @@ class Run:
         points = sorted(self.metrics.get(key, {}).items())
         return np.array([s for s, _ in points], int), np.array([v for _, v in points], float)
 
+    @property
+    def last_step(self) -> int:
+        """The last step the run logged anything at (0 when none)."""
+        return max((max(points) for points in self.metrics.values() if points), default=0)
+
     def final(self, key: str) -> float | None:
         """The metric at its last logged step (None when never logged)."""
         points = self.metrics.get(key)
         return points[max(points)] if points else None
 
 
-def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """{'model': {'attention': 'flow'}} -> {'model.attention': 'flow'}."""
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            flat.update(flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
 def read_metrics(path: Path) -> dict[str, dict[int, float]]:
     """metrics.jsonl -> {key: {step: value}}; a resumed run's later lines replace earlier ones.
 
-    A torn last line (a run killed while writing) is ignored.
+    A torn last line (a run killed while writing) is ignored; a damaged line elsewhere is a
+    UserError naming the file and line.
     """
     metrics: dict[str, dict[int, float]] = {}
     lines = path.read_text().splitlines()
@@ -79,7 +80,12 @@ def read_events(path: Path) -> dict[str, dict[int, float]]:
 def read_run(path: Path) -> Run:
     """A run folder: metrics.jsonl, or where there is none, its TensorBoard event files."""
     config_path = path / "config.yaml"
-    config = yaml.safe_load(config_path.read_text()) if config_path.is_file() else {}
+    try:
+        config = yaml.safe_load(config_path.read_text()) if config_path.is_file() else {}
+    except yaml.YAMLError as err:
+        raise UserError(f"{config_path}: not readable YAML ({err})") from None
+    if not isinstance(config, (dict, type(None))):
+        raise UserError(f"{config_path}: expected a mapping of settings")
     jsonl = path / "metrics.jsonl"
     metrics = read_metrics(jsonl) if jsonl.is_file() else read_events(path)
     return Run(path, flatten(config or {}), metrics)
@@ -96,8 +102,15 @@ def _run_folders(path: Path) -> list[Path]:
     return []
 
 
+def note(text: str) -> None:
+    """A line on stderr about a run the results leave out."""
+    print(f"note: {text}", file=sys.stderr)
+
+
 def find_runs(paths: list[str | Path]) -> list[Run]:
-    """Runs at or under each path (a run folder, a sweep folder, a folder of runs)."""
+    """Runs at or under each path (a run folder, a sweep folder, a folder of runs), each
+    once: a damaged run is left out, and of folders that hold the same run, the one that got
+    furthest is kept, with a note for each."""
     runs, seen = [], set()
     for given in paths:
         path = Path(given)
@@ -110,7 +123,35 @@ def find_runs(paths: list[str | Path]) -> list[Run]:
                 "TensorBoard event files"
             )
         for folder in folders:
-            if folder.resolve() not in seen:
-                seen.add(folder.resolve())
+            if folder.resolve() in seen:
+                continue
+            seen.add(folder.resolve())
+            try:
                 runs.append(read_run(folder))
-    return runs
+            except UserError as err:
+                note(f"run {folder} left out: {err}")
+    if not runs:
+        raise UserError(f"no readable runs under {', '.join(map(str, paths))}")
+    return distinct(runs)
+
+
+def distinct(runs: list[Run]) -> list[Run]:
+    """The runs with one folder per identity: the one that logged the furthest step (the
+    first given, on a tie); a note names both folders of each duplicate."""
+    kept: dict[str, Run] = {}
+    for run in runs:
+        if not run.config:  # no config.yaml: nothing to compare
+            kept[str(run.path)] = run
+            continue
+        key = identity(run.config)
+        other = kept.setdefault(key, run)
+        if other is run:
+            continue
+        keep, drop = (run, other) if run.last_step > other.last_step else (other, run)
+        kept[key] = keep
+        note(
+            f"runs {keep.path} and {drop.path} hold the same settings and seed: "
+            f"counting {keep.path} once"
+        )
+    chosen = {id(run) for run in kept.values()}
+    return [run for run in runs if id(run) in chosen]

@@ -1,15 +1,19 @@
 """Run a sweep: each run is a plain `flowrl train` subprocess in a pool of `jobs` workers.
 
-Run folders live in SWEEP/runs/NAME and belong to the sweep: a finished run is skipped, an
-interrupted one with checkpoints/last.pt is resumed with --resume, and a folder without a
-checkpoint is deleted and its run started afresh. Each run's output goes to SWEEP/logs/NAME.log.
+The sweep folder belongs to one sweep process at a time (SWEEP/.lock, as a run folder is
+locked). Run folders live in SWEEP/runs/NAME and belong to the sweep: a finished run is
+skipped, an interrupted one with checkpoints/last.pt is resumed with --resume, and a folder
+without a checkpoint is deleted and its run started afresh. A run is known by its identity
+(settings and seed), so a grid point that repeats an earlier run under another name maps onto
+it. Each run's output goes to SWEEP/logs/NAME.log.
+
+Each run gets a process group of its own: a Ctrl-C in the terminal reaches the sweep alone,
+and the sweep passes it on, once, to every running run, which saves last.pt and stops.
 """
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
-import fcntl
 import os
 import shlex
 import shutil
@@ -17,17 +21,26 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
 from tqdm import tqdm
 
 from flowrl.data import load_or_collect
-from flowrl.errors import UserError
-from flowrl.experiments.grid import RunSpec
+from flowrl.errors import Interrupted, UserError
+from flowrl.experiments.grid import RunSpec, points
+from flowrl.experiments.identity import identity
 from flowrl.experiments.manifest import BASE_CONFIG, MANIFEST, Manifest, write_atomic
 from flowrl.train.config import load_config
+from flowrl.train.interrupt import StopOnSignal
+from flowrl.train.progress import saved_step
+
+# Exit codes of a `flowrl train` stopped by a signal: it saved (130, 143) or had not started
+# training yet (killed by the signal's default action).
+STOPPED = {128 + signal.SIGINT, 128 + signal.SIGTERM, -signal.SIGINT, -signal.SIGTERM}
 
 
 @dataclass
@@ -35,42 +48,65 @@ class Sweep:
     directory: Path
     config: Path | None  # the sweep's copy of the base config (None: flowrl's defaults)
     overrides: list[str]  # --set settings shared by every run
-    runs: list[RunSpec]
     manifest: Manifest = field(repr=False)
+    settings: dict[tuple, dict[str, Any]] = field(repr=False)  # grid point -> resolved config
     datasets: dict[str, bool] = field(default_factory=dict)  # dataset -> data.download
+    mapped: list[tuple[str, str]] = field(default_factory=list)  # (new name, earlier run)
 
-    def run_dir(self, run: RunSpec) -> Path:
-        return self.directory / "runs" / run.name
+    def run_dir(self, name: str) -> Path:
+        return self.directory / "runs" / name
 
-    def log_path(self, run: RunSpec) -> Path:
-        return self.directory / "logs" / f"{run.name}.log"
+    def log_path(self, name: str) -> Path:
+        return self.directory / "logs" / f"{name}.log"
 
-    def train_args(self, run: RunSpec, *, resume: bool = False) -> list[str]:
+    def train_args(self, name: str, *, resume: bool = False) -> list[str]:
         """Arguments of `flowrl train` for this run."""
         args = ["train"] if self.config is None else ["train", "--config", str(self.config)]
-        settings = [*self.overrides, *run.overrides, f"name={run.name}"]
+        settings = [*self.overrides, *self.manifest.runs[name]["overrides"], f"name={name}"]
         settings.append(f"out_dir={self.directory / 'runs'}")
         for item in settings:
             args += ["--set", item]
         return [*args, "--no-progress", *(["--resume"] if resume else [])]
 
-    def command_line(self, run: RunSpec) -> str:
+    def command_line(self, name: str) -> str:
         """The shell command a scheduler runs for this run."""
-        return shlex.join(["flowrl", *self.train_args(run)])
+        return shlex.join(["flowrl", *self.train_args(name)])
 
-    def is_finished(self, run: RunSpec) -> bool:
-        status = self.manifest.runs[run.name]["status"]
-        return status == "done" and (self.run_dir(run) / "checkpoints" / "last.pt").is_file()
+    def add(self, runs: Iterable[RunSpec]) -> Iterator[str]:
+        """The runs' names in the manifest, each once, as they are added: a run with the
+        settings and seed of an earlier one is that one (recorded in `mapped`)."""
+        seen = set()
+        for run in runs:
+            settings = {**self.settings[run.values], "seed": run.seed}
+            name = self.manifest.add(run.name, run.overrides, identity(settings))
+            if name != run.name:
+                self.mapped.append((run.name, name))
+            if name not in seen:
+                seen.add(name)
+                yield name
 
-    def can_resume(self, run: RunSpec) -> bool:
-        return (self.run_dir(run) / "checkpoints" / "last.pt").is_file()
+    def is_done(self, name: str) -> bool:
+        status = self.manifest.runs[name]["status"]
+        return status == "done" and self.can_resume(name)
+
+    def can_resume(self, name: str) -> bool:
+        return (self.run_dir(name) / "checkpoints" / "last.pt").is_file()
+
+    def finished_outside(self, name: str) -> int | None:
+        """The step of a run the manifest does not know as done but whose folder holds a
+        finished run (trained by hand from a --list line); it is marked done."""
+        if self.is_done(name) or not self.can_resume(name):
+            return None
+        step, finished = saved_step(self.run_dir(name))
+        if not finished:
+            return None
+        self.manifest.finished_elsewhere(name, step)
+        return step
 
 
-def prepare(
-    directory: Path, config: str | None, overrides: list[str], grid: dict, runs: list[RunSpec]
-) -> Sweep:
-    """Checks every run's config (a bad key or value stops here, before anything runs), then
-    writes the sweep folder: base.yaml and the manifest."""
+def prepare(directory: Path, config: str | None, overrides: list[str], grid: dict) -> Sweep:
+    """Checks the config of every grid point (a bad key or value stops here, before anything
+    runs), then writes base.yaml; the caller holds the sweep folder's lock."""
     directory = directory.resolve()
     base = directory / BASE_CONFIG
     text = None
@@ -79,13 +115,14 @@ def prepare(
         if not path.is_file():
             raise UserError(f"config file {path} does not exist")
         text = path.read_text()
-    datasets = {}
-    for run in runs:
-        settings = [*overrides, *run.overrides, f"name={run.name}", f"out_dir={directory}"]
+    datasets, settings = {}, {}
+    for prefix, values in points(grid).items():
+        point = [f"{key}={value}" for key, value in values]
         try:
-            cfg = load_config(config, settings)
+            cfg = load_config(config, [*overrides, *point, f"out_dir={directory}"])
         except UserError as err:
-            raise UserError(f"run {run.name}: {err}") from None
+            raise UserError(f"runs {prefix or 'seed-N'}: {err}") from None
+        settings[values] = cfg.to_dict()
         datasets[cfg.data.dataset] = datasets.get(cfg.data.dataset, False) or cfg.data.download
     existing = base.read_text() if base.is_file() else None
     if (directory / MANIFEST).is_file() and not _same_settings(existing, text):
@@ -95,14 +132,10 @@ def prepare(
             "give this one another --name"
         )
     manifest = Manifest.open(directory, config=config, overrides=overrides, grid=grid)
-    for run in runs:
-        manifest.add(run.name, run.overrides)
-    directory.mkdir(parents=True, exist_ok=True)
     if text is not None and existing is None:
         write_atomic(base, text)
-    manifest.save()
     config_copy = base if text is not None else None
-    return Sweep(directory, config_copy, overrides, runs, manifest, datasets)
+    return Sweep(directory, config_copy, overrides, manifest, settings, datasets)
 
 
 def _same_settings(first: str | None, second: str | None) -> bool:
@@ -113,6 +146,18 @@ def _same_settings(first: str | None, second: str | None) -> bool:
     return yaml.safe_load(first) == yaml.safe_load(second)
 
 
+def mapped_note(sweep: Sweep) -> str | None:
+    """A line saying which runs of this grid are earlier runs under other names."""
+    if not sweep.mapped:
+        return None
+    pairs = ", ".join(f"{new} = {old}" for new, old in sweep.mapped[:5])
+    more = f" and {len(sweep.mapped) - 5} more" if len(sweep.mapped) > 5 else ""
+    return (
+        f"{len(sweep.mapped)} run(s) of this grid have the settings and seed of runs the sweep "
+        f"holds under other names, which stand for them: {pairs}{more}"
+    )
+
+
 def ensure_datasets(sweep: Sweep) -> None:
     """Loads each dataset once before any run starts: a missing one stops the sweep here, a
     download happens once, and the quickstart set is collected once (as `flowrl train` would
@@ -121,37 +166,40 @@ def ensure_datasets(sweep: Sweep) -> None:
         load_or_collect(dataset, download=download)
 
 
-@contextlib.contextmanager
-def exclusive(directory: Path):
-    """Holds SWEEP/.lock: one sweep process at a time works in a sweep folder."""
-    with (directory / ".lock").open("w") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise UserError(f"another flowrl sweep is running in {directory}") from None
-        yield
-
-
-def _die_with_parent() -> None:
-    """In the child: get SIGTERM when the sweep dies, even by SIGKILL (Linux)."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+def _own_group_dying_with_parent() -> None:
+    """In the child: a process group of its own (a terminal's Ctrl-C reaches the sweep
+    only, which passes it on once), and SIGTERM when the sweep dies, even by SIGKILL."""
+    os.setpgid(0, 0)
+    if sys.platform == "linux":
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 @dataclass
 class _Running:
-    run: RunSpec
+    name: str
     process: subprocess.Popen
     log: object
 
 
-def execute(sweep: Sweep, *, jobs: int, threads: int, progress: bool = True) -> list[str]:
-    """Runs every unfinished run of the sweep; returns the names of the runs that failed."""
-    todo = [run for run in sweep.runs if not sweep.is_finished(run)]
-    done_before = len(sweep.runs) - len(todo)
-    resumable = sum(sweep.can_resume(run) for run in todo)
+def execute(
+    sweep: Sweep, names: list[str], *, jobs: int, threads: int, progress: bool = True
+) -> list[str]:
+    """Runs every unfinished run of `names`; returns the names of the runs that failed.
+
+    A first SIGINT or SIGTERM is passed on to the running runs, which save and stop; the
+    sweep waits for them and raises `Interrupted`. A second one stops the sweep at once.
+    """
+    todo = []
+    for name in names:
+        step = sweep.finished_outside(name)
+        if step is not None:
+            print(f"run {name} was finished outside the sweep (step {step})", file=sys.stderr)
+        elif not sweep.is_done(name):
+            todo.append(name)
+    resumable = sum(sweep.can_resume(name) for name in todo)
     print(
-        f"sweep {sweep.directory}: {len(sweep.runs)} runs, {done_before} finished before, "
+        f"sweep {sweep.directory}: {len(names)} runs, {len(names) - len(todo)} finished before, "
         f"{len(todo)} to run ({resumable} resumed from last.pt), "
         f"{jobs} at a time with {threads} threads each",
         file=sys.stderr,
@@ -161,77 +209,84 @@ def execute(sweep: Sweep, *, jobs: int, threads: int, progress: bool = True) -> 
     tqdm.monitor_interval = 0  # no monitor thread: children are forked from one thread
     bar = tqdm(total=len(todo), desc="sweep", unit="run", disable=not progress, file=sys.stderr)
 
-    def show() -> None:
-        done = bar.n - len(failed)
-        bar.set_postfix(done=done, running=len(running), failed=len(failed), refresh=True)
+    def reap() -> None:
+        for item in [r for r in running if r.process.poll() is not None]:
+            running.remove(item)
+            if _ended(sweep, item, stopped=stop.requested) != "done":
+                failed.append(item.name)
+                tqdm.write(_failure(sweep, item.name, item.process.returncode), file=sys.stderr)
+            bar.update(1)
+            bar.set_postfix(done=bar.n - len(failed), running=len(running), failed=len(failed))
 
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
-    try:
-        while pending or running:
-            while pending and len(running) < jobs:
-                running.append(_start(sweep, pending.pop(0), env))
-                show()
-            time.sleep(0.2)
-            for item in [r for r in running if r.process.poll() is not None]:
-                running.remove(item)
-                item.log.close()
-                code = item.process.returncode
-                sweep.manifest.ended(item.run.name, "done" if code == 0 else "failed", code)
-                if code != 0:
-                    failed.append(item.run.name)
-                    tqdm.write(_failure(sweep, item.run, code), file=sys.stderr)
-                bar.update(1)
-                show()
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-        _stop(sweep, running)
-        bar.close()
+    with StopOnSignal() as stop:
+        try:
+            while (pending or running) and not stop.requested:
+                while pending and len(running) < jobs and not stop.requested:
+                    running.append(_start(sweep, pending.pop(0), env))
+                time.sleep(0.2)
+                reap()
+            if stop.requested:
+                stopping = len(running)
+                for item in running:  # one stop request each: they save and exit
+                    item.process.send_signal(stop.signum)
+                while running:
+                    time.sleep(0.2)
+                    reap()
+                name = signal.Signals(stop.signum).name
+                raise Interrupted(
+                    stop.signum,
+                    f"stopped by {name}: {stopping} running run(s) saved where they were; "
+                    "run the same command again to resume them",
+                )
+        finally:
+            for item in running:  # a second signal, or an error of the sweep's own
+                item.process.kill()
+                item.process.wait()
+                _ended(sweep, item, stopped=True)
+            bar.close()
     return failed
 
 
-def _raise_interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt
+def _ended(sweep: Sweep, item: _Running, *, stopped: bool) -> str:
+    """Records how a run's process ended in the manifest (`stopped`: the sweep stopped it);
+    returns its status."""
+    item.log.close()
+    code = item.process.returncode
+    if code == 0:
+        status, step = "done", None
+    elif stopped or code in STOPPED:
+        saved = saved_step(sweep.run_dir(item.name))
+        status, step = "interrupted", saved[0] if saved else None
+    else:
+        status, step = "failed", None
+    sweep.manifest.ended(item.name, status, code, step)
+    return status
 
 
-def _start(sweep: Sweep, run: RunSpec, env: dict[str, str]) -> _Running:
-    resume = sweep.can_resume(run)
-    run_dir = sweep.run_dir(run)
+def _start(sweep: Sweep, name: str, env: dict[str, str]) -> _Running:
+    resume = sweep.can_resume(name)
+    run_dir = sweep.run_dir(name)
     if not resume and run_dir.exists():  # a start that never checkpointed: begin again
         shutil.rmtree(run_dir)
-    log_path = sweep.log_path(run)
+    log_path = sweep.log_path(name)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log = log_path.open("a")
-    command = [sys.executable, "-m", "flowrl", *sweep.train_args(run, resume=resume)]
+    command = [sys.executable, "-m", "flowrl", *sweep.train_args(name, resume=resume)]
     log.write(f"\n$ {shlex.join(command)}\n")
     log.flush()
-    sweep.manifest.started(run.name, resumed=resume)
+    sweep.manifest.started(name, resumed=resume)
     process = subprocess.Popen(
         command,
         stdout=log,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
         env=env,
-        preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+        preexec_fn=_own_group_dying_with_parent,
     )
-    return _Running(run, process, log)
+    return _Running(name, process, log)
 
 
-def _stop(sweep: Sweep, running: list[_Running]) -> None:
-    """Stops runs still going (the sweep was interrupted); they resume next time."""
-    for item in running:
-        item.process.terminate()
-    for item in running:
-        try:
-            item.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            item.process.kill()
-            item.process.wait()
-        item.log.close()
-        code = item.process.returncode
-        sweep.manifest.ended(item.run.name, "done" if code == 0 else "interrupted", code)
-
-
-def _failure(sweep: Sweep, run: RunSpec, code: int) -> str:
-    lines = sweep.log_path(run).read_text(errors="replace").strip().splitlines()
+def _failure(sweep: Sweep, name: str, code: int) -> str:
+    lines = sweep.log_path(name).read_text(errors="replace").strip().splitlines()
     tail = "\n".join(f"    {line}" for line in lines[-5:])
-    return f"run {run.name} failed (exit {code}), log {sweep.log_path(run)}:\n{tail}"
+    return f"run {name} failed (exit {code}), log {sweep.log_path(name)}:\n{tail}"

@@ -1,4 +1,5 @@
-"""Run folders: one run owns `out_dir/name` at a time, through an exclusive lock.
+"""Run folders: one run owns `out_dir/name` at a time, through an exclusive lock (a sweep
+owns its folder the same way: `FolderLock`).
 
 The lock is an `fcntl.flock` on `run_dir/.lock`, held for the whole run and released by the
 OS when the process ends, however it ends; the file holds the holder's PID for the message
@@ -24,22 +25,22 @@ def _os_error(what: str, path: Path, err: OSError) -> UserError:
     return UserError(f"cannot {what} {path}: {err.strerror or err}")
 
 
-class RunDir:
-    """The folder of one run, locked for this process from `acquire` to `release`."""
+class FolderLock:
+    """A folder locked for this process from `acquire` to `release` (or as a context
+    manager); `owner` (run, sweep) names what holds it in the message a second one gets."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    def __init__(self, path: Path, owner: str = "run") -> None:
+        self.path, self.owner = path, owner
         self._lock_file = None
 
-    def acquire(self, *, resume: bool = False, overwrite: bool = False) -> RunDir:
-        """Creates and locks the folder; a UserError if another run holds it or it is taken."""
-        if resume and overwrite:
-            raise UserError("--resume and --overwrite exclude each other: continue or start over")
+    def acquire(self) -> FolderLock:
+        """Creates and locks the folder; a UserError naming the holder's PID if another
+        process holds it."""
         try:
             self.path.mkdir(parents=True, exist_ok=True)
             lock_file = (self.path / LOCK_NAME).open("a+")
         except OSError as err:
-            raise _os_error("create the run folder", self.path, err) from None
+            raise _os_error(f"create the {self.owner} folder", self.path, err) from None
         try:
             fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -47,14 +48,50 @@ class RunDir:
             holder = lock_file.read().strip() or "unknown"
             lock_file.close()
             raise UserError(
-                f"run folder {self.path} is in use by another flowrl run (PID {holder}); "
-                "wait for it to end or pick another name"
+                f"{self.owner} folder {self.path} is in use by another flowrl {self.owner} "
+                f"(PID {holder}); wait for it to end or pick another name"
             ) from None
         self._lock_file = lock_file
         try:
             lock_file.truncate(0)
             lock_file.write(f"{os.getpid()}\n")
             lock_file.flush()
+        except OSError as err:
+            self.release()
+            raise _os_error(f"write to the {self.owner} folder", self.path, err) from None
+        return self
+
+    def __enter__(self) -> FolderLock:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    def contents(self) -> list[Path]:
+        """Everything in the folder but the lock file."""
+        return [p for p in self.path.iterdir() if p.name != LOCK_NAME]
+
+    def release(self) -> None:
+        """Unlocks; a folder that got nothing but the lock file is removed."""
+        if self._lock_file is None:
+            return
+        if self.path.is_dir() and not self.contents():
+            (self.path / LOCK_NAME).unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # something appeared meanwhile: keep it
+                self.path.rmdir()
+        self._lock_file.close()  # closing the file releases the flock
+        self._lock_file = None
+
+
+class RunDir(FolderLock):
+    """The folder of one run, locked for this process from `acquire` to `release`."""
+
+    def acquire(self, *, resume: bool = False, overwrite: bool = False) -> RunDir:
+        """Creates and locks the folder; a UserError if another run holds it or it is taken."""
+        if resume and overwrite:
+            raise UserError("--resume and --overwrite exclude each other: continue or start over")
+        super().acquire()
+        try:
             self._claim(resume=resume, overwrite=overwrite)
         except OSError as err:
             self.release()
@@ -86,21 +123,6 @@ class RunDir:
                 else:
                     entry.unlink()
         remove_stale_temporaries(self.path)
-
-    def contents(self) -> list[Path]:
-        """Everything in the folder but the lock file."""
-        return [p for p in self.path.iterdir() if p.name != LOCK_NAME]
-
-    def release(self) -> None:
-        """Unlocks; a folder that got nothing but the lock file is removed."""
-        if self._lock_file is None:
-            return
-        if self.path.is_dir() and not self.contents():
-            (self.path / LOCK_NAME).unlink(missing_ok=True)
-            with contextlib.suppress(OSError):  # something appeared meanwhile: keep it
-                self.path.rmdir()
-        self._lock_file.close()  # closing the file releases the flock
-        self._lock_file = None
 
 
 def claim_run_dir(path: Path, *, resume: bool, overwrite: bool) -> RunDir | None:

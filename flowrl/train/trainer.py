@@ -141,8 +141,9 @@ class Trainer:
             self._restore(state)
 
     # ---------------------------------------------------------------- checkpoints
-    def save(self, name: str) -> Path:
-        """Rank 0 writes checkpoints/`name` with every rank's sampler and RNG states.
+    def save(self, name: str, *, finished: bool = False) -> Path:
+        """Rank 0 writes checkpoints/`name` with every rank's sampler and RNG states;
+        `finished`: the run has trained its steps and made its final evaluation.
 
         Under torchrun every rank must call it: it gathers those states.
         """
@@ -162,6 +163,7 @@ class Trainer:
                     "scheduler": self.scheduler.state_dict(),
                     "ranks": ranks,  # one {"sampler", "rng"} per rank, in rank order
                     "dataset_fingerprint": self.dataset_fingerprint,
+                    "finished": finished,
                 },
                 path,
             )
@@ -330,7 +332,7 @@ class Trainer:
                 raise self.stop.interrupted(self.step, f"saved {path}: add --resume to continue")
         bar.close()
         results, score = self._evaluate_and_log(logger)
-        self.save("last.pt")
+        self.save("last.pt", finished=True)
         logger.hparams(flatten(cfg.to_dict()), {"hparam/final_score": score})
         logger.close()
         distributed.barrier()  # every rank returns once rank 0's files are written

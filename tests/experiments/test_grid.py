@@ -2,17 +2,31 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from flowrl.errors import UserError
-from flowrl.experiments.grid import expand, parse_grid, parse_seeds
+from flowrl.experiments.grid import (
+    MAX_RUNS,
+    check_size,
+    expand,
+    parse_grid,
+    parse_seeds,
+    plain_name,
+)
+
+
+def seeds(text: str) -> list[int]:
+    return [seed for part in parse_seeds(text) for seed in part]
 
 
 def test_seeds():
-    assert parse_seeds("0-4") == [0, 1, 2, 3, 4]
-    assert parse_seeds("3") == [3]
-    assert parse_seeds("0,2, 7-8") == [0, 2, 7, 8]
-    for bad in ("4-1", "a", "1-", "0,0", ""):
+    assert seeds("0-4") == [0, 1, 2, 3, 4]
+    assert seeds("3") == [3]
+    assert seeds("0,2, 7-8") == [0, 2, 7, 8]
+    assert len(parse_seeds("0-999999999999")[0]) == 10**12  # a range, not a list
+    for bad in ("4-1", "a", "1-", "0,0", "", "0-5,3", "7,2-9"):
         with pytest.raises(UserError, match="--seeds"):
             parse_seeds(bad)
 
@@ -38,7 +52,7 @@ def test_grid_values_keep_brackets_together():
 
 def test_expand_is_the_product_times_the_seeds():
     grid = {"model.attention": ["flow", "softmax"], "data.dataset": ["zoo/hopper/medium-v0"]}
-    runs = expand(grid, [0, 1, 2])
+    runs = list(expand(grid, parse_seeds("0-2")))
     assert len(runs) == 2 * 1 * 3
     assert runs[0].name == "attention-flow_dataset-zoo_hopper_medium-v0_seed-0"
     assert runs[0].overrides == [
@@ -48,7 +62,27 @@ def test_expand_is_the_product_times_the_seeds():
     ]
     assert len({run.name for run in runs}) == 6
     # keys that share a last component keep their full names
-    (run,) = expand({"model.dropout": ["0.1"], "eval.dropout": ["0"]}, [0])
+    (run,) = expand({"model.dropout": ["0.1"], "eval.dropout": ["0"]}, parse_seeds("0"))
     assert run.name == "model.dropout-0.1_eval.dropout-0_seed-0"
     with pytest.raises(UserError, match="same run folder"):
-        expand({"data.dataset": ["a/b", "a_b"]}, [0])
+        next(expand({"data.dataset": ["a/b", "a_b"]}, parse_seeds("0")))
+
+
+def test_a_large_grid_states_its_size_and_needs_yes():
+    grid = {"model.attention": ["flow", "softmax"]}
+    check_size(grid, parse_seeds(f"1-{MAX_RUNS // 2}"), yes=False)
+    with pytest.raises(UserError, match=r"1002 runs \(2 values of model.attention x 501 seeds\)"):
+        check_size(grid, parse_seeds(f"0-{MAX_RUNS // 2}"), yes=False)
+    check_size(grid, parse_seeds("0-100000000"), yes=True)
+
+
+def test_a_grid_of_many_seeds_yields_its_first_run_at_once():
+    runs = expand({}, parse_seeds("0-100000000000"))  # would not fit in memory as a list
+    assert next(runs).name == "seed-0" and next(runs).name == "seed-1"
+
+
+@pytest.mark.parametrize("bad", ["../escape", "a/b", "..", ".hidden", "", "a\\b"])
+def test_names_are_plain(bad):
+    with pytest.raises(UserError, match=f"--name {re.escape(repr(bad))}: expected a plain"):
+        plain_name(bad, "--name")
+    assert plain_name("hopper-v2_lr.3", "--name") == "hopper-v2_lr.3"

@@ -96,8 +96,9 @@ def test_train_checkpoint_resume_and_evaluate(env, tmp_path):
     [
         {"attention": "softmax"},
         {"attention": "flow", "context_mode": "episode", "context_len": 200},
+        {"attention": "softmax", "context_mode": "episode", "context_len": 200},
     ],
-    ids=["softmax-window", "flow-episode"],
+    ids=["softmax-window", "flow-episode", "softmax-episode"],
 )
 def test_other_agents_train(env, tmp_path, model):
     config = write_config(tmp_path / "tiny.yaml", tmp_path / "runs", **model)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from flowrl.agents.checkpoint import load_checkpoint
-from tests.train.helpers import DATASET, ROOT, flowrl, write_config
+from tests.train.helpers import DATASET, ROOT, flowrl, train, write_config
 
 
 @pytest.fixture(scope="module")
@@ -172,3 +172,28 @@ def test_out_dir_under_a_file_is_one_line(env, tmp_path):
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert str(blocker / "runs" / "quickstart") in done.stderr
     assert "Not a directory" in done.stderr
+
+
+def folder_state(run_dir: Path) -> dict[str, tuple[bytes, int]]:
+    """Every file of a folder: its bytes and its modification time in ns."""
+    return {
+        str(p.relative_to(run_dir)): (p.read_bytes(), p.stat().st_mtime_ns)
+        for p in sorted(run_dir.rglob("*"))
+        if p.is_file()
+    }
+
+
+def test_resume_of_a_finished_run_changes_nothing(env, tmp_path):
+    config = write_config(tmp_path / "tiny.yaml", tmp_path / "runs")
+    train(env, config, "--set", "steps=20")
+    run_dir = tmp_path / "runs" / "tiny"
+    before = folder_state(run_dir)
+    resume = ["train", "--config", str(config), "--no-progress", "--set", "steps=20", "--resume"]
+    done = flowrl(resume, env)
+    assert done.returncode == 0, done.stderr
+    assert f"run {run_dir} finished at step 20: nothing to do" in done.stdout
+    assert folder_state(run_dir) == before  # no evaluation, no row, no file written
+    # more steps than it trained: not finished, it trains on
+    longer = flowrl([*resume[:-2], "steps=25", "--resume"], env)
+    assert longer.returncode == 0 and "nothing to do" not in longer.stdout, longer.stderr
+    assert logged_steps(run_dir)[-1] == 25
