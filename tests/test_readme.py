@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 # Run after the example: the reloaded agent acts exactly as the trained one.
@@ -26,6 +28,7 @@ def python_example() -> str:
     return section.split("```python\n", 1)[1].split("```", 1)[0]
 
 
+@pytest.mark.slow
 def test_readme_python_example_trains_evaluates_saves_and_loads(tmp_path):
     code = python_example()
     assert len(code.strip().splitlines()) <= 15, "the example should stay about a dozen lines"

@@ -67,6 +67,7 @@ def alive(pid: int) -> bool:
         return False
 
 
+@pytest.mark.slow
 def test_sweep_runs_the_grid_times_the_seeds(env, tmp_path):
     config = tiny_config(tmp_path / "tiny.yaml")
     args = ["sweep", "--config", str(config), *GRID, "--out-dir", str(tmp_path), "--jobs", "2"]
@@ -104,6 +105,7 @@ def test_sweep_runs_the_grid_times_the_seeds(env, tmp_path):
     }
 
 
+@pytest.mark.slow
 def test_killed_sweep_finishes_only_what_was_missing(env, tmp_path):
     config = tiny_config(tmp_path / "tiny.yaml", steps=100, log_every=10, checkpoint_every=10)
     config_args = ["--config", str(config), *GRID, "--out-dir", str(tmp_path), "--name", "k"]

@@ -43,6 +43,7 @@ def torchrun(env: dict[str, str], nproc: int, config: Path, *extra: str) -> None
     assert done.returncode == 0, done.stderr[-3000:]
 
 
+@pytest.mark.slow
 def test_two_ranks_train_checkpoint_and_resume_on_any_world_size(env, tmp_path):
     config = write_config(tmp_path / "tiny.yaml", tmp_path / "runs")
     steps = ["--set", "eval.every=0", "--set", "checkpoint_every=4"]

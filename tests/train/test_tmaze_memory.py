@@ -63,6 +63,7 @@ def success_rate(tmaze, tmp_path, context_mode: str, context_len: int) -> float:
     return result["return_mean"]  # an agent on schedule scores 1 for the right turn, else 0
 
 
+@pytest.mark.slow
 def test_episode_context_remembers_the_cue_a_short_window_cannot(tmaze, tmp_path):
     """Seeds tried with the default attention (flow-relu) on an Intel Xeon, 2 cores: 0, 1
     and 2 (two torch threads) gave episode 1.00 and window 0.45, 3 and 4 (one thread)
