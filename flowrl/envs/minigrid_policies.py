@@ -19,6 +19,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from flowrl.envs.collection_policies import check_probabilities
 from flowrl.envs.minigrid_memory import (
     FORWARD,
     LEFT,
@@ -162,15 +163,9 @@ class MiniGridMixed(MiniGridOracle):
     def __init__(
         self, env: gym.Env, wrong_pick: float = 0.3, noisy: float = 0.3, random_step: float = 0.05
     ) -> None:
-        for name, value in (
-            ("wrong_pick", wrong_pick),
-            ("noisy", noisy),
-            ("random_step", random_step),
-        ):
-            if not 0.0 <= value <= 1.0:
-                raise UserError(
-                    f"minigrid-mixed: {name} must be a probability in [0, 1], got {value}"
-                )
+        check_probabilities(
+            "minigrid-mixed", wrong_pick=wrong_pick, noisy=noisy, random_step=random_step
+        )
         super().__init__(env)
         self.wrong_pick, self.noisy, self.random_step = wrong_pick, noisy, random_step
         self.flip = False

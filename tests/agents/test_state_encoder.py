@@ -10,24 +10,20 @@ import torch
 
 from flowrl.agents import DecisionTransformerAgent, DecisionTransformerConfig, load_agent
 from flowrl.agents.state_encoder import GridEncoder
-from flowrl.data import Episode, EpisodeDataset, EpisodeSampler, collect_dataset
+from flowrl.data import Episode, EpisodeDataset, EpisodeSampler
 from flowrl.envs.minigrid_memory import GRID_DIM, OBS_DIM
 from flowrl.errors import UserError
 
 
 @pytest.fixture(scope="module")
-def minigrid(tmp_path_factory):
-    root = tmp_path_factory.mktemp("minari")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MINARI_DATASETS_PATH", str(root))
-        yield collect_dataset(
-            "flowrl/MiniGridMemory-v0",
-            "minigrid-mixed",
-            env_kwargs={"size": 7},
-            episodes=60,
-            dataset_id="test/minigrid-7-v0",
-            progress=False,
-        )
+def minigrid(collect_apart):
+    return collect_apart(
+        env_id="flowrl/MiniGridMemory-v0",
+        policy="minigrid-mixed",
+        env_kwargs={"size": 7},
+        episodes=60,
+        dataset_id="test/minigrid-7-v0",
+    )
 
 
 def grid_agent(dataset: EpisodeDataset, **model) -> DecisionTransformerAgent:
