@@ -14,7 +14,6 @@ computed once per phase; each step takes an action that lowers the distance.
 from __future__ import annotations
 
 from collections import deque
-from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -190,7 +189,7 @@ class MiniGridMixed(MiniGridOracle):
 MINIGRID_POLICIES = {"minigrid-oracle": 0.0, "minigrid-mixed": 0.6}
 
 
-def make_minigrid_policy(name: str, env: gym.Env, *, noise: float | None = None) -> Any:
+def make_minigrid_policy(name: str, env: gym.Env, *, noise: float | None = None) -> MiniGridOracle:
     """A MiniGrid-Memory policy by name, for an env made as flowrl/MiniGridMemory-v0. For
     minigrid-mixed, `noise` sets both `wrong_pick` and `noisy` to noise / 2."""
     import_minigrid()
