@@ -25,6 +25,7 @@ from flowrl.agents.decision_transformer import (
 )
 from flowrl.agents.normalizer import Normalizer, check_return_scale
 from flowrl.agents.policy import DecisionTransformerPolicy
+from flowrl.agents.state_encoder import grid_code_error, standardises_states
 from flowrl.data import Batch, EpisodeDataset
 from flowrl.data.reference import normalized_score
 from flowrl.errors import UserError
@@ -130,8 +131,14 @@ class DecisionTransformerAgent:
         cfg = replace(
             self.config, state_dim=dataset.obs_dim, act_dim=dataset.act_dim, discrete=discrete
         )
+        if cfg.state_encoder == "grid":
+            check_grid_codes(dataset)
         self.model = DecisionTransformer(cfg)
-        self.normalizer = Normalizer.fit(dataset, self.return_scale)
+        self.normalizer = Normalizer.fit(
+            dataset,
+            self.return_scale,
+            standardize_states=standardises_states(cfg.state_encoder),
+        )
         self.dataset, self.env_id = dataset.name, dataset.env_id
         self.env_kwargs = dict(dataset.env_kwargs)
         self.ref_min_score, self.ref_max_score = dataset.ref_min_score, dataset.ref_max_score
@@ -255,6 +262,14 @@ class DecisionTransformerAgent:
     def load(cls, path: str | Path) -> DecisionTransformerAgent:
         """The agent in a file written by `save` or a training checkpoint."""
         return cls.from_state_dict(load_checkpoint(path)["agent"], source=str(path))
+
+
+def check_grid_codes(dataset: EpisodeDataset) -> None:
+    """A UserError unless the grid state encoder can read the dataset's observations."""
+    observations = np.concatenate([ep.observations for ep in dataset.episodes])
+    error = grid_code_error(observations)
+    if error is not None:
+        raise UserError(f"model.state_encoder=grid: dataset {dataset.name!r}: {error}")
 
 
 def action_kind(discrete: bool) -> str:

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from flowrl.agents.state_encoder import GRID_STATE_DIM, STATE_ENCODERS, make_state_encoder
 from flowrl.errors import UserError
 from flowrl.nn import attention_kind, make_attention
 from flowrl.ops import PackedSequences
@@ -45,6 +46,10 @@ class DecisionTransformerConfig:
     `attention_clamp`: the source clamp c of flow attention (docs/flow-attention.md; the
     specification's 10 by default). It bounds how far one token can outweigh the rest of
     its episode in the competition's normaliser.
+
+    `state_encoder`: "linear" (a linear layer over the standardised observation) or "grid"
+    (learned embeddings of MiniGrid-Memory's raw cell codes, flowrl/agents/state_encoder.py;
+    its states are not standardised). Checkpoints without it are "linear".
     """
 
     state_dim: int | None = None
@@ -62,6 +67,7 @@ class DecisionTransformerConfig:
     activation: str = "relu"
     attention_backend: str = "auto"  # one of the attention layer's `backends`
     attention_clamp: float = SPEC_CLAMP  # the flow kinds: the source clamp c
+    state_encoder: str = "linear"  # linear | grid
 
     def __post_init__(self) -> None:
         self.validate()
@@ -77,6 +83,7 @@ class DecisionTransformerConfig:
         _check_choice("model.context_mode", self.context_mode, CONTEXT_MODES)
         _check_choice("model.activation", self.activation, tuple(ACTIVATIONS))
         _check_choice("model.timestep_embedding", self.timestep_embedding, TIMESTEP_EMBEDDINGS)
+        _check_choice("model.state_encoder", self.state_encoder, STATE_ENCODERS)
         sizes = {
             "model.embed_dim": self.embed_dim,
             "model.n_layers": self.n_layers,
@@ -95,6 +102,11 @@ class DecisionTransformerConfig:
             raise UserError(
                 f"model.attention_clamp={self.attention_clamp}: only flow attentions have a "
                 f"clamp, not model.attention={self.attention}"
+            )
+        if self.state_encoder == "grid" and self.state_dim not in (None, GRID_STATE_DIM):
+            raise UserError(
+                f"model.state_encoder=grid reads MiniGrid-Memory observations of "
+                f"{GRID_STATE_DIM} numbers, not model.state_dim={self.state_dim}"
             )
         if not isinstance(self.discrete, bool):
             raise UserError(f"model.discrete={self.discrete!r}: expected true or false")
@@ -153,7 +165,7 @@ class DecisionTransformer(nn.Module):
         if cfg.timestep_embedding == "learned":
             self.embed_timestep = nn.Embedding(cfg.max_timestep, E)
         self.embed_return = nn.Linear(1, E)
-        self.embed_state = nn.Linear(cfg.state_dim, E)
+        self.embed_state = make_state_encoder(cfg.state_encoder, cfg.state_dim, E)
         self.embed_action = nn.Linear(cfg.act_dim, E)
         self.embed_ln = nn.LayerNorm(E)
         self.drop = nn.Dropout(cfg.dropout)

@@ -26,7 +26,9 @@ class Normalizer:
     by `return_scale`. Tensors are float32 on one device (`to`).
 
     Discrete actions (`discrete`) are one-hot vectors in the model and are not scaled
-    (`action_scale` is all ones); the env gets the index of the chosen action.
+    (`action_scale` is all ones); the env gets the index of the chosen action. Observations
+    that a model reads as raw codes (the grid state encoder) get mean 0 and std 1: they pass
+    unchanged.
     """
 
     obs_mean: Tensor  # (state_dim,)
@@ -36,17 +38,21 @@ class Normalizer:
     discrete: bool = False
 
     @classmethod
-    def fit(cls, dataset: EpisodeDataset, return_scale: float) -> Normalizer:
-        """The dataset's observation statistics and action ranges."""
+    def fit(
+        cls, dataset: EpisodeDataset, return_scale: float, *, standardize_states: bool = True
+    ) -> Normalizer:
+        """The dataset's observation statistics (or, without `standardize_states`, mean 0 and
+        std 1) and action ranges."""
         discrete = dataset.discrete_actions is not None
         if discrete:
             action_scale = np.ones(dataset.act_dim)
         else:
             largest = np.abs(np.concatenate([ep.actions for ep in dataset.episodes])).max(0)
             action_scale = np.where(largest > 0, largest, 1.0)
-        return cls.from_arrays(
-            dataset.obs_mean, dataset.obs_std, action_scale, return_scale, discrete=discrete
-        )
+        obs_mean, obs_std = dataset.obs_mean, dataset.obs_std
+        if not standardize_states:
+            obs_mean, obs_std = np.zeros_like(obs_mean), np.ones_like(obs_std)
+        return cls.from_arrays(obs_mean, obs_std, action_scale, return_scale, discrete=discrete)
 
     @classmethod
     def from_arrays(

@@ -54,7 +54,7 @@ class RecurrentStack:
         cfg = model.cfg
         if not attention_kind(cfg.attention).inplace_step:
             raise ValueError(f"attention={cfg.attention!r} has no in-place recurrent step")
-        weight = model.embed_state.weight
+        weight = model.embed_return.weight  # the embeddings' device and dtype
         device, dtype, E = weight.device, weight.dtype, cfg.embed_dim
         self.attention: list[InplaceFlowStep] = []
         for block in model.blocks:

@@ -10,6 +10,7 @@ DEFAULT_POLICIES = {
     "Pendulum-v1": "pendulum-swingup",
     "flowrl/TMazePassive-v0": "tmaze-mixed",
     "flowrl/TMazeActive-v0": "tmaze-mixed",
+    "flowrl/MiniGridMemory-v0": "minigrid-mixed",
 }
 
 
@@ -33,8 +34,9 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str) -> None:
     )
     parser.add_argument(
         "--policy",
-        help="random, pendulum-swingup, tmaze-oracle or tmaze-mixed (default: pendulum-swingup "
-        "on Pendulum-v1, tmaze-mixed on the T-Mazes, else random)",
+        help="random, pendulum-swingup, tmaze-oracle, tmaze-mixed, minigrid-oracle or "
+        "minigrid-mixed (default: pendulum-swingup on Pendulum-v1, tmaze-mixed on the T-Mazes, "
+        "minigrid-mixed on flowrl/MiniGridMemory-v0, else random)",
     )
     parser.add_argument("--episodes", type=int, default=200, help="default: %(default)s")
     parser.add_argument(
@@ -48,7 +50,8 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str) -> None:
         type=float,
         help="pendulum-swingup: each episode takes random torques with a probability drawn "
         "from [0, noise] (default 1); tmaze-mixed: a share noise/2 of the episodes takes the "
-        "wrong turn and, independently, noise/2 takes random steps (default 0.6)",
+        "wrong turn and, independently, noise/2 takes random steps (default 0.6); "
+        "minigrid-mixed: the same with the wrong object for the wrong turn (default 0.6)",
     )
     parser.add_argument("--max-episode-steps", type=int, help="override the env's time limit")
     parser.add_argument("--ref-min-score", type=float, help="reference return of a random policy")

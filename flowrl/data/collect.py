@@ -73,6 +73,7 @@ def collect_dataset(
     is read back from disk and returned.
     """
     from flowrl.envs.collection_policies import make_policy
+    from flowrl.envs.minigrid_policies import MINIGRID_POLICIES, make_minigrid_policy
     from flowrl.envs.tmaze_policies import TMAZE_POLICIES, make_tmaze_policy
 
     if episodes < 1:
@@ -81,9 +82,11 @@ def collect_dataset(
         raise UserError(f"max_episode_steps must be at least 1, got {max_episode_steps}")
     env = make_env(env_id, env_kwargs or {}, max_episode_steps=max_episode_steps)
     if noise is None:  # the policy's default, recorded in the metadata
-        noise = TMAZE_POLICIES.get(policy, 1.0)
+        noise = {**TMAZE_POLICIES, **MINIGRID_POLICIES}.get(policy, 1.0)
     if policy in TMAZE_POLICIES:
         actor = make_tmaze_policy(policy, env, noise=noise)
+    elif policy in MINIGRID_POLICIES:
+        actor = make_minigrid_policy(policy, env, noise=noise)
     else:
         actor = make_policy(policy, env, noise=noise)
     env_seeds, policy_seed = np.random.SeedSequence(seed).spawn(2)

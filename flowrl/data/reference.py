@@ -36,6 +36,9 @@ GYM_REFERENCE: dict[str, tuple[float, float]] = {
     # success rate in percent (less any penalties for falling behind schedule).
     "flowrl/TMazePassive": (0.0, 1.0),
     "flowrl/TMazeActive": (0.0, 1.0),
+    # MiniGrid-Memory: 0 for the wrong object, 1 - 0.9 * steps / max_steps for the right one,
+    # so a normalised score is the success rate in percent less a little for the steps taken.
+    "flowrl/MiniGridMemory": (0.0, 1.0),
 }
 
 D4RL_NAME = re.compile(

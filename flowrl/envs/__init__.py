@@ -1,5 +1,5 @@
-"""Environments (T-Mazes, observation-masked MuJoCo) and the built-in collection policies that
-record datasets in them.
+"""Environments (T-Mazes, MiniGrid-Memory, observation-masked MuJoCo) and the built-in
+collection policies that record datasets in them.
 
 Importing flowrl registers the environments with Gymnasium (ids under `flowrl/`).
 """
@@ -11,11 +11,12 @@ from flowrl.envs.collection_policies import (
     RandomPolicy,
     make_policy,
 )
-from flowrl.envs.registration import TMAZE_IDS, register_envs
+from flowrl.envs.registration import MINIGRID_MEMORY_ID, TMAZE_IDS, register_envs
 
 register_envs()
 
 __all__ = [
+    "MINIGRID_MEMORY_ID",
     "POLICIES",
     "TMAZE_IDS",
     "CollectionPolicy",

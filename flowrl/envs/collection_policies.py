@@ -18,6 +18,13 @@ class CollectionPolicy(Protocol):
     def __call__(self, observation: np.ndarray) -> np.ndarray: ...
 
 
+def check_probabilities(policy: str, **values: float) -> None:
+    """A UserError naming the first of `values` outside [0, 1]."""
+    for name, value in values.items():
+        if not 0.0 <= value <= 1.0:
+            raise UserError(f"{policy}: {name} must be a probability in [0, 1], got {value}")
+
+
 class RandomPolicy:
     """Uniform random actions in a bounded Box."""
 

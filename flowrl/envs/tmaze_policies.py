@@ -10,6 +10,7 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 
+from flowrl.envs.collection_policies import check_probabilities
 from flowrl.envs.tmaze import DOWN, LEFT, RIGHT, UP, TMaze
 from flowrl.errors import UserError
 
@@ -52,13 +53,9 @@ class TMazeMixed(TMazeOracle):
     def __init__(
         self, wrong_turn: float = 0.3, noisy: float = 0.3, random_step: float = 0.03
     ) -> None:
-        for name, value in (
-            ("wrong_turn", wrong_turn),
-            ("noisy", noisy),
-            ("random_step", random_step),
-        ):
-            if not 0.0 <= value <= 1.0:
-                raise UserError(f"tmaze-mixed: {name} must be a probability in [0, 1], got {value}")
+        check_probabilities(
+            "tmaze-mixed", wrong_turn=wrong_turn, noisy=noisy, random_step=random_step
+        )
         super().__init__()
         self.wrong_turn, self.noisy, self.random_step = wrong_turn, noisy, random_step
         self.flip = False
