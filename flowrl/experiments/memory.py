@@ -1,14 +1,18 @@
-"""The T-Maze memory benchmark (docs/long-context.md): collect, train, evaluate longer, report.
+"""The memory benchmarks (docs/long-context.md): collect, train, evaluate longer, report.
 
-For each corridor length L it collects a mixed-quality T-Maze dataset (`flowrl collect`),
-trains every variant over several seeds (one `flowrl sweep` per length and variant),
-evaluates the episode-context flow agents at corridors several times longer than trained
-(`flowrl eval --env-kwargs length=...`, acting through the recurrent state), and writes a
-table, a JSON file and a figure of success rate against corridor length per variant. Every
-step runs the real CLI in a subprocess. `flowrl bench memory` is its command line.
+A task is the T-Maze (passive or active; its length L is the corridor) or MiniGrid-Memory
+(its length is the grid size S: the room's object is S - 3 steps from the end corridor).
+For each length it collects
+a mixed-quality dataset (`flowrl collect`), trains every variant over several seeds (one
+`flowrl sweep` per length and variant), evaluates the episode-context flow agents where the
+corridor or hallway is several times longer than trained (`flowrl eval --env-kwargs`,
+acting through the recurrent state), and writes a table, a JSON file and a figure of
+success rate against length per variant. Every step runs the real CLI in a subprocess.
+`flowrl bench memory` is its command line.
 
-Success rate is the evaluation's normalised score: T-Maze reference returns are 0 and 1,
-so it is 100 x the mean return, which for an agent on schedule is the % of correct turns.
+Success rate is the evaluation's normalised score: both tasks' reference returns are 0 and
+1, so it is 100 x the mean return: for a T-Maze agent on schedule the % of correct turns;
+for MiniGrid-Memory the % of matches less the small step penalty of the env's reward.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import json
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +47,7 @@ VARIANTS = {
     "flow-window": ("flow", "window", 20, ()),
     "softmax-window": ("softmax", "window", 20, ()),
     "softmax-episode": ("softmax", "episode", None, ()),
+    "flow-relu-window": ("flow-relu", "window", 20, ()),
 }
 METRIC = "eval/normalized_mean_last"
 # whole-episode flow agents act through their recurrent state: also run at 2x, 5x, 10x length
@@ -67,33 +73,74 @@ def flowrl(*args: str, log: Path | None = None) -> None:
         raise UserError(f"failed ({out.returncode}): {' '.join(cmd)}\n{out.stderr[-2000:]}")
 
 
-def dataset_id(task: str, length: int) -> str:
-    return f"flowrl/tmaze-{task}-{length}-v0"
+@dataclass(frozen=True)
+class Task:
+    """A memory task: its env, the keyword its length is, and its dataset per length."""
+
+    env_id: str
+    length_key: str  # the env keyword the benchmark's lengths set
+    dataset: str  # dataset id pattern, {length}
+    config: str  # the settings every run shares
+    lengths: tuple[int, ...]  # the default grid
+    smoke_length: int  # the one length of --smoke
+    variants: tuple[str, ...] | None = None  # the default variants (None: all of VARIANTS)
+    policy: str | None = None  # collection policy (None: flowrl collect's default for the env)
+    axis: str = "corridor length L (steps between cue and junction)"
+
+    def dataset_id(self, length: int) -> str:
+        return self.dataset.format(length=length)
+
+    def longer(self, length: int, factor: int) -> int:
+        """The length whose corridor (hallway) is `factor` times as long as at `length`."""
+        if self.length_key == "size":  # MiniGrid-Memory: size - 3 steps from room to the end
+            return (length - 3) * factor + 3  # odd, as sizes must be
+        return length * factor
 
 
-def collect(task: str, length: int, episodes: int) -> None:
+TASKS = {
+    "passive": Task("flowrl/TMazePassive-v0", "length", "flowrl/tmaze-passive-{length}-v0",
+                    "configs/memory/tmaze.yaml", (10, 30, 100), 4),
+    "active": Task("flowrl/TMazeActive-v0", "length", "flowrl/tmaze-active-{length}-v0",
+                   "configs/memory/tmaze.yaml", (10, 30, 100), 4),
+    "minigrid": Task("flowrl/MiniGridMemory-v0", "size", "flowrl/minigrid-memory-{length}-v0",
+                     "configs/memory/minigrid.yaml", (13, 31, 61), 7,
+                     ("flow-relu-episode", "flow-relu-window", "softmax-episode"),
+                     "minigrid-mixed", "grid size S (the room's object S - 3 steps from the end)"),
+}  # fmt: skip
+
+
+def collect(task: Task, length: int, episodes: int) -> None:
     from flowrl.data.minari_source import minari_root
 
-    if (minari_root() / dataset_id(task, length)).exists():
+    if (minari_root() / task.dataset_id(length)).exists():
         return
-    env = "flowrl/TMazePassive-v0" if task == "passive" else "flowrl/TMazeActive-v0"
+    policy = ("--policy", task.policy) if task.policy else ()
     flowrl(
-        "collect", "--env", env, "--env-kwargs", f"length={length}", "--episodes",
-        str(episodes), "--dataset-id", dataset_id(task, length), "--seed", "0",
+        "collect", "--env", task.env_id, "--env-kwargs", f"{task.length_key}={length}",
+        *policy, "--episodes", str(episodes), "--dataset-id", task.dataset_id(length),
+        "--seed", "0",
     )  # fmt: skip
+
+
+def longest_episode(dataset_ids: list[str]) -> int:
+    """Steps of the longest episode in the datasets: an episode context must hold it."""
+    from flowrl.data import load_dataset
+
+    return max(len(ep) for name in dataset_ids for ep in load_dataset(name).episodes)
 
 
 def sweep(args: argparse.Namespace, length: int, variant: str) -> Path:
     """Trains one variant at one length over the seeds; returns the sweep folder."""
     attention, mode, window, settings = VARIANTS[variant]
-    horizon = length + (1 if args.task == "passive" else 3)
+    task = TASKS[args.task]
     name = f"{args.task}-L{length}-{variant}"
     lengths = [x for x in sorted(args.lengths) if x <= length] if variant in MIXED else [length]
-    dataset = "+".join(dataset_id(args.task, x) for x in lengths)  # evaluated at the last, L
+    datasets = [task.dataset_id(x) for x in lengths]
+    horizon = longest_episode(datasets)
     flowrl(
         "sweep", "--config", str(args.config), "--name", name, "--out-dir", str(args.out),
         "--seeds", args.seeds, "--jobs", "1", "--threads", "1", "--no-progress",
-        "--set", f"data.dataset={dataset}",
+        "--set", f"data.dataset={'+'.join(datasets)}",  # evaluated in the last one's env
         "--set", f"model.attention={attention}", "--set", f"model.context_mode={mode}",
         "--set", f"model.context_len={window or horizon}", "--set", f"steps={args.steps}",
         "--set", f"eval.episodes={args.episodes}",
@@ -105,13 +152,17 @@ def sweep(args: argparse.Namespace, length: int, variant: str) -> Path:
 
 
 def generalise(args: argparse.Namespace, run: Path, length: int, factor: int) -> float:
-    """Success (%) of a trained run at a corridor `factor` times longer than it trained on."""
+    """Success (%) of a trained run where the corridor is `factor` times longer than it
+    trained on."""
+    task = TASKS[args.task]
     out = args.out / "generalisation" / f"{run.parent.parent.name}-{run.name}-x{factor}.json"
     if not out.is_file():
         flowrl(
             "eval", "--checkpoint", str(run / "checkpoints" / "last.pt"), "--episodes",
             str(args.episodes), "--num-envs", str(min(args.episodes, 50)), "--target", "1",
-            "--env-kwargs", f"length={length * factor}", "--seed", "20000", "--json", str(out),
+            "--env-kwargs", f"{task.length_key}={task.longer(length, factor)}",
+            "--max-steps", str(4 * task.longer(length, factor) + 100),  # a T-Maze runs to its end
+            "--seed", "20000", "--json", str(out),
         )  # fmt: skip
     (result,) = json.loads(out.read_text())["targets"].values()  # the one target, 1
     return float(result["normalized_mean"])
@@ -150,10 +201,10 @@ def plot(results: dict, lengths: list[int], path: Path) -> None:
             label="same agents, 2x, 5x, 10x longer")  # fmt: skip
     ax.axhline(50, color="grey", linewidth=0.8, linestyle=":")
     ax.set_xscale("log")
-    ax.set_xlabel("corridor length L (steps between cue and junction)")
+    ax.set_xlabel(TASKS[results["task"]].axis)
     ax.set_ylabel("success rate (%)")
     ax.set_ylim(-5, 105)
-    ax.set_title(f"{results['task'].capitalize()} T-Maze: seeds {results['seeds']}, "
+    ax.set_title(f"{results['task']}: seeds {results['seeds']}, "
                  f"{results['steps']} steps; mean, 95% bootstrap CI", fontsize=10)  # fmt: skip
     ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
     fig.tight_layout()
@@ -178,7 +229,7 @@ def run(args: argparse.Namespace) -> dict:
         folders = {job: folder for job, folder in folders.items() if folder.is_dir()}
     else:
         for length in args.lengths:
-            collect(args.task, length, args.dataset_episodes)
+            collect(TASKS[args.task], length, args.dataset_episodes)
         with ThreadPoolExecutor(args.jobs) as pool:  # each sweep runs its seeds one by one
             folders = dict(zip(jobs, pool.map(lambda job: sweep(args, *job), jobs), strict=True))
 
@@ -201,7 +252,8 @@ def run(args: argparse.Namespace) -> dict:
             entry = summary(scores, done, args.reps)
             by_factor = results["generalisation"].setdefault(variant, {})
             by_factor.setdefault(str(factor), {})[str(length)] = entry
-            rows.append((variant, f"L={length} -> {length * factor}", entry))
+            longer = TASKS[args.task].longer(length, factor)
+            rows.append((variant, f"L={length} -> {longer}", entry))
 
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(results, indent=2) + "\n")

@@ -34,7 +34,7 @@ from flowrl.errors import Interrupted, UserError
 from flowrl.experiments.grid import RunSpec, points
 from flowrl.experiments.identity import identity
 from flowrl.experiments.manifest import BASE_CONFIG, MANIFEST, Manifest, write_atomic
-from flowrl.train.config import load_config
+from flowrl.train.config import composed_yaml, load_config
 from flowrl.train.interrupt import StopOnSignal
 from flowrl.train.progress import saved_step
 
@@ -114,7 +114,7 @@ def prepare(directory: Path, config: str | None, overrides: list[str], grid: dic
         path = Path(config)
         if not path.is_file():
             raise UserError(f"config file {path} does not exist")
-        text = path.read_text()
+        text = composed_yaml(path)
     datasets, settings = {}, {}
     for prefix, values in points(grid).items():
         point = [f"{key}={value}" for key, value in values]

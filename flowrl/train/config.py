@@ -101,6 +101,15 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Tr
     return cfg
 
 
+def composed_yaml(path: Path) -> str:
+    """The file's settings with those of its defaults merged in, as one YAML mapping with no
+    `defaults:` list: a copy that loads the same wherever it is put."""
+    merged = OmegaConf.create({})
+    for _, mapping in config_layers(path):
+        merged = OmegaConf.merge(merged, mapping)
+    return f"# {path}, its defaults merged in\n" + OmegaConf.to_yaml(merged)
+
+
 def config_layers(path: Path, chain: tuple[Path, ...] = ()) -> list[tuple[Path, dict]]:
     """The settings of `path` in merge order: first those of each file in its `defaults:`
     list (paths relative to `path`'s folder, themselves with defaults), then its own."""

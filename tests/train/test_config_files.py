@@ -6,10 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 from omegaconf import OmegaConf
 
 from flowrl.errors import UserError
-from flowrl.train.config import TrainConfig, config_layers, load_config
+from flowrl.train.config import TrainConfig, composed_yaml, config_layers, load_config
 from flowrl.train.config_checks import check_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -81,3 +82,13 @@ def test_broken_compositions_name_the_file(tmp_path):
     top = write(tmp_path / "top.yaml", "defaults: [bad.yaml]\n")
     with pytest.raises(UserError, match=rf"bad config in {bad_base}: optim\.lrr"):
         load_config(top)
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: str(p.relative_to(ROOT / "configs")))
+def test_the_composed_copy_loads_the_same_anywhere(path, tmp_path):
+    """What a sweep keeps as its base.yaml: the defaults merged in, no relative paths left."""
+    copy = tmp_path / "elsewhere" / "base.yaml"
+    copy.parent.mkdir()
+    copy.write_text(composed_yaml(path))
+    assert "defaults" not in yaml.safe_load(copy.read_text())
+    assert load_config(copy) == load_config(path)
