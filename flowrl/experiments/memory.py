@@ -183,8 +183,10 @@ def plot(results: dict, lengths: list[int], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    task = TASKS[results["task"]]
     fig, ax = plt.subplots(figsize=(7, 4.2))
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    ticks = set(lengths)
     for i, (variant, by_length) in enumerate(results["trained"].items()):
         color = colors[i % len(colors)]
         xs = [L for L in lengths if str(L) in by_length]
@@ -196,12 +198,16 @@ def plot(results: dict, lengths: list[int], path: Path) -> None:
         for L, mean in zip(xs, means, strict=True):  # the same agents in longer corridors
             factors = sorted(int(f) for f, by in by_factor.items() if str(L) in by)
             ys = [mean] + [by_factor[str(f)][str(L)]["mean"] for f in factors]
-            ax.plot([L] + [L * f for f in factors], ys, linestyle="--", marker="x", color=color)
+            longer = [task.longer(L, f) for f in factors]
+            ticks.update(longer)
+            ax.plot([L, *longer], ys, linestyle="--", marker="x", color=color)
     ax.plot([], [], linestyle="--", marker="x", color="grey",
             label="same agents, 2x, 5x, 10x longer")  # fmt: skip
     ax.axhline(50, color="grey", linewidth=0.8, linestyle=":")
     ax.set_xscale("log")
-    ax.set_xlabel(TASKS[results["task"]].axis)
+    ax.set_xticks(sorted(ticks), [str(x) for x in sorted(ticks)], fontsize=8)  # those run only
+    ax.minorticks_off()
+    ax.set_xlabel(task.axis)
     ax.set_ylabel("success rate (%)")
     ax.set_ylim(-5, 105)
     ax.set_title(f"{results['task']}: seeds {results['seeds']}, "
