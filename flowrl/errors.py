@@ -5,6 +5,12 @@ class UserError(ValueError):
     """Bad input from a user (a file, key or value): the message says what and what was expected."""
 
 
+def check_choice(key: str, value: str, allowed: tuple[str, ...]) -> None:
+    """A UserError naming `key` unless `value` is one of `allowed`."""
+    if value not in allowed:
+        raise UserError(f"{key}={value!r}: expected one of {', '.join(allowed)}")
+
+
 class DataWarning(UserWarning):
     """Data that is usable but probably not what the user meant (e.g. actions out of range)."""
 

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from flowrl.agents.state_encoder import GRID_STATE_DIM, STATE_ENCODERS, make_state_encoder
-from flowrl.errors import UserError
+from flowrl.errors import UserError, check_choice
 from flowrl.nn import attention_kind, make_attention
 from flowrl.ops import PackedSequences
 
@@ -79,11 +79,11 @@ class DecisionTransformerConfig:
         except ValueError as err:
             raise UserError(f"model.{err}") from None
         backends = kind.backends
-        _check_choice("model.attention_backend", self.attention_backend, backends)
-        _check_choice("model.context_mode", self.context_mode, CONTEXT_MODES)
-        _check_choice("model.activation", self.activation, tuple(ACTIVATIONS))
-        _check_choice("model.timestep_embedding", self.timestep_embedding, TIMESTEP_EMBEDDINGS)
-        _check_choice("model.state_encoder", self.state_encoder, STATE_ENCODERS)
+        check_choice("model.attention_backend", self.attention_backend, backends)
+        check_choice("model.context_mode", self.context_mode, CONTEXT_MODES)
+        check_choice("model.activation", self.activation, tuple(ACTIVATIONS))
+        check_choice("model.timestep_embedding", self.timestep_embedding, TIMESTEP_EMBEDDINGS)
+        check_choice("model.state_encoder", self.state_encoder, STATE_ENCODERS)
         sizes = {
             "model.embed_dim": self.embed_dim,
             "model.n_layers": self.n_layers,
@@ -117,11 +117,6 @@ class DecisionTransformerConfig:
                 f"model.embed_dim={self.embed_dim} must be divisible by "
                 f"model.n_heads={self.n_heads}"
             )
-
-
-def _check_choice(key: str, value: str, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise UserError(f"{key}={value!r}: expected one of {', '.join(allowed)}")
 
 
 class Block(nn.Module):

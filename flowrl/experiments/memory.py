@@ -126,7 +126,7 @@ def longest_episode(dataset_ids: list[str]) -> int:
     """Steps of the longest episode in the datasets: an episode context must hold it."""
     from flowrl.data import load_dataset
 
-    return max(len(ep) for name in dataset_ids for ep in load_dataset(name).episodes)
+    return max(int(load_dataset(name).lengths.max()) for name in dataset_ids)
 
 
 def sweep(args: argparse.Namespace, length: int, variant: str) -> Path:

@@ -10,7 +10,7 @@ import yaml
 
 from flowrl.agents.normalizer import check_return_scale
 from flowrl.envs.masked import MASKS
-from flowrl.errors import UserError
+from flowrl.errors import UserError, check_choice
 from flowrl.eval.rollout import check_rollout_settings
 
 if TYPE_CHECKING:
@@ -40,8 +40,8 @@ def check_config(cfg: TrainConfig) -> None:
     for key, value, expected, ok in checks:
         if not ok(value):
             raise UserError(f"{key}={value}: expected {expected}")
-    _check_choice("precision", cfg.precision, PRECISIONS)
-    _check_choice("data.observation_mask", cfg.data.observation_mask, OBSERVATION_MASKS)
+    check_choice("precision", cfg.precision, PRECISIONS)
+    check_choice("data.observation_mask", cfg.data.observation_mask, OBSERVATION_MASKS)
     if cfg.device != "auto" and not (cfg.device == "cpu" or cfg.device.startswith("cuda")):
         raise UserError(f"device={cfg.device!r}: expected auto, cpu, cuda or cuda:N")
     check_return_scale(cfg.data.return_scale, "data.return_scale")
@@ -58,11 +58,6 @@ def check_config(cfg: TrainConfig) -> None:
     )
     if ev.env_id is not None and not ev.env_id.strip():
         raise UserError("eval.env_id is empty: give a Gymnasium id such as Hopper-v5, or unset it")
-
-
-def _check_choice(key: str, value: str, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise UserError(f"{key}={value!r}: expected one of {', '.join(allowed)}")
 
 
 def _finite_nonneg(value: float) -> bool:

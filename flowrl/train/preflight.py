@@ -39,7 +39,7 @@ def check_episode_context(model: DecisionTransformerConfig, dataset: EpisodeData
     (a longer one would train on its prefix alone, never on its end)."""
     if model.context_mode != "episode":
         return
-    longest = max(len(ep) for ep in dataset.episodes)
+    longest = int(dataset.lengths.max())
     if longest > model.context_len:
         raise UserError(
             f"model.context_len={model.context_len} but dataset {dataset.name!r} has episodes "
