@@ -59,3 +59,11 @@ def test_tmaze_probe_smoke(tmp_path):
         (f"passive-L6-{kind}-episode/seed-0", L) for kind in ("flow", "flow-relu") for L in (6, 12)
     }
     assert all("up" in r and "down" in r for r in doc["rows"])
+
+
+def test_minigrid_probe_smoke(tmp_path):
+    doc, stdout = run_smoke("minigrid_probe.py", tmp_path, "minigrid_probe.json")
+    rows = [(r["run"], r["factor"], r["size"], r["episodes"]) for r in doc["rows"]]
+    run = "minigrid-L7-flow-relu-episode/seed-0"
+    assert rows == [(run, 1, 7, 2), (run, 2, 11, 2)]
+    assert "margin=" in stdout and "timeout=" in stdout

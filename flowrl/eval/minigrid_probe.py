@@ -1,0 +1,144 @@
+"""Where a MiniGrid-Memory agent's memory fails: its decision at the end of the hallway.
+
+For each env seed the oracle (`minigrid-oracle`) plays the episode: it looks at the room's
+object, then walks to the match. The decision is the first step at which its action
+differs from the one it would take towards the other object. The agent is fed the oracle's
+trajectory up to that step (whole-episode context; a window agent sees its last K steps)
+with target return 1, and at the decision's state token `probe_minigrid` reports, over the
+episodes:
+
+- `margin`: the mean of the oracle's action's logit minus the logit of the action towards
+  the other object;
+- `correct`: the share of episodes with a positive margin (greedy acting on the oracle's
+  path picks the match there; 0.5 is a coin flip, below it a read-out that points the
+  wrong way);
+- `p_correct`: the mean probability of the oracle's action;
+- `steps_since_seen`: the mean number of steps from the first view of the room's object
+  to the decision (what the memory has to span).
+
+`rollout_outcomes` lets the agent act on its own (greedy, recurrent where it can) and sorts
+its episodes: `match`, `wrong_seen` (the other object, after the room's object was in
+view), `wrong_unseen` (the other object without ever seeing the room's: a guess, so the
+failure is the walk back to the room, not the memory) and `timeout` (neither object within
+the step limit).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from flowrl.agents import DecisionTransformerAgent
+from flowrl.envs.minigrid_memory import MiniGridMemory
+from flowrl.envs.minigrid_policies import MiniGridMixed, MiniGridOracle
+
+
+def oracle_decision(size: int, seed: int) -> tuple[np.ndarray, np.ndarray, int, int, int]:
+    """The oracle's episode at env seed `seed` up to its decision at step t: observations
+    (t + 1, 151) and the actions before it (t,), the step it first saw the room's object,
+    its action at the decision and the action towards the other object there."""
+    env = MiniGridMemory(size=size)
+    observation, _ = env.reset(seed=seed)
+    oracle = MiniGridOracle(env)
+    other = MiniGridMixed(env, wrong_pick=1.0, noisy=0.0)  # always the other object
+    rng = np.random.default_rng(seed)
+    oracle.reset(rng)
+    other.reset(rng)
+    observations, actions, seen_at = [observation], [], -1
+    for _ in range(4 * size * size):
+        action, away = oracle(observation), other(observation)
+        if oracle.seen and seen_at < 0:
+            seen_at = len(actions)
+        if action != away:
+            return np.stack(observations), np.array(actions, np.int64), seen_at, action, away
+        observation, *_ = env.step(action)
+        observations.append(observation)
+        actions.append(action)
+    raise RuntimeError(f"MiniGrid-Memory size={size} seed={seed}: the oracle never decided")
+
+
+def decision_inputs(
+    agent: DecisionTransformerAgent, observations: np.ndarray, actions: np.ndarray
+) -> list[Tensor]:
+    """States, one-hot actions (a placeholder at the decision, which its state token never
+    sees), returns-to-go of target 1 and timesteps, batch of one, in the model's scale."""
+    cfg, T = agent.model.cfg, len(observations)
+    states = agent.normalizer.states(torch.as_tensor(observations, dtype=torch.float32))
+    one_hot = F.one_hot(torch.as_tensor(np.append(actions, 0)), cfg.act_dim).float()
+    rtg = agent.normalizer.returns(torch.ones(T))  # no reward before the end
+    window = T if cfg.context_mode == "episode" else min(T, cfg.context_len)
+    return [x[-window:].unsqueeze(0) for x in (states, one_hot, rtg, torch.arange(T))]
+
+
+@torch.no_grad()
+def probe_minigrid(agent: DecisionTransformerAgent, size: int, seeds: range) -> dict:
+    """The probe's readings (module docstring) of `agent` at grid size `size`, one episode
+    per env seed in `seeds`."""
+    model = agent.model.eval()
+    margins, p_correct, spans = [], [], []
+    for seed in seeds:
+        observations, actions, seen_at, right, away = oracle_decision(size, seed)
+        logits = model(*decision_inputs(agent, observations, actions))[0, -1]
+        margins.append(float(logits[right] - logits[away]))
+        p_correct.append(float(F.softmax(logits, -1)[right]))
+        spans.append(len(actions) - seen_at)
+    margin = np.array(margins)
+    return {
+        "size": size,
+        "episodes": len(margin),
+        "margin": float(margin.mean()),
+        "correct": float((margin > 0).mean()),
+        "p_correct": float(np.mean(p_correct)),
+        "steps_since_seen": float(np.mean(spans)),
+    }
+
+
+OUTCOMES = ("match", "wrong_seen", "wrong_unseen", "timeout")
+
+
+@torch.no_grad()
+def rollout_outcomes(agent: DecisionTransformerAgent, size: int, seeds: range) -> dict:
+    """How the agent's own episodes at grid size `size` end (module docstring), one per env
+    seed in `seeds`, each with at most 4 * size + 100 steps."""
+    limit = 4 * size + 100
+    counts = dict.fromkeys(OUTCOMES, 0)
+    for seed in seeds:
+        env = MiniGridMemory(size=size)
+        observation, _ = env.reset(seed=seed)
+        grid = env.unwrapped
+        room = (1, size // 2 - 1)  # where MemoryEnv puts the room's object
+        policy = agent.policy(1, limit + 1)
+        policy.reset(np.ones(1, bool), np.ones(1))
+        seen, ended, reward = False, False, 0.0
+        for _ in range(limit):
+            seen = seen or bool(grid.agent_sees(*room))
+            action = int(policy.act(observation[None])[0])
+            observation, reward, ended, truncated, _ = env.step(action)
+            policy.observe(np.array([reward]))
+            if ended or truncated:
+                break
+        if not ended:
+            counts["timeout"] += 1
+        elif reward > 0:
+            counts["match"] += 1
+        else:
+            counts["wrong_seen" if seen else "wrong_unseen"] += 1
+    return {"size": size, "episodes": len(seeds), **counts}
+
+
+def probe_sweep(sweep: Path, size: int, factors: list[int], seeds: range) -> list[dict]:
+    """One row per run of a sweep folder (`runs/*/checkpoints/last.pt`) and factor: the
+    probe where the way from the room to the end is `factor` times that of `size`."""
+    rows = []
+    for path in sorted(sweep.glob("runs/*/checkpoints/last.pt")):
+        agent = DecisionTransformerAgent.load(path)
+        run = f"{sweep.name}/{path.parents[1].name}"
+        for factor in factors:
+            longer = (size - 3) * factor + 3
+            row = {"run": run, "factor": factor, **probe_minigrid(agent, longer, seeds)}
+            rows.append({**row, **rollout_outcomes(agent, longer, seeds)})
+    return rows
