@@ -89,7 +89,9 @@ def main(argv: list[str] | None = None) -> int:
     for sweep in sweeps:
         for row in probe_sweep(sweep, trained_size(sweep), args.factors, seeds):
             print(f"{row['run']:<44} x{row['factor']:<3} S={row['size']:<5} "
-                  f"margin={row['margin']:+6.2f} correct={row['correct']:.2f}  "
+                  f"margin={row['margin']:+6.2f} correct={row['correct']:.2f} ("
+                  + " ".join(f"{k} {v:.2f}" for k, v in row["correct_by_object"].items())
+                  + f")  "
                   f"match={row['match']} wrong seen={row['wrong_seen']} "
                   f"unseen={row['wrong_unseen']} timeout={row['timeout']}", flush=True)  # fmt: skip
             rows.append(row)

@@ -12,6 +12,9 @@ episodes:
 - `correct`: the share of episodes with a positive margin (greedy acting on the oracle's
   path picks the match there; 0.5 is a coin flip, below it a read-out that points the
   wrong way);
+- `correct_by_object`: `correct` for the episodes whose room holds a key and a ball apart
+  (1 for one and 0 for the other: the agent no longer reads its memory and guesses one
+  object);
 - `p_correct`: the mean probability of the oracle's action;
 - `steps_since_seen`: the mean number of steps from the first view of the room's object
   to the decision (what the memory has to span).
@@ -25,6 +28,7 @@ the step limit).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -37,10 +41,20 @@ from flowrl.envs.minigrid_memory import MiniGridMemory
 from flowrl.envs.minigrid_policies import MiniGridMixed, MiniGridOracle
 
 
-def oracle_decision(size: int, seed: int) -> tuple[np.ndarray, np.ndarray, int, int, int]:
-    """The oracle's episode at env seed `seed` up to its decision at step t: observations
-    (t + 1, 151) and the actions before it (t,), the step it first saw the room's object,
-    its action at the decision and the action towards the other object there."""
+@dataclass(frozen=True)
+class Decision:
+    """The oracle's episode up to its decision at step t = len(actions)."""
+
+    observations: np.ndarray  # (t + 1, 151)
+    actions: np.ndarray  # (t,): the actions before the decision
+    seen_at: int  # the step the room's object was first in view
+    right: int  # the oracle's action at the decision
+    away: int  # the action towards the other object there
+    room_object: str  # "key" or "ball"
+
+
+def oracle_decision(size: int, seed: int) -> Decision:
+    """The oracle's episode at env seed `seed` up to its decision (module docstring)."""
     env = MiniGridMemory(size=size)
     observation, _ = env.reset(seed=seed)
     oracle = MiniGridOracle(env)
@@ -48,13 +62,17 @@ def oracle_decision(size: int, seed: int) -> tuple[np.ndarray, np.ndarray, int, 
     rng = np.random.default_rng(seed)
     oracle.reset(rng)
     other.reset(rng)
+    room_object = env.unwrapped.grid.get(*oracle.room_object).type
     observations, actions, seen_at = [observation], [], -1
     for _ in range(4 * size * size):
         action, away = oracle(observation), other(observation)
         if oracle.seen and seen_at < 0:
             seen_at = len(actions)
         if action != away:
-            return np.stack(observations), np.array(actions, np.int64), seen_at, action, away
+            return Decision(
+                np.stack(observations), np.array(actions, np.int64), seen_at, action, away,
+                room_object,
+            )  # fmt: skip
         observation, *_ = env.step(action)
         observations.append(observation)
         actions.append(action)
@@ -79,19 +97,23 @@ def probe_minigrid(agent: DecisionTransformerAgent, size: int, seeds: range) -> 
     """The probe's readings (module docstring) of `agent` at grid size `size`, one episode
     per env seed in `seeds`."""
     model = agent.model.eval()
-    margins, p_correct, spans = [], [], []
+    margins, p_correct, spans, objects = [], [], [], []
     for seed in seeds:
-        observations, actions, seen_at, right, away = oracle_decision(size, seed)
-        logits = model(*decision_inputs(agent, observations, actions))[0, -1]
-        margins.append(float(logits[right] - logits[away]))
-        p_correct.append(float(F.softmax(logits, -1)[right]))
-        spans.append(len(actions) - seen_at)
-    margin = np.array(margins)
+        d = oracle_decision(size, seed)
+        logits = model(*decision_inputs(agent, d.observations, d.actions))[0, -1]
+        margins.append(float(logits[d.right] - logits[d.away]))
+        p_correct.append(float(F.softmax(logits, -1)[d.right]))
+        spans.append(len(d.actions) - d.seen_at)
+        objects.append(d.room_object)
+    margin, room = np.array(margins), np.array(objects)
     return {
         "size": size,
         "episodes": len(margin),
         "margin": float(margin.mean()),
         "correct": float((margin > 0).mean()),
+        "correct_by_object": {
+            kind: float((margin[room == kind] > 0).mean()) for kind in sorted(set(objects))
+        },
         "p_correct": float(np.mean(p_correct)),
         "steps_since_seen": float(np.mean(spans)),
     }

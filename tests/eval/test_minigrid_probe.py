@@ -49,9 +49,16 @@ def grid_agent(mode: str = "episode", K: int = 64, action: int | None = None):
 @pytest.mark.parametrize("size", [7, 13])
 def test_the_decision_is_where_the_two_goals_part_and_follows_the_look(size):
     for seed in range(8):
-        observations, actions, seen_at, right, away = oracle_decision(size, seed)
+        decision = oracle_decision(size, seed)
+        observations, actions, right, away = (
+            decision.observations,
+            decision.actions,
+            decision.right,
+            decision.away,
+        )
         assert right != away and len(observations) == len(actions) + 1
-        assert 0 <= seen_at <= len(actions)
+        assert 0 <= decision.seen_at <= len(actions)
+        assert decision.room_object in ("key", "ball")
         # replayed: at the decision, `right` is a shortest step towards the match and not
         # towards the other object, `away` the other way round
         env = MiniGridMemory(size=size)
@@ -77,6 +84,7 @@ def test_probe_reports_its_readings(mode):
     assert result["size"] == 9 and result["episodes"] == 5
     assert 0 <= result["correct"] <= 1 and 0 <= result["p_correct"] <= 1
     assert np.isfinite(result["margin"]) and result["steps_since_seen"] > 0
+    assert set(result["correct_by_object"]) <= {"key", "ball"}
 
 
 def test_an_agent_without_a_preference_has_margin_zero():
