@@ -125,31 +125,36 @@ OUTCOMES = ("match", "wrong_seen", "wrong_unseen", "timeout")
 @torch.no_grad()
 def rollout_outcomes(agent: DecisionTransformerAgent, size: int, seeds: range) -> dict:
     """How the agent's own episodes at grid size `size` end (module docstring), one per env
-    seed in `seeds`, each with at most 4 * size + 100 steps."""
-    limit = 4 * size + 100
+    seed in `seeds`, all acted at once, each with at most 4 * size + 100 steps."""
+    limit, n = 4 * size + 100, len(seeds)
+    envs = [MiniGridMemory(size=size) for _ in seeds]
+    observations = np.stack(
+        [env.reset(seed=seed)[0] for env, seed in zip(envs, seeds, strict=True)]
+    )
+    policy = agent.policy(n, limit + 1)
+    policy.reset(np.ones(n, bool), np.ones(n))
+    room = (1, size // 2 - 1)  # where MemoryEnv puts the room's object
+    seen, running = np.zeros(n, bool), np.ones(n, bool)
     counts = dict.fromkeys(OUTCOMES, 0)
-    for seed in seeds:
-        env = MiniGridMemory(size=size)
-        observation, _ = env.reset(seed=seed)
-        grid = env.unwrapped
-        room = (1, size // 2 - 1)  # where MemoryEnv puts the room's object
-        policy = agent.policy(1, limit + 1)
-        policy.reset(np.ones(1, bool), np.ones(1))
-        seen, ended, reward = False, False, 0.0
-        for _ in range(limit):
-            seen = seen or bool(grid.agent_sees(*room))
-            action = int(policy.act(observation[None])[0])
-            observation, reward, ended, truncated, _ = env.step(action)
-            policy.observe(np.array([reward]))
+    for _ in range(limit):
+        actions = policy.act(observations)
+        rewards = np.zeros(n)
+        for i in np.flatnonzero(running):  # ended rows keep their last observation
+            seen[i] |= bool(envs[i].unwrapped.agent_sees(*room))
+            observations[i], rewards[i], ended, truncated, _ = envs[i].step(int(actions[i]))
             if ended or truncated:
-                break
-        if not ended:
-            counts["timeout"] += 1
-        elif reward > 0:
-            counts["match"] += 1
-        else:
-            counts["wrong_seen" if seen else "wrong_unseen"] += 1
-    return {"size": size, "episodes": len(seeds), **counts}
+                running[i] = False
+                if not ended:
+                    counts["timeout"] += 1
+                elif rewards[i] > 0:
+                    counts["match"] += 1
+                else:
+                    counts["wrong_seen" if seen[i] else "wrong_unseen"] += 1
+        policy.observe(rewards)
+        if not running.any():
+            break
+    counts["timeout"] += int(running.sum())
+    return {"size": size, "episodes": n, **counts}
 
 
 def probe_sweep(sweep: Path, size: int, factors: list[int], seeds: range) -> list[dict]:
