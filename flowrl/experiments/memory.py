@@ -41,6 +41,7 @@ VARIANTS = {
     "flow-episode-4heads-mixed": ("flow", "episode", None, ("model.n_heads=4",)),
     "flow-episode-4heads-mixed-c20": ("flow", "episode", None, ("model.n_heads=4", CLAMP20)),
     "flow-relu-episode": ("flow-relu", "episode", None, ()),
+    "flow-relu-episode-mixed": ("flow-relu", "episode", None, ()),
     "flow-episode-2heads": ("flow", "episode", None, ("model.n_heads=2",)),
     "flow-mixed-episode-2heads": ("flow-mixed", "episode", None, ("model.n_heads=2",)),
     "flow-relu-episode-4heads-mixed": ("flow-relu", "episode", None, ("model.n_heads=4",)),
@@ -59,6 +60,7 @@ MIXED = (
     "flow-episode-4heads-mixed",
     "flow-episode-4heads-mixed-c20",
     "flow-relu-episode-4heads-mixed",
+    "flow-relu-episode-mixed",
 )
 
 
