@@ -207,7 +207,12 @@ def plot(results: dict, lengths: list[int], path: Path) -> None:
             label="same agents, 2x, 5x, 10x longer")  # fmt: skip
     ax.axhline(50, color="grey", linewidth=0.8, linestyle=":")
     ax.set_xscale("log")
-    ax.set_xticks(sorted(ticks), [str(x) for x in sorted(ticks)], fontsize=8)  # those run only
+    labelled = set(lengths)  # trained lengths, then others not crowding a labelled one
+    for x in sorted(ticks - labelled):
+        if all(max(x, y) / min(x, y) >= 1.3 for y in labelled):
+            labelled.add(x)
+    labels = [str(x) if x in labelled else "" for x in sorted(ticks)]
+    ax.set_xticks(sorted(ticks), labels, fontsize=8)  # those run only
     ax.minorticks_off()
     ax.set_xlabel(task.axis)
     ax.set_ylabel("success rate (%)")
