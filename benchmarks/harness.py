@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -80,3 +81,12 @@ def publish(
                 paths.append(target)
     print("wrote " + ", ".join(str(p) for p in paths))
     return paths
+
+
+def trained_length(sweep: Path) -> int:
+    """The length (T-Maze L, MiniGrid size S) of a `flowrl bench memory` sweep folder named
+    like `passive-L30-flow-episode` or `minigrid-L13-flow-relu-episode`."""
+    found = re.search(r"-L(\d+)-", sweep.name)
+    if found is None:
+        raise SystemExit(f"{sweep}: not a memory sweep folder (TASK-L<length>-VARIANT)")
+    return int(found.group(1))

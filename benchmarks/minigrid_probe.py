@@ -15,13 +15,12 @@ kept under benchmarks/results/ by hand, so this script never writes there.
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from pathlib import Path
 
 import numpy as np
 import torch
-from harness import add_common_args, publish, resolve_profile, write_json
+from harness import add_common_args, publish, resolve_profile, trained_length, write_json
 
 from flowrl.agents import (
     DecisionTransformer,
@@ -58,14 +57,6 @@ def smoke_sweep(out: Path) -> Path:
     return folder
 
 
-def trained_size(sweep: Path) -> int:
-    """S of a sweep folder named like `minigrid-L13-flow-relu-episode`."""
-    found = re.search(r"-L(\d+)-", sweep.name)
-    if found is None:
-        raise SystemExit(f"{sweep}: not a memory sweep folder (minigrid-L<size>-VARIANT)")
-    return int(found.group(1))
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("sweeps", nargs="*", type=Path, help="sweep folders of the benchmark")
@@ -87,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     seeds = range(SEED, SEED + args.episodes)
     rows = []
     for sweep in sweeps:
-        for row in probe_sweep(sweep, trained_size(sweep), args.factors, seeds):
+        for row in probe_sweep(sweep, trained_length(sweep), args.factors, seeds):
             print(f"{row['run']:<44} x{row['factor']:<3} S={row['size']:<5} "
                   f"margin={row['margin']:+6.2f} correct={row['correct']:.2f} ("
                   + " ".join(f"{k} {v:.2f}" for k, v in row["correct_by_object"].items())

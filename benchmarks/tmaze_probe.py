@@ -14,13 +14,12 @@ benchmarks/results/ by hand (tmaze_probe*.json), so this script never writes the
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from pathlib import Path
 
 import numpy as np
 import torch
-from harness import add_common_args, publish, resolve_profile, write_json
+from harness import add_common_args, publish, resolve_profile, trained_length, write_json
 
 from flowrl.agents import (
     DecisionTransformer,
@@ -50,14 +49,6 @@ def smoke_sweeps(out: Path) -> list[Path]:
         agent.save(folder / "runs" / "seed-0" / "checkpoints" / "last.pt")
         folders.append(folder)
     return folders
-
-
-def trained_length(sweep: Path) -> int:
-    """L of a sweep folder named like `passive-L30-flow-episode`."""
-    found = re.search(r"-L(\d+)-", sweep.name)
-    if found is None:
-        raise SystemExit(f"{sweep}: not a memory sweep folder (TASK-L<length>-VARIANT)")
-    return int(found.group(1))
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

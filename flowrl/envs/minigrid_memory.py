@@ -41,6 +41,17 @@ N_ACTIONS = 3
 LEFT, RIGHT, FORWARD = 0, 1, 2
 
 
+def room_object_cell(size: int) -> tuple[int, int]:
+    """Where MemoryEnv puts the room's object in a grid of `size`."""
+    return 1, size // 2 - 1
+
+
+def size_with_longer_hallway(size: int, factor: int) -> int:
+    """The grid size whose way from the room's object to the end (size - 3 steps) is
+    `factor` times that of `size`; odd, as sizes must be."""
+    return (size - 3) * factor + 3
+
+
 def import_minigrid() -> Any:
     """The `minigrid` package; a UserError naming the extra when it is not installed."""
     try:

@@ -28,6 +28,7 @@ from flowrl.envs.minigrid_memory import (
     VIEW,
     flat_observation,
     import_minigrid,
+    room_object_cell,
 )
 from flowrl.errors import UserError
 
@@ -85,7 +86,7 @@ class MiniGridOracle:
         """Reads the new episode's grid (call after the env's reset)."""
         self.rng = rng
         env = self.env
-        self.room_object = (1, env.height // 2 - 1)  # where MemoryEnv puts it
+        self.room_object = room_object_cell(env.height)
         ends = {tuple(env.success_pos), tuple(env.failure_pos)}
         self.free = {
             (x, y)

@@ -37,7 +37,11 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from flowrl.agents import DecisionTransformerAgent
-from flowrl.envs.minigrid_memory import MiniGridMemory
+from flowrl.envs.minigrid_memory import (
+    MiniGridMemory,
+    room_object_cell,
+    size_with_longer_hallway,
+)
 from flowrl.envs.minigrid_policies import MiniGridMixed, MiniGridOracle
 
 
@@ -133,14 +137,14 @@ def rollout_outcomes(agent: DecisionTransformerAgent, size: int, seeds: range) -
     )
     policy = agent.policy(n, limit + 1)
     policy.reset(np.ones(n, bool), np.ones(n))
-    room = (1, size // 2 - 1)  # where MemoryEnv puts the room's object
+    room = room_object_cell(size)
     seen, running = np.zeros(n, bool), np.ones(n, bool)
     counts = dict.fromkeys(OUTCOMES, 0)
     for _ in range(limit):
         actions = policy.act(observations)
         rewards = np.zeros(n)
         for i in np.flatnonzero(running):  # ended rows keep their last observation
-            seen[i] |= bool(envs[i].unwrapped.agent_sees(*room))
+            seen[i] = seen[i] or bool(envs[i].unwrapped.agent_sees(*room))
             observations[i], rewards[i], ended, truncated, _ = envs[i].step(int(actions[i]))
             if ended or truncated:
                 running[i] = False
@@ -165,7 +169,7 @@ def probe_sweep(sweep: Path, size: int, factors: list[int], seeds: range) -> lis
         agent = DecisionTransformerAgent.load(path)
         run = f"{sweep.name}/{path.parents[1].name}"
         for factor in factors:
-            longer = (size - 3) * factor + 3
+            longer = size_with_longer_hallway(size, factor)
             row = {"run": run, "factor": factor, **probe_minigrid(agent, longer, seeds)}
             rows.append({**row, **rollout_outcomes(agent, longer, seeds)})
     return rows

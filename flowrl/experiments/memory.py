@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from flowrl.envs.minigrid_memory import size_with_longer_hallway
 from flowrl.errors import UserError
 from flowrl.experiments import stats
 from flowrl.experiments.runs import find_runs
@@ -94,8 +95,8 @@ class Task:
 
     def longer(self, length: int, factor: int) -> int:
         """The length whose corridor (hallway) is `factor` times as long as at `length`."""
-        if self.length_key == "size":  # MiniGrid-Memory: size - 3 steps from room to the end
-            return (length - 3) * factor + 3  # odd, as sizes must be
+        if self.length_key == "size":  # MiniGrid-Memory
+            return size_with_longer_hallway(length, factor)
         return length * factor
 
 
