@@ -21,6 +21,7 @@ import triton
 from torch import Tensor
 
 from flowrl.ops.flow_attention.chunked_torch import chunk_flow_attention
+from flowrl.ops.flow_attention import triton_chunk_kernels as ck
 from flowrl.ops.flow_attention.feature_maps import head_groups
 from flowrl.ops.flow_attention.state import FlowAttentionState
 from flowrl.ops.flow_attention.triton_kernels import (
@@ -54,7 +55,9 @@ def _blocks(q: Tensor, v: Tensor, feature_map: str) -> dict:
     }
 
 
-class _TritonFlowAttention(torch.autograd.Function):
+class _SerialFlowAttention(torch.autograd.Function):
+    """The serial kernels: one program per (batch row, head) walks the whole sequence."""
+
     @staticmethod
     def forward(ctx, q, k, v, start, lengths, vec_in, z_in, kv_in, eps, clamp, feature_map):
         B, H, L, D = q.shape
@@ -100,6 +103,167 @@ class _TritonFlowAttention(torch.autograd.Function):
         return dq, dk, dv, *[None] * 8
 
 
+def _sequence_table(
+    B: int, L: int, chunk: int, lengths: Tensor | None, offsets: list[int] | None,
+    position: Tensor, device: torch.device,
+) -> tuple[Tensor, Tensor]:
+    """`seqs` (n, 6) and `chunk_seq` (G,) of `triton_chunk_kernels`: B right-padded rows
+    (every row gets cdiv(L, chunk) chunks; those past its length store nothing), or the
+    sequences packed along the single row at `offsets`, each on its own chunks."""
+    long = {"device": device, "dtype": torch.long}
+    if offsets is None:
+        per_row = triton.cdiv(L, chunk)
+        length = torch.full((B,), L, **long) if lengths is None else lengths
+        first = torch.arange(B, **long)
+        columns = (first, torch.zeros(B, **long), length, first * per_row,
+                   (length + chunk - 1) // chunk, position)  # fmt: skip
+        chunk_seq = torch.arange(B * per_row, **long) // per_row
+    else:
+        sizes = [b - a for a, b in zip(offsets[:-1], offsets[1:], strict=True)]
+        counts = [triton.cdiv(x, chunk) for x in sizes]
+        firsts = [sum(counts[:i]) for i in range(len(counts))]
+        n = len(sizes)
+        host = torch.tensor([offsets[:-1], sizes, firsts, counts], dtype=torch.long).to(device)
+        columns = (torch.zeros(n, **long), *host, position)
+        chunk_seq = torch.repeat_interleave(torch.arange(n, **long), host[3])
+    return torch.stack(columns, 1).contiguous(), chunk_seq
+
+
+def _chunk_meta(q: Tensor, v: Tensor, feature_map: str) -> dict:
+    """The constexprs the chunk kernels share, and their autotune buckets."""
+    B, H, L, D = q.shape
+    blocks = _blocks(q, v, feature_map)
+    return {
+        "BLOCK_C": ck.chunk_size(blocks["BLOCK_D"]),
+        "BLOCK_D": blocks["BLOCK_D"],
+        "PRECISION": blocks["PRECISION"],
+        "FEATURE_MAP": feature_map,
+        "BF16": blocks["BF16"],
+        "LENGTH_BUCKET": triton.next_power_of_2(L),
+        "HEADS_BUCKET": triton.next_power_of_2(B * H),
+    }
+
+
+def _pick(meta: dict, *names: str) -> dict:
+    return {name: meta[name] for name in names}
+
+
+GATE = ("BLOCK_C", "BLOCK_D", "PRECISION", "FEATURE_MAP", "LENGTH_BUCKET", "HEADS_BUCKET")
+VALUE = ("BLOCK_C", "BF16", "PRECISION", "FEATURE_MAP", "LENGTH_BUCKET", "HEADS_BUCKET")
+
+
+def _scan(totals, before, start, final, seqs, H, S1, lo, width, meta, reverse=False):
+    """Exclusive scan of columns [lo, lo + width) of the chunk totals, per sequence."""
+    n = seqs.shape[0]
+    ck._scan_kernel[lambda m: (n * H, triton.cdiv(width, m["BLOCK_W"]))](
+        totals, before, start if start is not None else totals,
+        final if final is not None else totals, seqs, H, S1, lo, width,
+        meta["LENGTH_BUCKET"], meta["HEADS_BUCKET"],
+        HAS_START=start is not None, HAS_FINAL=final is not None, REVERSE=reverse,
+    )  # fmt: skip
+
+
+def _states(x, y, stats, before, kv_in, kv_out, seqs, G, clamp, meta, reverse):
+    """S before every chunk (forward), or the adjoint G after it (`reverse`)."""
+    B, H, L, D = x.shape
+    M = y.shape[-1]
+    n = seqs.shape[0]
+    states = torch.empty(G, H, D, M, device=x.device, dtype=torch.float32)
+    grid = lambda m: (n * H, triton.cdiv(D, m["BLOCK_K"]), triton.cdiv(M, m["BLOCK_V"]))  # noqa: E731
+    ck._state_kernel[grid](
+        x, y, stats, before, kv_in if kv_in is not None else states, states,
+        kv_out if kv_out is not None else states, seqs, *_strides(x), *_strides(y),
+        H, L, D, M, 4 * D + 1, B * H * L, clamp, REVERSE=reverse,
+        HAS_START=kv_in is not None, HAS_FINAL=kv_out is not None, **_pick(meta, *VALUE),
+    )  # fmt: skip
+    return states
+
+
+class _ChunkFlowAttention(torch.autograd.Function):
+    """The sequence-parallel kernels (`triton_chunk_kernels`): every level of gates on a
+    (chunk, head) grid, short scans over chunk totals, the state carried per value block."""
+
+    @staticmethod
+    def forward(ctx, q, k, v, seqs, chunk_seq, vec_in, kv_in, eps, clamp, feature_map, padded):
+        B, H, L, D = q.shape
+        M = v.shape[-1]
+        G, n, S1, FIELD = chunk_seq.shape[0], seqs.shape[0], 4 * D + 1, B * H * L
+        meta = _chunk_meta(q, v, feature_map)
+        f32 = {"device": q.device, "dtype": torch.float32}
+        stats = torch.empty(ck.STATS, B * H, L, **f32)
+        totals, before = torch.empty(G, H, S1, **f32), torch.empty(G, H, S1, **f32)
+        vec_out, kv_out = torch.empty(n, H, S1, **f32), torch.empty(n, H, D, M, **f32)
+        qk = (q, k, totals)
+        common = (seqs, chunk_seq, *_strides(q), *_strides(k))
+        ck._fwd_sums_kernel[(G, H)](
+            *qk, *common, H, L, D, M, S1, meta["LENGTH_BUCKET"], meta["HEADS_BUCKET"],
+            BLOCK_C=meta["BLOCK_C"], BLOCK_D=meta["BLOCK_D"], FEATURE_MAP=feature_map,
+        )  # fmt: skip
+        _scan(totals, before, vec_in, vec_out, seqs, H, S1, 0, 2 * D, meta)
+        ck._fwd_flows_kernel[(G, H)](
+            q, k, stats, totals, before, *common, H, L, D, M, S1, FIELD, eps,
+            **_pick(meta, *GATE),
+        )  # fmt: skip
+        _scan(totals, before, vec_in, vec_out, seqs, H, S1, 2 * D, 2 * D, meta)
+        ck._fwd_gates_kernel[(G, H)](
+            q, k, stats, totals, before, *common, H, L, D, M, S1, FIELD, eps, clamp,
+            **_pick(meta, *GATE),
+        )  # fmt: skip
+        _scan(totals, before, vec_in, vec_out, seqs, H, S1, 4 * D, 1, meta)
+        states = _states(k, v, stats, before, kv_in, kv_out, seqs, G, clamp, meta, False)
+        out = torch.zeros_like(v) if padded else torch.empty_like(v)
+        ck._fwd_out_kernel[lambda m: (G, H, triton.cdiv(M, m["BLOCK_V"]))](
+            q, k, v, out, stats, before, states, seqs, chunk_seq, *_strides(q), *_strides(k),
+            *_strides(v), *_strides(out), H, L, D, M, S1, FIELD, clamp,
+            BLOCK_D=meta["BLOCK_D"], **_pick(meta, *VALUE),
+        )  # fmt: skip
+        ctx.save_for_backward(q, k, v, seqs, chunk_seq, kv_in, stats, before)
+        ctx.eps, ctx.clamp, ctx.feature_map, ctx.padded = eps, clamp, feature_map, padded
+        ctx.mark_non_differentiable(vec_out, kv_out)
+        return out, vec_out, kv_out
+
+    @staticmethod
+    def backward(ctx, dout, *_):
+        q, k, v, seqs, chunk_seq, kv_in, stats, before = ctx.saved_tensors
+        dout = _row_major(dout)
+        B, H, L, D = q.shape
+        M = v.shape[-1]
+        G, S1, FIELD = chunk_seq.shape[0], 4 * D + 1, B * H * L
+        eps, clamp = ctx.eps, ctx.clamp
+        meta = _chunk_meta(q, v, ctx.feature_map)
+        f32 = {"device": q.device, "dtype": torch.float32}
+        states = _states(k, v, stats, before, kv_in, None, seqs, G, clamp, meta, False)
+        dstates = _states(q, dout, stats, before, None, None, seqs, G, clamp, meta, True)
+        new = torch.zeros_like if ctx.padded else torch.empty_like
+        dq, dk, dv = new(q), new(k), new(v)
+        dq_lin, dk_lin = torch.empty(B * H, L, D, **f32), torch.empty(B * H, L, D, **f32)
+        adjoint = torch.empty(ck.ADJOINTS, B * H, L, **f32)
+        rtotals, rafter = torch.empty(G, H, S1, **f32), torch.empty(G, H, S1, **f32)
+        common = (seqs, chunk_seq, *_strides(q), *_strides(k))
+        ck._bwd_out_kernel[(G, H)](
+            q, k, v, dout, dv, stats, adjoint, dq_lin, dk_lin, before, states, dstates,
+            rtotals, *common, *_strides(v), *_strides(dout), *_strides(dv),
+            H, L, D, M, S1, FIELD, eps, clamp, BLOCK_D=meta["BLOCK_D"],
+            BLOCK_M=ck.value_block(M), **_pick(meta, *VALUE),
+        )  # fmt: skip
+        _scan(rtotals, rafter, None, None, seqs, H, S1, 0, 1 + D, meta, reverse=True)
+        ck._bwd_gates_kernel[(G, H)](
+            q, k, stats, adjoint, before, rtotals, rafter, *common, H, L, D, M, S1, FIELD,
+            eps, clamp, **_pick(meta, *GATE),
+        )  # fmt: skip
+        _scan(rtotals, rafter, None, None, seqs, H, S1, 1 + D, D, meta, reverse=True)
+        ck._bwd_norms_kernel[(G, H)](
+            q, k, stats, adjoint, rtotals, rafter, *common, H, L, D, M, S1, FIELD, eps,
+            **_pick(meta, *GATE),
+        )  # fmt: skip
+        _scan(rtotals, rafter, None, None, seqs, H, S1, 1 + 2 * D, 2 * D, meta, reverse=True)
+        ck._bwd_qk_kernel[(G, H)](
+            q, k, dq, dk, stats, adjoint, dq_lin, dk_lin, before, rafter, *common,
+            *_strides(dq), *_strides(dk), H, L, D, M, S1, FIELD, eps, **_pick(meta, *GATE),
+        )  # fmt: skip
+        return dq, dk, dv, *[None] * 8
+
+
 def triton_flow_attention(
     q: Tensor,
     k: Tensor,
@@ -109,25 +273,39 @@ def triton_flow_attention(
     clamp: float = 10.0,
     initial_state: FlowAttentionState | None = None,
     lengths: Tensor | None = None,
+    offsets: Sequence[int] | None = None,
     feature_map: str | Sequence[str] = "sigmoid",
+    schedule: str = "chunk",
 ) -> tuple[Tensor, FlowAttentionState]:
     """q, k (B, H, L, d), v (B, H, L, m); returns out (B, H, L, m) and the final state.
 
     Same contract as `chunk_flow_attention`: `lengths` (B,) marks right padding, which
-    changes no row's final state; the output has q's dtype and the state is fp32. Heads of
-    different feature maps run as one launch per run of heads that share a map.
+    changes no row's final state; the output has q's dtype and the state is fp32. Or
+    `offsets` (flash-attn's cu_seqlens as a list) packs sequences along the one row of
+    B = 1, each with its own row of the state. Heads of different feature maps run as one
+    launch per run of heads that share a map. `schedule` "chunk" runs the sequence-parallel
+    kernels; "serial" the earlier one-program-per-row kernels (no `offsets`), kept to
+    compare against.
     """
+    if schedule not in SCHEDULES:
+        raise ValueError(f"schedule={schedule!r}: expected one of {', '.join(SCHEDULES)}")
+    if offsets is not None and (schedule == "serial" or q.dtype == torch.float64):
+        raise ValueError("packed offsets need the chunk schedule and fp16, bf16 or fp32 inputs")
     kw = {"eps": eps, "clamp": clamp, "lengths": lengths}
     if q.dtype == torch.float64:
         return chunk_flow_attention(
             q, k, v, initial_state=initial_state, feature_map=feature_map, **kw
         )
+    if q.device.type != "cuda" and not INTERPRET:
+        raise ValueError("the triton backend needs CUDA tensors (or TRITON_INTERPRET=1)")
+    one = _chunk_schedule if schedule == "chunk" else _serial_schedule
+    if schedule == "chunk":
+        kw["offsets"] = offsets
     groups = head_groups(feature_map, q.shape[1])
     if len(groups) == 1:
-        name = groups[0][1]
-        return _one_feature_map(q, k, v, initial_state=initial_state, feature_map=name, **kw)
+        return one(q, k, v, initial_state=initial_state, feature_map=groups[0][1], **kw)
     parts = [
-        _one_feature_map(
+        one(
             q[:, heads],
             k[:, heads],
             v[:, heads],
@@ -140,7 +318,63 @@ def triton_flow_attention(
     return torch.cat([out for out, _ in parts], 1), FlowAttentionState.cat([s for _, s in parts])
 
 
-def _one_feature_map(
+SCHEDULES = ("chunk", "serial")
+
+
+def _chunk_schedule(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    *,
+    eps: float,
+    clamp: float,
+    initial_state: FlowAttentionState | None,
+    lengths: Tensor | None,
+    offsets: Sequence[int] | None,
+    feature_map: str,
+) -> tuple[Tensor, FlowAttentionState]:
+    """The sequence-parallel kernels for heads that all share `feature_map`."""
+    B, H, L, D = q.shape
+    M = v.shape[-1]
+    n = B if offsets is None else len(offsets) - 1
+    f32 = {"device": q.device, "dtype": torch.float32}
+    if initial_state is None:
+        position = torch.zeros(n, device=q.device, dtype=torch.long)
+        vec_in = torch.zeros(n, H, 4 * D + 1, **f32)
+        kv_in = torch.zeros(n, H, D, M, **f32)
+    else:
+        s = initial_state
+        if torch.is_grad_enabled() and any(t.requires_grad for t in s.tensors().values()):
+            raise ValueError(
+                "the triton backend has no gradient for initial_state: detach it, "
+                "or use backend='chunked'"
+            )
+        position = s.position.to(q.device, torch.long)
+        vec = (s.key_sum, s.query_sum, s.outflow_sum, s.inflow_sum, s.competition_sum[..., None])
+        vec_in = torch.cat(vec, -1).to(**f32).contiguous()
+        kv_in = s.kv.to(**f32).contiguous()
+    if lengths is not None:
+        lengths = lengths.to(q.device, torch.long).clamp(max=L)
+    chunk = ck.chunk_size(_blocks(q, v, feature_map)["BLOCK_D"])
+    offsets = None if offsets is None else [int(x) for x in offsets]
+    seqs, chunk_seq = _sequence_table(B, L, chunk, lengths, offsets, position, q.device)
+    qkv = (_row_major(q), _row_major(k), _row_major(v))
+    out, vec, kv = _ChunkFlowAttention.apply(
+        *qkv, seqs, chunk_seq, vec_in, kv_in, eps, clamp, feature_map, lengths is not None
+    )
+    state = FlowAttentionState(
+        key_sum=vec[..., :D],
+        query_sum=vec[..., D : 2 * D],
+        outflow_sum=vec[..., 2 * D : 3 * D],
+        inflow_sum=vec[..., 3 * D : 4 * D],
+        competition_sum=vec[..., 4 * D],
+        kv=kv,
+        position=position + seqs[:, 2],
+    )
+    return out, state
+
+
+def _serial_schedule(
     q: Tensor,
     k: Tensor,
     v: Tensor,
@@ -151,9 +385,7 @@ def _one_feature_map(
     lengths: Tensor | None,
     feature_map: str,
 ) -> tuple[Tensor, FlowAttentionState]:
-    """The kernels for heads that all share `feature_map`."""
-    if q.device.type != "cuda" and not INTERPRET:
-        raise ValueError("the triton backend needs CUDA tensors (or TRITON_INTERPRET=1)")
+    """The serial kernels for heads that all share `feature_map`."""
     B, H, L, D = q.shape
     M = v.shape[-1]
     f32 = {"device": q.device, "dtype": torch.float32}
@@ -178,7 +410,7 @@ def _one_feature_map(
         lengths = torch.full((B,), L, device=q.device, dtype=torch.long)
     lengths = lengths.to(q.device, torch.long).clamp(max=L).contiguous()
     qkv = (_row_major(q), _row_major(k), _row_major(v))
-    out, vec, z, kv = _TritonFlowAttention.apply(
+    out, vec, z, kv = _SerialFlowAttention.apply(
         *qkv, start, lengths, vec_in, z_in, kv_in, eps, clamp, feature_map
     )
     state = FlowAttentionState(

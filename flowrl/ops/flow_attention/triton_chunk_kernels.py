@@ -1,0 +1,555 @@
+"""Sequence-parallel Triton kernels of causal Flow-Attention.
+
+The gates are prefix sums in levels (docs/flow-attention.md): key and query totals, then
+the outflow and inflow sums, then the competition total Z, then the d x m state S. Each
+level is one kernel on a (chunk, head) grid that computes every chunk's share at once, and
+a short scan over the chunk totals (`_scan_kernel`, one program per sequence and head and
+block of columns) turns them into the sums before each chunk. Inside a chunk the sums come
+from the C x C score matrix P = Q K^T: row sums of its lower triangle give <Q_t, sum K_s>,
+column sums of its upper triangle <K_s, sum Q_t>, as in `parallel.py`.
+
+The state S is carried by `_state_kernel`, one program per (sequence, head, d block,
+m block) walking the chunks (flash-linear-attention's `chunk_fwd_h`); it stores S before
+each chunk, and the outputs of all chunks follow in parallel. The backward mirrors this:
+the same state kernel run right to left carries the adjoint state G = sum Q^T (scale dout),
+one parallel kernel gives dv and the output's share of dq, dk, and three gate levels with
+reverse scans give the rest, gathered by a last kernel as masked C x C matrices times Q, K.
+
+Sequences are described by a table, so that a right-padded batch and sequences packed end
+to end (`cu_seqlens`) share every kernel: row n of `seqs` holds (batch row, first token,
+length, first chunk, number of chunks, start position), and `chunk_seq[g]` is the sequence
+of chunk g. Packed sequences are gridded over their own chunks only.
+
+Buffers, fp32 (S1 = 4 d + 1 columns):
+    stats   (4, B*H, L)       1 / in-dot, 1 / out-dot, Ihat, Ohat (unclamped)
+    totals  (G, H, S1)        per chunk: [sum K | sum Q | sum O K | sum I Q | sum e]
+    before  (G, H, S1)        the same sums over everything before the chunk (+ the state)
+    states  (G, H, d, m)      S before the chunk (forward), G after it (backward)
+    adjoint (6, B*H, L)       dC, dscale, dOhat, d outflow, d in-dot, d out-dot
+    rtotals (G, H, S1)        per chunk: [dZ share | dSk | dSq | dKc | dQc] (reverse scans)
+"""
+
+from __future__ import annotations
+
+import triton
+import triton.language as tl
+
+from flowrl.ops.flow_attention.triton_kernels import (
+    AUTOTUNE,
+    INTERPRET,
+    _features,
+    _mm,
+    _phi_grad,
+    _rows,
+)
+
+STATS = 4
+ADJOINTS = 6
+SEQ_FIELDS = 6  # batch row, first token, length, first chunk, number of chunks, start position
+KEY = ["D", "M", "FEATURE_MAP", "LENGTH_BUCKET", "HEADS_BUCKET"]
+
+
+def chunk_size(block_d: int) -> int:
+    """Tokens per chunk: every kernel of one call shares it (the chunk totals are laid out by
+    it), so it is fixed by the head dim rather than tuned."""
+    if INTERPRET:
+        return 16
+    return 64 if block_d <= 64 else 32
+
+
+def _configs(blocks: tuple[dict, ...] = ({},)) -> list[triton.Config]:
+    if INTERPRET:  # one config: the interpreter cannot autotune
+        return [triton.Config({k: 16 for k in blocks[0]}, num_warps=1)]
+    if not AUTOTUNE:
+        return [triton.Config(blocks[0], num_warps=4, num_stages=1)]
+    return [
+        triton.Config(b, num_warps=w, num_stages=s) for b in blocks for w in (4, 8) for s in (1, 2)
+    ]
+
+
+CHUNK_CONFIGS = _configs()
+STATE_CONFIGS = _configs(({"BLOCK_K": 64, "BLOCK_V": 64}, {"BLOCK_K": 32, "BLOCK_V": 64},
+                          {"BLOCK_K": 64, "BLOCK_V": 32}))  # fmt: skip
+OUT_CONFIGS = _configs(({"BLOCK_V": 64}, {"BLOCK_V": 32}))
+SCAN_CONFIGS = _configs(({"BLOCK_W": 128},))
+
+
+@triton.jit
+def _sequence(seqs, n):
+    """Row of sequence n in the table: batch row, first token, length, first chunk, number
+    of chunks, start position."""
+    row = seqs + n * 6
+    return (tl.load(row), tl.load(row + 1), tl.load(row + 2), tl.load(row + 3),
+            tl.load(row + 4), tl.load(row + 5).to(tl.float32))  # fmt: skip
+
+
+@triton.jit
+def _chunk(seqs, chunk_seq, g, BLOCK_C: tl.constexpr):
+    """Where chunk g lies: its sequence n, its batch row b, its tokens (indices along L),
+    which of them belong to the sequence, and their 1-based positions."""
+    n = tl.load(chunk_seq + g)
+    b, first, length, first_chunk, _, t0 = _sequence(seqs, n)
+    rows = (g - first_chunk) * BLOCK_C + tl.arange(0, BLOCK_C)
+    valid = rows < length
+    return n, b, first + rows, valid, t0 + rows.to(tl.float32) + 1.0
+
+
+@triton.jit
+def _load_features(q_ptr, k_ptr, b, h, sqb, sqh, sql, skb, skh, skl, tokens, valid, offs_d,
+                   mask_d, FEATURE_MAP: tl.constexpr):  # fmt: skip
+    """phi(q), phi(k) of one chunk (C, BLOCK_D) in fp32, zero off the sequence."""
+    Q = _features(q_ptr + b * sqb + h * sqh, tokens, offs_d, sql, valid, mask_d, FEATURE_MAP)
+    K = _features(k_ptr + b * skb + h * skh, tokens, offs_d, skl, valid, mask_d, FEATURE_MAP)
+    return Q, K
+
+
+@triton.jit
+def _gate_mm(a, b, PRECISION: tl.constexpr):
+    """A matmul of gates, on fp32 operands whatever the input dtype."""
+    return tl.dot(a, b, input_precision=PRECISION)
+
+
+@triton.jit
+def _competition(stats_ptr, field, at, valid, p, z_before, clamp):
+    """e_t = exp(clamp(Ohat_t)), Z_t = Z before the chunk + in-chunk prefix of e, C_t."""
+    source = tl.load(stats_ptr + 3 * field + at, mask=valid, other=0.0)
+    e = tl.where(valid, tl.exp(tl.minimum(tl.maximum(source, -clamp), clamp)), 0.0)
+    total = z_before + tl.cumsum(e, 0)
+    total = tl.where(valid, total, 1.0)
+    return source, e, total, p * e / total
+
+
+@triton.jit
+def _scale(stats_ptr, field, at, valid):
+    """A_t I_t / t = sigmoid(Ihat_t) / <Q_t + eps, Kc_t + eps>, and A_t, I_t / t."""
+    inv_in = tl.load(stats_ptr + at, mask=valid, other=0.0)
+    alloc = tl.sigmoid(tl.load(stats_ptr + 2 * field + at, mask=valid, other=0.0))
+    return alloc * inv_in, alloc, inv_in
+
+
+# ---------------------------------------------------------------------------------------
+# Scans over chunk totals: before[c] = start + sum_{c' < c} totals[c'] (or, reversed, the
+# sum over c' > c), one program per (sequence, head, block of columns).
+@triton.autotune(configs=SCAN_CONFIGS, key=["W", "LENGTH_BUCKET", "HEADS_BUCKET"])
+@triton.jit
+def _scan_kernel(
+    totals, before, start, final, seqs, H, S1, lo, W, LENGTH_BUCKET, HEADS_BUCKET,
+    HAS_START: tl.constexpr, HAS_FINAL: tl.constexpr, REVERSE: tl.constexpr,
+    BLOCK_W: tl.constexpr,
+):  # fmt: skip
+    nh = tl.program_id(0).to(tl.int64)
+    n, h = nh // H, nh % H
+    cols = lo + tl.program_id(1) * BLOCK_W + tl.arange(0, BLOCK_W)
+    mask = cols < lo + W
+    _, _, _, first_chunk, n_chunks, _ = _sequence(seqs, n)
+    if HAS_START:
+        acc = tl.load(start + nh * S1 + cols, mask=mask, other=0.0)
+    else:
+        acc = tl.zeros((BLOCK_W,), dtype=tl.float32)
+    for i in range(0, n_chunks):
+        c = n_chunks - 1 - i if REVERSE else i
+        at = ((first_chunk + c) * H + h) * S1 + cols
+        x = tl.load(totals + at, mask=mask, other=0.0)
+        tl.store(before + at, acc, mask=mask)
+        acc += x
+    if HAS_FINAL:
+        tl.store(final + nh * S1 + cols, acc, mask=mask)
+
+
+# ---------------------------------------------------------------------------------------
+# Forward, level 1: key and query totals per chunk.
+@triton.autotune(configs=CHUNK_CONFIGS, key=KEY)
+@triton.jit
+def _fwd_sums_kernel(
+    q_ptr, k_ptr, totals, seqs, chunk_seq, sqb, sqh, sql, skb, skh, skl,
+    H, L, D, M, S1, LENGTH_BUCKET, HEADS_BUCKET,
+    BLOCK_C: tl.constexpr, BLOCK_D: tl.constexpr, FEATURE_MAP: tl.constexpr,
+):  # fmt: skip
+    g, h = tl.program_id(0).to(tl.int64), tl.program_id(1).to(tl.int64)
+    _, b, tokens, valid, _ = _chunk(seqs, chunk_seq, g, BLOCK_C)
+    offs_d = tl.arange(0, BLOCK_D)
+    mask_d = offs_d < D
+    Q, K = _load_features(q_ptr, k_ptr, b, h, sqb, sqh, sql, skb, skh, skl, tokens,
+                          valid, offs_d, mask_d, FEATURE_MAP)  # fmt: skip
+    out = totals + (g * H + h) * S1 + offs_d
+    tl.store(out, tl.sum(K, 0), mask=mask_d)
+    tl.store(out + D, tl.sum(Q, 0), mask=mask_d)
+
+
+# Forward, level 2: the normalisers 1 / <Q + eps, Kc + eps> and 1 / <K + eps, Qc + eps>,
+# and the chunk totals of O K and I Q.
+@triton.autotune(configs=CHUNK_CONFIGS, key=KEY)
+@triton.jit
+def _fwd_flows_kernel(
+    q_ptr, k_ptr, stats_ptr, totals, before, seqs, chunk_seq, sqb, sqh, sql, skb, skh, skl,
+    H, L, D, M, S1, FIELD, eps, LENGTH_BUCKET, HEADS_BUCKET,
+    BLOCK_C: tl.constexpr, BLOCK_D: tl.constexpr, PRECISION: tl.constexpr,
+    FEATURE_MAP: tl.constexpr,
+):  # fmt: skip
+    g, h = tl.program_id(0).to(tl.int64), tl.program_id(1).to(tl.int64)
+    _, b, tokens, valid, p = _chunk(seqs, chunk_seq, g, BLOCK_C)
+    offs_c = tl.arange(0, BLOCK_C)
+    offs_d = tl.arange(0, BLOCK_D)
+    mask_d = offs_d < D
+    Q, K = _load_features(q_ptr, k_ptr, b, h, sqb, sqh, sql, skb, skh, skl, tokens,
+                          valid, offs_d, mask_d, FEATURE_MAP)  # fmt: skip
+    sums = before + (g * H + h) * S1 + offs_d
+    key_before = tl.load(sums, mask=mask_d, other=0.0)
+    query_before = tl.load(sums + D, mask=mask_d, other=0.0)
+    P = _gate_mm(Q, tl.trans(K), PRECISION)  # P[t, s] = <Q_t, K_s>
+    q_norm, k_norm = tl.sum(Q, 1), tl.sum(K, 1)
+    d_eps2 = D * eps * eps
+    lower = tl.where(offs_c[:, None] >= offs_c[None, :], P, 0.0)  # s <= t
+    upper = tl.where(offs_c[:, None] <= offs_c[None, :], P, 0.0)  # t <= s
+    in_dot = (tl.sum(lower, 1) + tl.sum(Q * key_before[None, :], 1)
+              + eps * (q_norm + tl.cumsum(k_norm, 0) + tl.sum(key_before, 0)) + d_eps2)  # fmt: skip
+    out_dot = (tl.sum(upper, 0) + tl.sum(K * query_before[None, :], 1)
+               + eps * (k_norm + tl.cumsum(q_norm, 0) + tl.sum(query_before, 0)) + d_eps2)  # fmt: skip
+    inv_in, inv_out = 1.0 / in_dot, 1.0 / out_dot
+    at = (b * H + h) * L + tokens
+    tl.store(stats_ptr + at, inv_in, mask=valid)
+    tl.store(stats_ptr + FIELD + at, inv_out, mask=valid)
+    outflow = tl.where(valid, p * inv_out, 0.0)
+    inflow = tl.where(valid, p * inv_in, 0.0)
+    out = totals + (g * H + h) * S1 + offs_d
+    tl.store(out + 2 * D, tl.sum(outflow[:, None] * K, 0), mask=mask_d)
+    tl.store(out + 3 * D, tl.sum(inflow[:, None] * Q, 0), mask=mask_d)
+
+
+# Forward, level 3: conserved sink and source, and the chunk totals of e = exp(clamp(Ohat)).
+@triton.autotune(configs=CHUNK_CONFIGS, key=KEY)
+@triton.jit
+def _fwd_gates_kernel(
+    q_ptr, k_ptr, stats_ptr, totals, before, seqs, chunk_seq, sqb, sqh, sql, skb, skh, skl,
+    H, L, D, M, S1, FIELD, eps, clamp, LENGTH_BUCKET, HEADS_BUCKET,
+    BLOCK_C: tl.constexpr, BLOCK_D: tl.constexpr, PRECISION: tl.constexpr,
+    FEATURE_MAP: tl.constexpr,
+):  # fmt: skip
+    g, h = tl.program_id(0).to(tl.int64), tl.program_id(1).to(tl.int64)
+    _, b, tokens, valid, p = _chunk(seqs, chunk_seq, g, BLOCK_C)
+    offs_c = tl.arange(0, BLOCK_C)
+    offs_d = tl.arange(0, BLOCK_D)
+    mask_d = offs_d < D
+    Q, K = _load_features(q_ptr, k_ptr, b, h, sqb, sqh, sql, skb, skh, skl, tokens,
+                          valid, offs_d, mask_d, FEATURE_MAP)  # fmt: skip
+    sums = before + (g * H + h) * S1 + offs_d
+    out_before = tl.load(sums + 2 * D, mask=mask_d, other=0.0)
+    in_before = tl.load(sums + 3 * D, mask=mask_d, other=0.0)
+    at = (b * H + h) * L + tokens
+    outflow = tl.where(valid, p * tl.load(stats_ptr + FIELD + at, mask=valid, other=0.0), 0.0)
+    inflow = tl.where(valid, p * tl.load(stats_ptr + at, mask=valid, other=0.0), 0.0)
+    P = _gate_mm(Q, tl.trans(K), PRECISION)
+    q_norm, k_norm = tl.sum(Q, 1), tl.sum(K, 1)
+    d_eps2 = D * eps * eps
+    lower = tl.where(offs_c[:, None] >= offs_c[None, :], P, 0.0)
+    upper = tl.where(offs_c[:, None] <= offs_c[None, :], P, 0.0)
+    sink_dot = (tl.sum(lower * outflow[None, :], 1) + tl.sum(Q * out_before[None, :], 1)
+                + eps * (q_norm + tl.cumsum(outflow * k_norm, 0) + tl.sum(out_before, 0))
+                + d_eps2)  # fmt: skip
+    source_dot = (tl.sum(upper * inflow[:, None], 0) + tl.sum(K * in_before[None, :], 1)
+                  + eps * (k_norm + tl.cumsum(inflow * q_norm, 0) + tl.sum(in_before, 0))
+                  + d_eps2)  # fmt: skip
+    source = source_dot / p
+    tl.store(stats_ptr + 2 * FIELD + at, sink_dot / p, mask=valid)
+    tl.store(stats_ptr + 3 * FIELD + at, source, mask=valid)
+    e = tl.where(valid, tl.exp(tl.minimum(tl.maximum(source, -clamp), clamp)), 0.0)
+    tl.store(totals + (g * H + h) * S1 + 4 * D, tl.sum(e, 0))
+
+
+# ---------------------------------------------------------------------------------------
+# The d x m state, one program per (sequence, head, d block, m block) walking its chunks.
+# Forward: S before each chunk, S += K^T (C v). Backward (REVERSE): G after each chunk,
+# G += Q^T (scale dout). X is phi of x_ptr, Y is y_ptr, each row weighted.
+@triton.autotune(configs=STATE_CONFIGS, key=KEY)
+@triton.jit
+def _state_kernel(
+    x_ptr, y_ptr, stats_ptr, before, kv_in, states, kv_out, seqs,
+    sxb, sxh, sxl, syb, syh, syl, H, L, D, M, S1, FIELD, clamp, LENGTH_BUCKET, HEADS_BUCKET,
+    REVERSE: tl.constexpr, HAS_START: tl.constexpr, HAS_FINAL: tl.constexpr,
+    BLOCK_C: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_V: tl.constexpr, BF16: tl.constexpr,
+    PRECISION: tl.constexpr, FEATURE_MAP: tl.constexpr,
+):  # fmt: skip
+    nh = tl.program_id(0).to(tl.int64)
+    n, h = nh // H, nh % H
+    offs_k = tl.program_id(1) * BLOCK_K + tl.arange(0, BLOCK_K)
+    offs_v = tl.program_id(2) * BLOCK_V + tl.arange(0, BLOCK_V)
+    mask_k, mask_v = offs_k < D, offs_v < M
+    mask_kv = mask_k[:, None] & mask_v[None, :]
+    kv_offs = offs_k[:, None] * M + offs_v[None, :]
+    b, first, length, first_chunk, n_chunks, t0 = _sequence(seqs, n)
+    x_ptr += b * sxb + h * sxh
+    y_ptr += b * syb + h * syh
+    if HAS_START:
+        acc = tl.load(kv_in + nh * D * M + kv_offs, mask=mask_kv, other=0.0)
+    else:
+        acc = tl.zeros((BLOCK_K, BLOCK_V), dtype=tl.float32)
+    for i in range(0, n_chunks):
+        c = n_chunks - 1 - i if REVERSE else i
+        rows = c * BLOCK_C + tl.arange(0, BLOCK_C)
+        valid = rows < length
+        tokens = first + rows
+        at = (b * H + h) * L + tokens
+        if REVERSE:
+            weight, _, _ = _scale(stats_ptr, FIELD, at, valid)
+        else:
+            z_before = tl.load(before + ((first_chunk + c) * H + h) * S1 + 4 * D)
+            p = t0 + rows.to(tl.float32) + 1.0
+            _, _, _, weight = _competition(stats_ptr, FIELD, at, valid, p, z_before, clamp)
+        X = _features(x_ptr, tokens, offs_k, sxl, valid, mask_k, FEATURE_MAP)
+        Y = weight[:, None] * _rows(y_ptr, tokens, offs_v, syl, valid, mask_v)
+        tl.store(states + ((first_chunk + c) * H + h) * D * M + kv_offs, acc, mask=mask_kv)
+        acc += _mm(tl.trans(X), Y, BF16, PRECISION)
+    if HAS_FINAL:
+        tl.store(kv_out + nh * D * M + kv_offs, acc, mask=mask_kv)
+
+
+# Forward output of every chunk: A_t I_t / t (sum_{s<=t in chunk} <Q_t, K_s> C_s v_s
+# + Q_t S), one program per (chunk, head, m block).
+@triton.autotune(configs=OUT_CONFIGS, key=KEY)
+@triton.jit
+def _fwd_out_kernel(
+    q_ptr, k_ptr, v_ptr, o_ptr, stats_ptr, before, states, seqs, chunk_seq,
+    sqb, sqh, sql, skb, skh, skl, svb, svh, svl, sob, soh, sol,
+    H, L, D, M, S1, FIELD, clamp, LENGTH_BUCKET, HEADS_BUCKET,
+    BLOCK_C: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_V: tl.constexpr, BF16: tl.constexpr,
+    PRECISION: tl.constexpr, FEATURE_MAP: tl.constexpr,
+):  # fmt: skip
+    g, h = tl.program_id(0).to(tl.int64), tl.program_id(1).to(tl.int64)
+    _, b, tokens, valid, p = _chunk(seqs, chunk_seq, g, BLOCK_C)
+    offs_c = tl.arange(0, BLOCK_C)
+    offs_d = tl.arange(0, BLOCK_D)
+    offs_v = tl.program_id(2) * BLOCK_V + tl.arange(0, BLOCK_V)
+    mask_d, mask_v = offs_d < D, offs_v < M
+    Q, K = _load_features(q_ptr, k_ptr, b, h, sqb, sqh, sql, skb, skh, skl, tokens,
+                          valid, offs_d, mask_d, FEATURE_MAP)  # fmt: skip
+    at = (b * H + h) * L + tokens
+    z_before = tl.load(before + (g * H + h) * S1 + 4 * D)
+    _, _, _, comp = _competition(stats_ptr, FIELD, at, valid, p, z_before, clamp)
+    scale, _, _ = _scale(stats_ptr, FIELD, at, valid)
+    W = comp[:, None] * _rows(v_ptr + b * svb + h * svh, tokens, offs_v, svl, valid, mask_v)
+    kv_offs = offs_d[:, None] * M + offs_v[None, :]
+    S = tl.load(states + (g * H + h) * D * M + kv_offs,
+                mask=mask_d[:, None] & mask_v[None, :], other=0.0)  # fmt: skip
+    scores = tl.where(offs_c[:, None] >= offs_c[None, :], _mm(Q, tl.trans(K), BF16, PRECISION), 0.0)
+    out = scale[:, None] * (_mm(scores, W, BF16, PRECISION) + _mm(Q, S, BF16, PRECISION))
+    o_ptr += b * sob + h * soh
+    tl.store(o_ptr + tokens[:, None] * sol + offs_v[None, :], out,
+             mask=valid[:, None] & mask_v[None, :])  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------
+# Backward, output: dv, the output's share of dq and dk, dC and dscale per token; chunk
+# totals of the competition's adjoint and of dSk = dIhat (Q + eps).
+@triton.autotune(configs=CHUNK_CONFIGS, key=KEY)
+@triton.jit
+def _bwd_out_kernel(
+    q_ptr, k_ptr, v_ptr, do_ptr, dv_ptr, stats_ptr, adj_ptr, dq_lin, dk_lin, before,
+    states, dstates, rtotals, seqs, chunk_seq,
+    sqb, sqh, sql, skb, skh, skl, svb, svh, svl, sdb, sdh, sdl, sgb, sgh, sgl,
+    H, L, D, M, S1, FIELD, eps, clamp, LENGTH_BUCKET, HEADS_BUCKET,
+    BLOCK_C: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_M: tl.constexpr, BF16: tl.constexpr,
+    PRECISION: tl.constexpr, FEATURE_MAP: tl.constexpr,
+):  # fmt: skip
+    g, h = tl.program_id(0).to(tl.int64), tl.program_id(1).to(tl.int64)
+    _, b, tokens, valid, p = _chunk(seqs, chunk_seq, g, BLOCK_C)
+    offs_c = tl.arange(0, BLOCK_C)
+    offs_d = tl.arange(0, BLOCK_D)
+    mask_d = offs_d < D
+    eps_d = tl.where(mask_d, eps, 0.0)[None, :]
+    Q, K = _load_features(q_ptr, k_ptr, b, h, sqb, sqh, sql, skb, skh, skl, tokens,
+                          valid, offs_d, mask_d, FEATURE_MAP)  # fmt: skip
+    at = (b * H + h) * L + tokens
+    z_before = tl.load(before + (g * H + h) * S1 + 4 * D)
+    _, _, total, comp = _competition(stats_ptr, FIELD, at, valid, p, z_before, clamp)
+    scale, alloc, inv_in = _scale(stats_ptr, FIELD, at, valid)
+    causal = offs_c[:, None] >= offs_c[None, :]
+    lower = tl.where(causal, _mm(Q, tl.trans(K), BF16, PRECISION), 0.0)  # [t, s], s <= t
+    v_ptr += b * svb + h * svh
+    do_ptr += b * sdb + h * sdh
+    dv_ptr += b * sgb + h * sgh
+    u = tl.zeros((BLOCK_C, BLOCK_D), dtype=tl.float32)
+    dK = tl.zeros((BLOCK_C, BLOCK_D), dtype=tl.float32)
+    dcomp = tl.zeros((BLOCK_C,), dtype=tl.float32)
+    state_at = (g * H + h) * D * M
+    for m0 in range(0, M, BLOCK_M):
+        offs_m = m0 + tl.arange(0, BLOCK_M)
+        mask_m = offs_m < M
+        mask_dm = mask_d[:, None] & mask_m[None, :]
+        kv_offs = state_at + offs_d[:, None] * M + offs_m[None, :]
+        S = tl.load(states + kv_offs, mask=mask_dm, other=0.0)  # S before the chunk
+        G = tl.load(dstates + kv_offs, mask=mask_dm, other=0.0)  # adjoint after it
+        V = _rows(v_ptr, tokens, offs_m, svl, valid, mask_m)
+        dout = _rows(do_ptr, tokens, offs_m, sdl, valid, mask_m)
+        W = comp[:, None] * V
+        gs = scale[:, None] * dout
+        A = tl.where(causal, _mm(dout, tl.trans(W), BF16, PRECISION), 0.0)
+        u += _mm(A, K, BF16, PRECISION) + _mm(dout, tl.trans(S), BF16, PRECISION)
+        dW = _mm(tl.trans(lower), gs, BF16, PRECISION) + _mm(K, G, BF16, PRECISION)
+        A = tl.where(causal, _mm(gs, tl.trans(W), BF16, PRECISION), 0.0)  # [t, s]
+        dK += _mm(tl.trans(A), Q, BF16, PRECISION) + _mm(W, tl.trans(G), BF16, PRECISION)
+        tl.store(dv_ptr + tokens[:, None] * sgl + offs_m[None, :], comp[:, None] * dW,
+                 mask=valid[:, None] & mask_m[None, :])  # fmt: skip
+        dcomp += tl.sum(V * dW, 1)
+    dscale = tl.sum(Q * u, 1)
+    lin = at[:, None] * D + offs_d[None, :]
+    mask_cd = valid[:, None] & mask_d[None, :]
+    tl.store(dq_lin + lin, scale[:, None] * u, mask=mask_cd)
+    tl.store(dk_lin + lin, dK, mask=mask_cd)
+    tl.store(adj_ptr + at, dcomp, mask=valid)
+    tl.store(adj_ptr + FIELD + at, dscale, mask=valid)
+    dsink = dscale * inv_in * alloc * (1.0 - alloc) / p
+    out = rtotals + (g * H + h) * S1
+    tl.store(out, tl.sum(tl.where(valid, -dcomp * comp / total, 0.0), 0))
+    tl.store(out + 1 + offs_d, tl.sum(dsink[:, None] * (Q + eps_d), 0), mask=mask_d)
+
+
+# Backward, competition and sink: dOhat (through Z and the clamp) and d outflow; chunk
+# totals of dSq = dOhat (K + eps).
+@triton.autotune(configs=CHUNK_CONFIGS, key=KEY)
+@triton.jit
+def _bwd_gates_kernel(
+    q_ptr, k_ptr, stats_ptr, adj_ptr, before, rtotals, rafter, seqs, chunk_seq,
+    sqb, sqh, sql, skb, skh, skl, H, L, D, M, S1, FIELD, eps, clamp,
+    LENGTH_BUCKET, HEADS_BUCKET,
+    BLOCK_C: tl.constexpr, BLOCK_D: tl.constexpr, PRECISION: tl.constexpr,
+    FEATURE_MAP: tl.constexpr,
+):  # fmt: skip
+    g, h = tl.program_id(0).to(tl.int64), tl.program_id(1).to(tl.int64)
+    _, b, tokens, valid, p = _chunk(seqs, chunk_seq, g, BLOCK_C)
+    offs_c = tl.arange(0, BLOCK_C)
+    offs_d = tl.arange(0, BLOCK_D)
+    mask_d = offs_d < D
+    eps_d = tl.where(mask_d, eps, 0.0)[None, :]
+    Q, K = _load_features(q_ptr, k_ptr, b, h, sqb, sqh, sql, skb, skh, skl, tokens,
+                          valid, offs_d, mask_d, FEATURE_MAP)  # fmt: skip
+    at = (b * H + h) * L + tokens
+    z_before = tl.load(before + (g * H + h) * S1 + 4 * D)
+    source, e, total, comp = _competition(stats_ptr, FIELD, at, valid, p, z_before, clamp)
+    _, alloc, inv_in = _scale(stats_ptr, FIELD, at, valid)
+    dcomp = tl.load(adj_ptr + at, mask=valid, other=0.0)
+    dscale = tl.load(adj_ptr + FIELD + at, mask=valid, other=0.0)
+    after = rafter + (g * H + h) * S1
+    z_after = tl.load(after)
+    r_out = tl.load(after + 1 + offs_d, mask=mask_d, other=0.0)
+    dtotal = tl.where(valid, -dcomp * comp / total, 0.0)
+    de = dcomp * p / total + z_after + tl.cumsum(dtotal, 0, reverse=True)
+    inside = (source >= -clamp) & (source <= clamp)
+    dsource = tl.where(valid & inside, de * e / p, 0.0)
+    dsink = dscale * inv_in * alloc * (1.0 - alloc) / p
+    # d outflow_s = <K_s, r_out_s>, r_out_s = r_out after + sum_{t>=s} dsink_t (Q_t + eps)
+    P = _gate_mm(Q, tl.trans(K), PRECISION)
+    lower = tl.where(offs_c[:, None] >= offs_c[None, :], P, 0.0)
+    doutflow = (tl.sum(K * r_out[None, :], 1) + tl.sum(lower * dsink[:, None], 0)
+                + eps * tl.sum(K, 1) * tl.cumsum(dsink, 0, reverse=True))  # fmt: skip
+    tl.store(adj_ptr + 2 * FIELD + at, dsource, mask=valid)
+    tl.store(adj_ptr + 3 * FIELD + at, doutflow, mask=valid)
+    out = rtotals + (g * H + h) * S1 + 1 + D + offs_d
+    tl.store(out, tl.sum(dsource[:, None] * (K + eps_d), 0), mask=mask_d)
+
+
+# Backward, normalisers: d inflow, then d of the in- and out-dots; chunk totals of
+# dKc = d_in (Q + eps) and dQc = d_out (K + eps).
+@triton.autotune(configs=CHUNK_CONFIGS, key=KEY)
+@triton.jit
+def _bwd_norms_kernel(
+    q_ptr, k_ptr, stats_ptr, adj_ptr, rtotals, rafter, seqs, chunk_seq,
+    sqb, sqh, sql, skb, skh, skl, H, L, D, M, S1, FIELD, eps, LENGTH_BUCKET, HEADS_BUCKET,
+    BLOCK_C: tl.constexpr, BLOCK_D: tl.constexpr, PRECISION: tl.constexpr,
+    FEATURE_MAP: tl.constexpr,
+):  # fmt: skip
+    g, h = tl.program_id(0).to(tl.int64), tl.program_id(1).to(tl.int64)
+    _, b, tokens, valid, p = _chunk(seqs, chunk_seq, g, BLOCK_C)
+    offs_c = tl.arange(0, BLOCK_C)
+    offs_d = tl.arange(0, BLOCK_D)
+    mask_d = offs_d < D
+    eps_d = tl.where(mask_d, eps, 0.0)[None, :]
+    Q, K = _load_features(q_ptr, k_ptr, b, h, sqb, sqh, sql, skb, skh, skl, tokens,
+                          valid, offs_d, mask_d, FEATURE_MAP)  # fmt: skip
+    at = (b * H + h) * L + tokens
+    _, alloc, inv_in = _scale(stats_ptr, FIELD, at, valid)
+    inv_out = tl.load(stats_ptr + FIELD + at, mask=valid, other=0.0)
+    dscale = tl.load(adj_ptr + FIELD + at, mask=valid, other=0.0)
+    dsource = tl.load(adj_ptr + 2 * FIELD + at, mask=valid, other=0.0)
+    doutflow = tl.load(adj_ptr + 3 * FIELD + at, mask=valid, other=0.0)
+    r_in = tl.load(rafter + (g * H + h) * S1 + 1 + D + offs_d, mask=mask_d, other=0.0)
+    # d inflow_t = <Q_t, r_in_t>, r_in_t = r_in after + sum_{s>=t} dOhat_s (K_s + eps)
+    P = _gate_mm(Q, tl.trans(K), PRECISION)
+    upper = tl.where(offs_c[:, None] <= offs_c[None, :], P, 0.0)
+    dinflow = (tl.sum(Q * r_in[None, :], 1) + tl.sum(upper * dsource[None, :], 1)
+               + eps * tl.sum(Q, 1) * tl.cumsum(dsource, 0, reverse=True))  # fmt: skip
+    d_in = tl.where(valid, -(dscale * alloc + dinflow * p) * inv_in * inv_in, 0.0)
+    d_out = tl.where(valid, -doutflow * p * inv_out * inv_out, 0.0)
+    tl.store(adj_ptr + 4 * FIELD + at, d_in, mask=valid)
+    tl.store(adj_ptr + 5 * FIELD + at, d_out, mask=valid)
+    out = rtotals + (g * H + h) * S1 + 1 + 2 * D + offs_d
+    tl.store(out, tl.sum(d_in[:, None] * (Q + eps_d), 0), mask=mask_d)
+    tl.store(out + D, tl.sum(d_out[:, None] * (K + eps_d), 0), mask=mask_d)
+
+
+# Backward, last: every gate's share of dQ, dK as masked C x C matrices times K, Q, plus
+# the carried sums; through phi; writes dq, dk.
+@triton.autotune(configs=CHUNK_CONFIGS, key=KEY)
+@triton.jit
+def _bwd_qk_kernel(
+    q_ptr, k_ptr, dq_ptr, dk_ptr, stats_ptr, adj_ptr, dq_lin, dk_lin, before, rafter,
+    seqs, chunk_seq, sqb, sqh, sql, skb, skh, skl, sgqb, sgqh, sgql, sgkb, sgkh, sgkl,
+    H, L, D, M, S1, FIELD, eps, LENGTH_BUCKET, HEADS_BUCKET,
+    BLOCK_C: tl.constexpr, BLOCK_D: tl.constexpr, PRECISION: tl.constexpr,
+    FEATURE_MAP: tl.constexpr,
+):  # fmt: skip
+    g, h = tl.program_id(0).to(tl.int64), tl.program_id(1).to(tl.int64)
+    _, b, tokens, valid, p = _chunk(seqs, chunk_seq, g, BLOCK_C)
+    offs_c = tl.arange(0, BLOCK_C)
+    offs_d = tl.arange(0, BLOCK_D)
+    mask_d = offs_d < D
+    eps_d = tl.where(mask_d, eps, 0.0)[None, :]
+    Q, K = _load_features(q_ptr, k_ptr, b, h, sqb, sqh, sql, skb, skh, skl, tokens,
+                          valid, offs_d, mask_d, FEATURE_MAP)  # fmt: skip
+    at = (b * H + h) * L + tokens
+    _, alloc, inv_in = _scale(stats_ptr, FIELD, at, valid)
+    inflow = tl.where(valid, p * inv_in, 0.0)
+    outflow = tl.where(valid, p * tl.load(stats_ptr + FIELD + at, mask=valid, other=0.0), 0.0)
+    dscale = tl.load(adj_ptr + FIELD + at, mask=valid, other=0.0)
+    dsink = dscale * inv_in * alloc * (1.0 - alloc) / p
+    dsource = tl.load(adj_ptr + 2 * FIELD + at, mask=valid, other=0.0)
+    d_in = tl.load(adj_ptr + 4 * FIELD + at, mask=valid, other=0.0)
+    d_out = tl.load(adj_ptr + 5 * FIELD + at, mask=valid, other=0.0)
+    sums = before + (g * H + h) * S1 + offs_d
+    key_before = tl.load(sums, mask=mask_d, other=0.0)[None, :] + eps_d
+    query_before = tl.load(sums + D, mask=mask_d, other=0.0)[None, :] + eps_d
+    out_before = tl.load(sums + 2 * D, mask=mask_d, other=0.0)[None, :] + eps_d
+    in_before = tl.load(sums + 3 * D, mask=mask_d, other=0.0)[None, :] + eps_d
+    rs = rafter + (g * H + h) * S1 + 1 + offs_d
+    r_out = tl.load(rs, mask=mask_d, other=0.0)[None, :]
+    r_in = tl.load(rs + D, mask=mask_d, other=0.0)[None, :]
+    r_key = tl.load(rs + 2 * D, mask=mask_d, other=0.0)[None, :]
+    r_query = tl.load(rs + 3 * D, mask=mask_d, other=0.0)[None, :]
+    causal = offs_c[:, None] >= offs_c[None, :]  # [s, t'], t' <= s
+    anticausal = offs_c[:, None] <= offs_c[None, :]  # [s, t], t >= s
+    lin = at[:, None] * D + offs_d[None, :]
+    mask_cd = valid[:, None] & mask_d[None, :]
+
+    A = tl.where(causal, dsink[:, None] * outflow[None, :] + d_in[:, None], 0.0)
+    dQ = tl.load(dq_lin + lin, mask=mask_cd, other=0.0) + _gate_mm(A, K, PRECISION)
+    A = tl.where(anticausal, inflow[:, None] * dsource[None, :] + d_out[None, :], 0.0)
+    dQ += _gate_mm(A, K + eps_d, PRECISION)
+    dQ += (inflow[:, None] * r_in + dsink[:, None] * out_before + d_in[:, None] * key_before
+           + r_query)  # fmt: skip
+    dq = tl.where(mask_cd, dQ * _phi_grad(Q, FEATURE_MAP), 0.0)
+    tl.store(dq_ptr + b * sgqb + h * sgqh + tokens[:, None] * sgql + offs_d[None, :], dq,
+             mask=mask_cd)  # fmt: skip
+
+    A = tl.where(causal, dsource[:, None] * inflow[None, :] + d_out[:, None], 0.0)
+    dK = tl.load(dk_lin + lin, mask=mask_cd, other=0.0) + _gate_mm(A, Q, PRECISION)
+    A = tl.where(anticausal, outflow[:, None] * dsink[None, :] + d_in[None, :], 0.0)
+    dK += _gate_mm(A, Q + eps_d, PRECISION)
+    dK += (dsource[:, None] * in_before + outflow[:, None] * r_out + r_key
+           + d_out[:, None] * query_before)  # fmt: skip
+    dk = tl.where(mask_cd, dK * _phi_grad(K, FEATURE_MAP), 0.0)
+    tl.store(dk_ptr + b * sgkb + h * sgkh + tokens[:, None] * sgkl + offs_d[None, :], dk,
+             mask=mask_cd)  # fmt: skip
+
+
+def value_block(m: int) -> int:
+    """Columns of v per step of the backward's loop over value blocks."""
+    return 16 if INTERPRET else min(64, max(16, triton.next_power_of_2(m)))
