@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from flowrl.agents.state_encoder import GRID_STATE_DIM, STATE_ENCODERS, make_state_encoder
-from flowrl.errors import UserError, check_choice
+from flowrl.errors import UserError, check_choice, check_types
 from flowrl.nn import attention_kind, make_attention
 from flowrl.ops import PackedSequences
 
@@ -74,6 +74,7 @@ class DecisionTransformerConfig:
 
     def validate(self) -> None:
         """A UserError naming the `model.*` key of the first bad value."""
+        check_types(self, "model.")  # model.embed_dim=True is no size
         try:
             kind = attention_kind(self.attention)  # names the kinds, or says one was removed
         except ValueError as err:

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from flowrl.errors import UserError
+from flowrl.errors import UserError, check_name
 from flowrl.experiments.grid import MAX_RUNS
 
 if TYPE_CHECKING:
@@ -79,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
     seeds = grids.parse_seeds(args.seeds)
     grids.check_size(grid, seeds, yes=args.yes)
     name = args.name or (Path(args.config).stem if args.config else "quickstart")
-    directory = (Path(args.out_dir) / grids.plain_name(name, "--name")).resolve()
+    directory = (Path(args.out_dir) / check_name(name, "--name")).resolve()
     with FolderLock(directory, "sweep"):
         sweep = prepare(directory, args.config, args.overrides, grid)
         names = sweep.add(grids.expand(grid, seeds))

@@ -104,15 +104,6 @@ def check_size(grid: dict[str, list[str]], seeds: list[range], *, yes: bool) -> 
         )
 
 
-def plain_name(value: str, what: str) -> str:
-    """`value` if it names a folder in place: no path separator, no '..', no leading dot."""
-    if not value or "/" in value or "\\" in value or value.startswith(".") or "\0" in value:
-        raise UserError(
-            f"{what} {value!r}: expected a plain folder name (no '/', no leading '.', not '..')"
-        )
-    return value
-
-
 def _short_keys(keys: list[str]) -> dict[str, str]:
     """Each key's last component (model.attention -> attention) unless two keys share it."""
     last = [key.rsplit(".", 1)[-1] for key in keys]

@@ -11,13 +11,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from flowrl.agents.decision_transformer import DecisionTransformerConfig
 from flowrl.data.collect import DEFAULT_DATASET_ID
 from flowrl.errors import UserError
-from flowrl.train.config_checks import check_config, read_yaml_mapping
+from flowrl.train.config_checks import check_config, parse_value, read_yaml_mapping
 
 
 @dataclass
@@ -89,16 +89,25 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Tr
             merged = OmegaConf.merge(merged, OmegaConf.create(mapping))
         except OmegaConfBaseException as err:
             raise UserError(f"bad config in {source}: {_describe(err)}") from None
-    for item in overrides:
-        if "=" not in item:
-            raise UserError(f"--set {item!r}: expected key=value, e.g. optim.lr=3e-4")
     try:
-        merged = OmegaConf.merge(merged, OmegaConf.from_dotlist(list(overrides)))
+        merged = OmegaConf.merge(merged, dotlist(overrides))
     except OmegaConfBaseException as err:
         raise UserError(f"bad config: {_describe(err)}") from None
     cfg: TrainConfig = OmegaConf.to_object(merged)
     check_config(cfg)
     return cfg
+
+
+def dotlist(overrides: list[str]) -> DictConfig:
+    """`key=value` settings (`--set`, and `--grid` values) as a config to merge: each value
+    read as a config file reads it (`parse_value`: integers base 10, `010` is 10)."""
+    settings = OmegaConf.create({})
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep:
+            raise UserError(f"--set {item!r}: expected key=value, e.g. optim.lr=3e-4")
+        OmegaConf.update(settings, key, parse_value(text, f"--set {item!r}"))
+    return settings
 
 
 def composed_yaml(path: Path) -> str:

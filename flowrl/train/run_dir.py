@@ -5,6 +5,12 @@ The lock is an `fcntl.flock` on `run_dir/.lock`, held for the whole run and rele
 OS when the process ends, however it ends; the file holds the holder's PID for the message
 a second run gets. A new run does not write into a folder that holds an earlier run's
 files: it needs `resume` (continue it) or `overwrite` (empty it first).
+
+A run marks the folder it starts in with `.flowrl-run`. `overwrite` empties only a run
+folder: one with that marker or, made before the marker existed, one holding a
+`config.yaml` with `metrics.jsonl` or `checkpoints/` beside it. Any other folder that holds
+something is refused, never emptied; run names are plain (`check_name`), so the folder is
+always a child of `out_dir`, never `out_dir` itself or above it.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from flowrl.errors import UserError
 from flowrl.train import distributed
 
 LOCK_NAME = ".lock"
+MARKER_NAME = ".flowrl-run"  # in every folder a run started in: a folder --overwrite may empty
 
 
 def _os_error(what: str, path: Path, err: OSError) -> UserError:
@@ -28,6 +35,8 @@ def _os_error(what: str, path: Path, err: OSError) -> UserError:
 class FolderLock:
     """A folder locked for this process from `acquire` to `release` (or as a context
     manager); `owner` (run, sweep) names what holds it in the message a second one gets."""
+
+    bookkeeping: tuple[str, ...] = (LOCK_NAME,)  # files that are not the folder's contents
 
     def __init__(self, path: Path, owner: str = "run") -> None:
         self.path, self.owner = path, owner
@@ -68,15 +77,16 @@ class FolderLock:
         self.release()
 
     def contents(self) -> list[Path]:
-        """Everything in the folder but the lock file."""
-        return [p for p in self.path.iterdir() if p.name != LOCK_NAME]
+        """Everything in the folder but the lock file (and a run folder's marker)."""
+        return [p for p in self.path.iterdir() if p.name not in self.bookkeeping]
 
     def release(self) -> None:
-        """Unlocks; a folder that got nothing but the lock file is removed."""
+        """Unlocks; a folder that got nothing but the lock file (and marker) is removed."""
         if self._lock_file is None:
             return
         if self.path.is_dir() and not self.contents():
-            (self.path / LOCK_NAME).unlink(missing_ok=True)
+            for name in self.bookkeeping:
+                (self.path / name).unlink(missing_ok=True)
             with contextlib.suppress(OSError):  # something appeared meanwhile: keep it
                 self.path.rmdir()
         self._lock_file.close()  # closing the file releases the flock
@@ -86,10 +96,13 @@ class FolderLock:
 class RunDir(FolderLock):
     """The folder of one run, locked for this process from `acquire` to `release`."""
 
+    bookkeeping = (LOCK_NAME, MARKER_NAME)
+
     def acquire(self, *, resume: bool = False, overwrite: bool = False) -> RunDir:
         """Creates and locks the folder; a UserError if another run holds it or it is taken."""
         if resume and overwrite:
             raise UserError("--resume and --overwrite exclude each other: continue or start over")
+        made_lock = not (self.path / LOCK_NAME).exists()
         super().acquire()
         try:
             self._claim(resume=resume, overwrite=overwrite)
@@ -97,14 +110,22 @@ class RunDir(FolderLock):
             self.release()
             raise _os_error("write to the run folder", self.path, err) from None
         except UserError:
+            if made_lock and not is_run_folder(self.path):  # no trace in a folder not ours
+                (self.path / LOCK_NAME).unlink(missing_ok=True)
             self.release()
             raise
         return self
 
     def _claim(self, *, resume: bool, overwrite: bool) -> None:
         earlier = self.contents()
+        names = ", ".join(sorted(p.name for p in earlier)[:4])
+        if earlier and not resume and not is_run_folder(self.path):
+            empties = f"--overwrite empties only a folder a flowrl run made ({MARKER_NAME}): "
+            raise UserError(
+                f"{empties if overwrite else ''}folder {self.path} holds files not made by "
+                f"flowrl ({names}), left as they are; pick another name or out_dir"
+            )
         if earlier and not (resume or overwrite):
-            names = ", ".join(sorted(p.name for p in earlier)[:4])
             if (self.path / "checkpoints" / "last.pt").is_file():
                 advice = "continue it with --resume, start over with --overwrite"
             else:  # e.g. a run that failed at step 1
@@ -122,7 +143,18 @@ class RunDir(FolderLock):
                     shutil.rmtree(entry)
                 else:
                     entry.unlink()
+        if overwrite or not earlier:  # a folder this run starts: marked as a run's
+            (self.path / MARKER_NAME).write_text("a flowrl run folder: --overwrite may empty it\n")
         remove_stale_temporaries(self.path)
+
+
+def is_run_folder(path: Path) -> bool:
+    """Whether `path` is a folder a flowrl run made: it holds the marker, or (a run from
+    before the marker) a `config.yaml` with `metrics.jsonl` or `checkpoints/` beside it."""
+    if (path / MARKER_NAME).is_file():
+        return True
+    earlier_run = (path / "metrics.jsonl").is_file() or (path / "checkpoints").is_dir()
+    return (path / "config.yaml").is_file() and earlier_run
 
 
 def claim_run_dir(path: Path, *, resume: bool, overwrite: bool) -> RunDir | None:

@@ -6,14 +6,13 @@ import re
 
 import pytest
 
-from flowrl.errors import UserError
+from flowrl.errors import MAX_NAME_BYTES, UserError, check_name
 from flowrl.experiments.grid import (
     MAX_RUNS,
     check_size,
     expand,
     parse_grid,
     parse_seeds,
-    plain_name,
 )
 
 
@@ -81,8 +80,13 @@ def test_a_grid_of_many_seeds_yields_its_first_run_at_once():
     assert next(runs).name == "seed-0" and next(runs).name == "seed-1"
 
 
-@pytest.mark.parametrize("bad", ["../escape", "a/b", "..", ".hidden", "", "a\\b"])
+@pytest.mark.parametrize(
+    "bad", ["../escape", "a/b", "..", ".", ".hidden", "", "a\\b", "/abs", "a\nb"]
+)
 def test_names_are_plain(bad):
     with pytest.raises(UserError, match=f"--name {re.escape(repr(bad))}: expected a plain"):
-        plain_name(bad, "--name")
-    assert plain_name("hopper-v2_lr.3", "--name") == "hopper-v2_lr.3"
+        check_name(bad, "--name")
+    assert check_name("hopper-v2_lr.3", "--name") == "hopper-v2_lr.3"
+    assert check_name("é" * (MAX_NAME_BYTES // 2), "--name")  # 200 bytes in UTF-8
+    with pytest.raises(UserError, match="longer than"):
+        check_name("é" * (MAX_NAME_BYTES // 2 + 1), "--name")

@@ -7,7 +7,7 @@ import os
 import pytest
 
 from flowrl.errors import UserError
-from flowrl.train.run_dir import LOCK_NAME, RunDir
+from flowrl.train.run_dir import LOCK_NAME, MARKER_NAME, RunDir
 
 
 def test_lock_file_names_the_holder_and_a_second_claim_fails(tmp_path):
@@ -21,8 +21,9 @@ def test_lock_file_names_the_holder_and_a_second_claim_fails(tmp_path):
 
 
 def test_overwrite_empties_the_folder_and_stale_temporaries_go(tmp_path):
-    path = tmp_path / "run"
+    path = tmp_path / "run"  # as a run from before the marker left it
     (path / "checkpoints").mkdir(parents=True)
+    (path / "config.yaml").write_text("name: run\n")
     (path / "checkpoints" / "last.pt").write_bytes(b"old")
     (path / "checkpoints" / ".last.pt.123.tmp").write_bytes(b"half")
     (path / "events.out.tfevents.1").write_bytes(b"old")
@@ -33,9 +34,36 @@ def test_overwrite_empties_the_folder_and_stale_temporaries_go(tmp_path):
     assert (path / "checkpoints" / "last.pt").read_bytes() == b"old"
     run.release()
     run = RunDir(path).acquire(overwrite=True)
-    assert run.contents() == []
+    assert run.contents() == [] and (path / MARKER_NAME).is_file()  # now marked as a run's
     run.release()
-    assert not path.exists()  # nothing but the lock file was left: removed
+    assert not path.exists()  # nothing but the lock file and the marker was left: removed
+
+
+def test_a_new_run_marks_its_folder_which_overwrite_may_then_empty(tmp_path):
+    path = tmp_path / "run"
+    run = RunDir(path).acquire()
+    assert (path / MARKER_NAME).is_file()
+    (path / "metrics.jsonl").write_text("{}\n")
+    run.release()
+    with pytest.raises(UserError, match="already holds a run"):
+        RunDir(path).acquire()
+    RunDir(path).acquire(overwrite=True).release()
+    assert not path.exists()
+
+
+@pytest.mark.parametrize(
+    "files", [["notes.txt"], ["config.yaml"], ["metrics.jsonl"], ["checkpoints/last.pt"]]
+)
+def test_overwrite_refuses_a_folder_no_run_made(tmp_path, files):
+    path = tmp_path / "mine"
+    for name in files:
+        (path / name).parent.mkdir(parents=True, exist_ok=True)
+        (path / name).write_text("keep me")
+    for flags in ({"overwrite": True}, {}):
+        with pytest.raises(UserError, match=f"{path} holds files not made by flowrl"):
+            RunDir(path).acquire(**flags)
+    assert sorted(str(p.relative_to(path)) for p in path.rglob("*") if p.is_file()) == files
+    assert all((path / name).read_text() == "keep me" for name in files)
 
 
 def test_out_dir_under_a_file(tmp_path):
