@@ -9,9 +9,9 @@ import numpy as np
 from tqdm import tqdm
 
 from flowrl.data.episodes import EpisodeDataset
-from flowrl.data.minari_source import read_minari
+from flowrl.data.minari_source import check_minari_id, read_minari
 from flowrl.data.minari_writer import write_minari_dataset
-from flowrl.data.reference import gym_reference
+from flowrl.data.reference import check_reference_scores, gym_reference
 from flowrl.envs.make import make_env
 from flowrl.errors import UserError
 
@@ -80,6 +80,13 @@ def collect_dataset(
         raise UserError(f"episodes must be at least 1, got {episodes}")
     if max_episode_steps is not None and max_episode_steps < 1:
         raise UserError(f"max_episode_steps must be at least 1, got {max_episode_steps}")
+    check_minari_id(dataset_id)
+    refs = gym_reference(env_id)  # the table's, unless given
+    ref_min = ref_min_score if ref_min_score is not None else (refs[0] if refs else None)
+    ref_max = ref_max_score if ref_max_score is not None else (refs[1] if refs else None)
+    if ref_min_score is not None or ref_max_score is not None:
+        what = "reference returns (--ref-min-score, --ref-max-score, or the env's table)"
+        check_reference_scores(ref_min, ref_max, what)
     env = make_env(env_id, env_kwargs or {}, max_episode_steps=max_episode_steps)
     if noise is None:  # the policy's default, recorded in the metadata
         noise = {**TMAZE_POLICIES, **MINIGRID_POLICIES}.get(policy, 1.0)
@@ -100,9 +107,6 @@ def collect_dataset(
     ]
     env.close()
 
-    refs = gym_reference(env_id)
-    ref_min = ref_min_score if ref_min_score is not None else (refs[0] if refs else None)
-    ref_max = ref_max_score if ref_max_score is not None else (refs[1] if refs else None)
     metadata = {
         "algorithm_name": f"flowrl {policy} (noise={noise})",
         "author": {"flowrl collect"},

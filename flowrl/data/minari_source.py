@@ -12,8 +12,9 @@ import numpy as np
 from tqdm import tqdm
 
 from flowrl.data.episodes import Episode, EpisodeDataset
+from flowrl.data.reference import check_reference_scores
 from flowrl.data.validate import check_array, fail
-from flowrl.errors import UserError
+from flowrl.errors import UserError, check_name
 
 EPISODE_KEYS = ("observations", "actions", "rewards", "terminations", "truncations")
 DEFAULT_REMOTE = "hf://farama-minari"
@@ -34,6 +35,16 @@ def is_minari_id(spec: str) -> bool:
 
     match = DATASET_ID_RE.fullmatch(spec)
     return match is not None and match["version"] is not None
+
+
+def check_minari_id(dataset_id: str, what: str = "dataset id") -> str:
+    """`dataset_id` if it has Minari's form `(namespace/)name-vN` and each of its parts is a
+    plain folder name (`check_name`: printable, no leading '.', at most 200 bytes)."""
+    if not is_minari_id(dataset_id):
+        raise UserError(f"{what} {dataset_id!r} is not a Minari id: use (namespace/)name-vN")
+    for part in dataset_id.split("/"):
+        check_name(part, f"{what} {dataset_id[:80]!r}: part")
+    return dataset_id
 
 
 def list_minari() -> dict[str, dict]:
@@ -132,6 +143,7 @@ def read_minari(dataset_id: str, *, download: bool = False) -> EpisodeDataset:
     import gymnasium as gym
     import minari
 
+    check_minari_id(dataset_id)
     data_path = minari_root() / dataset_id / "data"
     if not data_path.is_dir():
         if not download:
@@ -180,6 +192,8 @@ def read_minari(dataset_id: str, *, download: bool = False) -> EpisodeDataset:
 
     metadata = dataset.storage.metadata
     env_id, env_kwargs = _env_spec(metadata)
+    refs = metadata.get("ref_min_score"), metadata.get("ref_max_score")
+    check_reference_scores(*refs, f"{data_path}: metadata ref_min_score, ref_max_score")
     return EpisodeDataset(
         dataset_id,
         episodes,

@@ -11,7 +11,7 @@ from typing import Any
 
 import gymnasium as gym
 
-from flowrl.data.minari_source import is_minari_id, minari_root
+from flowrl.data.minari_source import check_minari_id, minari_root
 from flowrl.errors import UserError
 
 
@@ -42,8 +42,7 @@ def write_minari_dataset(
     from minari import __version__ as minari_version
     from minari.dataset.minari_storage import MinariStorage
 
-    if not is_minari_id(dataset_id):
-        raise UserError(f"{dataset_id!r} is not a Minari id: use (namespace/)name-vN")
+    check_minari_id(dataset_id)
     if not buffers:
         raise UserError(f"refusing to write Minari dataset {dataset_id!r} without episodes")
     target = minari_root() / dataset_id

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import math
+import numbers
 import re
 
 import numpy as np
+
+from flowrl.errors import UserError
 
 # D4RL's table (d4rl/infos.py): mean return of a random and of an expert policy per locomotion task.
 D4RL_REFERENCE: dict[str, tuple[float, float]] = {
@@ -59,6 +63,21 @@ def parse_d4rl_name(name: str) -> tuple[str, str, str | None] | None:
 def gym_reference(env_id: str) -> tuple[float, float] | None:
     """Reference (random, expert) returns for a Gymnasium env id, if known."""
     return GYM_REFERENCE.get(env_id.split("-v")[0])
+
+
+def check_reference_scores(ref_min: object, ref_max: object, what: str) -> None:
+    """A UserError naming `what` unless the reference returns are both None or two finite
+    numbers with min < max: a normalised score divides by max - min."""
+    if ref_min is None and ref_max is None:
+        return
+    pair = (ref_min, ref_max)
+    finite = all(
+        isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v) for v in pair
+    )
+    if not (finite and ref_min < ref_max):
+        raise UserError(
+            f"{what}: min {ref_min!r}, max {ref_max!r}: expected two finite returns, min < max"
+        )
 
 
 def normalized_score(

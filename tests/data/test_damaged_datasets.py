@@ -79,3 +79,34 @@ def test_collect_with_zero_episode_steps(minari_root, capsys):
     err = capsys.readouterr().err
     assert "max_episode_steps must be at least 1, got 0" in err and "Traceback" not in err
     assert not any(minari_root.iterdir())
+
+
+@pytest.mark.parametrize(
+    "refs",
+    [
+        ["--ref-min-score", "5", "--ref-max-score", "5"],
+        ["--ref-min-score", "nan", "--ref-max-score", "1"],
+        ["--ref-min-score", "0", "--ref-max-score", "inf"],
+        ["--ref-min-score", "-100"],  # the env's table has a max of -154: min >= max
+        ["--env", "CartPole-v1", "--ref-max-score", "500"],  # no min known for CartPole
+    ],
+)
+def test_collect_with_bad_reference_returns(minari_root, capsys, refs):
+    assert main(["collect", "--episodes", "1", *refs]) == 2
+    err = capsys.readouterr().err
+    assert "expected two finite returns, min < max" in err and "--ref-min-score" in err
+    assert len(err.strip().splitlines()) == 1 and not any(minari_root.iterdir())
+
+
+@pytest.mark.parametrize("dataset_id", ["x/../y-v0", "flowrl/" + "a" * 201 + "-v0", "..-v0"])
+def test_collect_with_a_dataset_id_that_is_no_plain_path(minari_root, capsys, dataset_id):
+    assert main(["collect", "--episodes", "1", "--dataset-id", dataset_id]) == 2
+    err = capsys.readouterr().err
+    assert "dataset id" in err and len(err.strip().splitlines()) == 1
+    assert not any(minari_root.iterdir())
+
+
+def test_reference_returns_in_the_metadata_are_checked(minari_root, raw_episodes, write_minari):
+    write_minari("zoo/flat-v0", raw_episodes, ref_min_score=3.0, ref_max_score=3.0)
+    with pytest.raises(UserError, match=r"metadata ref_min_score, ref_max_score: min 3.0, max"):
+        load_dataset("zoo/flat-v0")
