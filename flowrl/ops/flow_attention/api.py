@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import Literal, overload
 
@@ -16,8 +17,8 @@ from flowrl.ops.flow_attention.recurrent_step import recurrent_flow_step
 from flowrl.ops.flow_attention.state import FlowAttentionState
 from flowrl.ops.flow_attention.varlen import PackedSequences
 
-Backend = Literal["auto", "naive", "chunked", "parallel", "triton"]
-BACKENDS = ("auto", "naive", "chunked", "parallel", "triton")
+Backend = Literal["auto", "naive", "chunked", "parallel", "triton", "triton-serial"]
+BACKENDS = ("auto", "naive", "chunked", "parallel", "triton", "triton-serial")
 # The parallel backend takes the whole sequence as one L x L block while L is at most
 # ONE_BLOCK_PER_DIM x the head dim d, and blocks of PARALLEL_BLOCK tokens (SMALL_HEAD_BLOCK
 # for heads of at most SMALL_HEAD_DIM) beyond. One block costs L^2 elementwise work per head
@@ -32,19 +33,23 @@ SMALL_HEAD_DIM = 64
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
-def _triton_backend() -> Callable | None:
+def _triton_backend(schedule: str = "chunk") -> Callable | None:
+    """The fused kernels (sequence-parallel, or the serial ones kept to compare against)."""
     try:
         from flowrl.ops.flow_attention.triton import triton_flow_attention
     except ImportError:
         return None
+    if schedule == "serial":
+        return functools.partial(triton_flow_attention, schedule="serial")
     return triton_flow_attention
 
 
 def backend_unavailable(backend: str, device: torch.device) -> str | None:
     """Why `backend` cannot run on `device` on this machine, or None when it can. "triton"
     needs the `triton` package and a CUDA device (or TRITON_INTERPRET=1, the CPU
-    interpreter, set before flowrl is imported); the others run everywhere."""
-    if backend != "triton":
+    interpreter, set before flowrl is imported), as does "triton-serial"; the others run
+    everywhere."""
+    if not backend.startswith("triton"):
         return None
     if _triton_backend() is None:
         return "needs the `triton` package, which this Python cannot import"
@@ -64,10 +69,12 @@ def resolve_backend(backend: str, device: torch.device) -> Callable:
         return chunk_flow_attention
     if backend == "parallel" or (backend == "auto" and device.type != "cuda"):
         return parallel_by_length
-    fused = _triton_backend()
+    fused = _triton_backend("serial" if backend == "triton-serial" else "chunk")
     if fused is None:
-        if backend == "triton":
-            raise ValueError("backend='triton' needs the `triton` package and its kernel module")
+        if backend.startswith("triton"):
+            raise ValueError(
+                f"backend={backend!r} needs the `triton` package and its kernel module"
+            )
         return parallel_by_length
     return fused
 
@@ -190,13 +197,17 @@ def flow_attention(
         )
         if packed.total != L:
             raise ValueError(f"cu_seqlens describe {packed.total} tokens but q holds {L}")
+    kw = {"return_state": return_state} if fn is parallel_by_length else {}
+    native = packed is not None and q.dtype != torch.float64 and fn is _triton_backend()
+    if native:  # the chunk kernels grid packed sequences as they lie
+        kw["offsets"] = packed.cu_seqlens.tolist()
+    elif packed is not None:
         q, k, v = packed.pad(q), packed.pad(k), packed.pad(v)
-    lengths = None if packed is None else packed.lengths
+    lengths = None if packed is None or native else packed.lengths
     qb, kb, vb = (x.transpose(1, 2) for x in (q, k, v))  # (B, H, L, *)
     if initial_state is not None:
         _check_state(initial_state, qb.shape[0], H, d, m)
 
-    kw = {"return_state": return_state} if fn is parallel_by_length else {}
     out, state = fn(
         qb,
         kb,
@@ -209,7 +220,7 @@ def flow_attention(
         **kw,
     )
     out = out.transpose(1, 2)
-    if packed is not None:
+    if packed is not None and not native:
         out = packed.unpad(out)
     return (out, state) if return_state else out
 

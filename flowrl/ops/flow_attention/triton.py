@@ -14,14 +14,15 @@ differentiable here (use backend="chunked" for that).
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 import torch
 import triton
 from torch import Tensor
 
-from flowrl.ops.flow_attention.chunked_torch import chunk_flow_attention
 from flowrl.ops.flow_attention import triton_chunk_kernels as ck
+from flowrl.ops.flow_attention.chunked_torch import chunk_flow_attention
 from flowrl.ops.flow_attention.feature_maps import head_groups
 from flowrl.ops.flow_attention.state import FlowAttentionState
 from flowrl.ops.flow_attention.triton_kernels import (
@@ -104,8 +105,13 @@ class _SerialFlowAttention(torch.autograd.Function):
 
 
 def _sequence_table(
-    B: int, L: int, chunk: int, lengths: Tensor | None, offsets: list[int] | None,
-    position: Tensor, device: torch.device,
+    B: int,
+    L: int,
+    chunk: int,
+    lengths: Tensor | None,
+    offsets: list[int] | None,
+    position: Tensor,
+    device: torch.device,
 ) -> tuple[Tensor, Tensor]:
     """`seqs` (n, 6) and `chunk_seq` (G,) of `triton_chunk_kernels`: B right-padded rows
     (every row gets cdiv(L, chunk) chunks; those past its length store nothing), or the
@@ -115,11 +121,17 @@ def _sequence_table(
         per_row = triton.cdiv(L, chunk)
         length = torch.full((B,), L, **long) if lengths is None else lengths
         first = torch.arange(B, **long)
-        columns = (first, torch.zeros(B, **long), length, first * per_row,
-                   (length + chunk - 1) // chunk, position)  # fmt: skip
+        columns = (
+            first,
+            torch.zeros(B, **long),
+            length,
+            first * per_row,
+            (length + chunk - 1) // chunk,
+            position,
+        )
         chunk_seq = torch.arange(B * per_row, **long) // per_row
     else:
-        sizes = [b - a for a, b in zip(offsets[:-1], offsets[1:], strict=True)]
+        sizes = [b - a for a, b in itertools.pairwise(offsets)]
         counts = [triton.cdiv(x, chunk) for x in sizes]
         firsts = [sum(counts[:i]) for i in range(len(counts))]
         n = len(sizes)
@@ -131,7 +143,7 @@ def _sequence_table(
 
 def _chunk_meta(q: Tensor, v: Tensor, feature_map: str) -> dict:
     """The constexprs the chunk kernels share, and their autotune buckets."""
-    B, H, L, D = q.shape
+    B, H, L, _ = q.shape
     blocks = _blocks(q, v, feature_map)
     return {
         "BLOCK_C": ck.chunk_size(blocks["BLOCK_D"]),
@@ -156,11 +168,21 @@ def _scan(totals, before, start, final, seqs, H, S1, lo, width, meta, reverse=Fa
     """Exclusive scan of columns [lo, lo + width) of the chunk totals, per sequence."""
     n = seqs.shape[0]
     ck._scan_kernel[lambda m: (n * H, triton.cdiv(width, m["BLOCK_W"]))](
-        totals, before, start if start is not None else totals,
-        final if final is not None else totals, seqs, H, S1, lo, width,
-        meta["LENGTH_BUCKET"], meta["HEADS_BUCKET"],
-        HAS_START=start is not None, HAS_FINAL=final is not None, REVERSE=reverse,
-    )  # fmt: skip
+        totals,
+        before,
+        start if start is not None else totals,
+        final if final is not None else totals,
+        seqs,
+        H,
+        S1,
+        lo,
+        width,
+        meta["LENGTH_BUCKET"],
+        meta["HEADS_BUCKET"],
+        HAS_START=start is not None,
+        HAS_FINAL=final is not None,
+        REVERSE=reverse,
+    )
 
 
 def _states(x, y, stats, before, kv_in, kv_out, seqs, G, clamp, meta, reverse):
@@ -171,11 +193,28 @@ def _states(x, y, stats, before, kv_in, kv_out, seqs, G, clamp, meta, reverse):
     states = torch.empty(G, H, D, M, device=x.device, dtype=torch.float32)
     grid = lambda m: (n * H, triton.cdiv(D, m["BLOCK_K"]), triton.cdiv(M, m["BLOCK_V"]))  # noqa: E731
     ck._state_kernel[grid](
-        x, y, stats, before, kv_in if kv_in is not None else states, states,
-        kv_out if kv_out is not None else states, seqs, *_strides(x), *_strides(y),
-        H, L, D, M, 4 * D + 1, B * H * L, clamp, REVERSE=reverse,
-        HAS_START=kv_in is not None, HAS_FINAL=kv_out is not None, **_pick(meta, *VALUE),
-    )  # fmt: skip
+        x,
+        y,
+        stats,
+        before,
+        kv_in if kv_in is not None else states,
+        states,
+        kv_out if kv_out is not None else states,
+        seqs,
+        *_strides(x),
+        *_strides(y),
+        H,
+        L,
+        D,
+        M,
+        4 * D + 1,
+        B * H * L,
+        clamp,
+        REVERSE=reverse,
+        HAS_START=kv_in is not None,
+        HAS_FINAL=kv_out is not None,
+        **_pick(meta, *VALUE),
+    )
     return states
 
 
@@ -196,27 +235,81 @@ class _ChunkFlowAttention(torch.autograd.Function):
         qk = (q, k, totals)
         common = (seqs, chunk_seq, *_strides(q), *_strides(k))
         ck._fwd_sums_kernel[(G, H)](
-            *qk, *common, H, L, D, M, S1, meta["LENGTH_BUCKET"], meta["HEADS_BUCKET"],
-            BLOCK_C=meta["BLOCK_C"], BLOCK_D=meta["BLOCK_D"], FEATURE_MAP=feature_map,
-        )  # fmt: skip
+            *qk,
+            *common,
+            H,
+            L,
+            D,
+            M,
+            S1,
+            meta["LENGTH_BUCKET"],
+            meta["HEADS_BUCKET"],
+            BLOCK_C=meta["BLOCK_C"],
+            BLOCK_D=meta["BLOCK_D"],
+            FEATURE_MAP=feature_map,
+        )
         _scan(totals, before, vec_in, vec_out, seqs, H, S1, 0, 2 * D, meta)
         ck._fwd_flows_kernel[(G, H)](
-            q, k, stats, totals, before, *common, H, L, D, M, S1, FIELD, eps,
+            q,
+            k,
+            stats,
+            totals,
+            before,
+            *common,
+            H,
+            L,
+            D,
+            M,
+            S1,
+            FIELD,
+            eps,
             **_pick(meta, *GATE),
-        )  # fmt: skip
+        )
         _scan(totals, before, vec_in, vec_out, seqs, H, S1, 2 * D, 2 * D, meta)
         ck._fwd_gates_kernel[(G, H)](
-            q, k, stats, totals, before, *common, H, L, D, M, S1, FIELD, eps, clamp,
+            q,
+            k,
+            stats,
+            totals,
+            before,
+            *common,
+            H,
+            L,
+            D,
+            M,
+            S1,
+            FIELD,
+            eps,
+            clamp,
             **_pick(meta, *GATE),
-        )  # fmt: skip
+        )
         _scan(totals, before, vec_in, vec_out, seqs, H, S1, 4 * D, 1, meta)
         states = _states(k, v, stats, before, kv_in, kv_out, seqs, G, clamp, meta, False)
         out = torch.zeros_like(v) if padded else torch.empty_like(v)
         ck._fwd_out_kernel[lambda m: (G, H, triton.cdiv(M, m["BLOCK_V"]))](
-            q, k, v, out, stats, before, states, seqs, chunk_seq, *_strides(q), *_strides(k),
-            *_strides(v), *_strides(out), H, L, D, M, S1, FIELD, clamp,
-            BLOCK_D=meta["BLOCK_D"], **_pick(meta, *VALUE),
-        )  # fmt: skip
+            q,
+            k,
+            v,
+            out,
+            stats,
+            before,
+            states,
+            seqs,
+            chunk_seq,
+            *_strides(q),
+            *_strides(k),
+            *_strides(v),
+            *_strides(out),
+            H,
+            L,
+            D,
+            M,
+            S1,
+            FIELD,
+            clamp,
+            BLOCK_D=meta["BLOCK_D"],
+            **_pick(meta, *VALUE),
+        )
         ctx.save_for_backward(q, k, v, seqs, chunk_seq, kv_in, stats, before)
         ctx.eps, ctx.clamp, ctx.feature_map, ctx.padded = eps, clamp, feature_map, padded
         ctx.mark_non_differentiable(vec_out, kv_out)
@@ -241,26 +334,97 @@ class _ChunkFlowAttention(torch.autograd.Function):
         rtotals, rafter = torch.empty(G, H, S1, **f32), torch.empty(G, H, S1, **f32)
         common = (seqs, chunk_seq, *_strides(q), *_strides(k))
         ck._bwd_out_kernel[(G, H)](
-            q, k, v, dout, dv, stats, adjoint, dq_lin, dk_lin, before, states, dstates,
-            rtotals, *common, *_strides(v), *_strides(dout), *_strides(dv),
-            H, L, D, M, S1, FIELD, eps, clamp, BLOCK_D=meta["BLOCK_D"],
-            BLOCK_M=ck.value_block(M), **_pick(meta, *VALUE),
-        )  # fmt: skip
+            q,
+            k,
+            v,
+            dout,
+            dv,
+            stats,
+            adjoint,
+            dq_lin,
+            dk_lin,
+            before,
+            states,
+            dstates,
+            rtotals,
+            *common,
+            *_strides(v),
+            *_strides(dout),
+            *_strides(dv),
+            H,
+            L,
+            D,
+            M,
+            S1,
+            FIELD,
+            eps,
+            clamp,
+            BLOCK_D=meta["BLOCK_D"],
+            BLOCK_M=ck.value_block(M),
+            **_pick(meta, *VALUE),
+        )
         _scan(rtotals, rafter, None, None, seqs, H, S1, 0, 1 + D, meta, reverse=True)
         ck._bwd_gates_kernel[(G, H)](
-            q, k, stats, adjoint, before, rtotals, rafter, *common, H, L, D, M, S1, FIELD,
-            eps, clamp, **_pick(meta, *GATE),
-        )  # fmt: skip
+            q,
+            k,
+            stats,
+            adjoint,
+            before,
+            rtotals,
+            rafter,
+            *common,
+            H,
+            L,
+            D,
+            M,
+            S1,
+            FIELD,
+            eps,
+            clamp,
+            **_pick(meta, *GATE),
+        )
         _scan(rtotals, rafter, None, None, seqs, H, S1, 1 + D, D, meta, reverse=True)
         ck._bwd_norms_kernel[(G, H)](
-            q, k, stats, adjoint, rtotals, rafter, *common, H, L, D, M, S1, FIELD, eps,
+            q,
+            k,
+            stats,
+            adjoint,
+            rtotals,
+            rafter,
+            *common,
+            H,
+            L,
+            D,
+            M,
+            S1,
+            FIELD,
+            eps,
             **_pick(meta, *GATE),
-        )  # fmt: skip
+        )
         _scan(rtotals, rafter, None, None, seqs, H, S1, 1 + 2 * D, 2 * D, meta, reverse=True)
         ck._bwd_qk_kernel[(G, H)](
-            q, k, dq, dk, stats, adjoint, dq_lin, dk_lin, before, rafter, *common,
-            *_strides(dq), *_strides(dk), H, L, D, M, S1, FIELD, eps, **_pick(meta, *GATE),
-        )  # fmt: skip
+            q,
+            k,
+            dq,
+            dk,
+            stats,
+            adjoint,
+            dq_lin,
+            dk_lin,
+            before,
+            rafter,
+            *common,
+            *_strides(dq),
+            *_strides(dk),
+            H,
+            L,
+            D,
+            M,
+            S1,
+            FIELD,
+            eps,
+            **_pick(meta, *GATE),
+        )
         return dq, dk, dv, *[None] * 8
 
 

@@ -49,10 +49,11 @@ SEQ_FIELDS = 6  # batch row, first token, length, first chunk, number of chunks,
 KEY = ["D", "M", "FEATURE_MAP", "LENGTH_BUCKET", "HEADS_BUCKET"]
 
 
-def chunk_size(block_d: int) -> int:
+def chunk_size(block_d: int, interpret: bool = INTERPRET) -> int:
     """Tokens per chunk: every kernel of one call shares it (the chunk totals are laid out by
-    it), so it is fixed by the head dim rather than tuned."""
-    if INTERPRET:
+    it), so it is fixed by the head dim rather than tuned. The interpreter takes 16, so that
+    small tests span many chunks."""
+    if interpret:
         return 16
     return 64 if block_d <= 64 else 32
 
@@ -68,8 +69,9 @@ def _configs(blocks: tuple[dict, ...] = ({},)) -> list[triton.Config]:
 
 
 CHUNK_CONFIGS = _configs()
-STATE_CONFIGS = _configs(({"BLOCK_K": 64, "BLOCK_V": 64}, {"BLOCK_K": 32, "BLOCK_V": 64},
-                          {"BLOCK_K": 64, "BLOCK_V": 32}))  # fmt: skip
+STATE_CONFIGS = _configs(
+    ({"BLOCK_K": 64, "BLOCK_V": 64}, {"BLOCK_K": 32, "BLOCK_V": 64}, {"BLOCK_K": 64, "BLOCK_V": 32})
+)
 OUT_CONFIGS = _configs(({"BLOCK_V": 64}, {"BLOCK_V": 32}))
 SCAN_CONFIGS = _configs(({"BLOCK_W": 128},))
 
@@ -79,8 +81,14 @@ def _sequence(seqs, n):
     """Row of sequence n in the table: batch row, first token, length, first chunk, number
     of chunks, start position."""
     row = seqs + n * 6
-    return (tl.load(row), tl.load(row + 1), tl.load(row + 2), tl.load(row + 3),
-            tl.load(row + 4), tl.load(row + 5).to(tl.float32))  # fmt: skip
+    return (
+        tl.load(row),
+        tl.load(row + 1),
+        tl.load(row + 2),
+        tl.load(row + 3),
+        tl.load(row + 4),
+        tl.load(row + 5).to(tl.float32),
+    )
 
 
 @triton.jit
@@ -95,8 +103,23 @@ def _chunk(seqs, chunk_seq, g, BLOCK_C: tl.constexpr):
 
 
 @triton.jit
-def _load_features(q_ptr, k_ptr, b, h, sqb, sqh, sql, skb, skh, skl, tokens, valid, offs_d,
-                   mask_d, FEATURE_MAP: tl.constexpr):  # fmt: skip
+def _load_features(
+    q_ptr,
+    k_ptr,
+    b,
+    h,
+    sqb,
+    sqh,
+    sql,
+    skb,
+    skh,
+    skl,
+    tokens,
+    valid,
+    offs_d,
+    mask_d,
+    FEATURE_MAP: tl.constexpr,
+):
     """phi(q), phi(k) of one chunk (C, BLOCK_D) in fp32, zero off the sequence."""
     Q = _features(q_ptr + b * sqb + h * sqh, tokens, offs_d, sql, valid, mask_d, FEATURE_MAP)
     K = _features(k_ptr + b * skb + h * skh, tokens, offs_d, skl, valid, mask_d, FEATURE_MAP)
@@ -133,10 +156,22 @@ def _scale(stats_ptr, field, at, valid):
 @triton.autotune(configs=SCAN_CONFIGS, key=["W", "LENGTH_BUCKET", "HEADS_BUCKET"])
 @triton.jit
 def _scan_kernel(
-    totals, before, start, final, seqs, H, S1, lo, W, LENGTH_BUCKET, HEADS_BUCKET,
-    HAS_START: tl.constexpr, HAS_FINAL: tl.constexpr, REVERSE: tl.constexpr,
+    totals,
+    before,
+    start,
+    final,
+    seqs,
+    H,
+    S1,
+    lo,
+    W,
+    LENGTH_BUCKET,
+    HEADS_BUCKET,
+    HAS_START: tl.constexpr,
+    HAS_FINAL: tl.constexpr,
+    REVERSE: tl.constexpr,
     BLOCK_W: tl.constexpr,
-):  # fmt: skip
+):
     nh = tl.program_id(0).to(tl.int64)
     n, h = nh // H, nh % H
     cols = lo + tl.program_id(1) * BLOCK_W + tl.arange(0, BLOCK_W)
@@ -161,16 +196,35 @@ def _scan_kernel(
 @triton.autotune(configs=CHUNK_CONFIGS, key=KEY)
 @triton.jit
 def _fwd_sums_kernel(
-    q_ptr, k_ptr, totals, seqs, chunk_seq, sqb, sqh, sql, skb, skh, skl,
-    H, L, D, M, S1, LENGTH_BUCKET, HEADS_BUCKET,
-    BLOCK_C: tl.constexpr, BLOCK_D: tl.constexpr, FEATURE_MAP: tl.constexpr,
-):  # fmt: skip
+    q_ptr,
+    k_ptr,
+    totals,
+    seqs,
+    chunk_seq,
+    sqb,
+    sqh,
+    sql,
+    skb,
+    skh,
+    skl,
+    H,
+    L,
+    D,
+    M,
+    S1,
+    LENGTH_BUCKET,
+    HEADS_BUCKET,
+    BLOCK_C: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+    FEATURE_MAP: tl.constexpr,
+):
     g, h = tl.program_id(0).to(tl.int64), tl.program_id(1).to(tl.int64)
     _, b, tokens, valid, _ = _chunk(seqs, chunk_seq, g, BLOCK_C)
     offs_d = tl.arange(0, BLOCK_D)
     mask_d = offs_d < D
-    Q, K = _load_features(q_ptr, k_ptr, b, h, sqb, sqh, sql, skb, skh, skl, tokens,
-                          valid, offs_d, mask_d, FEATURE_MAP)  # fmt: skip
+    Q, K = _load_features(
+        q_ptr, k_ptr, b, h, sqb, sqh, sql, skb, skh, skl, tokens, valid, offs_d, mask_d, FEATURE_MAP
+    )
     out = totals + (g * H + h) * S1 + offs_d
     tl.store(out, tl.sum(K, 0), mask=mask_d)
     tl.store(out + D, tl.sum(Q, 0), mask=mask_d)
@@ -181,18 +235,41 @@ def _fwd_sums_kernel(
 @triton.autotune(configs=CHUNK_CONFIGS, key=KEY)
 @triton.jit
 def _fwd_flows_kernel(
-    q_ptr, k_ptr, stats_ptr, totals, before, seqs, chunk_seq, sqb, sqh, sql, skb, skh, skl,
-    H, L, D, M, S1, FIELD, eps, LENGTH_BUCKET, HEADS_BUCKET,
-    BLOCK_C: tl.constexpr, BLOCK_D: tl.constexpr, PRECISION: tl.constexpr,
+    q_ptr,
+    k_ptr,
+    stats_ptr,
+    totals,
+    before,
+    seqs,
+    chunk_seq,
+    sqb,
+    sqh,
+    sql,
+    skb,
+    skh,
+    skl,
+    H,
+    L,
+    D,
+    M,
+    S1,
+    FIELD,
+    eps,
+    LENGTH_BUCKET,
+    HEADS_BUCKET,
+    BLOCK_C: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+    PRECISION: tl.constexpr,
     FEATURE_MAP: tl.constexpr,
-):  # fmt: skip
+):
     g, h = tl.program_id(0).to(tl.int64), tl.program_id(1).to(tl.int64)
     _, b, tokens, valid, p = _chunk(seqs, chunk_seq, g, BLOCK_C)
     offs_c = tl.arange(0, BLOCK_C)
     offs_d = tl.arange(0, BLOCK_D)
     mask_d = offs_d < D
-    Q, K = _load_features(q_ptr, k_ptr, b, h, sqb, sqh, sql, skb, skh, skl, tokens,
-                          valid, offs_d, mask_d, FEATURE_MAP)  # fmt: skip
+    Q, K = _load_features(
+        q_ptr, k_ptr, b, h, sqb, sqh, sql, skb, skh, skl, tokens, valid, offs_d, mask_d, FEATURE_MAP
+    )
     sums = before + (g * H + h) * S1 + offs_d
     key_before = tl.load(sums, mask=mask_d, other=0.0)
     query_before = tl.load(sums + D, mask=mask_d, other=0.0)
@@ -201,10 +278,18 @@ def _fwd_flows_kernel(
     d_eps2 = D * eps * eps
     lower = tl.where(offs_c[:, None] >= offs_c[None, :], P, 0.0)  # s <= t
     upper = tl.where(offs_c[:, None] <= offs_c[None, :], P, 0.0)  # t <= s
-    in_dot = (tl.sum(lower, 1) + tl.sum(Q * key_before[None, :], 1)
-              + eps * (q_norm + tl.cumsum(k_norm, 0) + tl.sum(key_before, 0)) + d_eps2)  # fmt: skip
-    out_dot = (tl.sum(upper, 0) + tl.sum(K * query_before[None, :], 1)
-               + eps * (k_norm + tl.cumsum(q_norm, 0) + tl.sum(query_before, 0)) + d_eps2)  # fmt: skip
+    in_dot = (
+        tl.sum(lower, 1)
+        + tl.sum(Q * key_before[None, :], 1)
+        + eps * (q_norm + tl.cumsum(k_norm, 0) + tl.sum(key_before, 0))
+        + d_eps2
+    )
+    out_dot = (
+        tl.sum(upper, 0)
+        + tl.sum(K * query_before[None, :], 1)
+        + eps * (k_norm + tl.cumsum(q_norm, 0) + tl.sum(query_before, 0))
+        + d_eps2
+    )
     inv_in, inv_out = 1.0 / in_dot, 1.0 / out_dot
     at = (b * H + h) * L + tokens
     tl.store(stats_ptr + at, inv_in, mask=valid)
@@ -220,18 +305,42 @@ def _fwd_flows_kernel(
 @triton.autotune(configs=CHUNK_CONFIGS, key=KEY)
 @triton.jit
 def _fwd_gates_kernel(
-    q_ptr, k_ptr, stats_ptr, totals, before, seqs, chunk_seq, sqb, sqh, sql, skb, skh, skl,
-    H, L, D, M, S1, FIELD, eps, clamp, LENGTH_BUCKET, HEADS_BUCKET,
-    BLOCK_C: tl.constexpr, BLOCK_D: tl.constexpr, PRECISION: tl.constexpr,
+    q_ptr,
+    k_ptr,
+    stats_ptr,
+    totals,
+    before,
+    seqs,
+    chunk_seq,
+    sqb,
+    sqh,
+    sql,
+    skb,
+    skh,
+    skl,
+    H,
+    L,
+    D,
+    M,
+    S1,
+    FIELD,
+    eps,
+    clamp,
+    LENGTH_BUCKET,
+    HEADS_BUCKET,
+    BLOCK_C: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+    PRECISION: tl.constexpr,
     FEATURE_MAP: tl.constexpr,
-):  # fmt: skip
+):
     g, h = tl.program_id(0).to(tl.int64), tl.program_id(1).to(tl.int64)
     _, b, tokens, valid, p = _chunk(seqs, chunk_seq, g, BLOCK_C)
     offs_c = tl.arange(0, BLOCK_C)
     offs_d = tl.arange(0, BLOCK_D)
     mask_d = offs_d < D
-    Q, K = _load_features(q_ptr, k_ptr, b, h, sqb, sqh, sql, skb, skh, skl, tokens,
-                          valid, offs_d, mask_d, FEATURE_MAP)  # fmt: skip
+    Q, K = _load_features(
+        q_ptr, k_ptr, b, h, sqb, sqh, sql, skb, skh, skl, tokens, valid, offs_d, mask_d, FEATURE_MAP
+    )
     sums = before + (g * H + h) * S1 + offs_d
     out_before = tl.load(sums + 2 * D, mask=mask_d, other=0.0)
     in_before = tl.load(sums + 3 * D, mask=mask_d, other=0.0)
@@ -243,12 +352,18 @@ def _fwd_gates_kernel(
     d_eps2 = D * eps * eps
     lower = tl.where(offs_c[:, None] >= offs_c[None, :], P, 0.0)
     upper = tl.where(offs_c[:, None] <= offs_c[None, :], P, 0.0)
-    sink_dot = (tl.sum(lower * outflow[None, :], 1) + tl.sum(Q * out_before[None, :], 1)
-                + eps * (q_norm + tl.cumsum(outflow * k_norm, 0) + tl.sum(out_before, 0))
-                + d_eps2)  # fmt: skip
-    source_dot = (tl.sum(upper * inflow[:, None], 0) + tl.sum(K * in_before[None, :], 1)
-                  + eps * (k_norm + tl.cumsum(inflow * q_norm, 0) + tl.sum(in_before, 0))
-                  + d_eps2)  # fmt: skip
+    sink_dot = (
+        tl.sum(lower * outflow[None, :], 1)
+        + tl.sum(Q * out_before[None, :], 1)
+        + eps * (q_norm + tl.cumsum(outflow * k_norm, 0) + tl.sum(out_before, 0))
+        + d_eps2
+    )
+    source_dot = (
+        tl.sum(upper * inflow[:, None], 0)
+        + tl.sum(K * in_before[None, :], 1)
+        + eps * (k_norm + tl.cumsum(inflow * q_norm, 0) + tl.sum(in_before, 0))
+        + d_eps2
+    )
     source = source_dot / p
     tl.store(stats_ptr + 2 * FIELD + at, sink_dot / p, mask=valid)
     tl.store(stats_ptr + 3 * FIELD + at, source, mask=valid)
@@ -263,12 +378,39 @@ def _fwd_gates_kernel(
 @triton.autotune(configs=STATE_CONFIGS, key=KEY)
 @triton.jit
 def _state_kernel(
-    x_ptr, y_ptr, stats_ptr, before, kv_in, states, kv_out, seqs,
-    sxb, sxh, sxl, syb, syh, syl, H, L, D, M, S1, FIELD, clamp, LENGTH_BUCKET, HEADS_BUCKET,
-    REVERSE: tl.constexpr, HAS_START: tl.constexpr, HAS_FINAL: tl.constexpr,
-    BLOCK_C: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_V: tl.constexpr, BF16: tl.constexpr,
-    PRECISION: tl.constexpr, FEATURE_MAP: tl.constexpr,
-):  # fmt: skip
+    x_ptr,
+    y_ptr,
+    stats_ptr,
+    before,
+    kv_in,
+    states,
+    kv_out,
+    seqs,
+    sxb,
+    sxh,
+    sxl,
+    syb,
+    syh,
+    syl,
+    H,
+    L,
+    D,
+    M,
+    S1,
+    FIELD,
+    clamp,
+    LENGTH_BUCKET,
+    HEADS_BUCKET,
+    REVERSE: tl.constexpr,
+    HAS_START: tl.constexpr,
+    HAS_FINAL: tl.constexpr,
+    BLOCK_C: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+    BLOCK_V: tl.constexpr,
+    BF16: tl.constexpr,
+    PRECISION: tl.constexpr,
+    FEATURE_MAP: tl.constexpr,
+):
     nh = tl.program_id(0).to(tl.int64)
     n, h = nh // H, nh % H
     offs_k = tl.program_id(1) * BLOCK_K + tl.arange(0, BLOCK_K)
@@ -308,33 +450,67 @@ def _state_kernel(
 @triton.autotune(configs=OUT_CONFIGS, key=KEY)
 @triton.jit
 def _fwd_out_kernel(
-    q_ptr, k_ptr, v_ptr, o_ptr, stats_ptr, before, states, seqs, chunk_seq,
-    sqb, sqh, sql, skb, skh, skl, svb, svh, svl, sob, soh, sol,
-    H, L, D, M, S1, FIELD, clamp, LENGTH_BUCKET, HEADS_BUCKET,
-    BLOCK_C: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_V: tl.constexpr, BF16: tl.constexpr,
-    PRECISION: tl.constexpr, FEATURE_MAP: tl.constexpr,
-):  # fmt: skip
+    q_ptr,
+    k_ptr,
+    v_ptr,
+    o_ptr,
+    stats_ptr,
+    before,
+    states,
+    seqs,
+    chunk_seq,
+    sqb,
+    sqh,
+    sql,
+    skb,
+    skh,
+    skl,
+    svb,
+    svh,
+    svl,
+    sob,
+    soh,
+    sol,
+    H,
+    L,
+    D,
+    M,
+    S1,
+    FIELD,
+    clamp,
+    LENGTH_BUCKET,
+    HEADS_BUCKET,
+    BLOCK_C: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+    BLOCK_V: tl.constexpr,
+    BF16: tl.constexpr,
+    PRECISION: tl.constexpr,
+    FEATURE_MAP: tl.constexpr,
+):
     g, h = tl.program_id(0).to(tl.int64), tl.program_id(1).to(tl.int64)
     _, b, tokens, valid, p = _chunk(seqs, chunk_seq, g, BLOCK_C)
     offs_c = tl.arange(0, BLOCK_C)
     offs_d = tl.arange(0, BLOCK_D)
     offs_v = tl.program_id(2) * BLOCK_V + tl.arange(0, BLOCK_V)
     mask_d, mask_v = offs_d < D, offs_v < M
-    Q, K = _load_features(q_ptr, k_ptr, b, h, sqb, sqh, sql, skb, skh, skl, tokens,
-                          valid, offs_d, mask_d, FEATURE_MAP)  # fmt: skip
+    Q, K = _load_features(
+        q_ptr, k_ptr, b, h, sqb, sqh, sql, skb, skh, skl, tokens, valid, offs_d, mask_d, FEATURE_MAP
+    )
     at = (b * H + h) * L + tokens
     z_before = tl.load(before + (g * H + h) * S1 + 4 * D)
     _, _, _, comp = _competition(stats_ptr, FIELD, at, valid, p, z_before, clamp)
     scale, _, _ = _scale(stats_ptr, FIELD, at, valid)
     W = comp[:, None] * _rows(v_ptr + b * svb + h * svh, tokens, offs_v, svl, valid, mask_v)
     kv_offs = offs_d[:, None] * M + offs_v[None, :]
-    S = tl.load(states + (g * H + h) * D * M + kv_offs,
-                mask=mask_d[:, None] & mask_v[None, :], other=0.0)  # fmt: skip
+    S = tl.load(
+        states + (g * H + h) * D * M + kv_offs, mask=mask_d[:, None] & mask_v[None, :], other=0.0
+    )
     scores = tl.where(offs_c[:, None] >= offs_c[None, :], _mm(Q, tl.trans(K), BF16, PRECISION), 0.0)
     out = scale[:, None] * (_mm(scores, W, BF16, PRECISION) + _mm(Q, S, BF16, PRECISION))
     o_ptr += b * sob + h * soh
-    tl.store(o_ptr + tokens[:, None] * sol + offs_v[None, :], out,
-             mask=valid[:, None] & mask_v[None, :])  # fmt: skip
+    tl.store(
+        o_ptr + tokens[:, None] * sol + offs_v[None, :], out, mask=valid[:, None] & mask_v[None, :]
+    )
 
 
 # ---------------------------------------------------------------------------------------
@@ -343,21 +519,62 @@ def _fwd_out_kernel(
 @triton.autotune(configs=CHUNK_CONFIGS, key=KEY)
 @triton.jit
 def _bwd_out_kernel(
-    q_ptr, k_ptr, v_ptr, do_ptr, dv_ptr, stats_ptr, adj_ptr, dq_lin, dk_lin, before,
-    states, dstates, rtotals, seqs, chunk_seq,
-    sqb, sqh, sql, skb, skh, skl, svb, svh, svl, sdb, sdh, sdl, sgb, sgh, sgl,
-    H, L, D, M, S1, FIELD, eps, clamp, LENGTH_BUCKET, HEADS_BUCKET,
-    BLOCK_C: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_M: tl.constexpr, BF16: tl.constexpr,
-    PRECISION: tl.constexpr, FEATURE_MAP: tl.constexpr,
-):  # fmt: skip
+    q_ptr,
+    k_ptr,
+    v_ptr,
+    do_ptr,
+    dv_ptr,
+    stats_ptr,
+    adj_ptr,
+    dq_lin,
+    dk_lin,
+    before,
+    states,
+    dstates,
+    rtotals,
+    seqs,
+    chunk_seq,
+    sqb,
+    sqh,
+    sql,
+    skb,
+    skh,
+    skl,
+    svb,
+    svh,
+    svl,
+    sdb,
+    sdh,
+    sdl,
+    sgb,
+    sgh,
+    sgl,
+    H,
+    L,
+    D,
+    M,
+    S1,
+    FIELD,
+    eps,
+    clamp,
+    LENGTH_BUCKET,
+    HEADS_BUCKET,
+    BLOCK_C: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BF16: tl.constexpr,
+    PRECISION: tl.constexpr,
+    FEATURE_MAP: tl.constexpr,
+):
     g, h = tl.program_id(0).to(tl.int64), tl.program_id(1).to(tl.int64)
     _, b, tokens, valid, p = _chunk(seqs, chunk_seq, g, BLOCK_C)
     offs_c = tl.arange(0, BLOCK_C)
     offs_d = tl.arange(0, BLOCK_D)
     mask_d = offs_d < D
     eps_d = tl.where(mask_d, eps, 0.0)[None, :]
-    Q, K = _load_features(q_ptr, k_ptr, b, h, sqb, sqh, sql, skb, skh, skl, tokens,
-                          valid, offs_d, mask_d, FEATURE_MAP)  # fmt: skip
+    Q, K = _load_features(
+        q_ptr, k_ptr, b, h, sqb, sqh, sql, skb, skh, skl, tokens, valid, offs_d, mask_d, FEATURE_MAP
+    )
     at = (b * H + h) * L + tokens
     z_before = tl.load(before + (g * H + h) * S1 + 4 * D)
     _, _, total, comp = _competition(stats_ptr, FIELD, at, valid, p, z_before, clamp)
@@ -387,8 +604,11 @@ def _bwd_out_kernel(
         dW = _mm(tl.trans(lower), gs, BF16, PRECISION) + _mm(K, G, BF16, PRECISION)
         A = tl.where(causal, _mm(gs, tl.trans(W), BF16, PRECISION), 0.0)  # [t, s]
         dK += _mm(tl.trans(A), Q, BF16, PRECISION) + _mm(W, tl.trans(G), BF16, PRECISION)
-        tl.store(dv_ptr + tokens[:, None] * sgl + offs_m[None, :], comp[:, None] * dW,
-                 mask=valid[:, None] & mask_m[None, :])  # fmt: skip
+        tl.store(
+            dv_ptr + tokens[:, None] * sgl + offs_m[None, :],
+            comp[:, None] * dW,
+            mask=valid[:, None] & mask_m[None, :],
+        )
         dcomp += tl.sum(V * dW, 1)
     dscale = tl.sum(Q * u, 1)
     lin = at[:, None] * D + offs_d[None, :]
@@ -408,20 +628,45 @@ def _bwd_out_kernel(
 @triton.autotune(configs=CHUNK_CONFIGS, key=KEY)
 @triton.jit
 def _bwd_gates_kernel(
-    q_ptr, k_ptr, stats_ptr, adj_ptr, before, rtotals, rafter, seqs, chunk_seq,
-    sqb, sqh, sql, skb, skh, skl, H, L, D, M, S1, FIELD, eps, clamp,
-    LENGTH_BUCKET, HEADS_BUCKET,
-    BLOCK_C: tl.constexpr, BLOCK_D: tl.constexpr, PRECISION: tl.constexpr,
+    q_ptr,
+    k_ptr,
+    stats_ptr,
+    adj_ptr,
+    before,
+    rtotals,
+    rafter,
+    seqs,
+    chunk_seq,
+    sqb,
+    sqh,
+    sql,
+    skb,
+    skh,
+    skl,
+    H,
+    L,
+    D,
+    M,
+    S1,
+    FIELD,
+    eps,
+    clamp,
+    LENGTH_BUCKET,
+    HEADS_BUCKET,
+    BLOCK_C: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+    PRECISION: tl.constexpr,
     FEATURE_MAP: tl.constexpr,
-):  # fmt: skip
+):
     g, h = tl.program_id(0).to(tl.int64), tl.program_id(1).to(tl.int64)
     _, b, tokens, valid, p = _chunk(seqs, chunk_seq, g, BLOCK_C)
     offs_c = tl.arange(0, BLOCK_C)
     offs_d = tl.arange(0, BLOCK_D)
     mask_d = offs_d < D
     eps_d = tl.where(mask_d, eps, 0.0)[None, :]
-    Q, K = _load_features(q_ptr, k_ptr, b, h, sqb, sqh, sql, skb, skh, skl, tokens,
-                          valid, offs_d, mask_d, FEATURE_MAP)  # fmt: skip
+    Q, K = _load_features(
+        q_ptr, k_ptr, b, h, sqb, sqh, sql, skb, skh, skl, tokens, valid, offs_d, mask_d, FEATURE_MAP
+    )
     at = (b * H + h) * L + tokens
     z_before = tl.load(before + (g * H + h) * S1 + 4 * D)
     source, e, total, comp = _competition(stats_ptr, FIELD, at, valid, p, z_before, clamp)
@@ -439,8 +684,11 @@ def _bwd_gates_kernel(
     # d outflow_s = <K_s, r_out_s>, r_out_s = r_out after + sum_{t>=s} dsink_t (Q_t + eps)
     P = _gate_mm(Q, tl.trans(K), PRECISION)
     lower = tl.where(offs_c[:, None] >= offs_c[None, :], P, 0.0)
-    doutflow = (tl.sum(K * r_out[None, :], 1) + tl.sum(lower * dsink[:, None], 0)
-                + eps * tl.sum(K, 1) * tl.cumsum(dsink, 0, reverse=True))  # fmt: skip
+    doutflow = (
+        tl.sum(K * r_out[None, :], 1)
+        + tl.sum(lower * dsink[:, None], 0)
+        + eps * tl.sum(K, 1) * tl.cumsum(dsink, 0, reverse=True)
+    )
     tl.store(adj_ptr + 2 * FIELD + at, dsource, mask=valid)
     tl.store(adj_ptr + 3 * FIELD + at, doutflow, mask=valid)
     out = rtotals + (g * H + h) * S1 + 1 + D + offs_d
@@ -452,19 +700,43 @@ def _bwd_gates_kernel(
 @triton.autotune(configs=CHUNK_CONFIGS, key=KEY)
 @triton.jit
 def _bwd_norms_kernel(
-    q_ptr, k_ptr, stats_ptr, adj_ptr, rtotals, rafter, seqs, chunk_seq,
-    sqb, sqh, sql, skb, skh, skl, H, L, D, M, S1, FIELD, eps, LENGTH_BUCKET, HEADS_BUCKET,
-    BLOCK_C: tl.constexpr, BLOCK_D: tl.constexpr, PRECISION: tl.constexpr,
+    q_ptr,
+    k_ptr,
+    stats_ptr,
+    adj_ptr,
+    rtotals,
+    rafter,
+    seqs,
+    chunk_seq,
+    sqb,
+    sqh,
+    sql,
+    skb,
+    skh,
+    skl,
+    H,
+    L,
+    D,
+    M,
+    S1,
+    FIELD,
+    eps,
+    LENGTH_BUCKET,
+    HEADS_BUCKET,
+    BLOCK_C: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+    PRECISION: tl.constexpr,
     FEATURE_MAP: tl.constexpr,
-):  # fmt: skip
+):
     g, h = tl.program_id(0).to(tl.int64), tl.program_id(1).to(tl.int64)
     _, b, tokens, valid, p = _chunk(seqs, chunk_seq, g, BLOCK_C)
     offs_c = tl.arange(0, BLOCK_C)
     offs_d = tl.arange(0, BLOCK_D)
     mask_d = offs_d < D
     eps_d = tl.where(mask_d, eps, 0.0)[None, :]
-    Q, K = _load_features(q_ptr, k_ptr, b, h, sqb, sqh, sql, skb, skh, skl, tokens,
-                          valid, offs_d, mask_d, FEATURE_MAP)  # fmt: skip
+    Q, K = _load_features(
+        q_ptr, k_ptr, b, h, sqb, sqh, sql, skb, skh, skl, tokens, valid, offs_d, mask_d, FEATURE_MAP
+    )
     at = (b * H + h) * L + tokens
     _, alloc, inv_in = _scale(stats_ptr, FIELD, at, valid)
     inv_out = tl.load(stats_ptr + FIELD + at, mask=valid, other=0.0)
@@ -475,8 +747,11 @@ def _bwd_norms_kernel(
     # d inflow_t = <Q_t, r_in_t>, r_in_t = r_in after + sum_{s>=t} dOhat_s (K_s + eps)
     P = _gate_mm(Q, tl.trans(K), PRECISION)
     upper = tl.where(offs_c[:, None] <= offs_c[None, :], P, 0.0)
-    dinflow = (tl.sum(Q * r_in[None, :], 1) + tl.sum(upper * dsource[None, :], 1)
-               + eps * tl.sum(Q, 1) * tl.cumsum(dsource, 0, reverse=True))  # fmt: skip
+    dinflow = (
+        tl.sum(Q * r_in[None, :], 1)
+        + tl.sum(upper * dsource[None, :], 1)
+        + eps * tl.sum(Q, 1) * tl.cumsum(dsource, 0, reverse=True)
+    )
     d_in = tl.where(valid, -(dscale * alloc + dinflow * p) * inv_in * inv_in, 0.0)
     d_out = tl.where(valid, -doutflow * p * inv_out * inv_out, 0.0)
     tl.store(adj_ptr + 4 * FIELD + at, d_in, mask=valid)
@@ -491,20 +766,53 @@ def _bwd_norms_kernel(
 @triton.autotune(configs=CHUNK_CONFIGS, key=KEY)
 @triton.jit
 def _bwd_qk_kernel(
-    q_ptr, k_ptr, dq_ptr, dk_ptr, stats_ptr, adj_ptr, dq_lin, dk_lin, before, rafter,
-    seqs, chunk_seq, sqb, sqh, sql, skb, skh, skl, sgqb, sgqh, sgql, sgkb, sgkh, sgkl,
-    H, L, D, M, S1, FIELD, eps, LENGTH_BUCKET, HEADS_BUCKET,
-    BLOCK_C: tl.constexpr, BLOCK_D: tl.constexpr, PRECISION: tl.constexpr,
+    q_ptr,
+    k_ptr,
+    dq_ptr,
+    dk_ptr,
+    stats_ptr,
+    adj_ptr,
+    dq_lin,
+    dk_lin,
+    before,
+    rafter,
+    seqs,
+    chunk_seq,
+    sqb,
+    sqh,
+    sql,
+    skb,
+    skh,
+    skl,
+    sgqb,
+    sgqh,
+    sgql,
+    sgkb,
+    sgkh,
+    sgkl,
+    H,
+    L,
+    D,
+    M,
+    S1,
+    FIELD,
+    eps,
+    LENGTH_BUCKET,
+    HEADS_BUCKET,
+    BLOCK_C: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+    PRECISION: tl.constexpr,
     FEATURE_MAP: tl.constexpr,
-):  # fmt: skip
+):
     g, h = tl.program_id(0).to(tl.int64), tl.program_id(1).to(tl.int64)
     _, b, tokens, valid, p = _chunk(seqs, chunk_seq, g, BLOCK_C)
     offs_c = tl.arange(0, BLOCK_C)
     offs_d = tl.arange(0, BLOCK_D)
     mask_d = offs_d < D
     eps_d = tl.where(mask_d, eps, 0.0)[None, :]
-    Q, K = _load_features(q_ptr, k_ptr, b, h, sqb, sqh, sql, skb, skh, skl, tokens,
-                          valid, offs_d, mask_d, FEATURE_MAP)  # fmt: skip
+    Q, K = _load_features(
+        q_ptr, k_ptr, b, h, sqb, sqh, sql, skb, skh, skl, tokens, valid, offs_d, mask_d, FEATURE_MAP
+    )
     at = (b * H + h) * L + tokens
     _, alloc, inv_in = _scale(stats_ptr, FIELD, at, valid)
     inflow = tl.where(valid, p * inv_in, 0.0)
@@ -533,21 +841,28 @@ def _bwd_qk_kernel(
     dQ = tl.load(dq_lin + lin, mask=mask_cd, other=0.0) + _gate_mm(A, K, PRECISION)
     A = tl.where(anticausal, inflow[:, None] * dsource[None, :] + d_out[None, :], 0.0)
     dQ += _gate_mm(A, K + eps_d, PRECISION)
-    dQ += (inflow[:, None] * r_in + dsink[:, None] * out_before + d_in[:, None] * key_before
-           + r_query)  # fmt: skip
+    dQ += (
+        inflow[:, None] * r_in + dsink[:, None] * out_before + d_in[:, None] * key_before + r_query
+    )
     dq = tl.where(mask_cd, dQ * _phi_grad(Q, FEATURE_MAP), 0.0)
-    tl.store(dq_ptr + b * sgqb + h * sgqh + tokens[:, None] * sgql + offs_d[None, :], dq,
-             mask=mask_cd)  # fmt: skip
+    tl.store(
+        dq_ptr + b * sgqb + h * sgqh + tokens[:, None] * sgql + offs_d[None, :], dq, mask=mask_cd
+    )
 
     A = tl.where(causal, dsource[:, None] * inflow[None, :] + d_out[:, None], 0.0)
     dK = tl.load(dk_lin + lin, mask=mask_cd, other=0.0) + _gate_mm(A, Q, PRECISION)
     A = tl.where(anticausal, outflow[:, None] * dsink[None, :] + d_in[None, :], 0.0)
     dK += _gate_mm(A, Q + eps_d, PRECISION)
-    dK += (dsource[:, None] * in_before + outflow[:, None] * r_out + r_key
-           + d_out[:, None] * query_before)  # fmt: skip
+    dK += (
+        dsource[:, None] * in_before
+        + outflow[:, None] * r_out
+        + r_key
+        + d_out[:, None] * query_before
+    )
     dk = tl.where(mask_cd, dK * _phi_grad(K, FEATURE_MAP), 0.0)
-    tl.store(dk_ptr + b * sgkb + h * sgkh + tokens[:, None] * sgkl + offs_d[None, :], dk,
-             mask=mask_cd)  # fmt: skip
+    tl.store(
+        dk_ptr + b * sgkb + h * sgkh + tokens[:, None] * sgkl + offs_d[None, :], dk, mask=mask_cd
+    )
 
 
 def value_block(m: int) -> int:
