@@ -42,7 +42,7 @@ def check_name(value: str, what: str) -> str:
     elif len(value.encode()) > MAX_NAME_BYTES:
         problem = f"longer than {MAX_NAME_BYTES} bytes"
     if problem is not None:
-        shown = value if len(str(value)) <= 60 else f"{value[:40]}...{value[-10:]}"
+        shown = value if len(str(value)) <= 120 else f"{value[:80]}...{value[-20:]}"
         raise UserError(
             f"{what} {shown!r}: expected a plain folder name (no '/', no leading '.', "
             f"printable, at most {MAX_NAME_BYTES} bytes): {problem}"

@@ -8,6 +8,7 @@ import pytest
 
 from flowrl.errors import UserError
 from flowrl.train.config import TrainConfig, load_config
+from flowrl.train.config_checks import check_config
 
 CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs").rglob("*.yaml"))
 
@@ -61,6 +62,14 @@ def test_overrides_are_typed_and_checked():
         (["model.attention_backend=chunkd"], "model.attention_backend='chunkd'"),
         (["model.attention=softmax", "model.attention_backend=triton"], "expected one of auto"),
         (["model.dropout=0", "model.max_timestep=0"], "model.max_timestep=0"),
+        (["seed=-1"], "seed=-1: expected an integer >= 0"),
+        (["eval.seed=-3"], "eval.seed=-3: expected an integer >= 0"),
+        (["model.embed_dim=true"], "model.embed_dim"),
+        (["steps=0x10"], "steps"),
+        (["steps=1:30"], "steps"),
+        (["steps=[1"], "--set 'steps=.1': malformed value"),
+        (["name=.."], "name '..': expected a plain folder name"),
+        (["name=a/b"], "name 'a/b': expected a plain folder name"),
     ]:
         with pytest.raises(UserError, match=message):
             load_config(None, bad)
@@ -88,3 +97,36 @@ def test_empty_config_file_is_the_defaults(tmp_path):
     path = tmp_path / "empty.yaml"
     path.write_text("# nothing set\n")
     assert load_config(path) == TrainConfig()
+
+
+def test_integers_are_base_10_and_booleans_true_or_false(tmp_path):
+    """YAML 1.1 reads 010 as octal 8, 1:30 as 90 and `off` as False; settings do not."""
+    cfg = load_config(None, ["steps=010", "eval.target_returns=[010,2e2]", "name=010"])
+    assert (cfg.steps, cfg.eval.target_returns, cfg.name) == (10, [10.0, 200.0], "010")
+    assert load_config(None, ["name=off", "compile=yes"]).name == "off"
+    assert load_config(None, ["compile=yes"]).compile is True  # a boolean setting reads it
+    path = tmp_path / "octal.yaml"
+    path.write_text("steps: 010\nname: 1:30\nmodel:\n  embed_dim: 0064\n")
+    cfg = load_config(path)
+    assert (cfg.steps, cfg.name, cfg.model.embed_dim) == (10, "1:30", 64)
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value"),
+    [
+        (None, "steps", True),
+        (None, "seed", 1.0),
+        ("optim", "lr", True),
+        ("optim", "betas", [True, 0.999]),
+        ("model", "embed_dim", True),
+        ("eval", "target_returns", [False]),
+        (None, "name", "../x"),
+        ("eval", "seed", -1),
+    ],
+)
+def test_a_config_built_in_python_is_checked_too(section, key, value):
+    """flowrl.fit takes a TrainConfig without OmegaConf's conversions: True is no integer."""
+    cfg = TrainConfig()
+    setattr(cfg if section is None else getattr(cfg, section), key, value)
+    with pytest.raises(UserError, match=key):
+        check_config(cfg)

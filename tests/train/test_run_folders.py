@@ -94,6 +94,7 @@ def test_new_run_into_a_used_folder_needs_resume_or_overwrite(env, tmp_path):
     config = write_config(tmp_path / "tiny.yaml", tmp_path / "runs")
     run_dir = tmp_path / "runs" / "tiny"
     run_dir.mkdir(parents=True)  # left by a run that died before its first checkpoint
+    (run_dir / ".flowrl-run").write_text("")
     (run_dir / "metrics.jsonl").write_text('{"step": 1, "train/loss": 9.0}\n')
     args = ["train", "--config", str(config), "--no-progress", "--set", "steps=3"]
     args += ["--set", "eval.every=0"]
@@ -197,3 +198,77 @@ def test_resume_of_a_finished_run_changes_nothing(env, tmp_path):
     longer = flowrl([*resume[:-2], "steps=25", "--resume"], env)
     assert longer.returncode == 0 and "nothing to do" not in longer.stdout, longer.stderr
     assert logged_steps(run_dir)[-1] == 25
+
+
+def one_line_exit_2(done: subprocess.CompletedProcess, *words: str) -> None:
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert all(word in done.stderr for word in words), done.stderr
+
+
+def tree(folder: Path) -> dict[str, tuple[bytes, int] | None]:
+    """Every path under `folder`: a file's bytes and mtime, a folder's None."""
+    return {
+        str(p.relative_to(folder)): (p.read_bytes(), p.stat().st_mtime_ns) if p.is_file() else None
+        for p in sorted(folder.rglob("*"))
+    }
+
+
+def test_names_that_leave_out_dir_are_refused_and_nothing_is_touched(env, tmp_path):
+    """`name=.` was out_dir itself (and --overwrite emptied it, sibling runs and all),
+    `name=..` its parent, `name=/abs/path` a folder anywhere."""
+    out_dir = tmp_path / "work" / "runs"
+    config = write_config(tmp_path / "tiny.yaml", out_dir)
+    train(env, config, "--set", "steps=3", "--set", "eval.every=0")  # a sibling run
+    (out_dir / "notes.txt").write_text("mine")
+    elsewhere = tmp_path / "abs" / "path"
+    elsewhere.mkdir(parents=True)
+    (elsewhere / ".flowrl-run").write_text("")  # even one marked as a run's
+    (elsewhere / "data.bin").write_bytes(b"keep")
+    before = tree(tmp_path)
+    for name in (".", "..", "../x", str(elsewhere)):
+        args = ["train", "--config", str(config), "--no-progress", "--overwrite"]
+        done = flowrl([*args, "--set", f"name={name}"], env)
+        one_line_exit_2(done, "name '", "expected a plain folder name")
+        assert tree(tmp_path) == before
+
+
+def test_overwrite_empties_only_a_folder_a_run_made(env, tmp_path):
+    config = write_config(tmp_path / "tiny.yaml", tmp_path / "runs")
+    mine = tmp_path / "runs" / "mine"
+    (mine / "sub").mkdir(parents=True)
+    (mine / "sub" / "thesis.tex").write_text("years of work")
+    (mine / "config.yaml").write_text("not a run's\n")  # a config.yaml alone is not a run
+    before = tree(mine)
+    args = ["train", "--config", str(config), "--no-progress", "--set", "eval.every=0"]
+    done = flowrl([*args, "--set", "name=mine", "--overwrite"], env)
+    one_line_exit_2(done, str(mine), "not made by flowrl", "left as they are")
+    assert tree(mine) == before and not (mine / ".lock").exists()
+
+    # a real earlier run: --overwrite starts it over; steps=010 is ten steps, not octal 8
+    run_dir = tmp_path / "runs" / "tiny"
+    train(env, config, *args[4:], "--set", "steps=4")
+    assert (run_dir / ".flowrl-run").is_file() and logged_steps(run_dir) == [1, 2, 3, 4]
+    train(env, config, *args[4:], "--set", "steps=010", "--overwrite")
+    assert logged_steps(run_dir) == list(range(1, 11))
+    assert load_checkpoint(run_dir / "checkpoints" / "last.pt")["step"] == 10
+    # a run from before the marker (config.yaml and metrics.jsonl): still a run folder
+    (run_dir / ".flowrl-run").unlink()
+    train(env, config, *args[4:], "--set", "steps=2", "--overwrite")
+    assert logged_steps(run_dir) == [1, 2] and (run_dir / ".flowrl-run").is_file()
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ("seed=-1", "seed=-1: expected an integer >= 0"),
+        ("eval.seed=-1", "eval.seed=-1: expected an integer >= 0"),
+        ("model.embed_dim=true", "model.embed_dim"),
+        ("steps=0x10", "steps"),
+    ],
+)
+def test_bad_values_stop_before_the_run_folder(env, tmp_path, setting, message):
+    config = write_config(tmp_path / "tiny.yaml", tmp_path / "runs")
+    done = flowrl(["train", "--config", str(config), "--no-progress", "--set", setting], env)
+    one_line_exit_2(done, message)
+    assert not (tmp_path / "runs").exists()
