@@ -67,3 +67,14 @@ def test_minigrid_probe_smoke(tmp_path):
     run = "minigrid-L7-flow-relu-episode/seed-0"
     assert rows == [(run, 1, 7, 2), (run, 2, 11, 2)]
     assert "margin=" in stdout and "timeout=" in stdout
+
+
+def test_kernel_resources_smoke(tmp_path):
+    """Every sequence-parallel kernel compiled for sm_90 without a GPU, bf16 at d = 64 and
+    128: none spills, and the kernels with matmuls use tensor cores."""
+    doc, _ = run_smoke("kernel_resources.py", tmp_path, "kernel_resources.json", timeout=900)
+    rows = doc["rows"]
+    assert {(r["dtype"], r["d"]) for r in rows} == {("bf16", 64), ("bf16", 128)}
+    assert len({r["kernel"] for r in rows}) == 11
+    assert all(r["registers"] > 0 and r["spill_bytes"] == 0 for r in rows)
+    assert all(r["mma_instructions"] > 0 for r in rows if r["kernel"] not in ("fwd_sums", "scan"))

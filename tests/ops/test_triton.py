@@ -339,8 +339,8 @@ def test_state_continues_over_several_calls(feature_map):
 
 
 def test_one_row_and_head_spreads_over_programs(monkeypatch):
-    """One (batch row, head) of 8 chunks runs every chunk kernel on 8 programs, forward and
-    backward; with the GPU's chunk sizes (64 tokens, 32 for d = 128) L = 512 is 8 or more."""
+    """One (batch row, head) of 8 chunks runs every chunk kernel on 8 programs or more,
+    forward and backward; with the GPU's chunk size L = 512 is 8 chunks or more."""
     from flowrl.ops.flow_attention import triton_chunk_kernels as ck
 
     names = [
@@ -369,5 +369,6 @@ def test_one_row_and_head_spreads_over_programs(monkeypatch):
     q, k, v = random_qkv(1, 8 * CHUNK, 1, 16, 16, seed=50)
     out = flow_attention(q, k, v, backend="triton")
     grads(out, (q, k, v), torch.randn_like(out))
-    assert launched == dict.fromkeys(names, 8)
+    assert set(launched) == set(names)
+    assert all(programs >= 8 for programs in launched.values()), launched
     assert all(512 // ck.chunk_size(d, interpret=False) >= 8 for d in (16, 64, 128))

@@ -333,7 +333,7 @@ class _ChunkFlowAttention(torch.autograd.Function):
         adjoint = torch.empty(ck.ADJOINTS, B * H, L, **f32)
         rtotals, rafter = torch.empty(G, H, S1, **f32), torch.empty(G, H, S1, **f32)
         common = (seqs, chunk_seq, *_strides(q), *_strides(k))
-        ck._bwd_out_kernel[(G, H)](
+        ck._bwd_out_kernel[(G, H, 2)](
             q,
             k,
             v,
@@ -360,7 +360,7 @@ class _ChunkFlowAttention(torch.autograd.Function):
             eps,
             clamp,
             BLOCK_D=meta["BLOCK_D"],
-            BLOCK_M=ck.value_block(M),
+            BLOCK_M=ck.value_block(meta["BLOCK_D"]),
             **_pick(meta, *VALUE),
         )
         _scan(rtotals, rafter, None, None, seqs, H, S1, 0, 1 + D, meta, reverse=True)
@@ -402,7 +402,7 @@ class _ChunkFlowAttention(torch.autograd.Function):
             **_pick(meta, *GATE),
         )
         _scan(rtotals, rafter, None, None, seqs, H, S1, 1 + 2 * D, 2 * D, meta, reverse=True)
-        ck._bwd_qk_kernel[(G, H)](
+        ck._bwd_qk_kernel[(G, H, 2)](
             q,
             k,
             dq,

@@ -52,20 +52,21 @@ KEY = ["D", "M", "FEATURE_MAP", "LENGTH_BUCKET", "HEADS_BUCKET"]
 def chunk_size(block_d: int, interpret: bool = INTERPRET) -> int:
     """Tokens per chunk: every kernel of one call shares it (the chunk totals are laid out by
     it), so it is fixed by the head dim rather than tuned. The interpreter takes 16, so that
-    small tests span many chunks."""
+    small tests span many chunks. On the GPU, 32: at 64 the backward's C x C and C x d
+    tiles spill (benchmarks/kernel_resources.py)."""
     if interpret:
         return 16
-    return 64 if block_d <= 64 else 32
+    return 32
 
 
 def _configs(blocks: tuple[dict, ...] = ({},)) -> list[triton.Config]:
+    """8 warps: at 4, ptxas spills the C x C and C x d tiles of the heavier kernels
+    (benchmarks/kernel_resources.py); the pipelining depth is tuned."""
     if INTERPRET:  # one config: the interpreter cannot autotune
         return [triton.Config({k: 16 for k in blocks[0]}, num_warps=1)]
     if not AUTOTUNE:
-        return [triton.Config(blocks[0], num_warps=4, num_stages=1)]
-    return [
-        triton.Config(b, num_warps=w, num_stages=s) for b in blocks for w in (4, 8) for s in (1, 2)
-    ]
+        return [triton.Config(blocks[0], num_warps=8, num_stages=1)]
+    return [triton.Config(b, num_warps=8, num_stages=s) for b in blocks for s in (1, 2)]
 
 
 CHUNK_CONFIGS = _configs()
@@ -514,8 +515,9 @@ def _fwd_out_kernel(
 
 
 # ---------------------------------------------------------------------------------------
-# Backward, output: dv, the output's share of dq and dk, dC and dscale per token; chunk
-# totals of the competition's adjoint and of dSk = dIhat (Q + eps).
+# Backward, output, on a (chunk, head, 2) grid: the first program of a chunk gives the
+# output's share of dq, dscale and the chunk total of dSk = dIhat (Q + eps); the second
+# dv, the output's share of dk, dC and the chunk total of the competition's adjoint.
 @triton.autotune(configs=CHUNK_CONFIGS, key=KEY)
 @triton.jit
 def _bwd_out_kernel(
@@ -580,47 +582,53 @@ def _bwd_out_kernel(
     _, _, total, comp = _competition(stats_ptr, FIELD, at, valid, p, z_before, clamp)
     scale, alloc, inv_in = _scale(stats_ptr, FIELD, at, valid)
     causal = offs_c[:, None] >= offs_c[None, :]
-    lower = tl.where(causal, _mm(Q, tl.trans(K), BF16, PRECISION), 0.0)  # [t, s], s <= t
     v_ptr += b * svb + h * svh
     do_ptr += b * sdb + h * sdh
-    dv_ptr += b * sgb + h * sgh
-    u = tl.zeros((BLOCK_C, BLOCK_D), dtype=tl.float32)
-    dK = tl.zeros((BLOCK_C, BLOCK_D), dtype=tl.float32)
-    dcomp = tl.zeros((BLOCK_C,), dtype=tl.float32)
     state_at = (g * H + h) * D * M
-    for m0 in range(0, M, BLOCK_M):
-        offs_m = m0 + tl.arange(0, BLOCK_M)
-        mask_m = offs_m < M
-        mask_dm = mask_d[:, None] & mask_m[None, :]
-        kv_offs = state_at + offs_d[:, None] * M + offs_m[None, :]
-        S = tl.load(states + kv_offs, mask=mask_dm, other=0.0)  # S before the chunk
-        G = tl.load(dstates + kv_offs, mask=mask_dm, other=0.0)  # adjoint after it
-        V = _rows(v_ptr, tokens, offs_m, svl, valid, mask_m)
-        dout = _rows(do_ptr, tokens, offs_m, sdl, valid, mask_m)
-        W = comp[:, None] * V
-        gs = scale[:, None] * dout
-        A = tl.where(causal, _mm(dout, tl.trans(W), BF16, PRECISION), 0.0)
-        u += _mm(A, K, BF16, PRECISION) + _mm(dout, tl.trans(S), BF16, PRECISION)
-        dW = _mm(tl.trans(lower), gs, BF16, PRECISION) + _mm(K, G, BF16, PRECISION)
-        A = tl.where(causal, _mm(gs, tl.trans(W), BF16, PRECISION), 0.0)  # [t, s]
-        dK += _mm(tl.trans(A), Q, BF16, PRECISION) + _mm(W, tl.trans(G), BF16, PRECISION)
-        tl.store(
-            dv_ptr + tokens[:, None] * sgl + offs_m[None, :],
-            comp[:, None] * dW,
-            mask=valid[:, None] & mask_m[None, :],
-        )
-        dcomp += tl.sum(V * dW, 1)
-    dscale = tl.sum(Q * u, 1)
     lin = at[:, None] * D + offs_d[None, :]
     mask_cd = valid[:, None] & mask_d[None, :]
-    tl.store(dq_lin + lin, scale[:, None] * u, mask=mask_cd)
-    tl.store(dk_lin + lin, dK, mask=mask_cd)
-    tl.store(adj_ptr + at, dcomp, mask=valid)
-    tl.store(adj_ptr + FIELD + at, dscale, mask=valid)
-    dsink = dscale * inv_in * alloc * (1.0 - alloc) / p
     out = rtotals + (g * H + h) * S1
-    tl.store(out, tl.sum(tl.where(valid, -dcomp * comp / total, 0.0), 0))
-    tl.store(out + 1 + offs_d, tl.sum(dsink[:, None] * (Q + eps_d), 0), mask=mask_d)
+    if tl.program_id(2) == 0:  # dq's share and dscale: u_t = sum_s <dout_t, W_s> K_s + S dout_t
+        u = tl.zeros((BLOCK_C, BLOCK_D), dtype=tl.float32)
+        for m0 in range(0, M, BLOCK_M):
+            offs_m = m0 + tl.arange(0, BLOCK_M)
+            mask_m = offs_m < M
+            kv_offs = state_at + offs_d[:, None] * M + offs_m[None, :]
+            S = tl.load(states + kv_offs, mask=mask_d[:, None] & mask_m[None, :], other=0.0)
+            W = comp[:, None] * _rows(v_ptr, tokens, offs_m, svl, valid, mask_m)
+            dout = _rows(do_ptr, tokens, offs_m, sdl, valid, mask_m)
+            A = tl.where(causal, _mm(dout, tl.trans(W), BF16, PRECISION), 0.0)
+            u += _mm(A, K, BF16, PRECISION) + _mm(dout, tl.trans(S), BF16, PRECISION)
+        dscale = tl.sum(Q * u, 1)
+        tl.store(dq_lin + lin, scale[:, None] * u, mask=mask_cd)
+        tl.store(adj_ptr + FIELD + at, dscale, mask=valid)
+        dsink = dscale * inv_in * alloc * (1.0 - alloc) / p
+        tl.store(out + 1 + offs_d, tl.sum(dsink[:, None] * (Q + eps_d), 0), mask=mask_d)
+    else:  # dv, dk's share and dC, from the adjoint G of the later chunks
+        lower = tl.where(causal, _mm(Q, tl.trans(K), BF16, PRECISION), 0.0)  # [t, s]
+        dv_ptr += b * sgb + h * sgh
+        dK = tl.zeros((BLOCK_C, BLOCK_D), dtype=tl.float32)
+        dcomp = tl.zeros((BLOCK_C,), dtype=tl.float32)
+        for m0 in range(0, M, BLOCK_M):
+            offs_m = m0 + tl.arange(0, BLOCK_M)
+            mask_m = offs_m < M
+            kv_offs = state_at + offs_d[:, None] * M + offs_m[None, :]
+            G = tl.load(dstates + kv_offs, mask=mask_d[:, None] & mask_m[None, :], other=0.0)
+            V = _rows(v_ptr, tokens, offs_m, svl, valid, mask_m)
+            W = comp[:, None] * V
+            gs = scale[:, None] * _rows(do_ptr, tokens, offs_m, sdl, valid, mask_m)
+            dW = _mm(tl.trans(lower), gs, BF16, PRECISION) + _mm(K, G, BF16, PRECISION)
+            A = tl.where(causal, _mm(gs, tl.trans(W), BF16, PRECISION), 0.0)  # [t, s]
+            dK += _mm(tl.trans(A), Q, BF16, PRECISION) + _mm(W, tl.trans(G), BF16, PRECISION)
+            tl.store(
+                dv_ptr + tokens[:, None] * sgl + offs_m[None, :],
+                comp[:, None] * dW,
+                mask=valid[:, None] & mask_m[None, :],
+            )
+            dcomp += tl.sum(V * dW, 1)
+        tl.store(dk_lin + lin, dK, mask=mask_cd)
+        tl.store(adj_ptr + at, dcomp, mask=valid)
+        tl.store(out, tl.sum(tl.where(valid, -dcomp * comp / total, 0.0), 0))
 
 
 # Backward, competition and sink: dOhat (through Z and the clamp) and d outflow; chunk
@@ -761,8 +769,8 @@ def _bwd_norms_kernel(
     tl.store(out + D, tl.sum(d_out[:, None] * (K + eps_d), 0), mask=mask_d)
 
 
-# Backward, last: every gate's share of dQ, dK as masked C x C matrices times K, Q, plus
-# the carried sums; through phi; writes dq, dk.
+# Backward, last, on a (chunk, head, 2) grid: every gate's share of dQ (first program) or
+# dK (second) as masked C x C matrices times K or Q, plus the carried sums; through phi.
 @triton.autotune(configs=CHUNK_CONFIGS, key=KEY)
 @triton.jit
 def _bwd_qk_kernel(
@@ -823,48 +831,57 @@ def _bwd_qk_kernel(
     d_in = tl.load(adj_ptr + 4 * FIELD + at, mask=valid, other=0.0)
     d_out = tl.load(adj_ptr + 5 * FIELD + at, mask=valid, other=0.0)
     sums = before + (g * H + h) * S1 + offs_d
-    key_before = tl.load(sums, mask=mask_d, other=0.0)[None, :] + eps_d
-    query_before = tl.load(sums + D, mask=mask_d, other=0.0)[None, :] + eps_d
-    out_before = tl.load(sums + 2 * D, mask=mask_d, other=0.0)[None, :] + eps_d
-    in_before = tl.load(sums + 3 * D, mask=mask_d, other=0.0)[None, :] + eps_d
-    rs = rafter + (g * H + h) * S1 + 1 + offs_d
-    r_out = tl.load(rs, mask=mask_d, other=0.0)[None, :]
-    r_in = tl.load(rs + D, mask=mask_d, other=0.0)[None, :]
-    r_key = tl.load(rs + 2 * D, mask=mask_d, other=0.0)[None, :]
-    r_query = tl.load(rs + 3 * D, mask=mask_d, other=0.0)[None, :]
+    rs = rafter + (g * H + h) * S1 + 1 + offs_d  # after the chunk: dSk, dSq, dKc, dQc
     causal = offs_c[:, None] >= offs_c[None, :]  # [s, t'], t' <= s
     anticausal = offs_c[:, None] <= offs_c[None, :]  # [s, t], t >= s
     lin = at[:, None] * D + offs_d[None, :]
     mask_cd = valid[:, None] & mask_d[None, :]
 
-    A = tl.where(causal, dsink[:, None] * outflow[None, :] + d_in[:, None], 0.0)
-    dQ = tl.load(dq_lin + lin, mask=mask_cd, other=0.0) + _gate_mm(A, K, PRECISION)
-    A = tl.where(anticausal, inflow[:, None] * dsource[None, :] + d_out[None, :], 0.0)
-    dQ += _gate_mm(A, K + eps_d, PRECISION)
-    dQ += (
-        inflow[:, None] * r_in + dsink[:, None] * out_before + d_in[:, None] * key_before + r_query
-    )
-    dq = tl.where(mask_cd, dQ * _phi_grad(Q, FEATURE_MAP), 0.0)
-    tl.store(
-        dq_ptr + b * sgqb + h * sgqh + tokens[:, None] * sgql + offs_d[None, :], dq, mask=mask_cd
-    )
+    if tl.program_id(2) == 0:
+        key_before = tl.load(sums, mask=mask_d, other=0.0)[None, :] + eps_d
+        out_before = tl.load(sums + 2 * D, mask=mask_d, other=0.0)[None, :] + eps_d
+        r_in = tl.load(rs + D, mask=mask_d, other=0.0)[None, :]
+        r_query = tl.load(rs + 3 * D, mask=mask_d, other=0.0)[None, :]
+        A = tl.where(causal, dsink[:, None] * outflow[None, :] + d_in[:, None], 0.0)
+        dQ = tl.load(dq_lin + lin, mask=mask_cd, other=0.0) + _gate_mm(A, K, PRECISION)
+        A = tl.where(anticausal, inflow[:, None] * dsource[None, :] + d_out[None, :], 0.0)
+        dQ += _gate_mm(A, K + eps_d, PRECISION)
+        dQ += (
+            inflow[:, None] * r_in
+            + dsink[:, None] * out_before
+            + d_in[:, None] * key_before
+            + r_query
+        )
+        dq = tl.where(mask_cd, dQ * _phi_grad(Q, FEATURE_MAP), 0.0)
+        tl.store(
+            dq_ptr + b * sgqb + h * sgqh + tokens[:, None] * sgql + offs_d[None, :],
+            dq,
+            mask=mask_cd,
+        )
+    else:
+        query_before = tl.load(sums + D, mask=mask_d, other=0.0)[None, :] + eps_d
+        in_before = tl.load(sums + 3 * D, mask=mask_d, other=0.0)[None, :] + eps_d
+        r_out = tl.load(rs, mask=mask_d, other=0.0)[None, :]
+        r_key = tl.load(rs + 2 * D, mask=mask_d, other=0.0)[None, :]
+        A = tl.where(causal, dsource[:, None] * inflow[None, :] + d_out[:, None], 0.0)
+        dK = tl.load(dk_lin + lin, mask=mask_cd, other=0.0) + _gate_mm(A, Q, PRECISION)
+        A = tl.where(anticausal, outflow[:, None] * dsink[None, :] + d_in[None, :], 0.0)
+        dK += _gate_mm(A, Q + eps_d, PRECISION)
+        dK += (
+            dsource[:, None] * in_before
+            + outflow[:, None] * r_out
+            + r_key
+            + d_out[:, None] * query_before
+        )
+        dk = tl.where(mask_cd, dK * _phi_grad(K, FEATURE_MAP), 0.0)
+        tl.store(
+            dk_ptr + b * sgkb + h * sgkh + tokens[:, None] * sgkl + offs_d[None, :],
+            dk,
+            mask=mask_cd,
+        )
 
-    A = tl.where(causal, dsource[:, None] * inflow[None, :] + d_out[:, None], 0.0)
-    dK = tl.load(dk_lin + lin, mask=mask_cd, other=0.0) + _gate_mm(A, Q, PRECISION)
-    A = tl.where(anticausal, outflow[:, None] * dsink[None, :] + d_in[None, :], 0.0)
-    dK += _gate_mm(A, Q + eps_d, PRECISION)
-    dK += (
-        dsource[:, None] * in_before
-        + outflow[:, None] * r_out
-        + r_key
-        + d_out[:, None] * query_before
-    )
-    dk = tl.where(mask_cd, dK * _phi_grad(K, FEATURE_MAP), 0.0)
-    tl.store(
-        dk_ptr + b * sgkb + h * sgkh + tokens[:, None] * sgkl + offs_d[None, :], dk, mask=mask_cd
-    )
 
-
-def value_block(m: int) -> int:
-    """Columns of v per step of the backward's loop over value blocks."""
-    return 16 if INTERPRET else min(64, max(16, triton.next_power_of_2(m)))
+def value_block(block_d: int) -> int:
+    """Columns of v per step of the backward's loop over value blocks: 32, or 16 where the
+    key dim is over 64 (no spills, benchmarks/kernel_resources.py)."""
+    return 16 if INTERPRET or block_d > 64 else 32
