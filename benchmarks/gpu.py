@@ -65,9 +65,15 @@ from flowrl.experiments.hostinfo import machine
 
 CHECK_FILES = ("tests/ops/test_triton.py", "tests/ops/test_relu_numerics.py")
 MODES = ("fwd", "fwd+bwd")
-BACKENDS = ("triton", "chunked", "sdpa")
+BACKENDS = ("triton", "triton-serial", "parallel", "chunked", "sdpa")
 FLOOR_UNITS = {"fwd": 4, "fwd+bwd": 4 + 7}  # multiples of B*H*L*d*bytes (docs "Cost")
-GROWTH = {"triton": 2, "chunked": 2, "sdpa": 4}  # time per doubling of L: linear, quadratic
+GROWTH = {
+    "triton": 2,
+    "triton-serial": 2,
+    "parallel": 2,
+    "chunked": 2,
+    "sdpa": 4,
+}  # time per doubling of L: linear, quadratic
 DT_KINDS = ("flow", "flow-relu", "softmax")
 RETURN_SCALE = 1000.0
 DO_BENCH_MAX_MS = 100.0  # slower calls are timed as a median of a few calls instead
@@ -92,6 +98,12 @@ PROFILES = {
         "dt_seconds": 3.0,
         "dt_min_steps": 10,
         "dt_warmup": 3,
+        # the Decision Transformer's own attention calls (embed 128, 1 head): episode mode,
+        # 8 episodes of 1000 steps (3000 tokens); window mode, 64 windows of K = 20
+        "dt_shapes": [
+            {"shape": "dt-episode", "B": 8, "H": 1, "d": 128, "L": 3000},
+            {"shape": "dt-window", "B": 64, "H": 1, "d": 128, "L": 60},
+        ],
     },
     "smoke": {
         "lengths": [16, 32],
@@ -109,6 +121,10 @@ PROFILES = {
         "dt_seconds": 0.0,
         "dt_min_steps": 2,
         "dt_warmup": 1,
+        "dt_shapes": [
+            {"shape": "dt-episode", "B": 2, "H": 1, "d": 16, "L": 48},
+            {"shape": "dt-window", "B": 4, "H": 1, "d": 16, "L": 12},
+        ],
     },
 }
 
@@ -445,24 +461,27 @@ def run_kernels(args: argparse.Namespace, report: Report, deadline: float) -> No
             print(f"copy bandwidth not measured: {e}", flush=True)
         free_memory(device)
     report.doc["meta"]["copy_bandwidth_bytes_per_s"] = bandwidth
-    shape = {"B": args.batch, "H": args.heads, "d": args.dim}
+    shape = {"shape": "sweep", "B": args.batch, "H": args.heads, "d": args.dim}
     report.doc["meta"]["kernel_shape"] = {**shape, "layout": "(B, L, H, d); SDPA (B, H, L, d)"}
+    report.doc["meta"]["dt_shapes"] = args.dt_shapes
     feature_maps = args.feature_maps or list(FEATURE_MAPS)
-    sdpa = {name: sdpa_choice(DTYPES[name], args.dim, device) for name in args.dtypes}
-    report.doc["meta"]["sdpa_kernels"] = {name: choice[0] for name, choice in sdpa.items()}
+    dims = {args.dim, *(s["d"] for s in args.dt_shapes)}
+    sdpa = {(name, d): sdpa_choice(DTYPES[name], d, device) for name in args.dtypes for d in dims}
+    report.doc["meta"]["sdpa_kernels"] = {f"{n} d={d}": c[0] for (n, d), c in sdpa.items()}
     done: dict = {}
     for row in kernel_rows(args, feature_maps):
-        row.update(shape)
+        row = {**shape, **row}
+        choice = sdpa[row["dtype"], row["d"]]
         if row["backend"] == "sdpa":
-            row["sdpa_kernel"] = sdpa[row["dtype"]][0]
+            row["sdpa_kernel"] = choice[0]
         if time.monotonic() > deadline:
             row["skipped"] = "the run's time budget is spent"
-        elif row["backend"] == "triton" and triton_missing:
+        elif row["backend"].startswith("triton") and triton_missing:
             row["skipped"] = triton_missing
         elif skip := predicted_skip(row, done, args.case_budget):
             row["skipped"], row["skip_cause"] = skip
         else:
-            row.update(guarded(device, kernel_case, row, args, sdpa[row["dtype"]][1]))
+            row.update(guarded(device, kernel_case, row, args, choice[1]))
         add_bandwidth(row, DTYPES[row["dtype"]].itemsize, bandwidth)
         done[tuple(row[k] for k in ("backend", "feature_map", "dtype", "mode", "L"))] = row
         report.doc["kernels"].append(row)
@@ -471,15 +490,20 @@ def run_kernels(args: argparse.Namespace, report: Report, deadline: float) -> No
 
 
 def kernel_rows(args: argparse.Namespace, feature_maps: list[str]):
-    """The cases in the order they run. L outermost: a run that hits its time budget loses
-    the longest lengths, not a whole backend or dtype. SDPA has no feature map: once per L."""
-    for L in args.lengths:
-        for dtype in args.dtypes:
+    """The cases in the order they run: the DT's own shapes first (bf16, the dtype it trains
+    in on CUDA, else the first), then the sweep, L outermost: a run that hits its time
+    budget loses the longest lengths, not a whole backend or dtype. SDPA has no feature
+    map: once per L."""
+    dt_dtype = "bf16" if "bf16" in args.dtypes else args.dtypes[0]
+    cases = [(shape, [dt_dtype]) for shape in args.dt_shapes]
+    cases += [({"L": L}, args.dtypes) for L in args.lengths]
+    for shape, dtypes in cases:
+        for dtype in dtypes:
             for backend in BACKENDS:
                 for feature_map in [None] if backend == "sdpa" else feature_maps:
                     for mode in MODES:
-                        yield {"backend": backend, "feature_map": feature_map, "dtype": dtype,
-                               "L": L, "mode": mode}  # fmt: skip
+                        yield {**shape, "backend": backend, "feature_map": feature_map,
+                               "dtype": dtype, "mode": mode}  # fmt: skip
 
 
 def guarded(device: str, fn: Callable[..., dict], *args) -> dict:
@@ -668,24 +692,29 @@ def table(doc: dict) -> str:
             f"B={shape.get('B')} H={shape.get('H')} d={shape.get('d')}; median ms; GB/s = bytes "
             f"floor / time (fwd 4, fwd+bwd 11 x B*H*L*d*bytes);\n%copy: share of the device "
             f"copy bandwidth ({f'{bw / 1e9:.0f} GB/s' if bw else 'not measured'}); "
-            f"SDPA kernel: {sdpa}; chk/tri, sdpa/tri: time over triton's"
+            f"SDPA kernel: {sdpa}; ser/tri, sdpa/tri: time over triton's; "
+            "the DT's shapes (dt-episode, dt-window) first"
         )
         lines.append(
-            f"{'fmap':8} {'dtype':5} {'L':>6} {'mode':8}|{'triton':>9} {'chunked':>9} "
-            f"{'sdpa':>9} |{'tri GB/s':>9} {'%copy':>6} |{'chk/tri':>8} {'sdpa/tri':>8} |"
-            f"{'tri MB':>8}"
+            f"{'shape':10} {'fmap':8} {'dtype':5} {'L':>6} {'mode':8}|{'triton':>9} "
+            f"{'serial':>9} {'parallel':>9} {'chunked':>9} {'sdpa':>9} |{'tri GB/s':>9} "
+            f"{'%copy':>6} |{'ser/tri':>8} {'sdpa/tri':>8} |{'tri MB':>8}"
         )
         index = {(r["backend"], r["feature_map"], r["dtype"], r["mode"], r["L"]): r for r in rows}
         first_seen = {}  # feature maps and dtypes in the order they ran
         for r in rows:
             first_seen.setdefault(r["feature_map"], len(first_seen))
             first_seen.setdefault(r["dtype"], len(first_seen))
+        shapes = {r["L"]: r.get("shape", "sweep") for r in rows}
         keys = sorted(
             {(r["feature_map"], r["dtype"], r["L"], r["mode"]) for r in rows if r["feature_map"]},
-            key=lambda k: (first_seen[k[0]], first_seen[k[1]], k[2], MODES.index(k[3])),
-        )
+            key=lambda k: (shapes[k[2]] == "sweep", first_seen[k[0]], first_seen[k[1]], k[2],
+                           MODES.index(k[3])),
+        )  # fmt: skip
         for fm, dtype, L, mode in keys:
             tri = index.get(("triton", fm, dtype, mode, L))
+            ser = index.get(("triton-serial", fm, dtype, mode, L))
+            par = index.get(("parallel", fm, dtype, mode, L))
             chk = index.get(("chunked", fm, dtype, mode, L))
             sd = index.get(("sdpa", None, dtype, mode, L))
 
@@ -695,10 +724,10 @@ def table(doc: dict) -> str:
                 return f"{'-':>8}"
 
             lines.append(
-                f"{fm:8} {dtype:5} {L:>6} {mode:8}|{cell(tri)} {cell(chk)} {cell(sd)} |"
-                f"{cell(tri, 'gbytes_per_s', '{:9.1f}')}"
+                f"{shapes[L]:10} {fm:8} {dtype:5} {L:>6} {mode:8}|{cell(tri)} {cell(ser)} "
+                f"{cell(par)} {cell(chk)} {cell(sd)} |{cell(tri, 'gbytes_per_s', '{:9.1f}')}"
                 f" {cell(tri, 'copy_bandwidth_share', '{:6.0%}', 6)} |"
-                f"{ratio(chk)} {ratio(sd)} |{cell(tri, 'peak_mb', '{:8.0f}', 8)}"
+                f"{ratio(ser)} {ratio(sd)} |{cell(tri, 'peak_mb', '{:8.0f}', 8)}"
             )
         notes = [r for r in rows if "error" in r or "skipped" in r]
         for r in notes:
@@ -761,11 +790,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--checks-timeout", type=float, help="seconds for the pytest runs")
     parser.add_argument("--dt-seconds", type=float, help="timed seconds per DT case")
     parser.add_argument("--dt-kinds", nargs="+", default=list(DT_KINDS))
+    parser.add_argument(
+        "--part",
+        choices=["checks", "timings", "all"],
+        default="all",
+        help="checks (pytest, one config per kernel) or timings (DT steps, kernels): one "
+        "10-minute command each",
+    )
     parser.add_argument("--skip-checks", action="store_true")
     parser.add_argument("--skip-kernels", action="store_true")
     parser.add_argument("--skip-dt", action="store_true")
     add_common_args(parser, [], quick=False, out=DEFAULT_OUT / "gpu")
-    return resolve_profile(parser, parser.parse_args(argv), PROFILES)
+    args = resolve_profile(parser, parser.parse_args(argv), PROFILES)
+    args.skip_checks |= args.part == "timings"
+    args.skip_dt |= args.part == "checks"
+    args.skip_kernels |= args.part == "checks"
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:

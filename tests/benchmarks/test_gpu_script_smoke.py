@@ -30,10 +30,11 @@ def test_smoke_run_writes_every_section(tmp_path):
 
     timed = [r for r in doc["kernels"] if "time_ms" in r]
     assert {r["feature_map"] for r in timed} >= {"sigmoid", "relu"}
-    backends = {"chunked", "sdpa"}
+    backends = {"chunked", "parallel", "sdpa"}
     if importlib.util.find_spec("triton"):  # the kernels under the interpreter
-        backends.add("triton")
+        backends |= {"triton", "triton-serial"}
     assert {r["backend"] for r in timed} >= backends
+    assert {r["shape"] for r in timed} == {"dt-episode", "dt-window", "sweep"}
     for feature_map in ("sigmoid", "relu"):
         for mode in ("fwd", "fwd+bwd"):
             assert any(r["feature_map"] == feature_map and r["mode"] == mode for r in timed)
