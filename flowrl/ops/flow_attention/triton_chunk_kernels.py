@@ -128,6 +128,38 @@ def _load_features(
 
 
 @triton.jit
+def _chunk_features(
+    q_ptr,
+    k_ptr,
+    seqs,
+    chunk_seq,
+    sqb,
+    sqh,
+    sql,
+    skb,
+    skh,
+    skl,
+    H,
+    L,
+    D,
+    BLOCK_C: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+    FEATURE_MAP: tl.constexpr,
+):
+    """The prologue of every (chunk, head) program: chunk g and head h from the grid, where
+    the chunk lies (`_chunk`), its tokens' offsets `at` into the (B*H, L) per-token buffers,
+    the head-dim offsets and mask, and phi(q), phi(k)."""
+    g, h = tl.program_id(0).to(tl.int64), tl.program_id(1).to(tl.int64)
+    _, b, tokens, valid, p = _chunk(seqs, chunk_seq, g, BLOCK_C)
+    offs_d = tl.arange(0, BLOCK_D)
+    mask_d = offs_d < D
+    Q, K = _load_features(
+        q_ptr, k_ptr, b, h, sqb, sqh, sql, skb, skh, skl, tokens, valid, offs_d, mask_d, FEATURE_MAP
+    )
+    return g, h, b, tokens, valid, p, (b * H + h) * L + tokens, offs_d, mask_d, Q, K
+
+
+@triton.jit
 def _gate_mm(a, b, PRECISION: tl.constexpr):
     """A matmul of gates, on fp32 operands whatever the input dtype."""
     return tl.dot(a, b, input_precision=PRECISION)
@@ -219,12 +251,23 @@ def _fwd_sums_kernel(
     BLOCK_D: tl.constexpr,
     FEATURE_MAP: tl.constexpr,
 ):
-    g, h = tl.program_id(0).to(tl.int64), tl.program_id(1).to(tl.int64)
-    _, b, tokens, valid, _ = _chunk(seqs, chunk_seq, g, BLOCK_C)
-    offs_d = tl.arange(0, BLOCK_D)
-    mask_d = offs_d < D
-    Q, K = _load_features(
-        q_ptr, k_ptr, b, h, sqb, sqh, sql, skb, skh, skl, tokens, valid, offs_d, mask_d, FEATURE_MAP
+    g, h, _b, _tokens, _valid, _p, _at, offs_d, mask_d, Q, K = _chunk_features(
+        q_ptr,
+        k_ptr,
+        seqs,
+        chunk_seq,
+        sqb,
+        sqh,
+        sql,
+        skb,
+        skh,
+        skl,
+        H,
+        L,
+        D,
+        BLOCK_C,
+        BLOCK_D,
+        FEATURE_MAP,
     )
     out = totals + (g * H + h) * S1 + offs_d
     tl.store(out, tl.sum(K, 0), mask=mask_d)
@@ -263,14 +306,25 @@ def _fwd_flows_kernel(
     PRECISION: tl.constexpr,
     FEATURE_MAP: tl.constexpr,
 ):
-    g, h = tl.program_id(0).to(tl.int64), tl.program_id(1).to(tl.int64)
-    _, b, tokens, valid, p = _chunk(seqs, chunk_seq, g, BLOCK_C)
-    offs_c = tl.arange(0, BLOCK_C)
-    offs_d = tl.arange(0, BLOCK_D)
-    mask_d = offs_d < D
-    Q, K = _load_features(
-        q_ptr, k_ptr, b, h, sqb, sqh, sql, skb, skh, skl, tokens, valid, offs_d, mask_d, FEATURE_MAP
+    g, h, _b, _tokens, valid, p, at, offs_d, mask_d, Q, K = _chunk_features(
+        q_ptr,
+        k_ptr,
+        seqs,
+        chunk_seq,
+        sqb,
+        sqh,
+        sql,
+        skb,
+        skh,
+        skl,
+        H,
+        L,
+        D,
+        BLOCK_C,
+        BLOCK_D,
+        FEATURE_MAP,
     )
+    offs_c = tl.arange(0, BLOCK_C)
     sums = before + (g * H + h) * S1 + offs_d
     key_before = tl.load(sums, mask=mask_d, other=0.0)
     query_before = tl.load(sums + D, mask=mask_d, other=0.0)
@@ -292,7 +346,6 @@ def _fwd_flows_kernel(
         + d_eps2
     )
     inv_in, inv_out = 1.0 / in_dot, 1.0 / out_dot
-    at = (b * H + h) * L + tokens
     tl.store(stats_ptr + at, inv_in, mask=valid)
     tl.store(stats_ptr + FIELD + at, inv_out, mask=valid)
     outflow = tl.where(valid, p * inv_out, 0.0)
@@ -334,18 +387,28 @@ def _fwd_gates_kernel(
     PRECISION: tl.constexpr,
     FEATURE_MAP: tl.constexpr,
 ):
-    g, h = tl.program_id(0).to(tl.int64), tl.program_id(1).to(tl.int64)
-    _, b, tokens, valid, p = _chunk(seqs, chunk_seq, g, BLOCK_C)
-    offs_c = tl.arange(0, BLOCK_C)
-    offs_d = tl.arange(0, BLOCK_D)
-    mask_d = offs_d < D
-    Q, K = _load_features(
-        q_ptr, k_ptr, b, h, sqb, sqh, sql, skb, skh, skl, tokens, valid, offs_d, mask_d, FEATURE_MAP
+    g, h, _b, _tokens, valid, p, at, offs_d, mask_d, Q, K = _chunk_features(
+        q_ptr,
+        k_ptr,
+        seqs,
+        chunk_seq,
+        sqb,
+        sqh,
+        sql,
+        skb,
+        skh,
+        skl,
+        H,
+        L,
+        D,
+        BLOCK_C,
+        BLOCK_D,
+        FEATURE_MAP,
     )
+    offs_c = tl.arange(0, BLOCK_C)
     sums = before + (g * H + h) * S1 + offs_d
     out_before = tl.load(sums + 2 * D, mask=mask_d, other=0.0)
     in_before = tl.load(sums + 3 * D, mask=mask_d, other=0.0)
-    at = (b * H + h) * L + tokens
     outflow = tl.where(valid, p * tl.load(stats_ptr + FIELD + at, mask=valid, other=0.0), 0.0)
     inflow = tl.where(valid, p * tl.load(stats_ptr + at, mask=valid, other=0.0), 0.0)
     P = _gate_mm(Q, tl.trans(K), PRECISION)
@@ -488,16 +551,27 @@ def _fwd_out_kernel(
     PRECISION: tl.constexpr,
     FEATURE_MAP: tl.constexpr,
 ):
-    g, h = tl.program_id(0).to(tl.int64), tl.program_id(1).to(tl.int64)
-    _, b, tokens, valid, p = _chunk(seqs, chunk_seq, g, BLOCK_C)
-    offs_c = tl.arange(0, BLOCK_C)
-    offs_d = tl.arange(0, BLOCK_D)
-    offs_v = tl.program_id(2) * BLOCK_V + tl.arange(0, BLOCK_V)
-    mask_d, mask_v = offs_d < D, offs_v < M
-    Q, K = _load_features(
-        q_ptr, k_ptr, b, h, sqb, sqh, sql, skb, skh, skl, tokens, valid, offs_d, mask_d, FEATURE_MAP
+    g, h, b, tokens, valid, p, at, offs_d, mask_d, Q, K = _chunk_features(
+        q_ptr,
+        k_ptr,
+        seqs,
+        chunk_seq,
+        sqb,
+        sqh,
+        sql,
+        skb,
+        skh,
+        skl,
+        H,
+        L,
+        D,
+        BLOCK_C,
+        BLOCK_D,
+        FEATURE_MAP,
     )
-    at = (b * H + h) * L + tokens
+    offs_c = tl.arange(0, BLOCK_C)
+    offs_v = tl.program_id(2) * BLOCK_V + tl.arange(0, BLOCK_V)
+    mask_v = offs_v < M
     z_before = tl.load(before + (g * H + h) * S1 + 4 * D)
     _, _, _, comp = _competition(stats_ptr, FIELD, at, valid, p, z_before, clamp)
     scale, _, _ = _scale(stats_ptr, FIELD, at, valid)
@@ -568,16 +642,26 @@ def _bwd_out_kernel(
     PRECISION: tl.constexpr,
     FEATURE_MAP: tl.constexpr,
 ):
-    g, h = tl.program_id(0).to(tl.int64), tl.program_id(1).to(tl.int64)
-    _, b, tokens, valid, p = _chunk(seqs, chunk_seq, g, BLOCK_C)
-    offs_c = tl.arange(0, BLOCK_C)
-    offs_d = tl.arange(0, BLOCK_D)
-    mask_d = offs_d < D
-    eps_d = tl.where(mask_d, eps, 0.0)[None, :]
-    Q, K = _load_features(
-        q_ptr, k_ptr, b, h, sqb, sqh, sql, skb, skh, skl, tokens, valid, offs_d, mask_d, FEATURE_MAP
+    g, h, b, tokens, valid, p, at, offs_d, mask_d, Q, K = _chunk_features(
+        q_ptr,
+        k_ptr,
+        seqs,
+        chunk_seq,
+        sqb,
+        sqh,
+        sql,
+        skb,
+        skh,
+        skl,
+        H,
+        L,
+        D,
+        BLOCK_C,
+        BLOCK_D,
+        FEATURE_MAP,
     )
-    at = (b * H + h) * L + tokens
+    offs_c = tl.arange(0, BLOCK_C)
+    eps_d = tl.where(mask_d, eps, 0.0)[None, :]
     z_before = tl.load(before + (g * H + h) * S1 + 4 * D)
     _, _, total, comp = _competition(stats_ptr, FIELD, at, valid, p, z_before, clamp)
     scale, alloc, inv_in = _scale(stats_ptr, FIELD, at, valid)
@@ -666,16 +750,26 @@ def _bwd_gates_kernel(
     PRECISION: tl.constexpr,
     FEATURE_MAP: tl.constexpr,
 ):
-    g, h = tl.program_id(0).to(tl.int64), tl.program_id(1).to(tl.int64)
-    _, b, tokens, valid, p = _chunk(seqs, chunk_seq, g, BLOCK_C)
-    offs_c = tl.arange(0, BLOCK_C)
-    offs_d = tl.arange(0, BLOCK_D)
-    mask_d = offs_d < D
-    eps_d = tl.where(mask_d, eps, 0.0)[None, :]
-    Q, K = _load_features(
-        q_ptr, k_ptr, b, h, sqb, sqh, sql, skb, skh, skl, tokens, valid, offs_d, mask_d, FEATURE_MAP
+    g, h, _b, _tokens, valid, p, at, offs_d, mask_d, Q, K = _chunk_features(
+        q_ptr,
+        k_ptr,
+        seqs,
+        chunk_seq,
+        sqb,
+        sqh,
+        sql,
+        skb,
+        skh,
+        skl,
+        H,
+        L,
+        D,
+        BLOCK_C,
+        BLOCK_D,
+        FEATURE_MAP,
     )
-    at = (b * H + h) * L + tokens
+    offs_c = tl.arange(0, BLOCK_C)
+    eps_d = tl.where(mask_d, eps, 0.0)[None, :]
     z_before = tl.load(before + (g * H + h) * S1 + 4 * D)
     source, e, total, comp = _competition(stats_ptr, FIELD, at, valid, p, z_before, clamp)
     _, alloc, inv_in = _scale(stats_ptr, FIELD, at, valid)
@@ -736,16 +830,26 @@ def _bwd_norms_kernel(
     PRECISION: tl.constexpr,
     FEATURE_MAP: tl.constexpr,
 ):
-    g, h = tl.program_id(0).to(tl.int64), tl.program_id(1).to(tl.int64)
-    _, b, tokens, valid, p = _chunk(seqs, chunk_seq, g, BLOCK_C)
-    offs_c = tl.arange(0, BLOCK_C)
-    offs_d = tl.arange(0, BLOCK_D)
-    mask_d = offs_d < D
-    eps_d = tl.where(mask_d, eps, 0.0)[None, :]
-    Q, K = _load_features(
-        q_ptr, k_ptr, b, h, sqb, sqh, sql, skb, skh, skl, tokens, valid, offs_d, mask_d, FEATURE_MAP
+    g, h, _b, _tokens, valid, p, at, offs_d, mask_d, Q, K = _chunk_features(
+        q_ptr,
+        k_ptr,
+        seqs,
+        chunk_seq,
+        sqb,
+        sqh,
+        sql,
+        skb,
+        skh,
+        skl,
+        H,
+        L,
+        D,
+        BLOCK_C,
+        BLOCK_D,
+        FEATURE_MAP,
     )
-    at = (b * H + h) * L + tokens
+    offs_c = tl.arange(0, BLOCK_C)
+    eps_d = tl.where(mask_d, eps, 0.0)[None, :]
     _, alloc, inv_in = _scale(stats_ptr, FIELD, at, valid)
     inv_out = tl.load(stats_ptr + FIELD + at, mask=valid, other=0.0)
     dscale = tl.load(adj_ptr + FIELD + at, mask=valid, other=0.0)
@@ -812,16 +916,26 @@ def _bwd_qk_kernel(
     PRECISION: tl.constexpr,
     FEATURE_MAP: tl.constexpr,
 ):
-    g, h = tl.program_id(0).to(tl.int64), tl.program_id(1).to(tl.int64)
-    _, b, tokens, valid, p = _chunk(seqs, chunk_seq, g, BLOCK_C)
-    offs_c = tl.arange(0, BLOCK_C)
-    offs_d = tl.arange(0, BLOCK_D)
-    mask_d = offs_d < D
-    eps_d = tl.where(mask_d, eps, 0.0)[None, :]
-    Q, K = _load_features(
-        q_ptr, k_ptr, b, h, sqb, sqh, sql, skb, skh, skl, tokens, valid, offs_d, mask_d, FEATURE_MAP
+    g, h, b, tokens, valid, p, at, offs_d, mask_d, Q, K = _chunk_features(
+        q_ptr,
+        k_ptr,
+        seqs,
+        chunk_seq,
+        sqb,
+        sqh,
+        sql,
+        skb,
+        skh,
+        skl,
+        H,
+        L,
+        D,
+        BLOCK_C,
+        BLOCK_D,
+        FEATURE_MAP,
     )
-    at = (b * H + h) * L + tokens
+    offs_c = tl.arange(0, BLOCK_C)
+    eps_d = tl.where(mask_d, eps, 0.0)[None, :]
     _, alloc, inv_in = _scale(stats_ptr, FIELD, at, valid)
     inflow = tl.where(valid, p * inv_in, 0.0)
     outflow = tl.where(valid, p * tl.load(stats_ptr + FIELD + at, mask=valid, other=0.0), 0.0)
