@@ -200,7 +200,7 @@ def flow_attention(
     kw = {"return_state": return_state} if fn is parallel_by_length else {}
     native = packed is not None and q.dtype != torch.float64 and fn is _triton_backend()
     if native:  # the chunk kernels grid packed sequences as they lie
-        kw["offsets"] = packed.cu_seqlens.tolist()
+        kw["offsets"] = packed.offsets
     elif packed is not None:
         q, k, v = packed.pad(q), packed.pad(k), packed.pad(v)
     lengths = None if packed is None or native else packed.lengths

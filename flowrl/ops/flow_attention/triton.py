@@ -462,6 +462,15 @@ def triton_flow_attention(
         )
     if q.device.type != "cuda" and not INTERPRET:
         raise ValueError("the triton backend needs CUDA tensors (or TRITON_INTERPRET=1)")
+    if (
+        initial_state is not None
+        and torch.is_grad_enabled()
+        and any(t.requires_grad for t in initial_state.tensors().values())
+    ):
+        raise ValueError(
+            "the triton backend has no gradient for initial_state: detach it, "
+            "or use backend='chunked'"
+        )
     one = _chunk_schedule if schedule == "chunk" else _serial_schedule
     if schedule == "chunk":
         kw["offsets"] = offsets
@@ -508,11 +517,6 @@ def _chunk_schedule(
         kv_in = torch.zeros(n, H, D, M, **f32)
     else:
         s = initial_state
-        if torch.is_grad_enabled() and any(t.requires_grad for t in s.tensors().values()):
-            raise ValueError(
-                "the triton backend has no gradient for initial_state: detach it, "
-                "or use backend='chunked'"
-            )
         position = s.position.to(q.device, torch.long)
         vec = (s.key_sum, s.query_sum, s.outflow_sum, s.inflow_sum, s.competition_sum[..., None])
         vec_in = torch.cat(vec, -1).to(**f32).contiguous()
@@ -520,7 +524,6 @@ def _chunk_schedule(
     if lengths is not None:
         lengths = lengths.to(q.device, torch.long).clamp(max=L)
     chunk = ck.chunk_size(_blocks(q, v, feature_map)["BLOCK_D"])
-    offsets = None if offsets is None else [int(x) for x in offsets]
     seqs, chunk_seq = _sequence_table(B, L, chunk, lengths, offsets, position, q.device)
     qkv = (_row_major(q), _row_major(k), _row_major(v))
     out, vec, kv = _ChunkFlowAttention.apply(
@@ -560,11 +563,6 @@ def _serial_schedule(
         kv_in = torch.zeros(B, H, D, M, **f32)
     else:
         s = initial_state
-        if torch.is_grad_enabled() and any(t.requires_grad for t in s.tensors().values()):
-            raise ValueError(
-                "the triton backend has no gradient for initial_state: detach it, "
-                "or use backend='chunked'"
-            )
         start = s.position.to(q.device, torch.long).contiguous()
         vec = (s.key_sum, s.query_sum, s.outflow_sum, s.inflow_sum)
         vec_in = torch.stack(vec, 2).to(**f32).contiguous()

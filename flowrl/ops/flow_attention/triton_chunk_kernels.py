@@ -93,41 +93,6 @@ def _sequence(seqs, n):
 
 
 @triton.jit
-def _chunk(seqs, chunk_seq, g, BLOCK_C: tl.constexpr):
-    """Where chunk g lies: its sequence n, its batch row b, its tokens (indices along L),
-    which of them belong to the sequence, and their 1-based positions."""
-    n = tl.load(chunk_seq + g)
-    b, first, length, first_chunk, _, t0 = _sequence(seqs, n)
-    rows = (g - first_chunk) * BLOCK_C + tl.arange(0, BLOCK_C)
-    valid = rows < length
-    return n, b, first + rows, valid, t0 + rows.to(tl.float32) + 1.0
-
-
-@triton.jit
-def _load_features(
-    q_ptr,
-    k_ptr,
-    b,
-    h,
-    sqb,
-    sqh,
-    sql,
-    skb,
-    skh,
-    skl,
-    tokens,
-    valid,
-    offs_d,
-    mask_d,
-    FEATURE_MAP: tl.constexpr,
-):
-    """phi(q), phi(k) of one chunk (C, BLOCK_D) in fp32, zero off the sequence."""
-    Q = _features(q_ptr + b * sqb + h * sqh, tokens, offs_d, sql, valid, mask_d, FEATURE_MAP)
-    K = _features(k_ptr + b * skb + h * skh, tokens, offs_d, skl, valid, mask_d, FEATURE_MAP)
-    return Q, K
-
-
-@triton.jit
 def _chunk_features(
     q_ptr,
     k_ptr,
@@ -146,16 +111,20 @@ def _chunk_features(
     BLOCK_D: tl.constexpr,
     FEATURE_MAP: tl.constexpr,
 ):
-    """The prologue of every (chunk, head) program: chunk g and head h from the grid, where
-    the chunk lies (`_chunk`), its tokens' offsets `at` into the (B*H, L) per-token buffers,
-    the head-dim offsets and mask, and phi(q), phi(k)."""
+    """The prologue of every (chunk, head) program: chunk g and head h from the grid; the
+    chunk's batch row b, its tokens (indices along L), which of them belong to its sequence,
+    their 1-based positions p and offsets `at` into the (B*H, L) per-token buffers; the
+    head-dim offsets and mask; and phi(q), phi(k) (C, BLOCK_D) in fp32, zero off the
+    sequence."""
     g, h = tl.program_id(0).to(tl.int64), tl.program_id(1).to(tl.int64)
-    _, b, tokens, valid, p = _chunk(seqs, chunk_seq, g, BLOCK_C)
+    b, first, length, first_chunk, _, t0 = _sequence(seqs, tl.load(chunk_seq + g))
+    rows = (g - first_chunk) * BLOCK_C + tl.arange(0, BLOCK_C)
+    tokens, valid = first + rows, rows < length
     offs_d = tl.arange(0, BLOCK_D)
     mask_d = offs_d < D
-    Q, K = _load_features(
-        q_ptr, k_ptr, b, h, sqb, sqh, sql, skb, skh, skl, tokens, valid, offs_d, mask_d, FEATURE_MAP
-    )
+    Q = _features(q_ptr + b * sqb + h * sqh, tokens, offs_d, sql, valid, mask_d, FEATURE_MAP)
+    K = _features(k_ptr + b * skb + h * skh, tokens, offs_d, skl, valid, mask_d, FEATURE_MAP)
+    p = t0 + rows.to(tl.float32) + 1.0
     return g, h, b, tokens, valid, p, (b * H + h) * L + tokens, offs_d, mask_d, Q, K
 
 

@@ -23,6 +23,7 @@ class PackedSequences:
     sequence: Tensor  # (total,) which sequence each packed token belongs to
     position: Tensor  # (total,) its 0-based position inside that sequence
     longest: int
+    offsets: tuple[int, ...]  # cu_seqlens on the host, read once
 
     @classmethod
     def from_offsets(cls, cu_seqlens: Tensor, total: int) -> PackedSequences:
@@ -53,7 +54,14 @@ class PackedSequences:
         )
         starts = cu_seqlens.to(torch.long)[:-1]
         position = torch.arange(total, device=device) - starts[sequence]
-        return cls(cu_seqlens.to(torch.long), lengths, sequence, position, max(lengths_list))
+        return cls(
+            cu_seqlens.to(torch.long),
+            lengths,
+            sequence,
+            position,
+            max(lengths_list),
+            tuple(offsets),
+        )
 
     @property
     def total(self) -> int:
