@@ -119,15 +119,28 @@ def composed_yaml(path: Path) -> str:
     return f"# {path}, its defaults merged in\n" + OmegaConf.to_yaml(merged)
 
 
-def config_layers(path: Path, chain: tuple[Path, ...] = ()) -> list[tuple[Path, dict]]:
-    """The settings of `path` in merge order: first those of each file in its `defaults:`
-    list (paths relative to `path`'s folder, themselves with defaults), then its own."""
+def config_layers(path: Path) -> list[tuple[Path, dict]]:
+    """The settings of `path` and the files its `defaults:` graph names, in merge order:
+    depth-first, each file's defaults (paths relative to its folder) in their listed order
+    before the file itself, each file once, where it first comes. A base that two defaults
+    share is therefore merged before both and never over what either sets."""
+    layers: list[tuple[Path, dict]] = []
+    _add_layers(path, (), set(), layers)
+    return layers
+
+
+def _add_layers(
+    path: Path, chain: tuple[Path, ...], merged: set[Path], layers: list[tuple[Path, dict]]
+) -> None:
     if not path.is_file():
         listed = f" (in the defaults of {chain[-1]})" if chain else ""
         raise UserError(f"config file {path} does not exist{listed}")
-    if path.resolve() in chain:
-        cycle = " -> ".join(str(p) for p in (*chain, path.resolve()))
+    resolved = path.resolve()
+    if resolved in chain:
+        cycle = " -> ".join(str(p) for p in (*chain, resolved))
         raise UserError(f"config file {path}: its defaults come back to it ({cycle})")
+    if resolved in merged:
+        return
     mapping = read_yaml_mapping(path)
     defaults = mapping.pop("defaults", [])
     if not isinstance(defaults, list) or not all(isinstance(d, str) for d in defaults):
@@ -135,10 +148,10 @@ def config_layers(path: Path, chain: tuple[Path, ...] = ()) -> list[tuple[Path, 
             f"config file {path}: defaults={defaults!r}: expected a list of config files, "
             "e.g. [../base/decision-transformer.yaml]"
         )
-    layers = []
     for default in defaults:
-        layers += config_layers(path.parent / default, (*chain, path.resolve()))
-    return [*layers, (path, mapping)]
+        _add_layers(path.parent / default, (*chain, resolved), merged, layers)
+    merged.add(resolved)
+    layers.append((path, mapping))
 
 
 def _describe(err: OmegaConfBaseException) -> str:

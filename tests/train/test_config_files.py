@@ -68,6 +68,18 @@ def test_defaults_merge_in_order_then_the_file_then_overrides(tmp_path):
     assert (cfg.steps, cfg.seed, cfg.model.embed_dim, cfg.model.n_heads) == (20, 2, 32, 4)
 
 
+def test_a_diamond_merges_its_shared_base_once_before_both_sides(tmp_path):
+    """run -> [b, c], b -> base, c -> base: base, b, c, run; base never overrides b."""
+    write(tmp_path / "base.yaml", "steps: 20\nseed: 1\nlog_every: 5\n")
+    write(tmp_path / "b.yaml", "defaults: [base.yaml]\nsteps: 30\nlog_every: 6\n")
+    write(tmp_path / "c.yaml", "defaults: [base.yaml]\nlog_every: 7\n")
+    top = write(tmp_path / "run.yaml", "defaults: [b.yaml, c.yaml]\nseed: 3\n")
+    assert [p.name for p, _ in config_layers(top)] == ["base.yaml", "b.yaml", "c.yaml", "run.yaml"]
+    cfg = load_config(top)
+    assert (cfg.steps, cfg.log_every, cfg.seed) == (30, 7, 3)
+    assert yaml.safe_load(composed_yaml(top))["steps"] == 30
+
+
 def test_broken_compositions_name_the_file(tmp_path):
     missing = write(tmp_path / "missing.yaml", "defaults: [nowhere.yaml]\n")
     with pytest.raises(UserError, match=r"nowhere\.yaml does not exist \(in the defaults of .*"):
