@@ -108,9 +108,13 @@ class WindowSampler(_Sampler):
         super().__init__(dataset, batch_size, seed)
         self.context_len = int(context_len)
 
+    def draw(self) -> np.ndarray:
+        """The next batch's first rows, (B,) int64 indices into the flat table."""
+        return self.rng.integers(0, self.table.num_steps, size=self.batch_size)
+
     def sample(self) -> Batch[np.ndarray]:
         t = self.table
-        first = self.rng.integers(0, t.num_steps, size=self.batch_size)
+        first = self.draw()
         episode = np.searchsorted(t.ends, first, side="right")
         steps = (first - t.starts[episode])[:, None] + np.arange(self.context_len)
         mask = steps < t.lengths[episode][:, None]
@@ -136,14 +140,15 @@ class EpisodeSampler(_Sampler):
         super().__init__(dataset, batch_size, seed)
         self.max_len = int(max_len)
 
-    def _draw(self) -> tuple[np.ndarray, np.ndarray]:
+    def draw(self) -> tuple[np.ndarray, np.ndarray]:
+        """The next batch's episodes (B,) and their prefix lengths (B,), int64."""
         episode = self.rng.integers(0, len(self.table.lengths), size=self.batch_size)
         return episode, np.minimum(self.table.lengths[episode], self.max_len)
 
     def sample(self) -> Batch[np.ndarray]:
         """Prefixes right-padded to the longest in the batch: arrays (B, L, ...)."""
         t = self.table
-        episode, lengths = self._draw()
+        episode, lengths = self.draw()
         steps = np.broadcast_to(np.arange(lengths.max()), (self.batch_size, lengths.max()))
         mask = steps < lengths[:, None]
         return t.gather(t.starts[episode][:, None] + steps, steps, mask)
@@ -151,7 +156,7 @@ class EpisodeSampler(_Sampler):
     def sample_packed(self) -> PackedBatch[np.ndarray]:
         """The same draw as `sample`, packed without pads: arrays (1, total, ...) and offsets."""
         t = self.table
-        episode, lengths = self._draw()
+        episode, lengths = self.draw()
         cu_seqlens = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
         steps = np.arange(cu_seqlens[-1]) - np.repeat(cu_seqlens[:-1], lengths)
         rows = np.repeat(t.starts[episode], lengths) + steps
