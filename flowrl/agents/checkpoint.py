@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 import pickle
 import zipfile
 from collections.abc import Mapping
@@ -20,6 +19,7 @@ from typing import Any
 import torch
 
 from flowrl.errors import UserError
+from flowrl.files import write_atomic
 
 CHECKPOINT_FORMAT = "flowrl-decision-transformer-2"
 
@@ -58,19 +58,12 @@ def save_atomic(obj: Any, path: Path) -> None:
     """
     buffer = io.BytesIO()
     torch.save(obj, buffer)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with tmp.open("wb") as file:
-            file.write(buffer.getbuffer())
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(tmp, path)
+        write_atomic(path, buffer.getbuffer())
     except OSError as err:
         kept = "; the previous one is kept" if path.is_file() else ""
         raise UserError(f"cannot write checkpoint {path}: {err.strerror or err}{kept}") from None
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:

@@ -6,25 +6,16 @@ import hashlib
 import json
 from typing import Any
 
+from flowrl.train.config import dotted_settings
+
 # Settings that name or place a run without changing what it trains.
 PLACEMENT_KEYS = ("name", "out_dir")
-
-
-def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """{'model': {'attention': 'flow'}} -> {'model.attention': 'flow'}."""
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            flat.update(flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
 
 
 def identity(config: dict[str, Any]) -> str:
     """A hash of the resolved settings (nested or flat, as config.yaml or `to_dict` give
     them) without the run's name and output folder: equal for two runs that train the same
     thing with the same seed."""
-    flat = {k: v for k, v in flatten(config).items() if k not in PLACEMENT_KEYS}
+    flat = {k: v for k, v in dotted_settings(config).items() if k not in PLACEMENT_KEYS}
     text = json.dumps(flat, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]

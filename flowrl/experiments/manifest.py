@@ -4,12 +4,12 @@ status. One JSON file in the sweep folder, rewritten atomically after every chan
 from __future__ import annotations
 
 import json
-import os
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from flowrl.errors import UserError
+from flowrl.files import write_atomic
 
 MANIFEST = "manifest.json"
 BASE_CONFIG = "base.yaml"
@@ -21,13 +21,6 @@ BASE_CONFIG = "base.yaml"
 
 def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write `text` to a temporary file beside `path`, then rename it over `path`."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 class Manifest:

@@ -16,7 +16,8 @@ import numpy as np
 import yaml
 
 from flowrl.errors import UserError
-from flowrl.experiments.identity import flatten, identity
+from flowrl.experiments.identity import identity
+from flowrl.train.config import dotted_settings
 
 
 @dataclass
@@ -88,7 +89,7 @@ def read_run(path: Path) -> Run:
         raise UserError(f"{config_path}: expected a mapping of settings")
     jsonl = path / "metrics.jsonl"
     metrics = read_metrics(jsonl) if jsonl.is_file() else read_events(path)
-    return Run(path, flatten(config or {}), metrics)
+    return Run(path, dotted_settings(config or {}), metrics)
 
 
 def _run_folders(path: Path) -> list[Path]:

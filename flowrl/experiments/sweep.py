@@ -33,8 +33,9 @@ from flowrl.data import load_or_collect
 from flowrl.errors import Interrupted, UserError
 from flowrl.experiments.grid import RunSpec, points
 from flowrl.experiments.identity import identity
-from flowrl.experiments.manifest import BASE_CONFIG, MANIFEST, Manifest, write_atomic
-from flowrl.train.config import composed_yaml, load_config
+from flowrl.experiments.manifest import BASE_CONFIG, MANIFEST, Manifest
+from flowrl.files import write_atomic
+from flowrl.train.config_files import composed_yaml, load_config
 from flowrl.train.interrupt import StopOnSignal
 from flowrl.train.progress import saved_step
 

@@ -3,19 +3,12 @@
 from __future__ import annotations
 
 import math
-import re
-from pathlib import Path
-from typing import TYPE_CHECKING
-
-import yaml
 
 from flowrl.agents.normalizer import check_return_scale
 from flowrl.envs.masked import MASKS
 from flowrl.errors import UserError, check_choice, check_name, check_types
 from flowrl.eval.rollout import check_rollout_settings
-
-if TYPE_CHECKING:
-    from flowrl.train.config import TrainConfig
+from flowrl.train.config import TrainConfig
 
 PRECISIONS = ("auto", "fp32", "bf16")
 OBSERVATION_MASKS = ("none", *MASKS)
@@ -71,68 +64,3 @@ def _finite_nonneg(value: float) -> bool:
 
 def _finite_pos(value: float) -> bool:
     return 0 < value < math.inf
-
-
-class ConfigLoader(yaml.SafeLoader):
-    """YAML as flowrl reads settings (config files, `--set` and `--grid` values): PyYAML's
-    safe YAML 1.1 with YAML 1.2's plain scalars. An integer is base 10 (`010` is not octal 8,
-    `0x10`, `0b11` and `1:30` are text, which an integer setting reads as base 10 or refuses:
-    `steps=010` is 10), a boolean is `true` or `false` only (`yes`, `no`, `on`, `off` are text,
-    which a boolean setting still reads as such, and `name=off` stays `off`), a float needs
-    no dot before its exponent (`3e-4`), and dates are text."""
-
-
-_TAG = "tag:yaml.org,2002:"
-_RESOLVED_HERE = {f"{_TAG}{kind}" for kind in ("bool", "int", "float", "timestamp")}
-ConfigLoader.yaml_implicit_resolvers = {
-    first: [(tag, rx) for tag, rx in resolvers if tag not in _RESOLVED_HERE]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-ConfigLoader.add_implicit_resolver(
-    f"{_TAG}bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
-)
-ConfigLoader.add_implicit_resolver(
-    f"{_TAG}int", re.compile(r"^[-+]?(?:0|[1-9][0-9_]*)$"), list("-+0123456789")
-)
-ConfigLoader.add_implicit_resolver(
-    f"{_TAG}float",
-    re.compile(
-        r"""^(?:[-+]?[0-9][0-9_]*\.[0-9_]*(?:[eE][-+]?[0-9]+)?
-        |[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+
-        |[-+]?\.[0-9][0-9_]*(?:[eE][-+]?[0-9]+)?
-        |[-+]?\.(?:inf|Inf|INF)
-        |\.(?:nan|NaN|NAN))$""",
-        re.X,
-    ),
-    list("-+0123456789."),
-)
-
-
-def parse_value(text: str, setting: str) -> object:
-    """The value of a `key=value` setting (`--set`, `--grid`), read as a config file's value."""
-    try:
-        return yaml.load(text, Loader=ConfigLoader)  # a SafeLoader
-    except yaml.YAMLError as err:
-        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-        raise UserError(f"{setting}: malformed value: {problem}") from None
-
-
-def read_yaml_mapping(path: Path) -> dict:
-    """A config file's settings; a UserError for malformed YAML or a file that is no mapping."""
-    try:
-        data = yaml.load(path.read_text(), Loader=ConfigLoader)  # a SafeLoader
-    except yaml.YAMLError as err:
-        where = getattr(err, "problem_mark", None)
-        line = f" at line {where.line + 1}" if where is not None else ""
-        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-        raise UserError(f"config file {path}: malformed YAML{line}: {problem}") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise UserError(f"config file {path} cannot be read: {err}") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise UserError(
-            f"config file {path}: expected a mapping of settings (key: value lines), "
-            f"got a {type(data).__name__}"
-        )
-    return data

@@ -29,10 +29,10 @@ from flowrl.data.fingerprint import check_same_dataset, dataset_fingerprint
 from flowrl.errors import UserError
 from flowrl.eval import TargetResult, evaluate
 from flowrl.train import distributed, preflight
-from flowrl.train.config import RESUMABLE_CHANGES, TrainConfig, save_config
+from flowrl.train.config import RESUMABLE_CHANGES, TrainConfig, dotted_settings, save_config
 from flowrl.train.config_checks import check_config
 from flowrl.train.interrupt import StopOnSignal
-from flowrl.train.logger import MetricsLogger, flatten
+from flowrl.train.logger import MetricsLogger
 from flowrl.train.run_dir import claim_run_dir
 
 
@@ -333,7 +333,7 @@ class Trainer:
         bar.close()
         results, score = self._evaluate_and_log(logger)
         self.save("last.pt", finished=True)
-        logger.hparams(flatten(cfg.to_dict()), {"hparam/final_score": score})
+        logger.hparams(dotted_settings(cfg.to_dict()), {"hparam/final_score": score})
         logger.close()
         distributed.barrier()  # every rank returns once rank 0's files are written
         return {

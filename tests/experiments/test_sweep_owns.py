@@ -19,7 +19,7 @@ import yaml
 from flowrl.cli import main
 from flowrl.experiments.grid import MAX_RUNS
 from flowrl.experiments.identity import identity
-from flowrl.train.config import load_config
+from flowrl.train.config_files import load_config
 from flowrl.train.progress import saved_step
 from flowrl.train.run_dir import FolderLock
 from tests.experiments.conftest import ROOT, flowrl

@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 
 from flowrl.errors import UserError
-from flowrl.train.config import TrainConfig, load_config
+from flowrl.train.config import TrainConfig
 from flowrl.train.config_checks import check_config
+from flowrl.train.config_files import load_config
 
 CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs").rglob("*.yaml"))
 

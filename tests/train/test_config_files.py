@@ -10,8 +10,9 @@ import yaml
 from omegaconf import OmegaConf
 
 from flowrl.errors import UserError
-from flowrl.train.config import TrainConfig, composed_yaml, config_layers, load_config
+from flowrl.train.config import TrainConfig
 from flowrl.train.config_checks import check_config
+from flowrl.train.config_files import composed_yaml, config_layers, load_config
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = sorted((ROOT / "configs").rglob("*.yaml"))

@@ -11,7 +11,7 @@ from flowrl.data import load_dataset
 from flowrl.data.masked import mask_dataset
 from flowrl.errors import UserError
 from flowrl.train import fit
-from flowrl.train.config import load_config
+from flowrl.train.config_files import load_config
 
 
 @pytest.fixture
