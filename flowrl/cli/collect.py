@@ -5,13 +5,28 @@ from __future__ import annotations
 import argparse
 
 from flowrl.data.collect import DEFAULT_DATASET_ID, DEFAULT_ENV_ID
+from flowrl.envs.policy_registry import COLLECTION_POLICIES, default_policy
 
-DEFAULT_POLICIES = {
-    "Pendulum-v1": "pendulum-swingup",
-    "flowrl/TMazePassive-v0": "tmaze-mixed",
-    "flowrl/TMazeActive-v0": "tmaze-mixed",
-    "flowrl/MiniGridMemory-v0": "minigrid-mixed",
-}
+
+def policy_help() -> str:
+    """`--policy`'s help: the registry's policies and which one each env takes by default."""
+    defaults = [
+        f"{entry.name} on {', '.join(entry.envs)}"
+        for entry in COLLECTION_POLICIES.values()
+        if entry.default and entry.envs is not None
+    ]
+    fallback = default_policy("")  # the default on any other env
+    names = ", ".join(COLLECTION_POLICIES)
+    return f"one of {names} (default: {'; '.join(defaults)}; else {fallback})"
+
+
+def noise_help() -> str:
+    """`--noise`'s help: what the noise does in each policy that has one, and its default."""
+    return "; ".join(
+        f"{entry.name}: {entry.noise_help} (default {entry.default_noise:g})"
+        for entry in COLLECTION_POLICIES.values()
+        if entry.noise_help is not None
+    )
 
 
 def add_parser(subparsers: argparse._SubParsersAction, name: str) -> None:
@@ -32,12 +47,7 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str) -> None:
         help="keyword arguments of the env, repeatable or comma-separated (e.g. length=50); "
         "the dataset's env spec records them",
     )
-    parser.add_argument(
-        "--policy",
-        help="random, pendulum-swingup, tmaze-oracle, tmaze-mixed, minigrid-oracle or "
-        "minigrid-mixed (default: pendulum-swingup on Pendulum-v1, tmaze-mixed on the T-Mazes, "
-        "minigrid-mixed on flowrl/MiniGridMemory-v0, else random)",
-    )
+    parser.add_argument("--policy", help=policy_help())
     parser.add_argument("--episodes", type=int, default=200, help="default: %(default)s")
     parser.add_argument(
         "--dataset-id",
@@ -45,14 +55,7 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str) -> None:
         help="Minari id (default: %(default)s)",
     )
     parser.add_argument("--seed", type=int, default=0, help="default: %(default)s")
-    parser.add_argument(
-        "--noise",
-        type=float,
-        help="pendulum-swingup: each episode takes random torques with a probability drawn "
-        "from [0, noise] (default 1); tmaze-mixed: a share noise/2 of the episodes takes the "
-        "wrong turn and, independently, noise/2 takes random steps (default 0.6); "
-        "minigrid-mixed: the same with the wrong object for the wrong turn (default 0.6)",
-    )
+    parser.add_argument("--noise", type=float, help=noise_help())
     parser.add_argument("--max-episode-steps", type=int, help="override the env's time limit")
     parser.add_argument("--ref-min-score", type=float, help="reference return of a random policy")
     parser.add_argument("--ref-max-score", type=float, help="reference return of an expert")
@@ -65,10 +68,9 @@ def run(args: argparse.Namespace) -> int:
     from flowrl.envs.make import parse_env_kwargs
 
     env_kwargs = parse_env_kwargs(args.env_kwargs)
-    policy = args.policy or DEFAULT_POLICIES.get(args.env, "random")
     dataset = collect_dataset(
         args.env,
-        policy,
+        args.policy,
         episodes=args.episodes,
         dataset_id=args.dataset_id,
         seed=args.seed,

@@ -17,7 +17,6 @@ from flowrl.errors import UserError
 
 DEFAULT_DATASET_ID = "flowrl/pendulum-scripted-v0"
 DEFAULT_ENV_ID = "Pendulum-v1"
-DEFAULT_POLICY = "pendulum-swingup"
 
 
 def _rollout(env, policy, *, env_seed: int, rng: np.random.Generator):
@@ -52,7 +51,7 @@ def _rollout(env, policy, *, env_seed: int, rng: np.random.Generator):
 
 def collect_dataset(
     env_id: str = DEFAULT_ENV_ID,
-    policy: str = DEFAULT_POLICY,
+    policy: str | None = None,
     *,
     episodes: int = 200,
     dataset_id: str = DEFAULT_DATASET_ID,
@@ -68,14 +67,20 @@ def collect_dataset(
     """Collects `episodes` episodes of `policy` in `env_id` and writes Minari `dataset_id`.
 
     The env is made with `env_kwargs` (e.g. a T-Maze's `length`), which the dataset's env
-    spec records. `noise` is the policy's own (None: its default). Reference returns default
+    spec records. `policy` is a name in `flowrl.envs.COLLECTION_POLICIES` (None: the env's
+    default); `noise` is the policy's own (None: its default). Reference returns default
     to flowrl's table for the env (`flowrl.data.reference`). The write is atomic; the dataset
     is read back from disk and returned.
     """
-    from flowrl.envs.collection_policies import make_policy
-    from flowrl.envs.minigrid_policies import MINIGRID_POLICIES, make_minigrid_policy
-    from flowrl.envs.tmaze_policies import TMAZE_POLICIES, make_tmaze_policy
+    from flowrl.envs.policy_registry import (
+        collection_policy,
+        default_policy,
+        make_collection_policy,
+    )
 
+    policy = policy or default_policy(env_id)
+    if noise is None:  # the policy's default, recorded in the metadata
+        noise = collection_policy(policy).default_noise
     if episodes < 1:
         raise UserError(f"episodes must be at least 1, got {episodes}")
     if max_episode_steps is not None and max_episode_steps < 1:
@@ -88,14 +93,7 @@ def collect_dataset(
         what = "reference returns (--ref-min-score, --ref-max-score, or the env's table)"
         check_reference_scores(ref_min, ref_max, what)
     env = make_env(env_id, env_kwargs or {}, max_episode_steps=max_episode_steps)
-    if noise is None:  # the policy's default, recorded in the metadata
-        noise = {**TMAZE_POLICIES, **MINIGRID_POLICIES}.get(policy, 1.0)
-    if policy in TMAZE_POLICIES:
-        actor = make_tmaze_policy(policy, env, noise=noise)
-    elif policy in MINIGRID_POLICIES:
-        actor = make_minigrid_policy(policy, env, noise=noise)
-    else:
-        actor = make_policy(policy, env, noise=noise)
+    actor = make_collection_policy(policy, env, noise=noise)
     env_seeds, policy_seed = np.random.SeedSequence(seed).spawn(2)
     env_seed_list = np.random.default_rng(env_seeds).integers(2**31 - 1, size=episodes)
     rng = np.random.default_rng(policy_seed)

@@ -1,4 +1,5 @@
-"""Collection policies for `flowrl collect`: uniform random, and a scripted Pendulum-v1 swing-up."""
+"""Collection policies for `flowrl collect`: the protocol, uniform random, and a scripted
+Pendulum-v1 swing-up. The registry of every built-in policy is `policy_registry.py`."""
 
 from __future__ import annotations
 
@@ -28,7 +29,9 @@ def check_probabilities(policy: str, **values: float) -> None:
 class RandomPolicy:
     """Uniform random actions in a bounded Box."""
 
-    def __init__(self, space: gym.spaces.Box) -> None:
+    def __init__(self, space: gym.spaces.Space) -> None:
+        if not isinstance(space, gym.spaces.Box):
+            raise UserError(f"the random policy needs a Box action space, got {space}")
         if not np.all(np.isfinite(space.low) & np.isfinite(space.high)):
             raise UserError(f"the random policy needs a bounded action space, got {space}")
         self.low = space.low.astype(np.float32)
@@ -58,10 +61,7 @@ class PendulumSwingUp:
     KP, KD, K_ENERGY = 10.0, 2.0, 1.0
 
     def __init__(self, noise: float = 1.0) -> None:
-        if not 0.0 <= noise <= 1.0:
-            raise UserError(
-                f"noise must be in [0, 1] (a probability of random torques), got {noise}"
-            )
+        check_probabilities("pendulum-swingup", noise=noise)
         self.noise = noise
         self.random_prob = 0.0
         self.rng = np.random.default_rng()
@@ -88,20 +88,3 @@ class PendulumSwingUp:
         else:
             torque = self.control(observation)
         return np.array([torque], dtype=np.float32)
-
-
-POLICIES = ("random", "pendulum-swingup")
-
-
-def make_policy(name: str, env: gym.Env, *, noise: float = 1.0) -> CollectionPolicy:
-    """A built-in policy by name for `env`."""
-    if name == "random":
-        if not isinstance(env.action_space, gym.spaces.Box):
-            raise UserError(f"the random policy needs a Box action space, got {env.action_space}")
-        return RandomPolicy(env.action_space)
-    if name == "pendulum-swingup":
-        env_id = env.spec.id if env.spec is not None else None
-        if env_id != "Pendulum-v1":
-            raise UserError(f"policy 'pendulum-swingup' is for Pendulum-v1, not {env_id}")
-        return PendulumSwingUp(noise)
-    raise UserError(f"unknown policy {name!r}; choose one of {', '.join(POLICIES)}")

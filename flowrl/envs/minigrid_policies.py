@@ -23,14 +23,11 @@ from flowrl.envs.minigrid_memory import (
     FORWARD,
     LEFT,
     N_ACTIONS,
-    OBS_DIM,
     RIGHT,
     VIEW,
     flat_observation,
-    import_minigrid,
     room_object_cell,
 )
-from flowrl.errors import UserError
 
 MOVES = ((1, 0), (0, 1), (-1, 0), (0, -1))  # minigrid's directions: east, south, west, north
 Pose = tuple[int, int, int]
@@ -184,29 +181,3 @@ class MiniGridMixed(MiniGridOracle):
         if self.step_prob and self.rng.uniform() < self.step_prob:
             return int(self.rng.integers(N_ACTIONS))
         return action
-
-
-# policy -> its `noise` when none is given (minigrid-mixed: wrong_pick = noisy = 0.3)
-MINIGRID_POLICIES = {"minigrid-oracle": 0.0, "minigrid-mixed": 0.6}
-
-
-def make_minigrid_policy(name: str, env: gym.Env, *, noise: float | None = None) -> MiniGridOracle:
-    """A MiniGrid-Memory policy by name, for an env made as flowrl/MiniGridMemory-v0. For
-    minigrid-mixed, `noise` sets both `wrong_pick` and `noisy` to noise / 2."""
-    import_minigrid()
-    from minigrid.envs import MemoryEnv
-
-    flat = getattr(env.observation_space, "shape", None) == (OBS_DIM,)
-    if not (isinstance(env.unwrapped, MemoryEnv) and flat):
-        env_id = env.spec.id if env.spec is not None else env
-        raise UserError(f"policy {name!r} is for flowrl/MiniGridMemory-v0, not {env_id}")
-    if name == "minigrid-oracle":
-        return MiniGridOracle(env)
-    if name == "minigrid-mixed":
-        noise = MINIGRID_POLICIES[name] if noise is None else noise
-        if not 0.0 <= noise <= 1.0:
-            raise UserError(f"minigrid-mixed: noise must be in [0, 1], got {noise}")
-        return MiniGridMixed(env, wrong_pick=noise / 2, noisy=noise / 2)
-    raise UserError(
-        f"unknown MiniGrid policy {name!r}; choose one of {', '.join(MINIGRID_POLICIES)}"
-    )

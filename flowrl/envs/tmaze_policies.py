@@ -7,12 +7,10 @@ to the remembered side; in the Active T-Maze they first step left to see the cue
 
 from __future__ import annotations
 
-import gymnasium as gym
 import numpy as np
 
 from flowrl.envs.collection_policies import check_probabilities
-from flowrl.envs.tmaze import DOWN, LEFT, RIGHT, UP, TMaze
-from flowrl.errors import UserError
+from flowrl.envs.tmaze import DOWN, LEFT, RIGHT, UP
 
 
 class TMazeOracle:
@@ -77,23 +75,3 @@ class TMazeMixed(TMazeOracle):
         if self.step_prob and self.rng.uniform() < self.step_prob:
             return int(self.rng.integers(4))
         return move
-
-
-# policy -> its `noise` when none is given (tmaze-mixed: wrong_turn = noisy = 0.3)
-TMAZE_POLICIES = {"tmaze-oracle": 0.0, "tmaze-mixed": 0.6}
-
-
-def make_tmaze_policy(name: str, env: gym.Env, *, noise: float | None = None):
-    """A T-Maze policy by name. For tmaze-mixed, `noise` sets both `wrong_turn` and `noisy`
-    to noise / 2; the oracle has none."""
-    if not isinstance(env.unwrapped, TMaze):
-        env_id = env.spec.id if env.spec is not None else env
-        raise UserError(f"policy {name!r} is for the flowrl T-Mazes, not {env_id}")
-    if name == "tmaze-oracle":
-        return TMazeOracle()
-    if name == "tmaze-mixed":
-        noise = TMAZE_POLICIES[name] if noise is None else noise
-        if not 0.0 <= noise <= 1.0:
-            raise UserError(f"tmaze-mixed: noise must be in [0, 1], got {noise}")
-        return TMazeMixed(wrong_turn=noise / 2, noisy=noise / 2)
-    raise UserError(f"unknown T-Maze policy {name!r}; choose one of {', '.join(TMAZE_POLICIES)}")

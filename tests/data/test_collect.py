@@ -7,9 +7,10 @@ import h5py
 import numpy as np
 import pytest
 
+from flowrl.cli import main
 from flowrl.data import collect_dataset, load_dataset
 from flowrl.data.reference import gym_reference
-from flowrl.envs import PendulumSwingUp, RandomPolicy
+from flowrl.envs import COLLECTION_POLICIES, PendulumSwingUp, RandomPolicy, default_policy
 from flowrl.errors import UserError
 
 
@@ -113,3 +114,23 @@ def test_policy_and_env_mismatch(minari_root):
         collect_dataset("Pendulum-v1", "expert", episodes=1, progress=False)
     with pytest.raises(UserError, match="cannot make env"):
         collect_dataset("NoSuchEnv-v9", "random", episodes=1, progress=False)
+
+
+def test_one_registry_names_the_policies_their_envs_and_defaults(minari_root, capsys):
+    for entry in COLLECTION_POLICIES.values():
+        assert all(env_id in gym.registry for env_id in entry.envs or ())
+    assert default_policy("Pendulum-v1") == "pendulum-swingup"
+    assert default_policy("flowrl/TMazeActive-v0") == "tmaze-mixed"
+    assert default_policy("flowrl/MiniGridMemory-v0") == "minigrid-mixed"
+    assert default_policy("MountainCarContinuous-v0") == "random"
+
+    with pytest.raises(SystemExit):
+        main(["collect", "--help"])
+    listed = " ".join(capsys.readouterr().out.split())
+    assert all(name in listed for name in COLLECTION_POLICIES)
+    args = ["collect", "--policy", "expert", "--episodes", "1", "--dataset-id", "test/x-v0"]
+    assert main(args) == 2
+    error = capsys.readouterr().err
+    assert "unknown policy 'expert'" in error
+    assert all(name in error for name in COLLECTION_POLICIES)
+    assert not (minari_root / "test" / "x-v0").exists()

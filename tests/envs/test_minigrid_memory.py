@@ -19,8 +19,9 @@ from minigrid.envs import MemoryEnv
 import flowrl  # noqa: F401  registers the envs
 from flowrl.cli import main
 from flowrl.data import collect_dataset
+from flowrl.envs import make_collection_policy
 from flowrl.envs.minigrid_memory import CELL_CODES, GRID_DIM, OBS_DIM
-from flowrl.envs.minigrid_policies import MiniGridMixed, MiniGridOracle, make_minigrid_policy
+from flowrl.envs.minigrid_policies import MiniGridMixed, MiniGridOracle
 from flowrl.errors import UserError
 
 ENV_ID = "flowrl/MiniGridMemory-v0"
@@ -143,7 +144,7 @@ def test_without_minigrid_flowrl_imports_and_the_error_names_the_extra():
 @pytest.mark.parametrize("random_length", [False, True])
 def test_oracle_looks_then_reaches_the_match(size, random_length):
     env = gym.make(ENV_ID, size=size, random_length=random_length)
-    oracle = make_minigrid_policy("minigrid-oracle", env)
+    oracle = make_collection_policy("minigrid-oracle", env)
     assert type(oracle) is MiniGridOracle
     rng = np.random.default_rng(0)
     episodes = [run_episode(env, oracle, seed, rng) for seed in range(60)]
@@ -202,13 +203,13 @@ def test_bad_policy_settings():
     with pytest.raises(UserError, match="wrong_pick must be a probability"):
         MiniGridMixed(env, wrong_pick=1.5)
     with pytest.raises(UserError, match="noise must be in"):
-        make_minigrid_policy("minigrid-mixed", env, noise=2.0)
+        make_collection_policy("minigrid-mixed", env, noise=2.0)
     with pytest.raises(UserError, match="is for flowrl/MiniGridMemory-v0, not Pendulum-v1"):
-        make_minigrid_policy("minigrid-oracle", gym.make("Pendulum-v1"))
+        make_collection_policy("minigrid-oracle", gym.make("Pendulum-v1"))
     with pytest.raises(UserError, match="not MiniGrid-MemoryS7-v0"):
-        make_minigrid_policy("minigrid-oracle", gym.make("MiniGrid-MemoryS7-v0"))  # dict obs
-    with pytest.raises(UserError, match="unknown MiniGrid policy 'minigrid-best'"):
-        make_minigrid_policy("minigrid-best", env)
+        make_collection_policy("minigrid-oracle", gym.make("MiniGrid-MemoryS7-v0"))  # dict obs
+    with pytest.raises(UserError, match="unknown policy 'minigrid-best'"):
+        make_collection_policy("minigrid-best", env)
 
 
 def test_collected_dataset_records_the_env_kwargs(tmp_path, monkeypatch):

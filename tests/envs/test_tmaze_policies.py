@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 import flowrl  # noqa: F401  registers the envs
-from flowrl.envs.tmaze_policies import TMazeMixed, TMazeOracle, make_tmaze_policy
+from flowrl.envs import make_collection_policy
+from flowrl.envs.tmaze_policies import TMazeMixed, TMazeOracle
 from flowrl.errors import UserError
 
 
@@ -53,14 +54,14 @@ def test_mixed_shares():
     assert binomial_ok(int((noisy < 0).sum()), n, 0.5 * (1 - 0.85**10))
     assert noisy.min() >= -1.0
 
-    mixed = returns(env, make_tmaze_policy("tmaze-mixed", env), n)
+    mixed = returns(env, make_collection_policy("tmaze-mixed", env), n)
     assert mixed.max() == 1.0 and (mixed == 0).any() and (mixed < 0).any()
 
 
 def test_bad_policy_settings():
     with pytest.raises(UserError, match="wrong_turn must be a probability"):
         TMazeMixed(wrong_turn=1.5)
-    with pytest.raises(UserError, match="for the flowrl T-Mazes, not Pendulum-v1"):
-        make_tmaze_policy("tmaze-oracle", gym.make("Pendulum-v1"))
+    with pytest.raises(UserError, match="or flowrl/TMazeActive-v0, not Pendulum-v1"):
+        make_collection_policy("tmaze-oracle", gym.make("Pendulum-v1"))
     with pytest.raises(UserError, match="noise must be in"):
-        make_tmaze_policy("tmaze-mixed", gym.make("flowrl/TMazeActive-v0"), noise=2.0)
+        make_collection_policy("tmaze-mixed", gym.make("flowrl/TMazeActive-v0"), noise=2.0)
