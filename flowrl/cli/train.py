@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.overrides)
     run_dir = Path(cfg.out_dir) / cfg.name
     resuming = args.resume and not args.overwrite  # both: the trainer refuses them
-    if resuming and (step := finished_at(run_dir, cfg.steps)) is not None:
+    if resuming and (step := finished_at(run_dir, cfg)) is not None:
         print(f"run {run_dir} finished at step {step}: nothing to do, nothing written")
         return 0
     progress = not args.no_progress

@@ -54,10 +54,6 @@ class EvalConfig:
     sample_actions: bool = False  # discrete agents: sample actions instead of the most likely
 
 
-# Settings that change how a run computes, not what: they may differ on --resume.
-RESUMABLE_CHANGES = ("model.attention_backend", "data.download")
-
-
 @dataclass
 class TrainConfig:
     name: str = "quickstart"

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
@@ -29,10 +28,11 @@ from flowrl.data.fingerprint import check_same_dataset, dataset_fingerprint
 from flowrl.errors import UserError
 from flowrl.eval import TargetResult, evaluate
 from flowrl.train import distributed, preflight
-from flowrl.train.config import RESUMABLE_CHANGES, TrainConfig, dotted_settings, save_config
+from flowrl.train.config import TrainConfig, dotted_settings, save_config
 from flowrl.train.config_checks import check_config
 from flowrl.train.interrupt import StopOnSignal
 from flowrl.train.logger import MetricsLogger
+from flowrl.train.resume_policy import check_resume
 from flowrl.train.run_dir import claim_run_dir
 
 
@@ -170,21 +170,7 @@ class Trainer:
         return path
 
     def _restore(self, state: dict[str, Any]) -> None:
-        saved = state["train_config"]
-        for section in ("model", "data"):
-            ours = asdict(getattr(self.cfg, section))
-            # a setting added after the checkpoint was written ran at its default there
-            defaults = {f.name: f.default for f in fields(getattr(self.cfg, section))}
-            theirs = {**defaults, **saved[section]}
-            for key in RESUMABLE_CHANGES:
-                if key.startswith(f"{section}."):
-                    ours.pop(key.split(".", 1)[1], None)
-                    theirs.pop(key.split(".", 1)[1], None)
-            if theirs != ours:
-                raise UserError(
-                    f"--resume: the {section} settings differ from the checkpoint's "
-                    f"({theirs} there)"
-                )
+        check_resume(self.cfg, state["train_config"])
         self.model.load_state_dict(state["agent"]["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])

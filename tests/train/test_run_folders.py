@@ -272,3 +272,26 @@ def test_bad_values_stop_before_the_run_folder(env, tmp_path, setting, message):
     done = flowrl(["train", "--config", str(config), "--no-progress", "--set", setting], env)
     one_line_exit_2(done, message)
     assert not (tmp_path / "runs").exists()
+
+
+def test_resume_applies_what_may_change_and_refuses_the_rest_by_name(env, tmp_path):
+    """Steps, logging and evaluation may change on --resume and apply from there; a changed
+    learning rate, seed or model is refused with each key named, finished or not."""
+    config = write_config(tmp_path / "tiny.yaml", tmp_path / "runs")
+    train(env, config, "--set", "steps=20")
+    run_dir = tmp_path / "runs" / "tiny"
+    before = folder_state(run_dir)
+    resume = ["train", "--config", str(config), "--no-progress", "--resume"]
+    changed = ["--set", "steps=25", "--set", "optim.lr=5e-4", "--set", "seed=1"]
+    changed = flowrl([*resume, *changed], env)
+    one_line_exit_2(changed, "optim.lr (0.003 there, 0.0005 here)", "seed (0 there, 1 here)")
+    # finished at 20 and asked for 20: a changed model is refused, not "nothing to do"
+    model = flowrl([*resume, "--set", "steps=20", "--set", "model.embed_dim=32"], env)
+    one_line_exit_2(model, "model.embed_dim (16 there, 32 here)")
+    assert folder_state(run_dir) == before
+    longer = ["--set", "steps=30", "--set", "log_every=5", "--set", "eval.episodes=1"]
+    train(env, config, "--resume", *longer)
+    assert logged_steps(run_dir)[-3:] == [20, 25, 30]
+    recorded = (run_dir / "config.yaml").read_text()
+    assert "log_every: 5" in recorded and "episodes: 1" in recorded
+    assert load_checkpoint(run_dir / "checkpoints" / "last.pt")["train_config"]["steps"] == 30
