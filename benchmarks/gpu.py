@@ -585,13 +585,13 @@ def dt_case(row: dict, args: argparse.Namespace, data, deadline: float) -> dict:
                 b.timesteps,
                 cu_seqlens=b.cu_seqlens if packed else None,
             )
-            loss = action_loss(predicted.float(), b.actions, b.mask)
+            loss = action_loss(predicted.float(), b.actions, b.valid)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 0.25)
         optimizer.step()
         last_loss[:] = [loss.detach()]
-        return 3 * b.mask.sum()
+        return 3 * b.valid.sum()
 
     t0 = time.perf_counter()
     for _ in range(args.dt_warmup):

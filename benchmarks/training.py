@@ -165,7 +165,7 @@ def build_case(case: dict, data, episode_len: int):
         torch.nn.utils.clip_grad_norm_(model.parameters(), optim.grad_clip)
         optimizer.step()
         scheduler.step()
-        return 3 * int(batch.mask.sum()), float(loss.detach())
+        return 3 * int(batch.valid.sum()), float(loss.detach())
 
     return step, {"backend": backend, "resolved_backend": resolved_backend(kind, backend)}
 

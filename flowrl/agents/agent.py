@@ -56,7 +56,7 @@ class DecisionTransformerAgent:
         check_return_scale(return_scale)
         self.config = config if config is not None else DecisionTransformerConfig()
         self.return_scale = float(return_scale)
-        self.model: DecisionTransformer | None = None
+        self._model: DecisionTransformer | None = None
         self.normalizer: Normalizer | None = None
         self.dataset: str | None = None  # the training data's name, env and references
         self.env_id: str | None = None
@@ -85,7 +85,7 @@ class DecisionTransformerAgent:
                 f"a model with discrete={model.cfg.discrete} needs a normaliser that agrees"
             )
         agent = cls(model.cfg, return_scale=normalizer.return_scale)
-        agent.model, agent.normalizer = model, normalizer
+        agent._model, agent.normalizer = model, normalizer
         agent.dataset, agent.env_id = dataset, env_id
         agent.env_kwargs = dict(env_kwargs or {})
         agent.ref_min_score, agent.ref_max_score = ref_min_score, ref_max_score
@@ -105,8 +105,8 @@ class DecisionTransformerAgent:
         in (default: the dataset's, with its recorded keyword arguments) and its target
         returns (default: its own, else the dataset's 90th percentile)."""
         discrete = dataset.discrete_actions is not None
-        if self.model is not None:
-            cfg = self.model.cfg
+        if self._model is not None:
+            cfg = self._model.cfg
             if (cfg.state_dim, cfg.act_dim) != (dataset.obs_dim, dataset.act_dim):
                 raise UserError(
                     f"dataset {dataset.name!r} has (obs_dim, act_dim) = "
@@ -133,7 +133,7 @@ class DecisionTransformerAgent:
         )
         if cfg.state_encoder == "grid":
             check_grid_codes(dataset)
-        self.model = DecisionTransformer(cfg)
+        self._model = DecisionTransformer(cfg)
         self.normalizer = Normalizer.fit(
             dataset,
             self.return_scale,
@@ -152,15 +152,16 @@ class DecisionTransformerAgent:
         if target_returns:
             self.target_returns = [float(t) for t in target_returns]
 
-    def built(self) -> DecisionTransformer:
+    @property
+    def model(self) -> DecisionTransformer:
         """The model; a RuntimeError before `setup` or `load` gave the agent one."""
-        if self.model is None or self.normalizer is None:
+        if self._model is None or self.normalizer is None:
             raise RuntimeError("the agent has no model yet: fit it on a dataset, or load one")
-        return self.model
+        return self._model
 
     def to(self, device: torch.device | str) -> DecisionTransformerAgent:
         """Moves the model and the normaliser to `device`."""
-        self.built().to(device)
+        self.model.to(device)
         self.normalizer = self.normalizer.to(device)
         return self
 
@@ -171,7 +172,7 @@ class DecisionTransformerAgent:
         of `self.model`, e.g. its DistributedDataParallel or compiled wrapper."""
         norm = self.normalizer
         actions = norm.actions(batch.actions)
-        loss = discrete_action_loss if self.built().cfg.discrete else action_loss
+        loss = discrete_action_loss if self.model.cfg.discrete else action_loss
         predicted = (model or self.model)(
             norm.states(batch.states),
             actions,
@@ -179,7 +180,7 @@ class DecisionTransformerAgent:
             batch.timesteps,
             cu_seqlens=getattr(batch, "cu_seqlens", None),
         )
-        return loss(predicted.float(), actions, batch.mask)
+        return loss(predicted.float(), actions, batch.valid)
 
     # ---------------------------------------------------------------- acting
     def policy(
@@ -196,7 +197,7 @@ class DecisionTransformerAgent:
         agent takes its most likely action, or with `sample` draws one from its distribution
         (each env's draws seeded by `seed`, or per episode by `reset`'s seeds)."""
         return DecisionTransformerPolicy(
-            self.built(),
+            self.model,
             self.normalizer,
             num_envs=num_envs,
             max_steps=max_steps,
@@ -212,7 +213,7 @@ class DecisionTransformerAgent:
     # ---------------------------------------------------------------- saving
     def state_dict(self) -> dict[str, Any]:
         """The agent's part of a checkpoint: plain tensors, numbers and strings."""
-        model = self.built()
+        model = self.model
         return seal(
             {
                 "model_config": asdict(model.cfg),

@@ -239,16 +239,16 @@ class DecisionTransformer(nn.Module):
         return token, new_states
 
 
-def action_loss(predicted: Tensor, target: Tensor, mask: Tensor) -> Tensor:
-    """Mean squared error over the action dims of real (mask True) steps."""
-    mask = mask.to(predicted.dtype).unsqueeze(-1)
-    squared = F.mse_loss(predicted, target, reduction="none") * mask
-    return squared.sum() / (mask.sum() * predicted.shape[-1]).clamp_min(1.0)
+def action_loss(predicted: Tensor, target: Tensor, valid: Tensor) -> Tensor:
+    """Mean squared error over the action dims of real (`valid`) steps."""
+    weight = valid.to(predicted.dtype).unsqueeze(-1)
+    squared = F.mse_loss(predicted, target, reduction="none") * weight
+    return squared.sum() / (weight.sum() * predicted.shape[-1]).clamp_min(1.0)
 
 
-def discrete_action_loss(logits: Tensor, target: Tensor, mask: Tensor) -> Tensor:
+def discrete_action_loss(logits: Tensor, target: Tensor, valid: Tensor) -> Tensor:
     """Cross-entropy of the data's actions (`target`, one-hot (..., n)) under the predicted
-    `logits` (..., n), averaged over real (mask True) steps."""
+    `logits` (..., n), averaged over real (`valid`) steps."""
     nll = -(target * F.log_softmax(logits, dim=-1)).sum(-1)
-    mask = mask.to(nll.dtype)
-    return (nll * mask).sum() / mask.sum().clamp_min(1.0)
+    weight = valid.to(nll.dtype)
+    return (nll * weight).sum() / weight.sum().clamp_min(1.0)

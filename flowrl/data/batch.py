@@ -15,13 +15,13 @@ A = TypeVar("A")
 
 @dataclass
 class Batch(Generic[A]):
-    """B windows of K steps, right-padded; pads are 0 and `mask` is False there."""
+    """B windows of K steps, right-padded; pads are 0 and `valid` is False there."""
 
     states: A  # (B, K, obs_dim) float32, raw observations
     actions: A  # (B, K, act_dim) float32, raw actions; discrete actions one-hot (act_dim = n)
     returns_to_go: A  # (B, K) float32, raw undiscounted returns-to-go
     timesteps: A  # (B, K) int64, index of the step in its episode
-    mask: A  # (B, K) bool, True on real steps
+    valid: A  # (B, K) bool, True on real steps, False on padding
 
     def to_torch(self, device: str | torch.device = "cpu") -> Batch[torch.Tensor]:
         """The same batch as tensors on `device`. CUDA copies go through pinned memory and

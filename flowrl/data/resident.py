@@ -1,7 +1,7 @@
 """Samplers whose dataset lives on the training device: batches built there, no copies.
 
 The flat table of `flowrl.data.sampler` (all episodes end to end plus one pad row) is moved
-to the device once; each batch is then index arithmetic on the device (windows, pads, masks,
+to the device once; each batch is then index arithmetic on the device (windows, pads, valid flags,
 returns-to-go, timesteps) and one gather per field. The random draws stay on the host, made
 by the host samplers' own generators with the same calls: a seed gives exactly the batches
 of `WindowSampler` / `EpisodeSampler`, and `state_dict` is theirs (a run may switch between
@@ -48,18 +48,18 @@ class _ResidentTable:
         self,
         rows: Tensor,
         steps: Tensor,
-        mask: Tensor,
+        valid: Tensor,
         cls: type[Batch] = Batch,
         **extra: Tensor,
     ) -> Batch[Tensor]:
-        """Batch of `rows` (pad row where not `mask`); `steps` are in-episode indices."""
-        rows = torch.where(mask, rows, self.pad_row)
+        """Batch of `rows` (pad row where not `valid`); `steps` are in-episode indices."""
+        rows = torch.where(valid, rows, self.pad_row)
         return cls(
             states=self.states[rows],
             actions=self.actions[rows],
             returns_to_go=self.returns_to_go[rows],
-            timesteps=torch.where(mask, steps, 0),
-            mask=mask,
+            timesteps=torch.where(valid, steps, 0),
+            valid=valid,
             **extra,
         )
 
@@ -108,8 +108,8 @@ class ResidentWindowSampler(_ResidentSampler):
         episode = torch.searchsorted(d.ends, first, right=True)
         start = d.starts[episode]
         steps = (first - start)[:, None] + self.offsets
-        mask = steps < d.lengths[episode][:, None]
-        return d.gather(start[:, None] + steps, steps, mask)
+        valid = steps < d.lengths[episode][:, None]
+        return d.gather(start[:, None] + steps, steps, valid)
 
 
 class ResidentEpisodeSampler(_ResidentSampler):
@@ -137,8 +137,8 @@ class ResidentEpisodeSampler(_ResidentSampler):
         both = d.upload(np.concatenate([episode, lengths]))
         episode_t, lengths_t = both[: self.batch_size], both[self.batch_size :]
         steps = torch.arange(longest, device=d.device).expand(self.batch_size, longest)
-        mask = steps < lengths_t[:, None]
-        return d.gather(d.starts[episode_t][:, None] + steps, steps, mask)
+        valid = steps < lengths_t[:, None]
+        return d.gather(d.starts[episode_t][:, None] + steps, steps, valid)
 
     def sample_packed(self) -> PackedBatch[Tensor]:
         """The same draw as `sample`, packed without pads: tensors (1, total, ...) and
@@ -153,5 +153,5 @@ class ResidentEpisodeSampler(_ResidentSampler):
         sequence = torch.searchsorted(cu_t[1:], position, right=True)
         steps = position - cu_t[sequence]
         rows = d.starts[episode_t][sequence] + steps
-        mask = torch.ones((1, total), dtype=torch.bool, device=d.device)
-        return d.gather(rows[None], steps[None], mask, PackedBatch, cu_seqlens=cu_t)
+        valid = torch.ones((1, total), dtype=torch.bool, device=d.device)
+        return d.gather(rows[None], steps[None], valid, PackedBatch, cu_seqlens=cu_t)

@@ -52,18 +52,18 @@ class _Table:
         self,
         rows: np.ndarray,
         steps: np.ndarray,
-        mask: np.ndarray,
+        valid: np.ndarray,
         cls: type[Batch] = Batch,
         **extra: np.ndarray,
     ) -> Batch:
-        """Batch of `rows` (pad row where not `mask`); `steps` are in-episode indices."""
-        rows = np.where(mask, rows, self.num_steps)
+        """Batch of `rows` (pad row where not `valid`); `steps` are in-episode indices."""
+        rows = np.where(valid, rows, self.num_steps)
         return cls(
             states=self.states[rows],
             actions=self.actions[rows],
             returns_to_go=self.returns_to_go[rows],
-            timesteps=np.where(mask, steps, 0).astype(np.int64),
-            mask=mask,
+            timesteps=np.where(valid, steps, 0).astype(np.int64),
+            valid=valid,
             **extra,
         )
 
@@ -117,8 +117,8 @@ class WindowSampler(_Sampler):
         first = self.draw()
         episode = np.searchsorted(t.ends, first, side="right")
         steps = (first - t.starts[episode])[:, None] + np.arange(self.context_len)
-        mask = steps < t.lengths[episode][:, None]
-        return t.gather(t.starts[episode][:, None] + steps, steps, mask)
+        valid = steps < t.lengths[episode][:, None]
+        return t.gather(t.starts[episode][:, None] + steps, steps, valid)
 
 
 class EpisodeSampler(_Sampler):
@@ -150,8 +150,8 @@ class EpisodeSampler(_Sampler):
         t = self.table
         episode, lengths = self.draw()
         steps = np.broadcast_to(np.arange(lengths.max()), (self.batch_size, lengths.max()))
-        mask = steps < lengths[:, None]
-        return t.gather(t.starts[episode][:, None] + steps, steps, mask)
+        valid = steps < lengths[:, None]
+        return t.gather(t.starts[episode][:, None] + steps, steps, valid)
 
     def sample_packed(self) -> PackedBatch[np.ndarray]:
         """The same draw as `sample`, packed without pads: arrays (1, total, ...) and offsets."""
@@ -160,5 +160,5 @@ class EpisodeSampler(_Sampler):
         cu_seqlens = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
         steps = np.arange(cu_seqlens[-1]) - np.repeat(cu_seqlens[:-1], lengths)
         rows = np.repeat(t.starts[episode], lengths) + steps
-        mask = np.ones(len(rows), dtype=bool)
-        return t.gather(rows[None], steps[None], mask[None], PackedBatch, cu_seqlens=cu_seqlens)
+        valid = np.ones(len(rows), dtype=bool)
+        return t.gather(rows[None], steps[None], valid[None], PackedBatch, cu_seqlens=cu_seqlens)

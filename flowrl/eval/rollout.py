@@ -196,7 +196,7 @@ def evaluate(
     `device`, default its model's. `vectorization` "async" steps the envs in worker
     processes (see `make_envs`).
     """
-    model = agent.built()
+    model = agent.model
     env_id = resolve_env_id(agent, env_id)
     target_returns = list(agent.target_returns if target_returns is None else target_returns)
     if not target_returns:

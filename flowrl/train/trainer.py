@@ -206,7 +206,7 @@ class Trainer:
         return {
             "train/loss": loss.detach(),
             "train/grad_norm": grad_norm.detach(),
-            "tokens": 3 * batch.mask.sum(),
+            "tokens": 3 * batch.valid.sum(),
         }
 
     def evaluate(self) -> list[TargetResult]:

@@ -86,12 +86,12 @@ def test_packed_episodes_equal_separate_runs(attention):
 
 def test_loss_ignores_padded_steps():
     pred, target = torch.rand(2, 4, A), torch.rand(2, 4, A)
-    mask = torch.tensor([[1, 1, 0, 0], [1, 1, 1, 1]], dtype=torch.bool)
-    expected = ((pred - target) ** 2)[mask].mean()
-    torch.testing.assert_close(action_loss(pred, target, mask), expected)
+    valid = torch.tensor([[1, 1, 0, 0], [1, 1, 1, 1]], dtype=torch.bool)
+    expected = ((pred - target) ** 2)[valid].mean()
+    torch.testing.assert_close(action_loss(pred, target, valid), expected)
     target2 = target.clone()
     target2[0, 2:] = 100.0
-    torch.testing.assert_close(action_loss(pred, target2, mask), expected)
+    torch.testing.assert_close(action_loss(pred, target2, valid), expected)
 
 
 def test_config_rejects_bad_values():

@@ -62,10 +62,10 @@ def test_setup_builds_a_categorical_agent(tmaze):
     assert logits.shape == (16, 8, 4) and logits.abs().max() > 1.0
 
 
-def hand_cross_entropy(logits: np.ndarray, actions: np.ndarray, mask: np.ndarray) -> float:
+def hand_cross_entropy(logits: np.ndarray, actions: np.ndarray, valid: np.ndarray) -> float:
     """Mean over real steps of -log softmax(logits)[action], in float64, step by step."""
     terms = []
-    for b, k in zip(*np.nonzero(mask), strict=True):
+    for b, k in zip(*np.nonzero(valid), strict=True):
         z = logits[b, k].astype(np.float64)
         log_z = np.log(np.exp(z - z.max()).sum()) + z.max()
         terms.append(log_z - z[actions[b, k]])
@@ -75,7 +75,7 @@ def hand_cross_entropy(logits: np.ndarray, actions: np.ndarray, mask: np.ndarray
 def test_discrete_loss_is_cross_entropy_over_real_steps(tmaze):
     agent = discrete_agent(tmaze)
     batch = WindowSampler(tmaze, context_len=8, batch_size=32, seed=3).sample()
-    assert not batch.mask.all(), "the windows need pads for this test"
+    assert not batch.valid.all(), "the windows need pads for this test"
     tensors = batch.to_torch()
     loss = agent.loss(tensors)
     norm = agent.normalizer
@@ -85,10 +85,10 @@ def test_discrete_loss_is_cross_entropy_over_real_steps(tmaze):
         norm.returns(tensors.returns_to_go),
         tensors.timesteps,
     )
-    expected = hand_cross_entropy(logits.detach().numpy(), batch.actions.argmax(-1), batch.mask)
+    expected = hand_cross_entropy(logits.detach().numpy(), batch.actions.argmax(-1), batch.valid)
     assert loss.item() == pytest.approx(expected, rel=1e-5)
     # pads change nothing: garbage in their states and returns
-    pads = ~tensors.mask
+    pads = ~tensors.valid
     tensors.states[pads] = 1e3
     tensors.returns_to_go[pads] = -1e3
     assert agent.loss(tensors).item() == pytest.approx(loss.item(), rel=1e-6)
@@ -125,7 +125,7 @@ def test_continuous_loss_is_still_the_mean_squared_error():
     predicted = predicted.detach().numpy().astype(np.float64)
     assert np.abs(predicted).max() <= 1.0  # tanh head
     target = batch.actions / scale
-    expected = ((predicted - target) ** 2)[batch.mask].mean()
+    expected = ((predicted - target) ** 2)[batch.valid].mean()
     assert agent.loss(t).item() == pytest.approx(expected, rel=1e-5)
 
 

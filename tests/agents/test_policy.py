@@ -131,3 +131,11 @@ def test_the_history_grows_with_the_episodes_not_with_the_horizon(mode, recurren
     assert 64 < huge.states.shape[1] <= 128  # doubled as the longest episode grew, no more
     exact = rollout(ag.policy(3, 71, recurrent=recurrent), 70, 3, resets=(40,))
     np.testing.assert_array_equal(grown, exact)
+
+
+def test_an_agent_without_a_model_says_so():
+    fresh = DecisionTransformerAgent()
+    with pytest.raises(RuntimeError, match="no model yet: fit it on a dataset, or load one"):
+        _ = fresh.model
+    with pytest.raises(RuntimeError, match="no model yet"):
+        fresh.policy(1, 10)

@@ -75,8 +75,8 @@ def test_samplers_give_one_hot_actions(tmaze):
     episode = EpisodeSampler(tmaze, max_len=20, batch_size=4, seed=0)
     for batch in (window.sample(), episode.sample(), episode.sample_packed()):
         assert batch.actions.dtype == np.float32 and batch.actions.shape[-1] == 4
-        np.testing.assert_array_equal(batch.actions[~batch.mask], 0.0)
-        real = batch.actions[batch.mask]
+        np.testing.assert_array_equal(batch.actions[~batch.valid], 0.0)
+        real = batch.actions[batch.valid]
         np.testing.assert_array_equal(real, eye[real.argmax(-1)])
     # packed rows are whole episodes in order: their one-hots spell the stored indices
     packed = episode.sample_packed()

@@ -1,4 +1,4 @@
-"""Samplers: windows match their episodes, padding and masks, determinism, resumption."""
+"""Samplers: windows match their episodes, padding and its valid flags, determinism, resumption."""
 
 from __future__ import annotations
 
@@ -36,10 +36,10 @@ def labelled_dataset(lengths=LENGTHS, seed: int = 0) -> EpisodeDataset:
 def check_rows_against_episodes(dataset, batch, row_lengths):
     """Each row is a run of consecutive raw steps of one episode, then zero pads."""
     states = batch.states
-    for b in range(len(batch.mask)):
-        n = int(batch.mask[b].sum())
+    for b in range(len(batch.valid)):
+        n = int(batch.valid[b].sum())
         assert n == row_lengths[b]
-        assert batch.mask[b, :n].all() and not batch.mask[b, n:].any()  # right padding
+        assert batch.valid[b, :n].all() and not batch.valid[b, n:].any()  # right padding
         episode = dataset.episodes[round(float(states[b, 0, 0]))]
         start = int(batch.timesteps[b, 0])
         steps = np.arange(start, start + n)
@@ -58,7 +58,7 @@ def test_windows_match_their_episodes_and_pad_right():
     assert batch.states.shape == (256, 10, 3) and batch.states.dtype == np.float32
     assert batch.actions.shape == (256, 10, 2) and batch.actions.dtype == np.float32
     assert batch.returns_to_go.shape == (256, 10) and batch.returns_to_go.dtype == np.float32
-    assert batch.timesteps.dtype == np.int64 and batch.mask.dtype == bool
+    assert batch.timesteps.dtype == np.int64 and batch.valid.dtype == bool
     lengths = np.array(LENGTHS)[np.round(batch.states[:, 0, 0]).astype(int)]
     expected = np.minimum(10, lengths - batch.timesteps[:, 0])
     check_rows_against_episodes(dataset, batch, expected)
@@ -95,7 +95,7 @@ def test_same_seed_same_batches_and_state_dict_resumes():
     for want in expected:
         got = resumed.sample()
         np.testing.assert_array_equal(got.states, want.states)
-        np.testing.assert_array_equal(got.mask, want.mask)
+        np.testing.assert_array_equal(got.valid, want.valid)
 
 
 def test_episode_sampler_prefixes_pad_to_the_longest():
@@ -112,14 +112,14 @@ def test_packed_batch_is_the_padded_batch_without_pads():
     dataset = labelled_dataset()
     padded = EpisodeSampler(dataset, max_len=30, batch_size=16, seed=9).sample()
     packed = EpisodeSampler(dataset, max_len=30, batch_size=16, seed=9).sample_packed()
-    lengths = padded.mask.sum(1)
+    lengths = padded.valid.sum(1)
     assert packed.cu_seqlens.dtype == np.int64
     np.testing.assert_array_equal(packed.cu_seqlens, np.concatenate([[0], np.cumsum(lengths)]))
     total = int(lengths.sum())
-    assert packed.states.shape == (1, total, 3) and packed.mask.all()
+    assert packed.states.shape == (1, total, 3) and packed.valid.all()
     for field in ("states", "actions", "returns_to_go", "timesteps"):
         np.testing.assert_array_equal(
-            getattr(packed, field)[0], getattr(padded, field)[padded.mask]
+            getattr(packed, field)[0], getattr(padded, field)[padded.valid]
         )
     starts = packed.cu_seqlens[:-1]
     assert (packed.timesteps[0, starts] == 0).all()
@@ -144,7 +144,7 @@ def test_to_torch_keeps_values_and_dtypes():
     batch = batch.sample()
     tensors = batch.to_torch("cpu")
     assert tensors.states.dtype == torch.float32 and tensors.timesteps.dtype == torch.int64
-    assert tensors.mask.dtype == torch.bool
+    assert tensors.valid.dtype == torch.bool
     np.testing.assert_array_equal(tensors.returns_to_go.numpy(), batch.returns_to_go)
     packed = EpisodeSampler(labelled_dataset(), max_len=5, batch_size=3, seed=0)
     assert packed.sample_packed().to_torch().cu_seqlens.dtype == torch.int64

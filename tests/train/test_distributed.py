@@ -152,7 +152,7 @@ def test_ddp_gradients_equal_one_process_over_the_global_batch(env, tmp_path, mo
     ]
     # the loss is a mean over real steps: DDP's mean of rank means is the global mean
     # only when the ranks have as many real steps, which full windows ensure
-    assert all(b.mask.all() for b in per_rank)
+    assert all(b.valid.all() for b in per_rank)
     both = Batch(
         **{f.name: np.concatenate([getattr(b, f.name) for b in per_rank]) for f in fields(Batch)}
     )
