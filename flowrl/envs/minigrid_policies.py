@@ -28,6 +28,7 @@ from flowrl.envs.minigrid_memory import (
     flat_observation,
     room_object_cell,
 )
+from flowrl.errors import UserError
 
 MOVES = ((1, 0), (0, 1), (-1, 0), (0, -1))  # minigrid's directions: east, south, west, north
 Pose = tuple[int, int, int]
@@ -67,10 +68,22 @@ def code_at(observation: np.ndarray, view_xy: tuple[int, int]) -> int:
     return int(observation[(VIEW * i + j) * 3])
 
 
-class MiniGridOracle:
-    """Looks at the room's object, then takes the shortest route to the matching one."""
+LOOKS = ("nearest", "up-close")  # where the oracle looks at the room's object from
 
-    def __init__(self, env: gym.Env) -> None:
+
+class MiniGridOracle:
+    """Looks at the room's object, then takes the shortest route to the matching one.
+
+    `look` says from where: "nearest", the first pose on the shortest way whose view shows
+    it (often from the hallway, several cells away), or "up-close", standing next to it in
+    the room and facing it, wherever the episode starts: a walk back to the room in every
+    episode, and a longer one the farther down the hallway it starts.
+    """
+
+    def __init__(self, env: gym.Env, look: str = "nearest") -> None:
+        if look not in LOOKS:
+            raise UserError(f"MiniGrid oracle look={look!r}: expected one of {', '.join(LOOKS)}")
+        self.look = look
         self.env = env.unwrapped
         self.rng = np.random.default_rng()
         self.seen = False
@@ -102,9 +115,16 @@ class MiniGridOracle:
         return tuple(self.env.success_pos)
 
     def looking_poses(self) -> set[Pose]:
-        """The poses whose observation shows the room's object (the env's own view)."""
+        """The poses whose observation shows the room's object (the env's own view); up
+        close, those next to it and facing it."""
         env = self.env
         ox, oy = self.room_object
+        if self.look == "up-close":
+            return {
+                (ox - dx, oy - dy, d)
+                for d, (dx, dy) in enumerate(MOVES)
+                if (ox - dx, oy - dy) in self.free
+            }
         pos, direction = env.agent_pos, env.agent_dir
         poses = set()
         try:
@@ -139,8 +159,17 @@ class MiniGridOracle:
             key=lambda a: self.plan.get(next_pose(pose, a, free), unreachable),
         )
 
+    def looked(self, observation: np.ndarray) -> bool:
+        """Whether the agent now looks at the room's object as `look` asks."""
+        if self.look == "nearest":
+            return self.sees_room_object(observation)
+        env = self.env
+        return (int(env.agent_pos[0]), int(env.agent_pos[1]), int(env.agent_dir)) in (
+            self.looking_poses()
+        )
+
     def __call__(self, observation: np.ndarray) -> int:
-        if not self.seen and self.sees_room_object(observation):
+        if not self.seen and self.looked(observation):
             self.seen = True
             gx, gy = self.goal()
             self.plan = distances({(gx, gy, d) for d in range(4)}, self.free | {self.goal()})
@@ -158,12 +187,17 @@ class MiniGridMixed(MiniGridOracle):
     """
 
     def __init__(
-        self, env: gym.Env, wrong_pick: float = 0.3, noisy: float = 0.3, random_step: float = 0.05
+        self,
+        env: gym.Env,
+        wrong_pick: float = 0.3,
+        noisy: float = 0.3,
+        random_step: float = 0.05,
+        look: str = "nearest",
     ) -> None:
         check_probabilities(
             "minigrid-mixed", wrong_pick=wrong_pick, noisy=noisy, random_step=random_step
         )
-        super().__init__(env)
+        super().__init__(env, look)
         self.wrong_pick, self.noisy, self.random_step = wrong_pick, noisy, random_step
         self.flip = False
         self.step_prob = 0.0

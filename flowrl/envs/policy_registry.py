@@ -77,6 +77,15 @@ COLLECTION_POLICIES = {
             default=True,
             noise_help="the same with the wrong object for the wrong turn",
         ),
+        PolicyEntry(
+            "minigrid-up-close-mixed",
+            lambda env, noise: MiniGridMixed(
+                env, wrong_pick=noise / 2, noisy=noise / 2, look="up-close"
+            ),
+            default_noise=0.6,
+            envs=(MINIGRID_MEMORY_ID,),
+            noise_help="minigrid-mixed's, the room's object looked at from next to it",
+        ),
     )
 }
 

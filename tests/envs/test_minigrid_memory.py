@@ -20,7 +20,7 @@ import flowrl  # noqa: F401  registers the envs
 from flowrl.cli import main
 from flowrl.data import collect_dataset
 from flowrl.envs import make_collection_policy
-from flowrl.envs.minigrid_memory import CELL_CODES, GRID_DIM, OBS_DIM
+from flowrl.envs.minigrid_memory import CELL_CODES, GRID_DIM, OBS_DIM, room_object_cell
 from flowrl.envs.minigrid_policies import MiniGridMixed, MiniGridOracle
 from flowrl.errors import UserError
 
@@ -170,6 +170,32 @@ def test_oracle_takes_the_shortest_route_when_it_sees_the_object_at_once():
         if x == 1:
             lengths[seed] = run_episode(env, oracle, seed, rng)["steps"]
     assert lengths and set(lengths.values()) == {10 + 1 + 1}  # x 1 -> 11, turn, forward
+
+
+@pytest.mark.parametrize("random_length", [False, True])
+def test_up_close_oracle_walks_into_the_room_before_it_commits(random_length):
+    """The other look: every episode goes next to the room's object and faces it, then to the
+    match, so it is never shorter than the nearest look's, and longer from down the hallway."""
+    env = gym.make(ENV_ID, size=13, random_length=random_length)
+    rng = np.random.default_rng(0)
+    up_close = MiniGridOracle(env, look="up-close")
+    room_x, room_y = room_object_cell(13)
+    for seed in range(40):
+        obs, _ = env.reset(seed=seed)
+        up_close.reset(rng)
+        visited = False
+        steps, terminated, reward = 0, False, 0.0
+        while not terminated:
+            x, y = (int(v) for v in env.unwrapped.agent_pos)
+            visited |= abs(x - room_x) + abs(y - room_y) == 1
+            obs, reward, terminated, truncated, _ = env.step(up_close(obs))
+            steps += 1
+            assert not truncated
+        assert visited and reward > 0
+        nearest = run_episode(env, MiniGridOracle(env), seed, rng)
+        assert steps >= nearest["steps"]
+    with pytest.raises(UserError, match="look='far'"):
+        MiniGridOracle(env, look="far")
 
 
 def binomial_ok(hits: int, n: int, p: float) -> bool:
