@@ -84,7 +84,10 @@ def main(argv: list[str] | None = None) -> int:
                   + " ".join(f"{k} {v:.2f}" for k, v in row["correct_by_object"].items())
                   + f")  "
                   f"match={row['match']} wrong seen={row['wrong_seen']} "
-                  f"unseen={row['wrong_unseen']} timeout={row['timeout']}", flush=True)  # fmt: skip
+                  f"unseen={row['wrong_unseen']} timeout={row['timeout']}"
+                  + (f"  memory weight {np.mean(row['memory_weight']):.3f}"
+                     f" hallway keys {np.mean(row['hallway_key_norm']):.2f}"
+                     if "memory_weight" in row else ""), flush=True)  # fmt: skip
             rows.append(row)
     config = {"profile": args.profile, "sweeps": [str(s) for s in sweeps],
               "factors": args.factors, "episodes": args.episodes, "first_seed": SEED}  # fmt: skip

@@ -17,7 +17,12 @@ episodes:
   object);
 - `p_correct`: the mean probability of the oracle's action;
 - `steps_since_seen`: the mean number of steps from the first view of the room's object
-  to the decision (what the memory has to span).
+  to the decision (what the memory has to span);
+- for the flow kinds, per block and head, means over the episodes: `memory_weight`, the
+  share of the decision's attention weights <Q_t, K_s> C_s on the tokens of the steps whose
+  view shows the room's object (the memory the decision can read; the rest is hallway), and
+  `hallway_key_norm`, the mean L1 norm of the key features of the other steps' tokens,
+  relative to those of the memory's (how loud the hallway is against the memory).
 
 `rollout_outcomes` lets the agent act on its own (greedy, recurrent where it can) and sorts
 its episodes: `match`, `wrong_seen` (the other object, after the room's object was in
@@ -36,13 +41,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from flowrl.agents import DecisionTransformerAgent
+from flowrl.agents import DecisionTransformer, DecisionTransformerAgent
 from flowrl.envs.minigrid_memory import (
     MiniGridMemory,
     room_object_cell,
     size_with_longer_hallway,
 )
 from flowrl.envs.minigrid_policies import MiniGridMixed, MiniGridOracle
+from flowrl.nn import FlowAttention
 
 
 @dataclass(frozen=True)
@@ -52,6 +58,7 @@ class Decision:
     observations: np.ndarray  # (t + 1, 151)
     actions: np.ndarray  # (t,): the actions before the decision
     seen_at: int  # the step the room's object was first in view
+    in_view: np.ndarray  # (t + 1,) bool: the room's object is in the view of each step
     right: int  # the oracle's action at the decision
     away: int  # the action towards the other object there
     room_object: str  # "key" or "ball"
@@ -67,15 +74,16 @@ def oracle_decision(size: int, seed: int) -> Decision:
     oracle.reset(rng)
     other.reset(rng)
     room_object = env.unwrapped.grid.get(*oracle.room_object).type
-    observations, actions, seen_at = [observation], [], -1
+    observations, actions, seen_at, in_view = [observation], [], -1, []
     for _ in range(4 * size * size):
+        in_view.append(oracle.sees_room_object(observation))
         action, away = oracle(observation), other(observation)
         if oracle.seen and seen_at < 0:
             seen_at = len(actions)
         if action != away:
             return Decision(
-                np.stack(observations), np.array(actions, np.int64), seen_at, action, away,
-                room_object,
+                np.stack(observations), np.array(actions, np.int64), seen_at,
+                np.array(in_view), action, away, room_object,
             )  # fmt: skip
         observation, *_ = env.step(action)
         observations.append(observation)
@@ -96,20 +104,61 @@ def decision_inputs(
     return [x[-window:].unsqueeze(0) for x in (states, one_hot, rtg, torch.arange(T))]
 
 
+def memory_readings(model: DecisionTransformer, inputs: list[Tensor], in_view: Tensor) -> Tensor:
+    """(blocks, 2, H): `memory_weight` and `hallway_key_norm` (module docstring) at the
+    decision's state token, the last token before its action; `in_view` (tokens,) marks the
+    tokens of the steps that show the room's object."""
+    attention_inputs = []
+    hooks = [
+        b.attn.register_forward_pre_hook(lambda m, i: attention_inputs.append(i[0][:, :-1]))
+        for b in model.blocks
+    ]
+    try:
+        model(*inputs)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    readings = []
+    for block, x in zip(model.blocks, attention_inputs, strict=True):
+        gates = block.attn.gates(x)
+        weights = gates.attention_weights()[0]  # (H, tokens)
+        norms = gates.key_features[0].sum(-1)  # ReLU/sigmoid features are >= 0: the L1 norm
+        memory = in_view[: weights.shape[-1]]
+        readings.append(
+            torch.stack([
+                weights[:, memory].sum(-1) / weights.sum(-1),
+                norms[:, ~memory].mean(-1) / norms[:, memory].mean(-1),
+            ])
+        )  # fmt: skip
+    return torch.stack(readings).float()
+
+
 @torch.no_grad()
 def probe_minigrid(agent: DecisionTransformerAgent, size: int, seeds: range) -> dict:
     """The probe's readings (module docstring) of `agent` at grid size `size`, one episode
     per env seed in `seeds`."""
     model = agent.model.eval()
-    margins, p_correct, spans, objects = [], [], [], []
+    flow = all(isinstance(b.attn, FlowAttention) for b in model.blocks)
+    margins, p_correct, spans, objects, readings = [], [], [], [], []
     for seed in seeds:
         d = oracle_decision(size, seed)
-        logits = model(*decision_inputs(agent, d.observations, d.actions))[0, -1]
+        inputs = decision_inputs(agent, d.observations, d.actions)
+        logits = model(*inputs)[0, -1]
         margins.append(float(logits[d.right] - logits[d.away]))
         p_correct.append(float(F.softmax(logits, -1)[d.right]))
         spans.append(len(d.actions) - d.seen_at)
         objects.append(d.room_object)
+        if flow and model.cfg.context_mode == "episode":
+            in_view = torch.as_tensor(d.in_view).repeat_interleave(3)  # R_t, s_t, a_t
+            readings.append(memory_readings(model, inputs, in_view))
     margin, room = np.array(margins), np.array(objects)
+    flow_readings = {}
+    if readings:
+        mean = torch.stack(readings).mean(0)  # (blocks, 2, H)
+        flow_readings = {
+            "memory_weight": mean[:, 0].tolist(),
+            "hallway_key_norm": mean[:, 1].tolist(),
+        }
     return {
         "size": size,
         "episodes": len(margin),
@@ -120,6 +169,7 @@ def probe_minigrid(agent: DecisionTransformerAgent, size: int, seeds: range) -> 
         },
         "p_correct": float(np.mean(p_correct)),
         "steps_since_seen": float(np.mean(spans)),
+        **flow_readings,
     }
 
 

@@ -63,9 +63,13 @@ def test_the_decision_is_where_the_two_goals_part_and_follows_the_look(size):
         # towards the other object, `away` the other way round
         env = MiniGridMemory(size=size)
         observation, _ = env.reset(seed=seed)
+        room = env.unwrapped.height // 2 - 1
+        in_view = [env.unwrapped.agent_sees(1, room)]  # minigrid's own test of the view
         for action in actions:
             observation, *_ = env.step(int(action))
+            in_view.append(env.unwrapped.agent_sees(1, room))
         assert np.array_equal(observation, observations[-1])
+        assert np.array_equal(decision.in_view, in_view) and decision.in_view[decision.seen_at]
         oracle = MiniGridOracle(env)
         oracle.reset(np.random.default_rng(seed))
         grid = env.unwrapped
@@ -85,6 +89,12 @@ def test_probe_reports_its_readings(mode):
     assert 0 <= result["correct"] <= 1 and 0 <= result["p_correct"] <= 1
     assert np.isfinite(result["margin"]) and result["steps_since_seen"] > 0
     assert set(result["correct_by_object"]) <= {"key", "ball"}
+    if mode == "window":  # the memory readings are of whole-episode contexts only
+        assert "memory_weight" not in result
+        return
+    weight, loudness = np.array(result["memory_weight"]), np.array(result["hallway_key_norm"])
+    assert weight.shape == loudness.shape == (2, 2)  # (blocks, heads)
+    assert ((weight > 0) & (weight < 1)).all() and (loudness > 0).all()
 
 
 def test_an_agent_without_a_preference_has_margin_zero():
