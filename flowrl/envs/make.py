@@ -13,6 +13,7 @@ import yaml
 from gymnasium.envs.registration import load_env_creator
 
 from flowrl.errors import UserError
+from flowrl.yaml_values import KwargsLoader
 
 _KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _NEXT_PAIR = re.compile(r",(?=\s*[A-Za-z_][A-Za-z0-9_]*\s*=)")  # a comma that starts key=
@@ -21,8 +22,9 @@ _NEXT_PAIR = re.compile(r",(?=\s*[A-Za-z_][A-Za-z0-9_]*\s*=)")  # a comma that s
 def parse_env_kwargs(items: Sequence[str], option: str = "--env-kwargs") -> dict[str, Any]:
     """`["length=500", "noise_dims=2,flag=true"]` -> {"length": 500, "noise_dims": 2, ...}.
 
-    Pairs are repeatable or comma-separated; values are read as YAML scalars or lists
-    (500 -> int, 0.5 -> float, true -> bool, [1, 2] -> list, anything else a string).
+    Pairs are repeatable or comma-separated; values are read as YAML scalars or lists the
+    way settings are (`KwargsLoader`: 500 -> int, 010 -> 10, 0.5 -> float, true -> bool,
+    [1, 2] -> list, anything else a string: `off` and `0x10` too).
     A key given twice is an error.
     """
     kwargs: dict[str, Any] = {}
@@ -35,7 +37,7 @@ def parse_env_kwargs(items: Sequence[str], option: str = "--env-kwargs") -> dict
             if key in kwargs:
                 raise UserError(f"{option}: {key} is given twice ({key}={kwargs[key]!r}, {pair})")
             try:
-                kwargs[key] = yaml.safe_load(value) if value.strip() else ""
+                kwargs[key] = yaml.load(value, Loader=KwargsLoader) if value.strip() else ""
             except yaml.YAMLError as err:
                 raise UserError(f"{option} {pair!r}: cannot read the value ({err})") from None
     return kwargs

@@ -7,7 +7,6 @@ checks of the values `check_config`'s.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import yaml
@@ -17,6 +16,7 @@ from omegaconf.errors import OmegaConfBaseException
 from flowrl.errors import UserError
 from flowrl.train.config import TrainConfig
 from flowrl.train.config_checks import check_config
+from flowrl.yaml_values import ConfigLoader
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> TrainConfig:
@@ -97,41 +97,6 @@ def _describe(err: OmegaConfBaseException) -> str:
     key = getattr(err, "full_key", None)
     message = str(err).splitlines()[0]
     return f"{key}: {message}" if key else message
-
-
-class ConfigLoader(yaml.SafeLoader):
-    """YAML as flowrl reads settings (config files, `--set` and `--grid` values): PyYAML's
-    safe YAML 1.1 with YAML 1.2's plain scalars. An integer is base 10 (`010` is not octal 8,
-    `0x10`, `0b11` and `1:30` are text, which an integer setting reads as base 10 or refuses:
-    `steps=010` is 10), a boolean is `true` or `false` only (`yes`, `no`, `on`, `off` are text,
-    which a boolean setting still reads as such, and `name=off` stays `off`), a float needs
-    no dot before its exponent (`3e-4`), and dates are text."""
-
-
-_TAG = "tag:yaml.org,2002:"
-_RESOLVED_HERE = {f"{_TAG}{kind}" for kind in ("bool", "int", "float", "timestamp")}
-ConfigLoader.yaml_implicit_resolvers = {
-    first: [(tag, rx) for tag, rx in resolvers if tag not in _RESOLVED_HERE]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-ConfigLoader.add_implicit_resolver(
-    f"{_TAG}bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
-)
-ConfigLoader.add_implicit_resolver(
-    f"{_TAG}int", re.compile(r"^[-+]?(?:0|[1-9][0-9_]*)$"), list("-+0123456789")
-)
-ConfigLoader.add_implicit_resolver(
-    f"{_TAG}float",
-    re.compile(
-        r"""^(?:[-+]?[0-9][0-9_]*\.[0-9_]*(?:[eE][-+]?[0-9]+)?
-        |[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+
-        |[-+]?\.[0-9][0-9_]*(?:[eE][-+]?[0-9]+)?
-        |[-+]?\.(?:inf|Inf|INF)
-        |\.(?:nan|NaN|NAN))$""",
-        re.X,
-    ),
-    list("-+0123456789."),
-)
 
 
 def parse_value(text: str, setting: str) -> object:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import gymnasium as gym
 import numpy as np
@@ -161,3 +163,28 @@ def test_true_or_false_where_the_env_takes_a_number_and_the_other_way_round(tmp_
     assert main([*args, "--env-kwargs", "length=true"]) == 2
     err = capsys.readouterr().err.strip()
     assert "length=True" in err and "expected a number" in err and "\n" not in err
+
+
+def test_env_kwargs_are_read_as_settings_are_integers_in_base_10(tmp_path):
+    """YAML 1.1 read `010` as octal 8 and `off` as False; flowrl reads them as its settings."""
+    items = ["length=010,noise_dims=-007,name=off,code=0x10,time=1:30,dims=[010, 2]"]
+    assert parse_env_kwargs(items) == {
+        "length": 10,
+        "noise_dims": -7,
+        "name": "off",
+        "code": "0x10",
+        "time": "1:30",
+        "dims": [10, 2],
+    }
+    path, out = tmp_path / "agent.pt", tmp_path / "r.json"
+    agent = make_agent(env_id="Pendulum-v1", env_kwargs={"g": 9.0}, state_dim=3, act_dim=1)
+    torch.save({"agent": agent.state_dict()}, path)
+    args = ["eval", "--checkpoint", str(path), "--episodes", "1", "--max-steps", "3"]
+    done = subprocess.run(
+        [sys.executable, "-m", "flowrl", *args, "--env-kwargs", "g=010", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(out.read_text())["env_kwargs"] == {"g": 10}
