@@ -10,7 +10,7 @@ from typing import Any
 
 from flowrl.agents import DecisionTransformerAgent, load_agent
 from flowrl.eval import VideoUnavailable, evaluate, record_videos
-from flowrl.eval.rollout import check_rollout_settings, resolve_env_kwargs
+from flowrl.eval.rollout import check_rollout_settings, resolve_env_kwargs, target_labels
 
 FLAGS = {"target_returns": "--target"}  # evaluate's parameters named otherwise on the CLI
 
@@ -86,10 +86,9 @@ def run(args: argparse.Namespace) -> int:
         vectorization="async" if args.async_envs else "sync",
     )
     summaries = [r.summary() for r in results]
-    for s in summaries:
-        line = (
-            f"target {s['target_return']:g}: return {s['return_mean']:.1f} ± {s['return_std']:.1f}"
-        )
+    labels = target_labels([s["target_return"] for s in summaries])
+    for s, label in zip(summaries, labels, strict=True):
+        line = f"target {label}: return {s['return_mean']:.1f} ± {s['return_std']:.1f}"
         if s["normalized_mean"] is not None:
             line += f", normalised {s['normalized_mean']:.1f} ± {s['normalized_std']:.1f}"
         print(f"{line} ({s['episodes']} episodes)")
@@ -102,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
             "env_kwargs": resolve_env_kwargs(agent, env_id, env_kwargs),
             "sample_actions": args.sample_actions,
         }
-        payload["targets"] = {f"{s['target_return']:g}": s for s in summaries}
+        payload["targets"] = dict(zip(labels, summaries, strict=True))
         args.json.write_text(json.dumps(payload, indent=2) + "\n")
     if args.video:
         videos(args, agent, targets, env_kwargs)

@@ -8,6 +8,7 @@ from pathlib import Path
 from flowrl.agents import DecisionTransformerAgent
 from flowrl.data import DEFAULT_DATASET_ID, load_or_collect
 from flowrl.data.masked import mask_dataset
+from flowrl.eval.rollout import target_labels
 from flowrl.train import distributed, fit, load_config
 from flowrl.train.progress import finished_at
 from flowrl.train.trainer import resolve_device
@@ -75,8 +76,9 @@ def run(args: argparse.Namespace) -> int:
     run_dir = Path(summary["run_dir"])
     print(f"\ndataset {ds.name}: {ds.num_episodes} episodes, env {ds.env_id}")
     average, best = float(ds.returns.mean()), float(ds.returns.max())
-    for result in summary["results"]:
-        line = f"target {result['target_return']:g}: return {result['return_mean']:.1f}"
+    labels = target_labels([result["target_return"] for result in summary["results"]])
+    for result, label in zip(summary["results"], labels, strict=True):
+        line = f"target {label}: return {result['return_mean']:.1f}"
         line += f" ± {result['return_std']:.1f} over {result['episodes']} episodes"
         if result["normalized_mean"] is not None:
             line += f", normalised score {result['normalized_mean']:.1f}"

@@ -12,6 +12,7 @@ whenever its environment ends, and its actions and rewards are ignored.
 from __future__ import annotations
 
 import math
+import warnings
 from collections import deque
 from collections.abc import Callable, Sequence
 from contextlib import closing
@@ -26,7 +27,7 @@ from tqdm import tqdm
 from flowrl.agents.agent import DecisionTransformerAgent
 from flowrl.agents.policy import check_sampling
 from flowrl.envs.make import env_errors
-from flowrl.errors import UserError
+from flowrl.errors import DataWarning, UserError
 
 
 @dataclass
@@ -165,9 +166,22 @@ def check_rollout_settings(
     for key, value in (("episodes", episodes), ("num_envs", num_envs), ("max_steps", max_steps)):
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
             raise UserError(f"{setting(key, value)}: expected a positive integer")
-    for target in target_returns:
+    for i, target in enumerate(target_returns):
         if not math.isfinite(target):
             raise UserError(f"{setting('target_returns', target)}: expected a finite return")
+        if target in target_returns[:i]:
+            raise UserError(f"{setting('target_returns', target)}: given twice")
+
+
+def target_labels(target_returns: Sequence[float]) -> list[str]:
+    """How each target return is named in metrics keys, JSON and printed lines: as `:g`
+    prints it (`-150`, `3600`), or, where two would print alike, each in its shortest exact
+    form (`-150.0`, `-150.00001`). Targets are distinct (`check_rollout_settings`), so the
+    labels are too."""
+    short = [f"{target:g}" for target in target_returns]
+    if len(set(short)) == len(short):
+        return short
+    return [repr(float(target)) for target in target_returns]
 
 
 def evaluate(
@@ -254,6 +268,7 @@ def run_episodes(
         jobs = deque((t, i) for t in range(len(target_returns)) for i in range(episodes))
         slot_job: list[tuple[int, int] | None] = [None] * num_envs
         ep_return, ep_length = np.zeros(num_envs), np.zeros(num_envs, dtype=np.int64)
+        cut = 0  # episodes stopped at `limit` before the env ended them
 
         def assign(free: np.ndarray, obs: np.ndarray | None) -> np.ndarray:
             """Resets the free slots with the next jobs, or parks them; returns observations."""
@@ -281,6 +296,7 @@ def run_episodes(
                 ended = terminated | truncated
                 active = np.array([job is not None for job in slot_job])
                 finished = active & (ended | (ep_length >= limit))
+                cut += int((finished & ~ended).sum())
                 for slot in np.flatnonzero(finished):
                     t, i = slot_job[slot]
                     returns[t, i], lengths[t, i] = ep_return[slot], ep_length[slot]
@@ -288,7 +304,23 @@ def run_episodes(
                 free = finished | (ended & ~active)
                 if free.any():
                     obs = assign(free, obs)
+    if cut and agent.normalized_score(returns[0]) is not None:
+        warn_on_cut_episodes(env_id, limit)
     return [
         TargetResult(target, returns[t], lengths[t], agent.normalized_score(returns[t]))
         for t, target in enumerate(target_returns)
     ]
+
+
+def warn_on_cut_episodes(env_id: str, limit: int) -> None:
+    """A note that the normalised scores are of returns cut at `limit` steps: the reference
+    returns they are scaled by are of whole episodes."""
+    own = gym.spec(env_id).max_episode_steps
+    warnings.warn(
+        f"episodes of {env_id} stopped at max_steps={limit} before the env ended them"
+        + (f" (its own limit is {own} steps)" if own else "")
+        + ": the normalised scores compare these partial returns with whole-episode "
+        "reference returns; raise max_steps for comparable scores",
+        DataWarning,
+        stacklevel=3,
+    )

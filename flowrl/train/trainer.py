@@ -27,6 +27,7 @@ from flowrl.data import EpisodeDataset, EpisodeSampler, WindowSampler
 from flowrl.data.fingerprint import check_same_dataset, dataset_fingerprint
 from flowrl.errors import UserError
 from flowrl.eval import TargetResult, evaluate
+from flowrl.eval.rollout import target_labels
 from flowrl.train import distributed, preflight
 from flowrl.train.config import TrainConfig, dotted_settings, save_config
 from flowrl.train.config_checks import check_config
@@ -225,9 +226,10 @@ class Trainer:
 
     def _log_eval(self, logger: MetricsLogger, results: list[TargetResult]) -> float:
         scalars: dict[str, float] = {}
-        for r in results:
+        labels = target_labels([r.target_return for r in results])
+        for r, label in zip(results, labels, strict=True):
             s = r.summary()
-            tag = f"eval/target_{r.target_return:g}"
+            tag = f"eval/target_{label}"
             scalars[f"{tag}/return_mean"] = s["return_mean"]
             scalars[f"{tag}/return_std"] = s["return_std"]
             if s["normalized_mean"] is not None:

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,6 +20,8 @@ from flowrl.agents import (
 )
 from flowrl.agents.checkpoint import save_atomic
 from flowrl.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -72,3 +78,56 @@ def test_json_is_written_once_the_evaluation_is_done(checkpoint, tmp_path):
     path = tmp_path / "new" / "results.json"
     assert run_eval(checkpoint, "--json", str(path), "--target=-100") == 0
     assert set(json.loads(path.read_text())["targets"]) == {"-100"}
+
+
+def flowrl_eval(checkpoint, *flags) -> subprocess.CompletedProcess:
+    """`flowrl eval` of one episode in a process of its own."""
+    args = ["eval", "--checkpoint", str(checkpoint), "--episodes", "1", "--num-envs", "1"]
+    return subprocess.run(
+        [sys.executable, "-m", "flowrl", *args, *flags],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+
+
+def test_targets_that_print_alike_keep_distinct_keys_and_equal_ones_are_refused(
+    checkpoint, tmp_path
+):
+    out = tmp_path / "r.json"
+    flags = ["--max-steps", "3", "--target=-150", "--target=-150.00001", "--json", str(out)]
+    done = flowrl_eval(checkpoint, *flags)
+    assert done.returncode == 0, done.stderr
+    targets = json.loads(out.read_text())["targets"]
+    assert {k: v["target_return"] for k, v in targets.items()} == {
+        "-150.0": -150.0,
+        "-150.00001": -150.00001,
+    }
+    assert "target -150.0:" in done.stdout and "target -150.00001:" in done.stdout
+    same = flowrl_eval(checkpoint, "--target", "1", "--target", "1.0")
+    assert same.returncode == 2 and "--target 1.0: given twice" in same.stderr, same.stderr
+    assert len(same.stderr.strip().splitlines()) == 1
+
+
+def test_a_normalised_score_of_episodes_cut_short_says_so(tmp_path):
+    """Pendulum's episodes last 200 steps: --max-steps 3 scores 3-step returns against
+    whole-episode reference returns, and says so in one line; 200 steps do not."""
+    cfg = DecisionTransformerConfig(state_dim=3, act_dim=1, embed_dim=16, n_layers=1, n_heads=2)
+    agent = DecisionTransformerAgent.from_parts(
+        DecisionTransformer(cfg).eval(),
+        Normalizer.from_arrays(np.zeros(3), np.ones(3), np.full(1, 2.0), 100.0),
+        env_id="Pendulum-v1",
+        ref_min_score=-1500.0,
+        ref_max_score=-150.0,
+        target_returns=[-150.0],
+    )
+    path = tmp_path / "last.pt"
+    save_atomic({"agent": agent.state_dict()}, path)
+    cut = flowrl_eval(path, "--max-steps", "3")
+    assert cut.returncode == 0, cut.stderr
+    notes = [line for line in cut.stderr.splitlines() if "warning" in line]
+    assert len(notes) == 1 and "Traceback" not in cut.stderr, cut.stderr
+    assert "max_steps=3 before the env ended them (its own limit is 200 steps)" in notes[0]
+    whole = flowrl_eval(path, "--max-steps", "200")
+    assert whole.returncode == 0 and "warning" not in whole.stderr, whole.stderr
