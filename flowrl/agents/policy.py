@@ -72,9 +72,11 @@ class DecisionTransformerPolicy:
         if self.recurrent and not model.recurrent:
             raise ValueError("recurrent acting needs a model with a recurrent form (flow)")
         # the history grows with the longest episode so far, up to max_steps: a horizon of
-        # 10^8 steps costs memory only as far as the episodes go
+        # 10^8 steps costs memory only as far as the episodes go; acting through the recurrent
+        # state reads only the current step, so it holds two slots (this step, the next
+        # step's return-to-go) and its memory stays flat however long the episode
         self.max_steps = max_steps
-        T = min(max_steps, INITIAL_HISTORY)
+        T = 2 if self.recurrent else min(max_steps, INITIAL_HISTORY)
         self.states = torch.zeros(num_envs, T, cfg.state_dim, device=self.device)
         self.actions = torch.zeros(num_envs, T, cfg.act_dim, device=self.device)
         self.returns_to_go = torch.zeros(num_envs, T, device=self.device)
@@ -108,10 +110,10 @@ class DecisionTransformerPolicy:
         or (M,) int64 indices for a discrete agent."""
         obs = torch.as_tensor(observations, dtype=torch.float32, device=self.device)
         rows = torch.arange(obs.shape[0], device=self.device)
-        self.states[rows, self.t] = self.normalizer.states(obs)
+        self.states[rows, self.slot(self.t)] = self.normalizer.states(obs)
         output = self._act_recurrent(rows) if self.recurrent else self._act_recompute(rows)
         action = self._choose(output)
-        self.actions[rows, self.t] = action
+        self.actions[rows, self.slot(self.t)] = action
         return self.normalizer.env_actions(action).cpu().numpy()
 
     def _choose(self, output: Tensor) -> Tensor:
@@ -136,15 +138,18 @@ class DecisionTransformerPolicy:
         reward = torch.as_tensor(rewards, dtype=torch.float32, device=self.device)
         rows = torch.arange(reward.shape[0], device=self.device)
         if self.recurrent:
-            self._feed("action", self.actions[rows, self.t])
+            self._feed("action", self.actions[rows, self.slot(self.t)])
         self.t_host = np.minimum(self.t_host + 1, self.max_steps - 1)
-        if self.t_host.max() >= self.states.shape[1]:
+        if not self.recurrent and self.t_host.max() >= self.states.shape[1]:
             self._grow()
         nxt = (self.t + 1).clamp(max=self.max_steps - 1)
-        self.returns_to_go[rows, nxt] = self.returns_to_go[rows, self.t] - self.normalizer.returns(
-            reward
-        )
+        returns = self.returns_to_go[rows, self.slot(self.t)] - self.normalizer.returns(reward)
+        self.returns_to_go[rows, self.slot(nxt)] = returns
         self.t = nxt
+
+    def slot(self, t: Tensor) -> Tensor:
+        """Where step t lies in the history: t itself, or t mod 2 when acting recurrently."""
+        return t % 2 if self.recurrent else t
 
     def _grow(self) -> None:
         """Doubles the history's length (at most max_steps), keeping what it holds."""
@@ -179,5 +184,6 @@ class DecisionTransformerPolicy:
 
     def _act_recurrent(self, rows: Tensor) -> Tensor:
         """Feeds the return-to-go and state tokens of this step through the recurrent state."""
-        self._feed("return", self.returns_to_go[rows, self.t])
-        return self.model.action_head(self._feed("state", self.states[rows, self.t]))
+        slot = self.slot(self.t)
+        self._feed("return", self.returns_to_go[rows, slot])
+        return self.model.action_head(self._feed("state", self.states[rows, slot]))
