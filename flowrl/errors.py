@@ -6,6 +6,7 @@ import numbers
 import os
 import types
 import typing
+import warnings
 
 # A name becomes a folder or file name with suffixes (`.NAME.PID.tmp`, `.NAME.tmp-XXXXXXXX`):
 # 200 bytes leave room for them under the 255 of common file systems.
@@ -99,6 +100,22 @@ def _mismatch(hint: object, value: object) -> str | None:
 
 class DataWarning(UserWarning):
     """Data that is usable but probably not what the user meant (e.g. actions out of range)."""
+
+
+class RenamedWarning(FutureWarning):
+    """A name the user gave that was renamed: it still works, under its new name, for now."""
+
+
+def renamed(name: str, renames: dict[str, str], what: str) -> str:
+    """`name`, or its new name with a RenamedWarning when `renames` holds it as an old one."""
+    if name not in renames:
+        return name
+    warnings.warn(
+        f"{what} {name!r} is now called {renames[name]!r}; the old name will be removed",
+        RenamedWarning,
+        stacklevel=3,
+    )
+    return renames[name]
 
 
 class Interrupted(Exception):

@@ -7,7 +7,7 @@ import sys
 import warnings
 from collections.abc import Sequence
 
-from flowrl.errors import DataWarning, Interrupted, UserError
+from flowrl.errors import DataWarning, Interrupted, RenamedWarning, UserError
 
 PYTHON_SHOWWARNING = warnings.showwarning  # kept for warnings that are not flowrl's
 
@@ -60,7 +60,7 @@ def show_warnings_in_one_line(prog: str) -> None:
     """flowrl's own warnings print as `prog: warning: message`, without a source line."""
 
     def show(message, category, filename, lineno, file=None, line=None):
-        if issubclass(category, DataWarning):
+        if issubclass(category, (DataWarning, RenamedWarning)):
             print(f"{prog}: warning: {message}", file=sys.stderr)
         else:
             PYTHON_SHOWWARNING(message, category, filename, lineno, file, line)

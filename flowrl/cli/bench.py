@@ -37,7 +37,9 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str) -> None:
         nargs="+",
         help="T-Maze corridor lengths (10 30 100) or MiniGrid sizes (13 31 61)",
     )
-    memory.add_argument("--variants", nargs="+", choices=list(VARIANTS), help="default: the task's")
+    memory.add_argument(
+        "--variants", nargs="+", help=f"of {', '.join(VARIANTS)} (default: the task's)"
+    )
     memory.add_argument("--seeds", help="seeds per variant, e.g. 0-2 (the default)")
     memory.add_argument("--steps", type=int, help="training steps per run (3000)")
     memory.add_argument("--episodes", type=int, help="evaluation episodes (100)")
@@ -63,7 +65,7 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str) -> None:
 
 
 def run_memory(args: argparse.Namespace) -> int:
-    from flowrl.errors import UserError
+    from flowrl.errors import UserError, check_choice, renamed
     from flowrl.experiments import memory
     from flowrl.experiments.hostinfo import machine
 
@@ -73,6 +75,9 @@ def run_memory(args: argparse.Namespace) -> int:
     task = memory.TASKS[args.task]
     args.lengths = args.lengths or ([task.smoke_length] if args.smoke else list(task.lengths))
     variants = list(task.variants or memory.VARIANTS)
+    args.variants = [renamed(v, memory.RENAMED_VARIANTS, "variant") for v in args.variants or ()]
+    for variant in args.variants:
+        check_choice("--variants", variant, tuple(memory.VARIANTS))
     args.variants = args.variants or (variants[:1] if args.smoke else variants)
     args.config = args.config or Path(task.config)
     if not args.config.is_file():

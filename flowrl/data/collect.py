@@ -78,9 +78,10 @@ def collect_dataset(
         make_collection_policy,
     )
 
-    policy = policy or default_policy(env_id)
+    entry = collection_policy(policy or default_policy(env_id))
+    policy = entry.name  # the current name of a renamed one, recorded in the metadata
     if noise is None:  # the policy's default, recorded in the metadata
-        noise = collection_policy(policy).default_noise
+        noise = entry.default_noise
     if episodes < 1:
         raise UserError(f"episodes must be at least 1, got {episodes}")
     if max_episode_steps is not None and max_episode_steps < 1:

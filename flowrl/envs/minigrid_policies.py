@@ -1,4 +1,4 @@
-"""Scripted MiniGrid-Memory policies for dataset collection: the oracle and a mixed recipe.
+"""Scripted MiniGrid-Memory policies for dataset collection: the oracle and a noisy recipe.
 
 The oracle reads the env's state (the grid, the room's object, the two end objects) to plan,
 but decides only on what the agent has seen: it first takes the shortest way to a pose from
@@ -176,8 +176,9 @@ class MiniGridOracle:
         return self.route()
 
 
-class MiniGridMixed(MiniGridOracle):
-    """Mixed-quality data whose returns-to-go tell good episodes from bad ones.
+class MiniGridNoisy(MiniGridOracle):
+    """The oracle with noise: data of mixed quality, whose returns-to-go tell good episodes
+    from bad ones.
 
     Each episode is, independently: a wrong-pick episode with probability `wrong_pick` (the
     oracle's look and walk, then the other object: return 0), and a noisy one with
@@ -195,7 +196,7 @@ class MiniGridMixed(MiniGridOracle):
         look: str = "nearest",
     ) -> None:
         check_probabilities(
-            "minigrid-mixed", wrong_pick=wrong_pick, noisy=noisy, random_step=random_step
+            "minigrid-noisy", wrong_pick=wrong_pick, noisy=noisy, random_step=random_step
         )
         super().__init__(env, look)
         self.wrong_pick, self.noisy, self.random_step = wrong_pick, noisy, random_step

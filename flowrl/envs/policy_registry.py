@@ -9,10 +9,10 @@ from dataclasses import dataclass
 import gymnasium as gym
 
 from flowrl.envs.collection_policies import CollectionPolicy, PendulumSwingUp, RandomPolicy
-from flowrl.envs.minigrid_policies import MiniGridMixed, MiniGridOracle
+from flowrl.envs.minigrid_policies import MiniGridNoisy, MiniGridOracle
 from flowrl.envs.registration import MINIGRID_MEMORY_ID, TMAZE_IDS
-from flowrl.envs.tmaze_policies import TMazeMixed, TMazeOracle
-from flowrl.errors import UserError
+from flowrl.envs.tmaze_policies import TMazeNoisy, TMazeOracle
+from flowrl.errors import UserError, renamed
 
 
 @dataclass(frozen=True)
@@ -55,8 +55,8 @@ COLLECTION_POLICIES = {
             "tmaze-oracle", lambda env, noise: TMazeOracle(), default_noise=0.0, envs=(*TMAZE_IDS,)
         ),
         PolicyEntry(
-            "tmaze-mixed",
-            lambda env, noise: TMazeMixed(wrong_turn=noise / 2, noisy=noise / 2),
+            "tmaze-noisy",
+            lambda env, noise: TMazeNoisy(wrong_turn=noise / 2, noisy=noise / 2),
             default_noise=0.6,
             envs=(*TMAZE_IDS,),
             default=True,
@@ -70,28 +70,38 @@ COLLECTION_POLICIES = {
             envs=(MINIGRID_MEMORY_ID,),
         ),
         PolicyEntry(
-            "minigrid-mixed",
-            lambda env, noise: MiniGridMixed(env, wrong_pick=noise / 2, noisy=noise / 2),
+            "minigrid-noisy",
+            lambda env, noise: MiniGridNoisy(env, wrong_pick=noise / 2, noisy=noise / 2),
             default_noise=0.6,
             envs=(MINIGRID_MEMORY_ID,),
             default=True,
             noise_help="the same with the wrong object for the wrong turn",
         ),
         PolicyEntry(
-            "minigrid-up-close-mixed",
-            lambda env, noise: MiniGridMixed(
+            "minigrid-up-close-noisy",
+            lambda env, noise: MiniGridNoisy(
                 env, wrong_pick=noise / 2, noisy=noise / 2, look="up-close"
             ),
             default_noise=0.6,
             envs=(MINIGRID_MEMORY_ID,),
-            noise_help="minigrid-mixed's, the room's object looked at from next to it",
+            noise_help="minigrid-noisy's, the room's object looked at from next to it",
         ),
     )
 }
 
 
+# old name -> new name: the old names still work, with a RenamedWarning
+RENAMED_POLICIES = {
+    "tmaze-mixed": "tmaze-noisy",
+    "minigrid-mixed": "minigrid-noisy",
+    "minigrid-up-close-mixed": "minigrid-up-close-noisy",
+}
+
+
 def collection_policy(name: str) -> PolicyEntry:
-    """The registry's entry for `name`; a UserError listing the policies for another name."""
+    """The registry's entry for `name` (or its old name); a UserError listing the policies
+    for another name."""
+    name = renamed(name, RENAMED_POLICIES, "policy")
     if name not in COLLECTION_POLICIES:
         raise UserError(f"unknown policy {name!r}; choose one of {', '.join(COLLECTION_POLICIES)}")
     return COLLECTION_POLICIES[name]

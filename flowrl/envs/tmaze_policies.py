@@ -1,4 +1,4 @@
-"""Scripted T-Maze policies for dataset collection: the oracle and a mixed-quality recipe.
+"""Scripted T-Maze policies for dataset collection: the oracle and a noisy recipe.
 
 Both read only what the agent observes: the cue, remembered from the start cell (obs[1] when
 obs[0] is 0), and the junction (obs[0] == 1). They walk right until the junction and then turn
@@ -38,8 +38,9 @@ class TMazeOracle:
         return RIGHT if self.cue else LEFT
 
 
-class TMazeMixed(TMazeOracle):
-    """Mixed-quality data whose returns-to-go tell good episodes from bad ones.
+class TMazeNoisy(TMazeOracle):
+    """The oracle with noise: data of mixed quality, whose returns-to-go tell good episodes
+    from bad ones.
 
     Each episode is, independently: a wrong-turn episode with probability `wrong_turn` (the
     oracle's walk, then the other goal: return 0), and a noisy one with probability
@@ -52,7 +53,7 @@ class TMazeMixed(TMazeOracle):
         self, wrong_turn: float = 0.3, noisy: float = 0.3, random_step: float = 0.03
     ) -> None:
         check_probabilities(
-            "tmaze-mixed", wrong_turn=wrong_turn, noisy=noisy, random_step=random_step
+            "tmaze-noisy", wrong_turn=wrong_turn, noisy=noisy, random_step=random_step
         )
         super().__init__()
         self.wrong_turn, self.noisy, self.random_step = wrong_turn, noisy, random_step

@@ -47,7 +47,7 @@ from flowrl.envs.minigrid_memory import (
     room_object_cell,
     size_with_longer_hallway,
 )
-from flowrl.envs.minigrid_policies import MiniGridMixed, MiniGridOracle
+from flowrl.envs.minigrid_policies import MiniGridNoisy, MiniGridOracle
 from flowrl.nn import FlowAttention
 
 
@@ -69,7 +69,7 @@ def oracle_decision(size: int, seed: int) -> Decision:
     env = MiniGridMemory(size=size)
     observation, _ = env.reset(seed=seed)
     oracle = MiniGridOracle(env)
-    other = MiniGridMixed(env, wrong_pick=1.0, noisy=0.0)  # always the other object
+    other = MiniGridNoisy(env, wrong_pick=1.0, noisy=0.0)  # always the other object
     rng = np.random.default_rng(seed)
     oracle.reset(rng)
     other.reset(rng)

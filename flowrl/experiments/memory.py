@@ -38,14 +38,14 @@ CLAMP20 = "model.attention_clamp=20"  # the source clamp raised from the spec's 
 VARIANTS = {
     "flow-episode": ("flow", "episode", None, ()),
     "flow-episode-4heads": ("flow", "episode", None, ("model.n_heads=4",)),
-    "flow-episode-mixed": ("flow", "episode", None, ()),
-    "flow-episode-4heads-mixed": ("flow", "episode", None, ("model.n_heads=4",)),
-    "flow-episode-4heads-mixed-c20": ("flow", "episode", None, ("model.n_heads=4", CLAMP20)),
+    "flow-episode-multilength": ("flow", "episode", None, ()),
+    "flow-episode-4heads-multilength": ("flow", "episode", None, ("model.n_heads=4",)),
+    "flow-episode-4heads-multilength-c20": ("flow", "episode", None, ("model.n_heads=4", CLAMP20)),
     "flow-relu-episode": ("flow-relu", "episode", None, ()),
-    "flow-relu-episode-mixed": ("flow-relu", "episode", None, ()),
+    "flow-relu-episode-multilength": ("flow-relu", "episode", None, ()),
     "flow-episode-2heads": ("flow", "episode", None, ("model.n_heads=2",)),
     "flow-mixed-episode-2heads": ("flow-mixed", "episode", None, ("model.n_heads=2",)),
-    "flow-relu-episode-4heads-mixed": ("flow-relu", "episode", None, ("model.n_heads=4",)),
+    "flow-relu-episode-4heads-multilength": ("flow-relu", "episode", None, ("model.n_heads=4",)),
     "flow-window": ("flow", "window", 20, ()),
     "softmax-window": ("softmax", "window", 20, ()),
     "softmax-episode": ("softmax", "episode", None, ()),
@@ -55,14 +55,23 @@ METRIC = "eval/normalized_mean_last"
 # whole-episode flow agents act through their recurrent state: also run at 2x, 5x, 10x length
 RECURRENT = [name for name, (attention, mode, *_) in VARIANTS.items()
              if attention_kind(attention).recurrent and mode == "episode"]  # fmt: skip
-# trained on every grid length <= L
-MIXED = (
-    "flow-episode-mixed",
-    "flow-episode-4heads-mixed",
-    "flow-episode-4heads-mixed-c20",
-    "flow-relu-episode-4heads-mixed",
-    "flow-relu-episode-mixed",
+# trained on every length <= L together (the union of their datasets)
+MULTILENGTH = (
+    "flow-episode-multilength",
+    "flow-episode-4heads-multilength",
+    "flow-episode-4heads-multilength-c20",
+    "flow-relu-episode-4heads-multilength",
+    "flow-relu-episode-multilength",
 )
+# old name -> new name ("mixed" is an attention kind): the old names still work, with a
+# RenamedWarning, and their run folders are read where no folder has the new name
+RENAMED_VARIANTS = {
+    "flow-episode-mixed": "flow-episode-multilength",
+    "flow-episode-4heads-mixed": "flow-episode-4heads-multilength",
+    "flow-episode-4heads-mixed-c20": "flow-episode-4heads-multilength-c20",
+    "flow-relu-episode-mixed": "flow-relu-episode-multilength",
+    "flow-relu-episode-4heads-mixed": "flow-relu-episode-4heads-multilength",
+}
 
 
 def flowrl(*args: str, log: Path | None = None) -> None:
@@ -108,7 +117,7 @@ TASKS = {
     "minigrid": Task("flowrl/MiniGridMemory-v0", "size", "flowrl/minigrid-memory-{length}-v0",
                      "configs/memory/minigrid.yaml", (13, 31, 61), 7,
                      ("flow-relu-episode", "flow-relu-window", "softmax-episode"),
-                     "minigrid-mixed", "grid size S (the room's object S - 3 steps from the end)"),
+                     "minigrid-noisy", "grid size S (the room's object S - 3 steps from the end)"),
 }  # fmt: skip
 
 
@@ -132,12 +141,25 @@ def longest_episode(dataset_ids: list[str]) -> int:
     return max(int(load_dataset(name).lengths.max()) for name in dataset_ids)
 
 
+def sweep_folder(out: Path, task: str, length: int, variant: str) -> Path:
+    """The sweep folder of `variant` at `length`: the one under the variant's old name when
+    only that one is there (runs from before the rename)."""
+    folder = out / f"{task}-L{length}-{variant}"
+    for old in (old for old, new in RENAMED_VARIANTS.items() if new == variant):
+        former = out / f"{task}-L{length}-{old}"
+        if former.is_dir() and not folder.is_dir():
+            return former
+    return folder
+
+
 def sweep(args: argparse.Namespace, length: int, variant: str) -> Path:
     """Trains one variant at one length over the seeds; returns the sweep folder."""
     attention, mode, window, settings = VARIANTS[variant]
     task = TASKS[args.task]
-    name = f"{args.task}-L{length}-{variant}"
-    lengths = [x for x in sorted(args.lengths) if x <= length] if variant in MIXED else [length]
+    name = sweep_folder(args.out, args.task, length, variant).name
+    lengths = (
+        [x for x in sorted(args.lengths) if x <= length] if variant in MULTILENGTH else [length]
+    )
     datasets = [task.dataset_id(x) for x in lengths]
     horizon = longest_episode(datasets)
     flowrl(
@@ -236,10 +258,12 @@ def run(args: argparse.Namespace) -> dict:
         for length in args.lengths
         for variant in args.variants
         if not (variant == "softmax-episode" and length > args.softmax_episode_max)
-        and not (variant in MIXED and length == min(args.lengths))  # same data as flow-episode
+        and not (
+            variant in MULTILENGTH and length == min(args.lengths)
+        )  # same data as flow-episode
     ]
     if args.report_only:
-        folders = {job: args.out / f"{args.task}-L{job[0]}-{job[1]}" for job in jobs}
+        folders = {job: sweep_folder(args.out, args.task, *job) for job in jobs}
         folders = {job: folder for job, folder in folders.items() if folder.is_dir()}
     else:
         for length in args.lengths:

@@ -23,7 +23,7 @@ def tmaze(tmp_path_factory) -> EpisodeDataset:
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MINARI_DATASETS_PATH", str(tmp_path_factory.mktemp("minari")))
         return collect_dataset(
-            TMAZE, "tmaze-mixed", episodes=24, dataset_id="test/tmaze-v0", seed=1,
+            TMAZE, "tmaze-noisy", episodes=24, dataset_id="test/tmaze-v0", seed=1,
             env_kwargs={"length": LENGTH, "noise_dims": 1}, progress=False,
         )  # fmt: skip
 

@@ -19,7 +19,7 @@ from flowrl.errors import UserError
 def minigrid(collect_apart):
     return collect_apart(
         env_id="flowrl/MiniGridMemory-v0",
-        policy="minigrid-mixed",
+        policy="minigrid-noisy",
         env_kwargs={"size": 7},
         episodes=60,
         dataset_id="test/minigrid-7-v0",

@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import gymnasium as gym
 import h5py
+import minari
 import numpy as np
 import pytest
 
 from flowrl.cli import main
 from flowrl.data import collect_dataset, load_dataset
 from flowrl.data.reference import gym_reference
-from flowrl.envs import COLLECTION_POLICIES, PendulumSwingUp, RandomPolicy, default_policy
-from flowrl.errors import UserError
+from flowrl.envs import (
+    COLLECTION_POLICIES,
+    PendulumSwingUp,
+    RandomPolicy,
+    collection_policy,
+    default_policy,
+)
+from flowrl.errors import RenamedWarning, UserError
 
 
 def test_collected_episodes_replay_in_the_env(minari_root):
@@ -120,8 +127,8 @@ def test_one_registry_names_the_policies_their_envs_and_defaults(minari_root, ca
     for entry in COLLECTION_POLICIES.values():
         assert all(env_id in gym.registry for env_id in entry.envs or ())
     assert default_policy("Pendulum-v1") == "pendulum-swingup"
-    assert default_policy("flowrl/TMazeActive-v0") == "tmaze-mixed"
-    assert default_policy("flowrl/MiniGridMemory-v0") == "minigrid-mixed"
+    assert default_policy("flowrl/TMazeActive-v0") == "tmaze-noisy"
+    assert default_policy("flowrl/MiniGridMemory-v0") == "minigrid-noisy"
     assert default_policy("MountainCarContinuous-v0") == "random"
 
     with pytest.raises(SystemExit):
@@ -134,3 +141,15 @@ def test_one_registry_names_the_policies_their_envs_and_defaults(minari_root, ca
     assert "unknown policy 'expert'" in error
     assert all(name in error for name in COLLECTION_POLICIES)
     assert not (minari_root / "test" / "x-v0").exists()
+
+
+def test_a_renamed_policy_still_collects_under_its_new_name(minari_root, capsys):
+    args = ["collect", "--env", "flowrl/TMazePassive-v0", "--env-kwargs", "length=3"]
+    args += ["--policy", "tmaze-mixed", "--episodes", "2", "--dataset-id", "test/old-v0"]
+    assert main(args) == 0
+    error = capsys.readouterr().err
+    assert "flowrl collect: warning: policy 'tmaze-mixed' is now called 'tmaze-noisy'" in error
+    meta = minari.load_dataset("test/old-v0").storage.metadata["flowrl_collect"]
+    assert (meta["policy"], meta["noise"]) == ("tmaze-noisy", 0.6)
+    with pytest.warns(RenamedWarning, match="'minigrid-mixed' is now called 'minigrid-noisy'"):
+        assert collection_policy("minigrid-mixed") is COLLECTION_POLICIES["minigrid-noisy"]

@@ -32,7 +32,7 @@ KWARGS = {"length": 12, "noise_dims": 1}
 @pytest.fixture
 def tmaze(minari_root):
     return collect_dataset(
-        "flowrl/TMazePassive-v0", "tmaze-mixed", episodes=30, dataset_id="test/tmaze-v0",
+        "flowrl/TMazePassive-v0", "tmaze-noisy", episodes=30, dataset_id="test/tmaze-v0",
         seed=2, env_kwargs=KWARGS, progress=False,
     )  # fmt: skip
 
@@ -46,7 +46,7 @@ def test_collected_tmaze_loads_with_discrete_actions_and_kwargs(tmaze, minari_ro
         assert dataset.env_id == "flowrl/TMazePassive-v0" and dataset.env_kwargs == KWARGS
         assert all(ep.actions.dtype == np.int64 and ep.actions.ndim == 1 for ep in dataset.episodes)
         assert set(dataset.lengths) == {13}
-    # the mixed recipe: oracle episodes, wrong turns, and noisy ones behind schedule
+    # the noisy recipe: oracle episodes, wrong turns, and noisy ones behind schedule
     assert loaded.returns.max() == 1.0 and (loaded.returns == 0).any() and loaded.returns.min() < 0
 
     # Minari's own view: a Discrete space, integer actions, an env spec that remakes the env

@@ -1,5 +1,5 @@
 """MiniGrid-Memory: the flowrl env (observation layout, 3 actions, kwargs in the dataset's
-env spec), the scripted oracle (always the match, and only after looking) and the mixed
+env spec), the scripted oracle (always the match, and only after looking) and the noisy
 recipe (a wrong pick scores 0)."""
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from flowrl.cli import main
 from flowrl.data import collect_dataset
 from flowrl.envs import make_collection_policy
 from flowrl.envs.minigrid_memory import CELL_CODES, GRID_DIM, OBS_DIM, room_object_cell
-from flowrl.envs.minigrid_policies import MiniGridMixed, MiniGridOracle
+from flowrl.envs.minigrid_policies import MiniGridNoisy, MiniGridOracle
 from flowrl.errors import UserError
 
 ENV_ID = "flowrl/MiniGridMemory-v0"
@@ -203,21 +203,21 @@ def binomial_ok(hits: int, n: int, p: float) -> bool:
     return abs(hits - n * p) <= 4 * np.sqrt(n * p * (1 - p))
 
 
-def test_a_wrong_pick_scores_zero_and_the_mixed_shares():
+def test_a_wrong_pick_scores_zero_and_the_noisy_shares():
     env = gym.make(ENV_ID, size=13, random_length=True)
     rng = np.random.default_rng(1)
     wrong = [
-        run_episode(env, MiniGridMixed(env, wrong_pick=1.0, noisy=0.0), s, rng) for s in range(40)
+        run_episode(env, MiniGridNoisy(env, wrong_pick=1.0, noisy=0.0), s, rng) for s in range(40)
     ]
     assert all(ep["return"] == 0.0 and ep["terminated"] for ep in wrong)
     assert all(ep["seen_before_junction"] for ep in wrong)
 
     n = 400
-    mixed = MiniGridMixed(env, wrong_pick=0.3, noisy=0.0)
-    returns = np.array([run_episode(env, mixed, s, rng)["return"] for s in range(n)])
+    wrong_picks = MiniGridNoisy(env, wrong_pick=0.3, noisy=0.0)
+    returns = np.array([run_episode(env, wrong_picks, s, rng)["return"] for s in range(n)])
     assert binomial_ok(int((returns == 0).sum()), n, 0.3)
 
-    noisy = MiniGridMixed(env, wrong_pick=0.0, noisy=1.0, random_step=0.2)
+    noisy = MiniGridNoisy(env, wrong_pick=0.0, noisy=1.0, random_step=0.2)
     eps = [run_episode(env, noisy, s, rng) for s in range(100)]
     oracle = [run_episode(env, MiniGridOracle(env), s, rng) for s in range(100)]
     assert np.mean([ep["steps"] for ep in eps]) > np.mean([ep["steps"] for ep in oracle])
@@ -227,9 +227,9 @@ def test_a_wrong_pick_scores_zero_and_the_mixed_shares():
 def test_bad_policy_settings():
     env = gym.make(ENV_ID, size=7)
     with pytest.raises(UserError, match="wrong_pick must be a probability"):
-        MiniGridMixed(env, wrong_pick=1.5)
+        MiniGridNoisy(env, wrong_pick=1.5)
     with pytest.raises(UserError, match="noise must be in"):
-        make_collection_policy("minigrid-mixed", env, noise=2.0)
+        make_collection_policy("minigrid-noisy", env, noise=2.0)
     with pytest.raises(UserError, match="is for flowrl/MiniGridMemory-v0, not Pendulum-v1"):
         make_collection_policy("minigrid-oracle", gym.make("Pendulum-v1"))
     with pytest.raises(UserError, match="not MiniGrid-MemoryS7-v0"):
@@ -242,7 +242,7 @@ def test_collected_dataset_records_the_env_kwargs(tmp_path, monkeypatch):
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path))
     dataset = collect_dataset(
         ENV_ID,
-        "minigrid-mixed",
+        "minigrid-noisy",
         env_kwargs={"size": 9, "random_length": True},
         episodes=30,
         dataset_id="test/minigrid-9-v0",
@@ -271,6 +271,6 @@ def test_flowrl_collect_command(tmp_path, monkeypatch, capsys):
     args = ["collect", "--env", ENV_ID, "--env-kwargs", "size=7", "--episodes", "5"]
     assert main([*args, "--policy", "minigrid-oracle", "--dataset-id", "test/mg-oracle-v0"]) == 0
     assert "5 episodes" in capsys.readouterr().out
-    assert main([*args, "--dataset-id", "test/mg-default-v0"]) == 0  # minigrid-mixed
+    assert main([*args, "--dataset-id", "test/mg-default-v0"]) == 0  # minigrid-noisy
     meta = minari.load_dataset("test/mg-default-v0").storage.metadata["flowrl_collect"]
-    assert (meta["policy"], meta["noise"]) == ("minigrid-mixed", 0.6)
+    assert (meta["policy"], meta["noise"]) == ("minigrid-noisy", 0.6)

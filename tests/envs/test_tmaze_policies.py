@@ -1,4 +1,4 @@
-"""The scripted T-Maze policies: the oracle solves every maze, the mixed recipe its shares."""
+"""The scripted T-Maze policies: the oracle solves every maze, the noisy recipe its shares."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 
 import flowrl  # noqa: F401  registers the envs
 from flowrl.envs import make_collection_policy
-from flowrl.envs.tmaze_policies import TMazeMixed, TMazeOracle
+from flowrl.envs.tmaze_policies import TMazeNoisy, TMazeOracle
 from flowrl.errors import UserError
 
 
@@ -39,14 +39,14 @@ def binomial_ok(hits: int, n: int, p: float) -> bool:
     return abs(hits - n * p) <= 4 * np.sqrt(n * p * (1 - p))
 
 
-def test_mixed_shares():
+def test_noisy_shares():
     env = gym.make("flowrl/TMazePassive-v0", length=10)
     n = 400
-    wrong = returns(env, TMazeMixed(wrong_turn=0.3, noisy=0.0), n)
+    wrong = returns(env, TMazeNoisy(wrong_turn=0.3, noisy=0.0), n)
     assert set(np.unique(wrong)) == {0.0, 1.0}  # on schedule: no penalties, one turn or other
     assert binomial_ok(int((wrong == 0).sum()), n, 0.3)
 
-    noisy = returns(env, TMazeMixed(wrong_turn=0.0, noisy=0.5, random_step=0.2), n)
+    noisy = returns(env, TMazeNoisy(wrong_turn=0.0, noisy=0.5, random_step=0.2), n)
     # Half the episodes are the oracle's. In the other half each step is the oracle's move with
     # probability 0.8 + 0.2 / 4 = 0.85; one other move on any of the L steps before the last
     # puts the agent behind for good (penalties, no goal), one at the last step misses the goal.
@@ -54,14 +54,14 @@ def test_mixed_shares():
     assert binomial_ok(int((noisy < 0).sum()), n, 0.5 * (1 - 0.85**10))
     assert noisy.min() >= -1.0
 
-    mixed = returns(env, make_collection_policy("tmaze-mixed", env), n)
-    assert mixed.max() == 1.0 and (mixed == 0).any() and (mixed < 0).any()
+    default = returns(env, make_collection_policy("tmaze-noisy", env), n)
+    assert default.max() == 1.0 and (default == 0).any() and (default < 0).any()
 
 
 def test_bad_policy_settings():
     with pytest.raises(UserError, match="wrong_turn must be a probability"):
-        TMazeMixed(wrong_turn=1.5)
+        TMazeNoisy(wrong_turn=1.5)
     with pytest.raises(UserError, match="or flowrl/TMazeActive-v0, not Pendulum-v1"):
         make_collection_policy("tmaze-oracle", gym.make("Pendulum-v1"))
     with pytest.raises(UserError, match="noise must be in"):
-        make_collection_policy("tmaze-mixed", gym.make("flowrl/TMazeActive-v0"), noise=2.0)
+        make_collection_policy("tmaze-noisy", gym.make("flowrl/TMazeActive-v0"), noise=2.0)

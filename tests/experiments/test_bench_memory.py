@@ -8,6 +8,8 @@ import json
 import os
 import sys
 
+from flowrl.cli import main
+from flowrl.experiments import memory
 from tests.benchmarks.smoke import run_checked
 
 
@@ -45,3 +47,21 @@ def test_minigrid_smoke_collects_trains_and_acts_in_a_longer_hallway(tmp_path):
     assert "state_encoder: grid" in next(config).read_text()
     assert (out / "minigrid.png").stat().st_size > 0
     assert "flow-relu-episode              L=7 -> 11" in stdout
+
+
+def test_renamed_variants_still_run_and_find_their_old_run_folders(tmp_path, capsys):
+    out = tmp_path / "out"
+    old = out / "passive-L30-flow-episode-4heads-mixed"  # a sweep from before the rename
+    old.mkdir(parents=True)
+    new = "flow-episode-4heads-multilength"
+    assert memory.sweep_folder(out, "passive", 30, new) == old
+    assert memory.sweep_folder(out, "passive", 100, new) == out / f"passive-L100-{new}"
+
+    argv = ["bench", "memory", "--report-only", "--out", str(out), "--lengths", "10", "30"]
+    assert main([*argv, "--variants", "flow-episode-4heads-mixed"]) == 2  # the folder is empty
+    err = capsys.readouterr().err
+    assert f"variant 'flow-episode-4heads-mixed' is now called '{new}'" in err
+    assert f"no runs under {old}:" in err  # read under its old name
+    assert main([*argv, "--variants", "flow-episode-best"]) == 2
+    err = capsys.readouterr().err
+    assert "--variants='flow-episode-best': expected one of flow-episode, " in err

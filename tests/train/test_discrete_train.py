@@ -21,7 +21,7 @@ def test_train_and_evaluate_a_discrete_agent_in_a_tmaze(tmp_path):
     }
     collect = [
         "collect", "--env", "flowrl/TMazePassive-v0", "--env-kwargs", "length=10",
-        "--policy", "tmaze-mixed", "--episodes", "20", "--dataset-id", DATASET, "--seed", "0",
+        "--policy", "tmaze-noisy", "--episodes", "20", "--dataset-id", DATASET, "--seed", "0",
     ]  # fmt: skip
     done = flowrl(collect, env)
     assert done.returncode == 0, done.stderr

@@ -32,7 +32,7 @@ def minigrid(tmp_path_factory):
         yield collect_dataset(
             env_id="flowrl/MiniGridMemory-v0",
             env_kwargs={"size": 7},
-            policy="minigrid-mixed",
+            policy="minigrid-noisy",
             episodes=400,
             dataset_id="test/minigrid-memory-7-v0",
             seed=0,

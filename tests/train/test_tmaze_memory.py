@@ -30,7 +30,7 @@ def tmaze(tmp_path_factory):
         yield collect_dataset(
             env_id="flowrl/TMazePassive-v0",
             env_kwargs={"length": LENGTH},
-            policy="tmaze-mixed",
+            policy="tmaze-noisy",
             episodes=400,
             dataset_id="test/tmaze-passive-30-v0",
             seed=0,
