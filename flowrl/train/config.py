@@ -24,6 +24,7 @@ class DataConfig:
     download: bool = False  # fetch a Minari dataset that is not local
     return_scale: float = 100.0  # returns-to-go are divided by this (1000 for MuJoCo)
     observation_mask: str = "none"  # none | P (positions only) | V (velocities only), MuJoCo v5
+    sampler: str = "auto"  # where batches are built: auto (CUDA: device, else host) | host | device
 
 
 def quickstart_model() -> DecisionTransformerConfig:

@@ -12,6 +12,7 @@ from flowrl.train.config import TrainConfig
 
 PRECISIONS = ("auto", "fp32", "bf16")
 OBSERVATION_MASKS = ("none", *MASKS)
+SAMPLERS = ("auto", "host", "device")  # data.sampler: where batches are built
 
 
 def check_config(cfg: TrainConfig) -> None:
@@ -40,6 +41,7 @@ def check_config(cfg: TrainConfig) -> None:
             raise UserError(f"{key}={value}: expected {expected}")
     check_choice("precision", cfg.precision, PRECISIONS)
     check_choice("data.observation_mask", cfg.data.observation_mask, OBSERVATION_MASKS)
+    check_choice("data.sampler", cfg.data.sampler, SAMPLERS)
     if cfg.device != "auto" and not (cfg.device == "cpu" or cfg.device.startswith("cuda")):
         raise UserError(f"device={cfg.device!r}: expected auto, cpu, cuda or cuda:N")
     check_return_scale(cfg.data.return_scale, "data.return_scale")

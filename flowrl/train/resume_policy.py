@@ -25,6 +25,7 @@ CHANGEABLE_ON_RESUME = (
     "compile",
     "model.attention_backend",
     "data.download",
+    "data.sampler",
 )
 # The run folder's own path: the same folder whatever the working directory spelled.
 _FOLDER = ("name", "out_dir")

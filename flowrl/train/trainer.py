@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from flowrl.agents import DecisionTransformerAgent
 from flowrl.agents.checkpoint import load_checkpoint, save_atomic
-from flowrl.data import EpisodeDataset, EpisodeSampler, WindowSampler
+from flowrl.data import EpisodeDataset
 from flowrl.data.fingerprint import check_same_dataset, dataset_fingerprint
 from flowrl.errors import UserError
 from flowrl.eval import TargetResult, evaluate
@@ -35,6 +35,13 @@ from flowrl.train.interrupt import StopOnSignal
 from flowrl.train.logger import MetricsLogger
 from flowrl.train.resume_policy import check_resume
 from flowrl.train.run_dir import claim_run_dir
+from flowrl.train.step import (
+    CompiledModel,
+    TrainStep,
+    make_optimizer,
+    make_sampler,
+    resident_sampler,
+)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -101,31 +108,16 @@ class Trainer:
         # the checkpoint keeps the eval env and targets for flowrl eval
         agent.setup(dataset, env_id=env_id, target_returns=cfg.eval.target_returns)
         self.model = agent.to(self.device).model  # kept unwrapped for saving and evaluation
-        self.optimizer = torch.optim.AdamW(
-            self.model.parameters(),
-            lr=cfg.optim.lr,
-            weight_decay=cfg.optim.weight_decay,
-            betas=tuple(cfg.optim.betas),
+        self.optimizer, self.scheduler = make_optimizer(self.model, cfg.optim, self.device)
+        self.sampler = make_sampler(
+            dataset,
+            context_mode=cfg.model.context_mode,
+            context_len=cfg.model.context_len,
+            batch_size=cfg.optim.batch_size,
+            seed=cfg.seed + self.rank,
+            resident=resident_sampler(cfg.data.sampler, self.device),
+            device=self.device,
         )
-        warmup = max(cfg.optim.warmup_steps, 1)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda step: min((step + 1) / warmup, 1.0)
-        )
-        self.packed = cfg.model.context_mode == "episode"
-        if self.packed:
-            self.sampler = EpisodeSampler(
-                dataset,
-                max_len=cfg.model.context_len,
-                batch_size=cfg.optim.batch_size,
-                seed=cfg.seed + self.rank,
-            )
-        else:
-            self.sampler = WindowSampler(
-                dataset,
-                context_len=cfg.model.context_len,
-                batch_size=cfg.optim.batch_size,
-                seed=cfg.seed + self.rank,
-            )
         self.bf16 = cfg.precision == "bf16" or (
             cfg.precision == "auto" and self.device.type == "cuda"
         )
@@ -133,7 +125,18 @@ class Trainer:
         if self.world_size > 1:  # averages the gradients over ranks in backward()
             cuda = self.device.type == "cuda"
             model = DistributedDataParallel(model, device_ids=[self.device] if cuda else None)
-        self.train_model = torch.compile(model) if cfg.compile else model
+        self.train_model = CompiledModel(model) if cfg.compile else model
+        self.compile_reported = False
+        self.train_step = TrainStep(
+            agent,
+            self.train_model,
+            self.optimizer,
+            self.scheduler,
+            self.sampler,
+            device=self.device,
+            bf16=self.bf16,
+            grad_clip=cfg.optim.grad_clip,
+        )
         self.step, self.best_score = 0, -math.inf
         if resume:
             state = load_checkpoint(checkpoint)
@@ -173,7 +176,10 @@ class Trainer:
     def _restore(self, state: dict[str, Any]) -> None:
         check_resume(self.cfg, state["train_config"])
         self.model.load_state_dict(state["agent"]["model"])
+        fused = [group["fused"] for group in self.optimizer.param_groups]
         self.optimizer.load_state_dict(state["optimizer"])
+        for group, flag in zip(self.optimizer.param_groups, fused, strict=True):
+            group["fused"] = flag  # the checkpoint's own setting is another machine's
         self.scheduler.load_state_dict(state["scheduler"])
         self.step, self.best_score = state["step"], state["best_score"]
         ranks = state["ranks"]
@@ -189,27 +195,6 @@ class Trainer:
             torch.manual_seed(seed)
 
     # ---------------------------------------------------------------- training
-    def train_step(self) -> dict[str, torch.Tensor]:
-        """One optimizer step. Returns device tensors (no host sync): the loss, the
-        gradient norm and the number of real tokens."""
-        raw = self.sampler.sample_packed() if self.packed else self.sampler.sample()
-        batch = raw.to_torch(self.device)
-        self.model.train()
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-            loss = self.agent.loss(batch, self.train_model)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(
-            self.model.parameters(), self.cfg.optim.grad_clip
-        )
-        self.optimizer.step()
-        self.scheduler.step()
-        return {
-            "train/loss": loss.detach(),
-            "train/grad_norm": grad_norm.detach(),
-            "tokens": 3 * batch.valid.sum(),
-        }
-
     def evaluate(self) -> list[TargetResult]:
         ev = self.cfg.eval
         return evaluate(
@@ -269,6 +254,20 @@ class Trainer:
                 if self.run_lock is not None:
                     self.run_lock.release()
 
+    def _compile_report(self, bar: tqdm) -> dict[str, float]:
+        """With `compile`, at the first log: how long the first (compiling) step took, and
+        a warning if compiling failed and training went on eagerly."""
+        compiled = self.train_model
+        if not isinstance(compiled, CompiledModel) or self.compile_reported or not compiled.tried:
+            return {}
+        self.compile_reported = True
+        if compiled.error is not None and self.is_main:
+            bar.write(
+                f"warning: torch.compile failed ({compiled.error}); training without it "
+                f"(the try and the eager step took {compiled.seconds:.1f} s)"
+            )
+        return {"perf/compile_s": compiled.seconds, "perf/compiled": float(not compiled.error)}
+
     def _fit(self) -> dict[str, Any]:
         cfg = self.cfg
         resume_step = self.step or None  # drop what a killed run logged past it
@@ -305,6 +304,7 @@ class Trainer:
                     "perf/steps_per_s": window_steps / elapsed,
                     "perf/tokens_per_s": tokens / elapsed,
                 }
+                metrics |= self._compile_report(bar)
                 logger.log(self.step, metrics)
                 bar.set_postfix(loss=f"{metrics['train/loss']:.4f}")
                 window_start, window_steps = time.perf_counter(), 0

@@ -83,3 +83,47 @@ def test_fit_refuses_a_dataset_of_other_shapes(tmp_path):
     agent = DecisionTransformerAgent(replace(cfg.model, state_dim=5), return_scale=10.0)
     with pytest.raises(UserError, match=r"model\.state_dim=5"):
         fit(agent, pendulum_like(), config=cfg, progress=False)
+
+
+def logged_losses(run_dir) -> dict[int, float]:
+    rows = [json.loads(r) for r in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return {r["step"]: r["train/loss"] for r in rows if "train/loss" in r}
+
+
+@pytest.mark.parametrize("context_mode", ["window", "episode"])
+def test_resume_is_exact_with_the_device_sampler_and_across_sampler_kinds(tmp_path, context_mode):
+    """The resident sampler's batches are the host sampler's, its state in the checkpoint
+    too: a run resumed with either kind repeats the uninterrupted run's losses exactly."""
+    model = {"context_mode": context_mode, "context_len": 20 if context_mode == "episode" else 4}
+
+    def run(name: str, steps: int, sampler: str, resume: bool = False) -> dict[int, float]:
+        cfg = replace(config(tmp_path, steps, **model), name=name)
+        cfg.data = replace(cfg.data, sampler=sampler)
+        agent = DecisionTransformerAgent(cfg.model, return_scale=10.0)
+        fit(agent, pendulum_like(), config=cfg, resume=resume, progress=False)
+        return logged_losses(tmp_path / name)
+
+    device = run("device", 6, "device")
+    assert run("host", 6, "host") == device
+    run("resumed", 2, "device")
+    run("resumed", 4, "host", resume=True)
+    assert run("resumed", 6, "device", resume=True) == device
+
+
+def test_compiled_model_falls_back_to_eager_when_compiling_fails():
+    from flowrl.train.step import CompiledModel
+
+    def failing_backend(graph, example_inputs):
+        raise RuntimeError("no compiler here\nsecond line")
+
+    model = torch.nn.Linear(3, 2)
+    x = torch.randn(4, 3)
+    compiled = CompiledModel(model, backend=failing_backend)
+    torch.testing.assert_close(compiled(x), model(x))
+    assert compiled.tried and compiled.error is not None and "no compiler here" in compiled.error
+    assert compiled.active is model and compiled.seconds > 0
+    torch.testing.assert_close(compiled(x), model(x))  # later calls go straight to eager
+
+    working = CompiledModel(model, backend="eager")  # dynamo's tracing, no code generation
+    torch.testing.assert_close(working(x), model(x))
+    assert working.error is None and working.active is working.compiled
