@@ -84,6 +84,7 @@ def run_memory(args: argparse.Namespace) -> int:
         raise UserError(f"--config {args.config}: no such file (run from the repository root)")
     args.json = args.json or args.out / "memory.json"
     args.figure = args.figure or args.out / f"{args.task}.png"
+    memory.check_args(args)  # before anything is collected or trained
     args.machine = {**machine(torch_threads=1), "profile": "smoke" if args.smoke else "full"}
     results = memory.run(args)
     return 0 if results["trained"] else 1

@@ -121,6 +121,92 @@ TASKS = {
 }  # fmt: skip
 
 
+def check_args(args: argparse.Namespace) -> None:
+    """A UserError naming the first option of `flowrl bench memory` that cannot run, before
+    anything is collected or trained: counts positive, lengths and multiples distinct,
+    seeds readable, the JSON and figure writable files (the figure in a format matplotlib
+    writes, the JSON not another task's results), and no dataset under a length's id that
+    holds another number of episodes than --dataset-episodes asks for."""
+    from flowrl.experiments.grid import parse_seeds
+
+    counts = {
+        "--jobs": [args.jobs], "--steps": [args.steps], "--episodes": [args.episodes],
+        "--dataset-episodes": [args.dataset_episodes], "--reps": [args.reps],
+        "--softmax-episode-max": [args.softmax_episode_max], "--lengths": args.lengths,
+        "--generalise": args.generalise,
+    }  # fmt: skip
+    for flag, values in counts.items():
+        for value in values:
+            if value <= 0:
+                raise UserError(f"{flag} {value}: expected a positive integer")
+        if (twice := next((v for i, v in enumerate(values) if v in values[:i]), None)) is not None:
+            raise UserError(f"{flag}: {twice} is given twice")
+    parse_seeds(args.seeds)
+    check_output(args.json, "--json")
+    check_output(args.figure, "--figure")
+    formats = _figure_formats()
+    if args.figure.suffix[1:].lower() not in formats:
+        raise UserError(
+            f"--figure {args.figure}: expected a file ending in one of "
+            f"{', '.join('.' + f for f in sorted(formats))}"
+        )
+    if args.json.is_file():
+        try:
+            task = json.loads(args.json.read_text()).get("task")
+        except (ValueError, AttributeError, UnicodeDecodeError):
+            task = None
+        if task != args.task:
+            holds = f"the results of task {task!r}" if task else "something else"
+            raise UserError(
+                f"--json {args.json} holds {holds}, not of --task {args.task}: "
+                "name another --json (or remove it)"
+            )
+    if not args.report_only:
+        task = TASKS[args.task]
+        for length in args.lengths:
+            held = collected_episodes(task.dataset_id(length))
+            if held is not None and held != args.dataset_episodes:
+                raise UserError(
+                    f"dataset {task.dataset_id(length)} holds {held} episodes, "
+                    f"--dataset-episodes asks for {args.dataset_episodes}: remove it "
+                    "(flowrl datasets list shows where) or ask for its size"
+                )
+
+
+def check_output(path: Path, flag: str) -> None:
+    """A UserError unless `path` can be written as a file (checked by opening it to append;
+    a file that did not exist is removed again)."""
+    if path.is_dir():
+        raise UserError(f"{flag} {path}: is a folder; expected a file")
+    existed = path.exists()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a"):
+            pass
+    except OSError as err:
+        raise UserError(f"{flag} {path}: cannot write it: {err.strerror or err}") from None
+    if not existed:
+        path.unlink()
+
+
+def _figure_formats() -> set[str]:
+    from matplotlib.figure import Figure
+
+    return set(Figure().canvas.get_supported_filetypes())
+
+
+def collected_episodes(dataset_id: str) -> int | None:
+    """Episodes of the local Minari dataset `dataset_id` by its metadata; None if there is
+    none (or its metadata cannot be read: loading it names the damage)."""
+    from flowrl.data.minari_source import minari_root
+
+    path = minari_root() / dataset_id / "data" / "metadata.json"
+    try:
+        return int(json.loads(path.read_text())["total_episodes"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def collect(task: Task, length: int, episodes: int) -> None:
     from flowrl.data.minari_source import minari_root
 

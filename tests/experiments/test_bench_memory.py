@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
+
+import pytest
 
 from flowrl.cli import main
 from flowrl.experiments import memory
-from tests.benchmarks.smoke import run_checked
+from tests.benchmarks.smoke import ROOT, run_checked
 
 
 def test_memory_smoke_runs_the_whole_pipeline(tmp_path):
@@ -65,3 +68,49 @@ def test_renamed_variants_still_run_and_find_their_old_run_folders(tmp_path, cap
     assert main([*argv, "--variants", "flow-episode-best"]) == 2
     err = capsys.readouterr().err
     assert "--variants='flow-episode-best': expected one of flow-episode, " in err
+
+
+def bench(argv: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "flowrl", "bench", "memory", "--smoke", *argv]
+    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--jobs", "0"], "--jobs 0: expected a positive integer"),
+        (["--generalise", "0"], "--generalise 0: expected a positive integer"),
+        (["--reps", "0"], "--reps 0: expected a positive integer"),
+        (["--lengths", "7", "7"], "--lengths: 7 is given twice"),
+        (["--seeds", "1-0"], "--seeds '1-0'"),
+        (["--figure", "x.xyz"], "--figure x.xyz: expected a file ending in one of"),
+        (["--json", "."], "--json .: is a folder"),
+    ],
+)
+def test_bad_options_stop_before_anything_is_collected(tmp_path, flags, message):
+    env = {**os.environ, "MINARI_DATASETS_PATH": str(tmp_path / "data"), "PYTHONPATH": str(ROOT)}
+    done = bench(["--out", str(tmp_path / "out"), *flags], env)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and message in done.stderr, done.stderr
+    assert not (tmp_path / "data").exists() and not (tmp_path / "out" / "logs").exists()
+
+
+def test_a_dataset_of_another_size_and_another_tasks_results_are_not_reused(tmp_path):
+    env = {**os.environ, "MINARI_DATASETS_PATH": str(tmp_path / "data"), "PYTHONPATH": str(ROOT)}
+    collect = ["collect", "--env", "flowrl/TMazePassive-v0", "--env-kwargs", "length=4"]
+    collect += ["--episodes", "6", "--dataset-id", "flowrl/tmaze-passive-4-v0"]
+    made = subprocess.run([sys.executable, "-m", "flowrl", *collect], env=env, timeout=600)
+    assert made.returncode == 0
+    out = tmp_path / "out"
+    done = bench(["--out", str(out)], env)  # the smoke grid collects 16 episodes
+    assert done.returncode == 2, done.stderr
+    assert "flowrl/tmaze-passive-4-v0 holds 6 episodes, --dataset-episodes asks for 16" in (
+        done.stderr
+    )
+    assert not (out / "logs").exists()
+    results = out / "memory.json"
+    results.write_text(json.dumps({"task": "minigrid", "trained": {"x": 1}}))
+    before = results.read_bytes()
+    again = bench(["--out", str(out), "--report-only"], env)
+    assert again.returncode == 2 and "holds the results of task 'minigrid'" in again.stderr
+    assert results.read_bytes() == before
