@@ -30,6 +30,10 @@ from flowrl.envs.make import env_errors
 from flowrl.errors import DataWarning, UserError
 
 
+class EvaluationStopped(Exception):
+    """The evaluation's `stop` asked it to end before its episodes were done."""
+
+
 @dataclass
 class TargetResult:
     target_return: float
@@ -199,6 +203,7 @@ def evaluate(
     device: torch.device | str | None = None,
     progress: bool = False,
     vectorization: str = "sync",
+    stop: Callable[[], bool] | None = None,
 ) -> list[TargetResult]:
     """Runs `episodes` episodes per target return (default: the agent's); returns one result
     per target.
@@ -208,7 +213,8 @@ def evaluate(
     is the agent's env, updated by `env_kwargs` (e.g. {"length": 5000}). A discrete agent
     takes its most likely actions, or with `sample_actions` samples them. The agent acts on
     `device`, default its model's. `vectorization` "async" steps the envs in worker
-    processes (see `make_envs`).
+    processes (see `make_envs`). `stop`, asked after every step of the envs, ends the
+    evaluation early with `EvaluationStopped` when it returns True (e.g. on Ctrl-C).
     """
     model = agent.model
     env_id = resolve_env_id(agent, env_id)
@@ -238,6 +244,7 @@ def evaluate(
         sample_actions=sample_actions,
         device=device,
         progress=progress,
+        stop=stop,
     )
 
 
@@ -254,6 +261,7 @@ def run_episodes(
     sample_actions: bool,
     device: torch.device | str,
     progress: bool,
+    stop: Callable[[], bool] | None = None,
 ) -> list[TargetResult]:
     """`evaluate` in the given vector env, which it closes, whether it succeeds or not."""
     num_envs = envs.num_envs
@@ -290,6 +298,8 @@ def run_episodes(
             while any(job is not None for job in slot_job):
                 actions = check_actions(policy.act(obs), envs.single_action_space, num_envs)
                 obs, reward, terminated, truncated, _ = envs.step(actions)
+                if stop is not None and stop():
+                    raise EvaluationStopped
                 policy.observe(reward)
                 ep_return += reward
                 ep_length += 1

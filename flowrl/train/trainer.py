@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ from flowrl.data import EpisodeDataset
 from flowrl.data.fingerprint import check_same_dataset, dataset_fingerprint
 from flowrl.errors import UserError
 from flowrl.eval import TargetResult, evaluate
-from flowrl.eval.rollout import target_labels
+from flowrl.eval.rollout import EvaluationStopped, target_labels
 from flowrl.train import distributed, preflight
 from flowrl.train.config import TrainConfig, dotted_settings, save_config
 from flowrl.train.config_checks import check_config
@@ -195,7 +196,7 @@ class Trainer:
             torch.manual_seed(seed)
 
     # ---------------------------------------------------------------- training
-    def evaluate(self) -> list[TargetResult]:
+    def evaluate(self, stop: Callable[[], bool] | None = None) -> list[TargetResult]:
         ev = self.cfg.eval
         return evaluate(
             self.agent,
@@ -207,6 +208,7 @@ class Trainer:
             env_kwargs=ev.env_kwargs,
             sample_actions=ev.sample_actions,
             device=self.device,
+            stop=stop,
         )
 
     def _log_eval(self, logger: MetricsLogger, results: list[TargetResult]) -> float:
@@ -227,14 +229,25 @@ class Trainer:
         logger.log(self.step, scalars)
         return score
 
-    def _evaluate_and_log(self, logger: MetricsLogger) -> tuple[list[TargetResult], float]:
-        """Rank 0 evaluates and logs while the others wait; all save best.pt if it improved."""
-        results, score, improved = [], math.nan, False
+    def _evaluate_and_log(
+        self, logger: MetricsLogger, *, final: bool = False
+    ) -> tuple[list[TargetResult], float]:
+        """Rank 0 evaluates and logs while the others wait; all save best.pt if it improved.
+        The final evaluation ends early on a stop request: EvaluationStopped on every rank
+        (a resumed run makes it again; an evaluation during training finishes, since the
+        resumed run would not)."""
+        results, score, improved, stopped = [], math.nan, False, False
         if self.is_main:
             best = self.best_score
-            results = self.evaluate()
-            score = self._log_eval(logger, results)
-            improved = score > best
+            try:
+                results = self.evaluate(stop=(lambda: self.stop.requested) if final else None)
+            except EvaluationStopped:
+                stopped = True
+            else:
+                score = self._log_eval(logger, results)
+                improved = score > best
+        if final and distributed.broadcast(stopped):
+            raise EvaluationStopped
         if distributed.broadcast(improved):
             self.save("best.pt")
         return results, score
@@ -319,7 +332,13 @@ class Trainer:
                 logger.close()
                 raise self.stop.interrupted(self.step, f"saved {path}: add --resume to continue")
         bar.close()
-        results, score = self._evaluate_and_log(logger)
+        try:
+            results, score = self._evaluate_and_log(logger, final=True)
+        except EvaluationStopped:
+            path = self.save("last.pt")  # not finished: --resume makes the final evaluation
+            logger.close()
+            hint = f"the final evaluation was stopped; saved {path}: add --resume to make it"
+            raise self.stop.interrupted(self.step, hint) from None
         self.save("last.pt", finished=True)
         logger.hparams(dotted_settings(cfg.to_dict()), {"hparam/final_score": score})
         logger.close()

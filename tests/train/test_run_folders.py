@@ -295,3 +295,32 @@ def test_resume_applies_what_may_change_and_refuses_the_rest_by_name(env, tmp_pa
     recorded = (run_dir / "config.yaml").read_text()
     assert "log_every: 5" in recorded and "episodes: 1" in recorded
     assert load_checkpoint(run_dir / "checkpoints" / "last.pt")["train_config"]["steps"] == 30
+
+
+def test_ctrl_c_during_the_final_evaluation_stops_it_and_resume_makes_it(env, tmp_path):
+    """A final evaluation of minutes (400 Pendulum episodes one at a time) ends at the next
+    env step after SIGINT: last.pt at the last step, not finished, one line, exit 130."""
+    config = write_config(tmp_path / "tiny.yaml", tmp_path / "runs")
+    run_dir = tmp_path / "runs" / "tiny"
+    cmd = [sys.executable, "-m", "flowrl", "train", "--config", str(config), "--no-progress"]
+    cmd += ["--set", "steps=5", "--set", "checkpoint_every=5", "--set", "eval.every=0"]
+    cmd += ["--set", "eval.episodes=400", "--set", "eval.num_envs=1"]
+    cmd += ["--set", "eval.max_steps=200"]
+    run = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        last = run_dir / "checkpoints" / "last.pt"
+        wait_for(lambda: last.is_file() and 5 in logged_steps(run_dir), run)
+        time.sleep(2)  # into the evaluation
+        run.send_signal(signal.SIGINT)
+        _, stderr = run.communicate(timeout=120)
+    finally:
+        run.kill()
+    assert run.returncode == 130, stderr
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "final evaluation was stopped" in lines[0], stderr
+    state = load_checkpoint(run_dir / "checkpoints" / "last.pt")
+    assert state["step"] == 5 and not state["finished"]
+    # --resume makes the final evaluation (shorter now: evaluation settings may change)
+    done = train(env, config, "--resume", "--set", "steps=5", "--set", "eval.episodes=1")
+    assert "target" in done.stdout
+    assert load_checkpoint(run_dir / "checkpoints" / "last.pt")["finished"]
