@@ -1,4 +1,4 @@
-"""Where a MiniGrid-Memory agent fails: the probe (`flowrl.eval.minigrid_probe`) over the runs
+"""Where a MiniGrid-Memory agent fails: the probe (`flowrl.studies.minigrid_probe`) over the runs
 of `flowrl bench memory --task minigrid` sweep folders, where the way from the room to the
 end is `--factors` times the trained one.
 
@@ -29,8 +29,8 @@ from flowrl.agents import (
     Normalizer,
 )
 from flowrl.envs.minigrid_memory import N_ACTIONS, OBS_DIM
-from flowrl.eval.minigrid_probe import probe_sweep
 from flowrl.experiments.hostinfo import machine
+from flowrl.studies.minigrid_probe import probe_sweep
 
 JSON_NAME = "minigrid_probe.json"
 SEED = 20000  # the env seeds of `flowrl bench memory`'s evaluations start here

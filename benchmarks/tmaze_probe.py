@@ -1,4 +1,4 @@
-"""Where a T-Maze agent's memory fails: the probe (`flowrl.eval.tmaze_probe`) over the runs
+"""Where a T-Maze agent's memory fails: the probe (`flowrl.studies.tmaze_probe`) over the runs
 of `flowrl bench memory` sweep folders, at corridors `--factors` times the trained length.
 
 For each run and length it prints p_correct, the margin and the cue's share of each block's
@@ -27,8 +27,8 @@ from flowrl.agents import (
     DecisionTransformerConfig,
     Normalizer,
 )
-from flowrl.eval.tmaze_probe import probe_sweep
 from flowrl.experiments.hostinfo import machine
+from flowrl.studies.tmaze_probe import probe_sweep
 
 JSON_NAME = "tmaze_probe.json"
 PROFILES = {"full": {"factors": [1, 2, 5, 10]}, "smoke": {"factors": [1, 2]}}

@@ -1,4 +1,4 @@
-"""The MiniGrid-Memory probe (flowrl.eval.minigrid_probe): the oracle's decision is the turn
+"""The MiniGrid-Memory probe (flowrl.studies.minigrid_probe): the oracle's decision is the turn
 that tells the two objects apart, the probe's readings on tiny untrained agents, and the
 rollout outcomes of agents whose actions are fixed."""
 
@@ -16,7 +16,7 @@ from flowrl.agents import (
 )
 from flowrl.envs.minigrid_memory import FORWARD, LEFT, N_ACTIONS, OBS_DIM, MiniGridMemory
 from flowrl.envs.minigrid_policies import MiniGridOracle, distances, next_pose
-from flowrl.eval.minigrid_probe import (
+from flowrl.studies.minigrid_probe import (
     OUTCOMES,
     oracle_decision,
     probe_minigrid,

@@ -1,4 +1,4 @@
-"""The T-Maze probe (flowrl.eval.tmaze_probe) on tiny untrained agents: its fields, a cue
+"""The T-Maze probe (flowrl.studies.tmaze_probe) on tiny untrained agents: its fields, a cue
 that cannot reach the junction reads as 0, and a sweep folder's checkpoints."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from flowrl.agents import (
     DecisionTransformerConfig,
     Normalizer,
 )
-from flowrl.eval.tmaze_probe import probe_sweep, probe_tmaze
+from flowrl.studies.tmaze_probe import probe_sweep, probe_tmaze
 
 
 def tmaze_agent(attention: str = "flow", mode: str = "episode", K: int = 40, heads: int = 2):
