@@ -111,6 +111,7 @@ def run(args: argparse.Namespace) -> int:
 def check_flags(args: argparse.Namespace) -> None:
     """The evaluation's settings in range; the --json file writable, checked by creating it."""
     from flowrl.errors import UserError
+    from flowrl.nn.device import parse_device
 
     check_rollout_settings(
         episodes=args.episodes,
@@ -119,6 +120,7 @@ def check_flags(args: argparse.Namespace) -> None:
         target_returns=args.target or [],
         setting=lambda key, value: f"{FLAGS.get(key, '--' + key.replace('_', '-'))} {value}",
     )
+    parse_device(args.device, "--device")
     if args.video_episodes <= 0:
         raise UserError(f"--video-episodes {args.video_episodes}: expected a positive integer")
     if args.json is None:

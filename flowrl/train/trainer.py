@@ -29,6 +29,7 @@ from flowrl.data.fingerprint import check_same_dataset, dataset_fingerprint
 from flowrl.errors import UserError
 from flowrl.eval import TargetResult, evaluate
 from flowrl.eval.rollout import EvaluationStopped, target_labels
+from flowrl.nn.device import parse_device
 from flowrl.train import distributed, preflight
 from flowrl.train.config import TrainConfig, dotted_settings, save_config
 from flowrl.train.config_checks import check_config
@@ -47,12 +48,9 @@ from flowrl.train.step import (
 
 def resolve_device(name: str) -> torch.device:
     """The configured device; under torchrun, CUDA means this rank's GPU, cuda:LOCAL_RANK."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"device={name!r} but CUDA is not available on this machine")
-    if name.startswith("cuda") and distributed.launched():
-        if name != "cuda":
+    device = parse_device(name)
+    if device.type == "cuda" and distributed.launched():
+        if name not in ("cuda", "auto"):
             raise UserError(f"device={name!r} under torchrun: use cuda or auto (cuda:LOCAL_RANK)")
         index, count = distributed.local_rank(), torch.cuda.device_count()
         if index >= count:
@@ -61,7 +59,7 @@ def resolve_device(name: str) -> torch.device:
                 f"start at most {count} processes per node"
             )
         return torch.device("cuda", index)
-    return torch.device(name)
+    return device
 
 
 class Trainer:

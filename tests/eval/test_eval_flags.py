@@ -131,3 +131,19 @@ def test_a_normalised_score_of_episodes_cut_short_says_so(tmp_path):
     assert "max_steps=3 before the env ended them (its own limit is 200 steps)" in notes[0]
     whole = flowrl_eval(path, "--max-steps", "200")
     assert whole.returncode == 0 and "warning" not in whole.stderr, whole.stderr
+
+
+@pytest.mark.parametrize(
+    ("device", "message"),
+    [
+        ("banana", "--device='banana': expected auto, cpu, cuda or cuda:N"),
+        ("cuda:x", "--device='cuda:x': expected auto, cpu, cuda or cuda:N"),
+        ("cuda", "--device='cuda' but CUDA is not available on this machine"),
+    ],
+)
+def test_a_device_this_machine_lacks_is_one_line(checkpoint, device, message):
+    if device == "cuda" and torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    done = flowrl_eval(checkpoint, "--device", device)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.strip().splitlines() == [f"flowrl eval: error: {message}"]

@@ -265,6 +265,7 @@ def test_overwrite_empties_only_a_folder_a_run_made(env, tmp_path):
         ("eval.seed=-1", "eval.seed=-1: expected an integer >= 0"),
         ("model.embed_dim=true", "model.embed_dim"),
         ("steps=0x10", "steps"),
+        ("device=cuda:x", "device='cuda:x': expected auto, cpu, cuda or cuda:N"),
     ],
 )
 def test_bad_values_stop_before_the_run_folder(env, tmp_path, setting, message):
