@@ -8,7 +8,7 @@ loss; acts (`policy`), saves and loads. Training and evaluation sit above it:
 
 from __future__ import annotations
 
-from dataclasses import asdict, replace
+from dataclasses import asdict, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -236,12 +236,15 @@ class DecisionTransformerAgent:
             raise UserError(
                 f"{source} is not a flowrl agent checkpoint (format {CHECKPOINT_FORMAT})"
             )
+        model = DecisionTransformer(model_config(state.get("model_config"), source))
         try:
-            config = DecisionTransformerConfig(**state["model_config"])
-        except UserError as err:
-            raise UserError(f"{source}: {err}") from None
-        model = DecisionTransformer(config)
-        model.load_state_dict(state["model"])
+            model.load_state_dict(state["model"])
+        except RuntimeError as err:  # weights of other shapes or names than the config's model
+            lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+            reason = lines[min(1, len(lines) - 1)]  # the first mismatch, after the heading
+            raise UserError(
+                f"{source}: its weights do not fit its model_config: {reason}"
+            ) from None
         return cls.from_parts(
             model.eval(),
             Normalizer.from_state_dict(state["normalizer"]),
@@ -263,6 +266,23 @@ class DecisionTransformerAgent:
     def load(cls, path: str | Path) -> DecisionTransformerAgent:
         """The agent in a file written by `save` or a training checkpoint."""
         return cls.from_state_dict(load_checkpoint(path)["agent"], source=str(path))
+
+
+def model_config(saved: object, source: str) -> DecisionTransformerConfig:
+    """The model settings a checkpoint (`source`) stores, checked: a UserError naming the
+    file for settings this flowrl does not know (a newer flowrl's) or a bad value."""
+    if not isinstance(saved, dict):
+        raise UserError(f"{source}: model_config is {type(saved).__name__}, not settings")
+    unknown = sorted(set(saved) - {f.name for f in fields(DecisionTransformerConfig)})
+    if unknown:
+        raise UserError(
+            f"{source}: model_config holds settings this flowrl does not know: "
+            f"{', '.join(map(str, unknown))} (written by a newer flowrl?)"
+        )
+    try:
+        return DecisionTransformerConfig(**saved)
+    except UserError as err:
+        raise UserError(f"{source}: {err}") from None
 
 
 def check_grid_codes(dataset: EpisodeDataset) -> None:

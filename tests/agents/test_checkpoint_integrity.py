@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -141,3 +142,36 @@ def test_failed_save_keeps_the_previous_checkpoint(tmp_path):
     assert "previous one is kept" in done.stdout
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]  # no temporary file left
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda cfg: cfg.update(future_setting=1), "does not know: future_setting"),
+        (lambda cfg: cfg.update(embed_dim=32), "its weights do not fit its model_config"),
+        (lambda cfg: cfg.update(context_len=2.5), "model.context_len=2.5: expected an integer"),
+    ],
+    ids=["unknown-key", "other-shapes", "bad-value"],
+)
+def test_eval_of_a_checkpoint_whose_model_config_does_not_fit_is_one_line(
+    checkpoint, change, message
+):
+    state = torch.load(checkpoint, weights_only=True)
+    change(state["agent"]["model_config"])  # the checksum covers the weights, not the config
+    torch.save(state, checkpoint)
+    done = subprocess.run(
+        [sys.executable, "-m", "flowrl", "eval", "--checkpoint", str(checkpoint)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and message in done.stderr
+    assert str(checkpoint) in done.stderr
+
+
+@pytest.mark.parametrize("setting", [{"embed_dim": True}, {"context_len": 2.5}])
+def test_model_config_refuses_a_bool_or_a_fraction_for_a_size(setting):
+    with pytest.raises(UserError, match=rf"model\.{next(iter(setting))}=.*: expected an integer"):
+        DecisionTransformerConfig(**setting)
