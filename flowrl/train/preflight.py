@@ -34,6 +34,15 @@ def check_backend(model: DecisionTransformerConfig, device: torch.device) -> Non
         )
 
 
+def check_precision(precision: str, device: torch.device) -> None:
+    """bf16 autocast trains on CUDA; flowrl's attention backward on the CPU is fp32 only."""
+    if precision == "bf16" and device.type != "cuda":
+        raise UserError(
+            f"precision=bf16 trains on CUDA devices only, not on {device.type}: "
+            "use precision=auto (fp32 on the CPU) or fp32"
+        )
+
+
 def check_episode_context(model: DecisionTransformerConfig, dataset: EpisodeDataset) -> None:
     """In episode mode the context holds whole episodes: none of the data may be longer
     (a longer one would train on its prefix alone, never on its end)."""

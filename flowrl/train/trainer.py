@@ -87,6 +87,7 @@ class Trainer:
         self.rank, self.world_size = distributed.rank(), distributed.world_size()
         self.is_main = self.rank == 0
         preflight.check_backend(cfg.model, self.device)
+        preflight.check_precision(cfg.precision, self.device)
         preflight.check_episode_context(cfg.model, dataset)
         # the eval env is made and its spaces checked now, not at the first evaluation
         env_id = preflight.eval_env_id(dataset, cfg.eval.env_id)

@@ -153,6 +153,18 @@ def test_triton_backend_without_cuda_stops_before_the_run_folder(env, tmp_path):
     assert train(clean_env(env), cfg).returncode == 0  # the plain rerun trains
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="bf16 trains here")
+def test_bf16_on_the_cpu_stops_before_the_run_folder(env, tmp_path):
+    """It failed at step 1's backward with a dtype error in the flow attention."""
+    data = write_hdf5(tmp_path / "mine.hdf5", obs_dim=3, act_dim=1)
+    cfg = config(tmp_path, data, env_id="Pendulum-v1")
+    done = train(env, cfg, "--set", "precision=bf16")
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert "precision=bf16 trains on CUDA devices only, not on cpu" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "runs").exists()
+
+
 def test_episode_context_shorter_than_the_episodes_is_refused(env, tmp_path):
     """Six 20-step episodes: a context of 12 would train on their first 12 steps only."""
     data = write_hdf5(tmp_path / "mine.hdf5", obs_dim=3, act_dim=1)
