@@ -64,7 +64,7 @@ def run_case(backend: str, L: int, mode: str, B: int, H: int, d: int, min_time: 
                 qt, kt, vt = (x.transpose(1, 2) for x in (q, k, v))
                 out = F.scaled_dot_product_attention(qt, kt, vt, is_causal=True).transpose(1, 2)
             else:
-                out = flow_attention(q, k, v, backend=backend)
+                out = flow_attention(q, k, v, backend=backend, feature_map="sigmoid")
             if grad:
                 q.grad = k.grad = v.grad = None
                 out.backward(dout)

@@ -538,12 +538,7 @@ def backend_name(kind: str, device: str) -> str:
         return "sdpa"
     from flowrl.ops.flow_attention.api import resolve_backend
 
-    fn = resolve_backend("auto", torch.device(device))
-    return {
-        "triton_flow_attention": "triton",
-        "parallel_by_length": "parallel",
-        "chunk_flow_attention": "chunked",
-    }.get(fn.__name__, fn.__name__)
+    return resolve_backend("auto", torch.device(device))
 
 
 def dt_case(row: dict, args: argparse.Namespace, data, deadline: float) -> dict:

@@ -23,9 +23,11 @@ import torch
 from harness import RESULTS, add_common_args, publish, resolve_profile, write_json
 
 from flowrl.experiments.hostinfo import machine
+from flowrl.ops.flow_attention import FlowOptions
 from flowrl.ops.flow_attention.api import block_size_for, parallel_by_length
-from flowrl.ops.flow_attention.chunked_torch import chunk_flow_attention
+from flowrl.ops.flow_attention.chunked_torch import chunked_flow_attention
 from flowrl.ops.flow_attention.parallel import parallel_flow_attention
+from flowrl.ops.flow_attention.protocol import FlowBatch
 
 JSON_NAME = "parallel_blocks_cpu.json"
 COMMITTED = {JSON_NAME: RESULTS / JSON_NAME}
@@ -34,12 +36,13 @@ PROFILES = {
              "tokens": 64 * 303, "repeats": 3},
     "smoke": {"shapes": [(1, 16), (2, 8)], "lengths": [20, 70], "tokens": 140, "repeats": 1},
 }  # fmt: skip
+SIGMOID = FlowOptions("sigmoid")  # the features the committed timings were taken with
 CASES = {
-    "one block": lambda q, k, v: parallel_flow_attention(q, k, v, block_size=None),
-    "blocks of 32": lambda q, k, v: parallel_flow_attention(q, k, v, block_size=32),
-    "blocks of 64": lambda q, k, v: parallel_flow_attention(q, k, v, block_size=64),
-    "chunked": chunk_flow_attention,
-    "auto": parallel_by_length,
+    "one block": lambda *x: parallel_flow_attention(FlowBatch(*x), SIGMOID, block_size=None),
+    "blocks of 32": lambda *x: parallel_flow_attention(FlowBatch(*x), SIGMOID, block_size=32),
+    "blocks of 64": lambda *x: parallel_flow_attention(FlowBatch(*x), SIGMOID, block_size=64),
+    "chunked": lambda *x: chunked_flow_attention(FlowBatch(*x), SIGMOID),
+    "auto": lambda *x: parallel_by_length(FlowBatch(*x), SIGMOID),
 }
 
 

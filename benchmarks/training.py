@@ -115,9 +115,7 @@ def resolved_backend(kind: str, backend: str) -> str:
 
     from flowrl.ops.flow_attention.api import resolve_backend
 
-    fn = resolve_backend(backend, torch.device("cpu"))
-    names = {"parallel_by_length": "parallel", "chunk_flow_attention": "chunked"}
-    return names.get(fn.__name__, fn.__name__)
+    return resolve_backend(backend, torch.device("cpu"))
 
 
 def build_case(case: dict, data, episode_len: int):

@@ -20,19 +20,19 @@ OPS = "flowrl/ops/flow_attention"
 # name -> (file, text, replacement, tests that must catch it)
 MUTATIONS = {
     "naive backend ignores feature_map": (
-        f"{OPS}/naive.py", "features(q, k, v, lengths, feature_map)",
-        "features(q, k, v, lengths)", "tests/ops/test_flow_attention.py",
+        f"{OPS}/naive.py", "features(x.q, x.k, x.v, x.lengths, options.feature_map)",
+        'features(x.q, x.k, x.v, x.lengths, "sigmoid")', "tests/ops/test_flow_attention.py",
     ),
     "chunked backend ignores feature_map": (
-        f"{OPS}/chunked_torch.py", "features(q, k, v, lengths, feature_map)",
-        "features(q, k, v, lengths)", "tests/ops/test_flow_attention.py",
+        f"{OPS}/chunked_torch.py", "batch.lengths, options.feature_map)",
+        'batch.lengths, "sigmoid")', "tests/ops/test_flow_attention.py",
     ),
     "parallel backend ignores feature_map": (
-        f"{OPS}/parallel.py", "features(q, k, v, lengths, feature_map)",
-        "features(q, k, v, lengths)", "tests/ops/test_flow_attention.py",
+        f"{OPS}/parallel.py", "batch.v, lengths, options.feature_map)",
+        'batch.v, lengths, "sigmoid")', "tests/ops/test_flow_attention.py",
     ),
     "recurrent step ignores feature_map": (
-        f"{OPS}/recurrent_step.py", "apply_by_heads(x.to(dtype), feature_map, 1)",
+        f"{OPS}/recurrent_step.py", "apply_by_heads(x.to(dtype), options.feature_map, 1)",
         'apply_by_heads(x.to(dtype), "sigmoid", 1)', "tests/ops/test_flow_attention.py",
     ),
     "in-place step keeps the sigmoid": (
@@ -48,8 +48,8 @@ MUTATIONS = {
         "tests/ops/test_triton.py",
     ),
     "per-head maps: Triton runs every head with the first map": (
-        f"{OPS}/triton.py", "feature_map=name,\n            **kw,",
-        "feature_map=groups[0][1],\n            **kw,", "tests/ops/test_triton.py",
+        f"{OPS}/triton.py", "options.clamp,\n            name,",
+        "options.clamp,\n            groups[0][1],", "tests/ops/test_triton.py",
     ),
     "kind builds its layer without its feature map": (
         "flowrl/nn/attention.py", 'kw["feature_map"] = kind.feature_map', "pass",

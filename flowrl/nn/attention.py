@@ -15,14 +15,15 @@ from torch import Tensor, nn
 
 from flowrl.ops.flow_attention import (
     BACKENDS,
+    FlowAttentionGates,
     FlowAttentionState,
-    FlowGateReadings,
     PackedSequences,
     flow_attention,
     flow_attention_gates,
     flow_attention_step,
 )
 from flowrl.ops.flow_attention.feature_maps import head_groups
+from flowrl.ops.flow_attention.protocol import DEFAULTS
 
 
 class CausalSelfAttention(nn.Module):
@@ -120,9 +121,9 @@ class FlowAttention(CausalSelfAttention):
         dropout: float = 0.0,
         bias: bool = True,
         backend: str = "auto",
-        feature_map: str | tuple[str, ...] = "sigmoid",
-        eps: float = 1e-6,
-        clamp: float = 10.0,
+        feature_map: str | tuple[str, ...] = DEFAULTS.feature_map,
+        eps: float = DEFAULTS.eps,
+        clamp: float = DEFAULTS.clamp,
     ) -> None:
         super().__init__(embed_dim, num_heads, dropout=dropout, bias=bias, backend=backend)
         self.feature_map = spread_over_heads(feature_map, num_heads)
@@ -166,7 +167,7 @@ class FlowAttention(CausalSelfAttention):
         return self._out(y), state
 
     @torch.no_grad()
-    def gates(self, x: Tensor) -> FlowGateReadings:
+    def gates(self, x: Tensor) -> FlowAttentionGates:
         """For inspection, not training: the per-head features and gates this layer forms
         over x (B, L, E), one causal sequence per row, in float64 (`flow_attention_gates`)."""
         q, k, _ = self._heads(x)
@@ -252,7 +253,7 @@ def make_attention(
     *,
     dropout: float = 0.0,
     backend: str = "auto",
-    clamp: float = 10.0,
+    clamp: float = DEFAULTS.clamp,
 ) -> CausalSelfAttention:
     """Builds the attention layer of kind `name` (a key of ATTENTION_KINDS); `clamp` is the
     flow kinds' source clamp, and must stay at its default for the others."""
@@ -262,6 +263,6 @@ def make_attention(
         kw["feature_map"] = kind.feature_map
     if kind.clamp:
         kw["clamp"] = clamp
-    elif clamp != 10.0:
+    elif clamp != DEFAULTS.clamp:
         raise ValueError(f"attention={name!r} has no clamp, got clamp={clamp}")
     return kind.layer(embed_dim, num_heads, **kw)

@@ -5,9 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
+from flowrl.agents.decision_transformer import DEFAULT_ATTENTION
 from flowrl.nn import ATTENTION_KINDS, FlowAttention, SoftmaxAttention, make_attention
 from flowrl.nn.attention import spread_over_heads
 from flowrl.ops import flow_attention
+from flowrl.ops.flow_attention import FlowOptions
 
 
 def layer(name: str) -> torch.nn.Module:
@@ -99,6 +101,18 @@ def test_flow_kinds_differ_by_their_feature_map_only():
     relu.load_state_dict(sigmoid.state_dict())
     x = torch.randn(2, 20, 32)
     assert not torch.allclose(sigmoid(x), relu(x), atol=1e-4)
+
+
+def test_the_ops_default_feature_map_is_the_default_kinds():
+    """One place holds the op's defaults; its feature map is the default kind's, and a
+    layer built without a map gives what the op gives with none."""
+    assert FlowOptions().feature_map == ATTENTION_KINDS[DEFAULT_ATTENTION].feature_map
+    torch.manual_seed(0)
+    attn = FlowAttention(32, 4)
+    x = torch.randn(2, 9, 32)
+    q, k, v = attn._heads(x)
+    torch.testing.assert_close(attn(x), attn._out(flow_attention(q, k, v)))
+    assert attn.feature_map == FlowOptions().feature_map
 
 
 def test_maps_spread_over_the_heads_in_order():

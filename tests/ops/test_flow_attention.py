@@ -12,9 +12,11 @@ from flowrl.ops import (
     flow_attention,
     flow_attention_step,
 )
+from flowrl.ops.flow_attention import FlowOptions
 from flowrl.ops.flow_attention.api import block_size_for, resolve_backend
-from flowrl.ops.flow_attention.chunked_torch import chunk_flow_attention
+from flowrl.ops.flow_attention.chunked_torch import chunked_flow_attention
 from flowrl.ops.flow_attention.parallel import parallel_flow_attention
+from flowrl.ops.flow_attention.protocol import FlowBatch
 from tests.ops.flow_reference import (
     random_qkv,
     reference_by_heads,
@@ -80,7 +82,8 @@ def test_chunk_sizes_match_reference(chunk_size, L, feature_map):
 
     def chunked(q, k, v):
         qkv_t = (q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
-        out, _ = chunk_flow_attention(*qkv_t, chunk_size=chunk_size, feature_map=feature_map)
+        batch, options = FlowBatch(*qkv_t), FlowOptions(feature_map)
+        out, _ = chunked_flow_attention(batch, options, chunk_size=chunk_size)
         return out.transpose(1, 2)
 
     dout = torch.randn(1, L, 2, 12, dtype=torch.float64)
@@ -101,7 +104,8 @@ def test_parallel_block_sizes_match_reference(block_size, L, feature_map):
 
     def parallel(q, k, v):
         qkv_t = (q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
-        out, _ = parallel_flow_attention(*qkv_t, block_size=block_size, feature_map=feature_map)
+        batch, options = FlowBatch(*qkv_t), FlowOptions(feature_map)
+        out, _ = parallel_flow_attention(batch, options, block_size=block_size)
         return out.transpose(1, 2)
 
     dout = torch.randn(2, L, 2, 12, dtype=torch.float64)
@@ -120,9 +124,7 @@ def test_parallel_block_sizes_match_reference(block_size, L, feature_map):
 )
 def test_auto_on_cpu_matches_reference_on_both_sides_of_the_threshold(L, d, one_block, feature_map):
     """`auto` is one block up to 2.5 d tokens and blocks beyond: both exact."""
-    assert resolve_backend("auto", torch.device("cpu")) is resolve_backend(
-        "parallel", torch.device("cpu")
-    )
+    assert resolve_backend("auto", torch.device("cpu")) == "parallel"
     assert (block_size_for(L, d) is None) == one_block
     q, k, v = random_qkv(1, L, 1, d, d, seed=L)
     assert_matches_reference("auto", q, k, v, tol=1e-4, feature_map=feature_map)
@@ -233,12 +235,13 @@ def test_right_padded_rows_equal_separate_runs(backend, feature_map):
 @pytest.mark.parametrize("block_size", [7, None])
 def test_parallel_padded_rows_and_final_state_equal_separate_runs(block_size, feature_map):
     """`lengths` (what packed input becomes) with one block and with several."""
-    lengths, kw = torch.tensor([30, 9, 23]), {"feature_map": feature_map}
+    lengths, options = torch.tensor([30, 9, 23]), FlowOptions(feature_map)
     q, k, v = (x.detach().transpose(1, 2) for x in random_qkv(3, 30, 2, 8, 4, seed=3))
-    out, state = parallel_flow_attention(q, k, v, lengths=lengths, block_size=block_size, **kw)
+    batch = FlowBatch(q, k, v, lengths=lengths)
+    out, state = parallel_flow_attention(batch, options, block_size=block_size)
     for i, n in enumerate(lengths.tolist()):
-        alone, alone_state = chunk_flow_attention(
-            q[i : i + 1, :, :n], k[i : i + 1, :, :n], v[i : i + 1, :, :n], **kw
+        alone, alone_state = chunked_flow_attention(
+            FlowBatch(q[i : i + 1, :, :n], k[i : i + 1, :, :n], v[i : i + 1, :, :n]), options
         )
         torch.testing.assert_close(out[i : i + 1, :, :n], alone, rtol=1e-5, atol=1e-6)
         for name, t in alone_state.tensors().items():
@@ -270,11 +273,12 @@ def test_state_continues_a_prefix(backend, feature_map):
 
 def test_state_reset_restarts_selected_rows():
     q, k, v = (x.detach() for x in random_qkv(2, 12, 1, 4, 3))
-    _, state = flow_attention(q, k, v, return_state=True)
+    kw = {"feature_map": "sigmoid"}
+    _, state = flow_attention(q, k, v, return_state=True, **kw)
     state = state.reset(torch.tensor([True, False]))
     assert state.position.tolist() == [0, 12]
-    out, _ = flow_attention_step(q[:, 0], k[:, 0], v[:, 0], state)
-    fresh, _ = flow_attention_step(q[:1, 0], k[:1, 0], v[:1, 0], None)
+    out, _ = flow_attention_step(q[:, 0], k[:, 0], v[:, 0], state, **kw)
+    fresh, _ = flow_attention_step(q[:1, 0], k[:1, 0], v[:1, 0], None, **kw)
     torch.testing.assert_close(out[:1], fresh)
     assert not torch.allclose(out[1:], fresh)
 
@@ -296,8 +300,10 @@ def test_long_sequence_stays_finite(backend, feature_map):
 
 def test_state_zeros_matches_none():
     q, k, v = (x.detach() for x in random_qkv(3, 1, 2, 4, 5))
-    a, _ = flow_attention_step(q[:, 0], k[:, 0], v[:, 0], None)
-    b, _ = flow_attention_step(q[:, 0], k[:, 0], v[:, 0], FlowAttentionState.zeros(3, 2, 4, 5))
+    kw = {"feature_map": "sigmoid"}
+    a, _ = flow_attention_step(q[:, 0], k[:, 0], v[:, 0], None, **kw)
+    zeros = FlowAttentionState.zeros(3, 2, 4, 5)
+    b, _ = flow_attention_step(q[:, 0], k[:, 0], v[:, 0], zeros, **kw)
     torch.testing.assert_close(a, b)
 
 

@@ -12,16 +12,18 @@ import pytest
 import torch
 
 from flowrl.ops import flow_attention, flow_attention_step
+from flowrl.ops.flow_attention import FlowOptions
 from flowrl.ops.flow_attention.inplace_step import InplaceFlowStep
 from flowrl.ops.flow_attention.parallel import parallel_flow_attention
+from flowrl.ops.flow_attention.protocol import FlowBatch
 from tests.ops.flow_reference import _reference_gates, reference_flow_attention, relative_error
 
 RELU = {"feature_map": "relu"}
 
 
 def parallel_blocks(q, k, v):
-    qkv = (x.transpose(1, 2) for x in (q, k, v))
-    out, _ = parallel_flow_attention(*qkv, block_size=16, feature_map="relu")
+    batch = FlowBatch(*(x.transpose(1, 2) for x in (q, k, v)))
+    out, _ = parallel_flow_attention(batch, FlowOptions("relu"), block_size=16)
     return out.transpose(1, 2)
 
 

@@ -23,8 +23,10 @@ if not torch.cuda.is_available() and not kernels.INTERPRET:
     )
 
 from flowrl.ops import FlowAttentionState, flow_attention  # noqa: E402
+from flowrl.ops.flow_attention import FlowOptions  # noqa: E402
 from flowrl.ops.flow_attention.api import resolve_backend  # noqa: E402
-from flowrl.ops.flow_attention.chunked_torch import chunk_flow_attention  # noqa: E402
+from flowrl.ops.flow_attention.chunked_torch import chunked_flow_attention  # noqa: E402
+from flowrl.ops.flow_attention.protocol import FlowBatch  # noqa: E402
 from flowrl.ops.flow_attention.triton import triton_flow_attention  # noqa: E402
 from tests.ops import flow_reference  # noqa: E402
 from tests.ops.flow_reference import reference_flow_attention, relative_error  # noqa: E402
@@ -127,9 +129,10 @@ def test_right_padding_is_ignored(feature_map):
     generator = torch.Generator(device=DEVICE).manual_seed(6)
     dout = torch.randn(v.shape, generator=generator, device=DEVICE) * valid
     results = []
-    for fn, garbage in ((triton_flow_attention, 1e3), (chunk_flow_attention, 0.0)):
+    options = FlowOptions(feature_map, eps=1e-6, clamp=10.0)
+    for fn, garbage in ((triton_flow_attention, 1e3), (chunked_flow_attention, 0.0)):
         xs = [torch.where(valid, x, garbage).requires_grad_() for x in (q, k, v)]
-        out, state = fn(*xs, eps=1e-6, clamp=10.0, lengths=lengths, feature_map=feature_map)
+        out, state = fn(FlowBatch(*xs, lengths=lengths), options)
         results.append((out * valid, grads(out, xs, dout), state))
     (out, g, state), (ref_out, ref_g, ref_state) = results
     torch.testing.assert_close(out, ref_out, rtol=1e-5, atol=1e-6)
@@ -180,7 +183,7 @@ def test_state_with_grad_is_rejected():
 @pytest.mark.cuda
 @needs_cuda
 def test_auto_picks_triton_on_cuda():
-    assert resolve_backend("auto", torch.device("cuda")) is triton_flow_attention
+    assert resolve_backend("auto", torch.device("cuda")) == "triton"
 
 
 @pytest.mark.cuda
@@ -367,7 +370,7 @@ def test_one_row_and_head_spreads_over_programs(monkeypatch):
     for name in names:
         monkeypatch.setattr(ck, name, Recorder(name))
     q, k, v = random_qkv(1, 8 * CHUNK, 1, 16, 16, seed=50)
-    out = flow_attention(q, k, v, backend="triton")
+    out = flow_attention(q, k, v, backend="triton", feature_map="sigmoid")
     grads(out, (q, k, v), torch.randn_like(out))
     assert set(launched) == set(names)
     assert all(programs >= 8 for programs in launched.values()), launched

@@ -2,23 +2,21 @@
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Literal, overload
 
 import torch
 from torch import Tensor
 
-from flowrl.ops.flow_attention.chunked_torch import chunk_flow_attention
+from flowrl.ops.flow_attention.chunked_torch import chunked_flow_attention
 from flowrl.ops.flow_attention.feature_maps import head_groups
 from flowrl.ops.flow_attention.naive import naive_flow_attention
 from flowrl.ops.flow_attention.parallel import parallel_flow_attention
+from flowrl.ops.flow_attention.protocol import DEFAULTS, Backend, FlowBatch, FlowOptions
 from flowrl.ops.flow_attention.recurrent_step import recurrent_flow_step
 from flowrl.ops.flow_attention.state import FlowAttentionState
 from flowrl.ops.flow_attention.varlen import PackedSequences
 
-Backend = Literal["auto", "naive", "chunked", "parallel", "triton", "triton-serial"]
-BACKENDS = ("auto", "naive", "chunked", "parallel", "triton", "triton-serial")
 # The parallel backend takes the whole sequence as one L x L block while L is at most
 # ONE_BLOCK_PER_DIM x the head dim d, and blocks of PARALLEL_BLOCK tokens (SMALL_HEAD_BLOCK
 # for heads of at most SMALL_HEAD_DIM) beyond. One block costs L^2 elementwise work per head
@@ -31,52 +29,6 @@ PARALLEL_BLOCK = 64
 SMALL_HEAD_BLOCK = 32
 SMALL_HEAD_DIM = 64
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
-
-
-def _triton_backend(schedule: str = "chunk") -> Callable | None:
-    """The fused kernels (sequence-parallel, or the serial ones kept to compare against)."""
-    try:
-        from flowrl.ops.flow_attention.triton import triton_flow_attention
-    except ImportError:
-        return None
-    if schedule == "serial":
-        return functools.partial(triton_flow_attention, schedule="serial")
-    return triton_flow_attention
-
-
-def backend_unavailable(backend: str, device: torch.device) -> str | None:
-    """Why `backend` cannot run on `device` on this machine, or None when it can. "triton"
-    needs the `triton` package and a CUDA device (or TRITON_INTERPRET=1, the CPU
-    interpreter, set before flowrl is imported), as does "triton-serial"; the others run
-    everywhere."""
-    if not backend.startswith("triton"):
-        return None
-    if _triton_backend() is None:
-        return "needs the `triton` package, which this Python cannot import"
-    from flowrl.ops.flow_attention.triton_kernels import INTERPRET
-
-    if device.type != "cuda" and not INTERPRET:
-        return f"runs on CUDA devices only, not on {device.type}"
-    return None
-
-
-def resolve_backend(backend: str, device: torch.device) -> Callable:
-    if backend not in BACKENDS:
-        raise ValueError(f"backend={backend!r}: expected one of {', '.join(BACKENDS)}")
-    if backend == "naive":
-        return naive_flow_attention
-    if backend == "chunked":
-        return chunk_flow_attention
-    if backend == "parallel" or (backend == "auto" and device.type != "cuda"):
-        return parallel_by_length
-    fused = _triton_backend("serial" if backend == "triton-serial" else "chunk")
-    if fused is None:
-        if backend.startswith("triton"):
-            raise ValueError(
-                f"backend={backend!r} needs the `triton` package and its kernel module"
-            )
-        return parallel_by_length
-    return fused
 
 
 def block_size_for(length: int, head_dim: int) -> int | None:
@@ -92,10 +44,73 @@ def block_size_for(length: int, head_dim: int) -> int | None:
     return block
 
 
-def parallel_by_length(q: Tensor, k: Tensor, v: Tensor, **kw) -> tuple[Tensor, FlowAttentionState]:
+def parallel_by_length(
+    batch: FlowBatch, options: FlowOptions = DEFAULTS, return_state: bool = True
+) -> tuple[Tensor, FlowAttentionState | None]:
     """The parallel backend with the block size `block_size_for` its length and head dim."""
-    block_size = block_size_for(q.shape[-2], q.shape[-1])
-    return parallel_flow_attention(q, k, v, block_size=block_size, **kw)
+    block_size = block_size_for(*batch.q.shape[-2:])
+    return parallel_flow_attention(batch, options, return_state, block_size=block_size)
+
+
+def triton_schedule(schedule: str) -> Backend:
+    """The fused kernels of `schedule` (`triton.SCHEDULES`), imported on the first call:
+    the module needs the `triton` package, and reads TRITON_INTERPRET when imported."""
+
+    def fused(batch: FlowBatch, options: FlowOptions = DEFAULTS, return_state: bool = True):
+        from flowrl.ops.flow_attention.triton import triton_flow_attention
+
+        return triton_flow_attention(batch, options, return_state, schedule=schedule)
+
+    return fused
+
+
+# name -> (the backend, whether it takes packed sequences as they lie: `FlowBatch.offsets`)
+REGISTRY: dict[str, tuple[Backend, bool]] = {
+    "naive": (naive_flow_attention, False),
+    "chunked": (chunked_flow_attention, False),
+    "parallel": (parallel_by_length, False),
+    "triton": (triton_schedule("chunk"), True),
+    "triton-serial": (triton_schedule("serial"), False),
+}
+BackendName = Literal["auto", "naive", "chunked", "parallel", "triton", "triton-serial"]
+BACKENDS = ("auto", *REGISTRY)
+
+
+def triton_importable() -> bool:
+    try:
+        import flowrl.ops.flow_attention.triton  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def backend_unavailable(backend: str, device: torch.device) -> str | None:
+    """Why `backend` cannot run on `device` on this machine, or None when it can. "triton"
+    needs the `triton` package and a CUDA device (or TRITON_INTERPRET=1, the CPU
+    interpreter, set before flowrl is imported), as does "triton-serial"; the others run
+    everywhere."""
+    if not backend.startswith("triton"):
+        return None
+    if not triton_importable():
+        return "needs the `triton` package, which this Python cannot import"
+    from flowrl.ops.flow_attention.triton_kernels import INTERPRET
+
+    if device.type != "cuda" and not INTERPRET:
+        return f"runs on CUDA devices only, not on {device.type}"
+    return None
+
+
+def resolve_backend(backend: str, device: torch.device, dtype: torch.dtype = torch.float32) -> str:
+    """The entry of REGISTRY that runs `backend` for inputs on `device` of `dtype`: "auto"
+    is "triton" on CUDA where triton imports, else "parallel"; the Triton kernels have no
+    fp64, which runs on "chunked"."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend={backend!r}: expected one of {', '.join(BACKENDS)}")
+    if backend == "auto":
+        backend = "triton" if device.type == "cuda" and triton_importable() else "parallel"
+    if backend.startswith("triton") and not triton_importable():
+        raise ValueError(f"backend={backend!r} needs the `triton` package and its kernel module")
+    return "chunked" if backend.startswith("triton") and dtype == torch.float64 else backend
 
 
 def _check_qkv(q: Tensor, k: Tensor, v: Tensor, rank: int, layout: str) -> None:
@@ -124,12 +139,12 @@ def _check_qkv(q: Tensor, k: Tensor, v: Tensor, rank: int, layout: str) -> None:
         raise ValueError("head dims must be positive")
 
 
-def _check_constants(
-    feature_map: str | Sequence[str], heads: int, eps: float, clamp: float
-) -> None:
-    head_groups(feature_map, heads)
-    if eps <= 0 or clamp <= 0:
-        raise ValueError(f"eps and clamp must be positive, got eps={eps}, clamp={clamp}")
+def _check_options(options: FlowOptions, heads: int) -> None:
+    head_groups(options.feature_map, heads)
+    if options.eps <= 0 or options.clamp <= 0:
+        raise ValueError(
+            f"eps and clamp must be positive, got eps={options.eps}, clamp={options.clamp}"
+        )
 
 
 def _check_state(state: FlowAttentionState, batch: int, heads: int, d: int, m: int) -> None:
@@ -155,19 +170,19 @@ def flow_attention(
     k: Tensor,
     v: Tensor,
     *,
-    backend: Backend = "auto",
-    feature_map: str | Sequence[str] = "sigmoid",
-    eps: float = 1e-6,
-    clamp: float = 10.0,
+    backend: BackendName = "auto",
+    feature_map: str | Sequence[str] = DEFAULTS.feature_map,
+    eps: float = DEFAULTS.eps,
+    clamp: float = DEFAULTS.clamp,
     cu_seqlens: Tensor | PackedSequences | None = None,
     initial_state: FlowAttentionState | None = None,
     return_state: bool = False,
 ):
     """Causal Flow-Attention. q, k (B, L, H, d) raw projections, v (B, L, H, m).
 
-    `feature_map` is phi, applied to q and k: "sigmoid" (the Flowformer specification) or
-    "relu" (`feature_maps.FEATURE_MAPS`), or a sequence of one name per head; every backend
-    computes every map.
+    `feature_map` is phi, applied to q and k: "relu" (the default, the default attention
+    kind's) or "sigmoid" (the Flowformer specification) (`feature_maps.FEATURE_MAPS`), or
+    a sequence of one name per head; every backend computes every map.
 
     With `cu_seqlens` (offsets, as flash-attn's varlen API) q, k, v hold sequences packed
     along L with B = 1, and each sequence starts afresh; a model with several layers
@@ -177,10 +192,10 @@ def flow_attention(
     Output dtype is q's.
     """
     _check_qkv(q, k, v, 4, "(batch, seq, heads, dim)")
-    _check_constants(feature_map, q.shape[2], eps, clamp)
-    fn = resolve_backend(backend, q.device)
+    options = FlowOptions(feature_map, eps, clamp)
+    _check_options(options, q.shape[2])
+    run, packs = REGISTRY[resolve_backend(backend, q.device, q.dtype)]
     _, L, H, d = q.shape
-    m = v.shape[-1]
     if L == 0:
         raise ValueError("sequence length must be at least 1")
 
@@ -197,30 +212,20 @@ def flow_attention(
         )
         if packed.total != L:
             raise ValueError(f"cu_seqlens describe {packed.total} tokens but q holds {L}")
-    kw = {"return_state": return_state} if fn is parallel_by_length else {}
-    native = packed is not None and q.dtype != torch.float64 and fn is _triton_backend()
-    if native:  # the chunk kernels grid packed sequences as they lie
-        kw["offsets"] = packed.offsets
-    elif packed is not None:
+    padded = packed is not None and not packs
+    if padded:
         q, k, v = packed.pad(q), packed.pad(k), packed.pad(v)
-    lengths = None if packed is None or native else packed.lengths
-    qb, kb, vb = (x.transpose(1, 2) for x in (q, k, v))  # (B, H, L, *)
     if initial_state is not None:
-        _check_state(initial_state, qb.shape[0], H, d, m)
-
-    out, state = fn(
-        qb,
-        kb,
-        vb,
-        eps=eps,
-        clamp=clamp,
+        _check_state(initial_state, q.shape[0], H, d, v.shape[-1])
+    batch = FlowBatch(
+        *(x.transpose(1, 2) for x in (q, k, v)),  # (B, H, L, *)
+        lengths=packed.lengths if padded else None,
+        offsets=packed.offsets if packed is not None and packs else None,
         initial_state=initial_state,
-        lengths=lengths,
-        feature_map=feature_map,
-        **kw,
     )
+    out, state = run(batch, options, return_state)
     out = out.transpose(1, 2)
-    if packed is not None and not native:
+    if padded:
         out = packed.unpad(out)
     return (out, state) if return_state else out
 
@@ -231,14 +236,15 @@ def flow_attention_step(
     v: Tensor,
     state: FlowAttentionState | None = None,
     *,
-    feature_map: str | Sequence[str] = "sigmoid",
-    eps: float = 1e-6,
-    clamp: float = 10.0,
+    feature_map: str | Sequence[str] = DEFAULTS.feature_map,
+    eps: float = DEFAULTS.eps,
+    clamp: float = DEFAULTS.clamp,
 ) -> tuple[Tensor, FlowAttentionState]:
     """One token for a whole batch: q, k (B, H, d), v (B, H, m); state None starts afresh.
     Running L steps equals `flow_attention` over the L tokens with the same `feature_map`."""
     _check_qkv(q, k, v, 3, "(batch, heads, dim)")
-    _check_constants(feature_map, q.shape[1], eps, clamp)
+    options = FlowOptions(feature_map, eps, clamp)
+    _check_options(options, q.shape[1])
     if state is not None:
         _check_state(state, q.shape[0], q.shape[1], q.shape[2], v.shape[2])
-    return recurrent_flow_step(q, k, v, state, eps=eps, clamp=clamp, feature_map=feature_map)
+    return recurrent_flow_step(q, k, v, state, options)

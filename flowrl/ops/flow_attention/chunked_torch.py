@@ -9,34 +9,29 @@ Autograd differentiates it directly; every saved tensor is O(L*(d+m+C)) or O(L*d
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from flowrl.ops.flow_attention.gates import features, final_state, flow_gates
+from flowrl.ops.flow_attention.gates import features, final_state, sequence_gates
+from flowrl.ops.flow_attention.protocol import DEFAULTS, FlowBatch, FlowOptions
 from flowrl.ops.flow_attention.state import FlowAttentionState
 
 DEFAULT_CHUNK_SIZE = 64
 
 
-def chunk_flow_attention(
-    q: Tensor,
-    k: Tensor,
-    v: Tensor,
+def chunked_flow_attention(
+    batch: FlowBatch,
+    options: FlowOptions = DEFAULTS,
+    return_state: bool = True,
     *,
-    eps: float = 1e-6,
-    clamp: float = 10.0,
-    initial_state: FlowAttentionState | None = None,
-    lengths: Tensor | None = None,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
-    feature_map: str | Sequence[str] = "sigmoid",
-) -> tuple[Tensor, FlowAttentionState]:
-    """q, k (B, H, L, d), v (B, H, L, m); returns out (B, H, L, m) and the final state."""
+) -> tuple[Tensor, FlowAttentionState | None]:
+    """The backend protocol (`protocol.py`) in chunks of `chunk_size` tokens."""
+    q, state = batch.q, batch.initial_state
     B, H, L, _ = q.shape
-    Q, K, V, valid = features(q, k, v, lengths, feature_map)
-    gates = flow_gates(Q, K, eps=eps, clamp=clamp, state=initial_state, valid=valid)
+    Q, K, V, valid = features(q, batch.k, batch.v, batch.lengths, options.feature_map)
+    gates = sequence_gates(Q, K, options, state, valid)
 
     C = min(chunk_size, L)
     n = -(-L // C)
@@ -58,13 +53,12 @@ def chunk_flow_attention(
     kv_chunk = torch.bmm(Kc.transpose(1, 2), Vc).view(B, H, n, d, m)
     # S before each chunk: an exclusive prefix sum over chunks, carried in fp32
     kv_before = torch.cat([torch.zeros_like(kv_chunk[:, :, :1]), kv_chunk[:, :, :-1]], 2).cumsum(2)
-    if initial_state is not None:
-        kv_before = kv_before + initial_state.kv.unsqueeze(2)
+    if state is not None:
+        kv_before = kv_before + state.kv.unsqueeze(2)
     scores = torch.bmm(Qc, Kc.transpose(1, 2)).tril()
     out = torch.bmm(scores, Vc) + torch.bmm(Qc, kv_before.view(B * H * n, d, m))
-    out = out.view(B, H, n * C, -1)[:, :, :L]
-
-    if lengths is None:
-        lengths = torch.full((B,), L, device=q.device)
+    out = out.view(B, H, n * C, -1)[:, :, :L].to(q.dtype)
+    if not return_state:
+        return out, None
     kv_final = kv_before[:, :, -1] + kv_chunk[:, :, -1]
-    return out.to(q.dtype), final_state(gates, kv_final, initial_state, lengths)
+    return out, final_state(gates, kv_final, state, batch.lengths)

@@ -14,22 +14,21 @@ import torch
 from torch import Tensor
 
 from flowrl.ops.flow_attention.feature_maps import apply_by_heads
+from flowrl.ops.flow_attention.protocol import FlowOptions
 from flowrl.ops.flow_attention.state import FlowAttentionState
 
 
 @dataclass
-class FlowGates:
-    """Per-token gates, shapes (B, H, L), plus the prefix sums at the last token."""
+class SequenceGates:
+    """Per-token gates of a sequence, shapes (B, H, L), and the prefix sums at its end."""
 
     scale: Tensor  # A_t * I_t / t: allocation times the linear-attention normaliser
     competition: Tensor  # C_t
     source_exp: Tensor  # exp(Ohat_t)
     competition_sums: Tensor  # Z_t = sum_{s<=t} exp(Ohat_s), continuing from the state
-    key_sum: Tensor  # (B, H, d) after the last token
-    query_sum: Tensor
-    outflow_sum: Tensor
-    inflow_sum: Tensor
-    competition_sum: Tensor  # (B, H)
+    # after the last token, in the order of FlowAttentionState's fields:
+    # key_sum, query_sum, outflow_sum, inflow_sum (B, H, d), competition_sum (B, H)
+    last_sums: tuple[Tensor, ...]
 
 
 def positions(length: int, state: FlowAttentionState | None, like: Tensor) -> Tensor:
@@ -80,20 +79,20 @@ class PrefixDot(torch.autograd.Function):
         return da, dw, db, dstart, None
 
 
-def flow_gates(
+def sequence_gates(
     Q: Tensor,
     K: Tensor,
-    *,
-    eps: float,
-    clamp: float,
+    options: FlowOptions,
     state: FlowAttentionState | None = None,
     valid: Tensor | None = None,
-) -> FlowGates:
-    """Gates of feature-mapped queries and keys Q, K of shape (B, H, L, d).
+) -> SequenceGates:
+    """Gates of feature-mapped queries and keys Q, K of shape (B, H, L, d), with the
+    options' eps and clamp.
 
     `state` continues a sequence; `valid` (B, 1, L) is 1 on real tokens and 0 on padding,
     which must already be zero in Q and K so that it adds nothing to any prefix sum.
     """
+    eps, clamp = options.eps, options.clamp
     t = positions(Q.shape[-2], state, Q)
     if state is None:
         state = FlowAttentionState.zeros(
@@ -118,33 +117,24 @@ def flow_gates(
     if valid is not None:
         source_exp = source_exp * valid
     competition_sum = source_exp.cumsum(-1) + state.competition_sum.unsqueeze(-1)
-    return FlowGates(
+    return SequenceGates(
         scale=torch.sigmoid(sink) * inv_in,
         competition=t * source_exp / competition_sum,
         source_exp=source_exp,
         competition_sums=competition_sum,
-        key_sum=key_sum,
-        query_sum=query_sum,
-        outflow_sum=outflow_sum,
-        inflow_sum=inflow_sum,
-        competition_sum=competition_sum[..., -1].clone(),
+        last_sums=(key_sum, query_sum, outflow_sum, inflow_sum, competition_sum[..., -1].clone()),
     )
 
 
 def final_state(
-    gates: FlowGates, kv: Tensor, state: FlowAttentionState | None, lengths: Tensor
+    gates: SequenceGates, kv: Tensor, state: FlowAttentionState | None, lengths: Tensor | None
 ) -> FlowAttentionState:
-    """The state after each row's last real token, given the final value state S."""
+    """The state after each row's last real token (`lengths`, None: all L), given the final
+    value state S."""
+    if lengths is None:
+        lengths = torch.full((kv.shape[0],), gates.scale.shape[-1], device=kv.device)
     start = 0 if state is None else state.position
-    return FlowAttentionState(
-        key_sum=gates.key_sum,
-        query_sum=gates.query_sum,
-        outflow_sum=gates.outflow_sum,
-        inflow_sum=gates.inflow_sum,
-        competition_sum=gates.competition_sum,
-        kv=kv,
-        position=lengths.to(torch.long) + start,
-    )
+    return FlowAttentionState(*gates.last_sums, kv=kv, position=lengths.to(torch.long) + start)
 
 
 def compute_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -157,7 +147,7 @@ def features(
     k: Tensor,
     v: Tensor,
     lengths: Tensor | None,
-    feature_map: str | Sequence[str] = "sigmoid",
+    feature_map: str | Sequence[str],
 ) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
     """phi(q), phi(k) and v in the accumulation dtype, (B, H, L, *), zeroed after `lengths`.
 

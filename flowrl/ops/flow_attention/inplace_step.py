@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 
 from flowrl.ops.flow_attention.feature_maps import FEATURE_MAPS, head_groups
+from flowrl.ops.flow_attention.protocol import DEFAULTS
 from flowrl.ops.flow_attention.state import FlowAttentionState
 
 
@@ -40,9 +41,9 @@ class InplaceFlowStep:
         heads: int,
         head_dim: int,
         *,
-        eps: float = 1e-6,
-        clamp: float = 10.0,
-        feature_map: str | Sequence[str] = "sigmoid",
+        eps: float = DEFAULTS.eps,
+        clamp: float = DEFAULTS.clamp,
+        feature_map: str | Sequence[str] = DEFAULTS.feature_map,
         device: torch.device | str | None = None,
         dtype: torch.dtype = torch.float32,
     ) -> None:

@@ -6,34 +6,24 @@ sum_{s<=t} K_s (C_s v_s)^T, so it costs O(L*d*m) memory: the baseline to beat.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import torch
 from torch import Tensor
 
-from flowrl.ops.flow_attention.gates import features, final_state, flow_gates
+from flowrl.ops.flow_attention.gates import features, final_state, sequence_gates
+from flowrl.ops.flow_attention.protocol import DEFAULTS, FlowBatch, FlowOptions
 from flowrl.ops.flow_attention.state import FlowAttentionState
 
 
 def naive_flow_attention(
-    q: Tensor,
-    k: Tensor,
-    v: Tensor,
-    *,
-    eps: float = 1e-6,
-    clamp: float = 10.0,
-    initial_state: FlowAttentionState | None = None,
-    lengths: Tensor | None = None,
-    feature_map: str | Sequence[str] = "sigmoid",
-) -> tuple[Tensor, FlowAttentionState]:
-    """q, k (B, H, L, d), v (B, H, L, m); returns out (B, H, L, m) and the final state."""
-    Q, K, V, valid = features(q, k, v, lengths, feature_map)
-    gates = flow_gates(Q, K, eps=eps, clamp=clamp, state=initial_state, valid=valid)
+    batch: FlowBatch, options: FlowOptions = DEFAULTS, return_state: bool = True
+) -> tuple[Tensor, FlowAttentionState | None]:
+    """The backend protocol (`protocol.py`): out (B, H, L, m) and the final state."""
+    x, state = batch, batch.initial_state
+    Q, K, V, valid = features(x.q, x.k, x.v, x.lengths, options.feature_map)
+    gates = sequence_gates(Q, K, options, state, valid)
     weighted_v = gates.competition.unsqueeze(-1) * V
     kv = torch.einsum("bhld,bhlm->bhldm", K, weighted_v).cumsum(2)
-    if initial_state is not None:
-        kv = kv + initial_state.kv.unsqueeze(2)
-    out = torch.einsum("bhld,bhldm->bhlm", Q, kv) * gates.scale.unsqueeze(-1)
-    if lengths is None:
-        lengths = torch.full((q.shape[0],), q.shape[2], device=q.device)
-    return out.to(q.dtype), final_state(gates, kv[:, :, -1], initial_state, lengths)
+    if state is not None:
+        kv = kv + state.kv.unsqueeze(2)
+    out = (torch.einsum("bhld,bhldm->bhlm", Q, kv) * gates.scale.unsqueeze(-1)).to(x.q.dtype)
+    return out, final_state(gates, kv[:, :, -1], state, x.lengths) if return_state else None

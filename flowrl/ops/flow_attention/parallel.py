@@ -12,13 +12,12 @@ d-vector sums and the d x m state carried per block, like the chunked backend.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from flowrl.ops.flow_attention.gates import features, positions
+from flowrl.ops.flow_attention.protocol import DEFAULTS, FlowBatch, FlowOptions
 from flowrl.ops.flow_attention.state import FlowAttentionState
 
 
@@ -144,31 +143,26 @@ class OneBlockFlowAttention(torch.autograd.Function):
 
 
 def parallel_flow_attention(
-    q: Tensor,
-    k: Tensor,
-    v: Tensor,
-    *,
-    eps: float = 1e-6,
-    clamp: float = 10.0,
-    initial_state: FlowAttentionState | None = None,
-    lengths: Tensor | None = None,
-    block_size: int | None = None,
+    batch: FlowBatch,
+    options: FlowOptions = DEFAULTS,
     return_state: bool = True,
-    feature_map: str | Sequence[str] = "sigmoid",
+    *,
+    block_size: int | None = None,
 ) -> tuple[Tensor, FlowAttentionState | None]:
-    """q, k (B, H, L, d), v (B, H, L, m) -> out (B, H, L, m) and the final state.
+    """The backend protocol (`protocol.py`) in blocks of `block_size` tokens.
 
-    `block_size` None makes the whole sequence one block (cost O(L^2 * d)); the state is
-    None when `return_state` is False, which skips its d x m sum. `feature_map` names phi;
-    autograd differentiates phi, the rest has its own backward.
+    `block_size` None makes the whole sequence one block (cost O(L^2 * d)); without
+    `return_state` the state's d x m sum is skipped. Autograd differentiates phi, the rest
+    has its own backward.
     """
+    q, lengths, state = batch.q, batch.lengths, batch.initial_state
+    eps, clamp = options.eps, options.clamp
     B, H, L, d = q.shape
     C = L if block_size is None else min(block_size, L)
     n = -(-L // C)
     if lengths is None and n * C != L:
         lengths = torch.full((B,), L, device=q.device)
-    Q, K, V, valid = features(q, k, v, lengths, feature_map)
-    state = initial_state
+    Q, K, V, valid = features(q, batch.k, batch.v, lengths, options.feature_map)
 
     def blocks(x: Tensor) -> Tensor:
         """(B, H, L, *) -> (B, H, n, C, *), zero-padded at the end: pads add to no sum."""

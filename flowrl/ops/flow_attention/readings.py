@@ -1,7 +1,8 @@
 """What Flow-Attention makes of each token, per head, for inspection: the feature-mapped
 queries and keys and the gates of docs/flow-attention.md (competition C_t, source
 exp(Ohat_t) and the competition's running normaliser Z_t). The backends never form these
-for a caller; `flow_attention_gates` computes them once, from q and k alone."""
+for a caller; `flow_attention_gates` computes them once, from q and k alone, as
+`FlowAttentionGates`."""
 
 from __future__ import annotations
 
@@ -10,11 +11,12 @@ from dataclasses import dataclass
 
 from torch import Tensor
 
-from flowrl.ops.flow_attention.gates import features, flow_gates
+from flowrl.ops.flow_attention.gates import features, sequence_gates
+from flowrl.ops.flow_attention.protocol import DEFAULTS, FlowOptions
 
 
 @dataclass(frozen=True)
-class FlowGateReadings:
+class FlowAttentionGates:
     """Per-head readings of one causal sequence; shapes (B, H, L, d) and (B, H, L)."""
 
     query_features: Tensor  # phi(q_t)
@@ -36,17 +38,17 @@ def flow_attention_gates(
     q: Tensor,
     k: Tensor,
     *,
-    feature_map: str | Sequence[str] = "sigmoid",
-    eps: float = 1e-6,
-    clamp: float = 10.0,
-) -> FlowGateReadings:
+    feature_map: str | Sequence[str] = DEFAULTS.feature_map,
+    eps: float = DEFAULTS.eps,
+    clamp: float = DEFAULTS.clamp,
+) -> FlowAttentionGates:
     """The readings of causal Flow-Attention over q, k of shape (B, L, H, d) (the layout of
     `flow_attention`), with its `feature_map`, `eps` and `clamp`; computed in float32, or
     float64 for float64 inputs."""
     q, k = q.transpose(1, 2), k.transpose(1, 2)
     Q, K, _, _ = features(q, k, k, None, feature_map)
-    gates = flow_gates(Q, K, eps=eps, clamp=clamp)
-    return FlowGateReadings(
+    gates = sequence_gates(Q, K, FlowOptions(feature_map, eps, clamp))
+    return FlowAttentionGates(
         query_features=Q,
         key_features=K,
         competition=gates.competition,

@@ -7,47 +7,29 @@ constant cost per step, and the tests hold it against the parallel backends.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
-
 import torch
 from torch import Tensor
 
 from flowrl.ops.flow_attention.feature_maps import apply_by_heads
 from flowrl.ops.flow_attention.gates import compute_dtype
+from flowrl.ops.flow_attention.protocol import DEFAULTS, FlowOptions
 from flowrl.ops.flow_attention.state import FlowAttentionState
 
 
-@dataclass
-class TokenGates:
-    """One token's features and gates, with the state's running sums updated through it."""
-
-    Q: Tensor  # (B, H, d)
-    K: Tensor  # (B, H, d)
-    V: Tensor  # (B, H, m)
-    t: Tensor  # (B, 1) the token's 1-based position
-    inflow: Tensor  # I_t (B, H)
-    sink: Tensor  # conserved sink Ihat_t (B, H)
-    source_exp: Tensor  # exp(Ohat_t) (B, H)
-    state: FlowAttentionState  # every sum but `kv` updated; kv as before this token
-
-
-def token_gates(
+def recurrent_flow_step(
     q: Tensor,
     k: Tensor,
     v: Tensor,
     state: FlowAttentionState | None,
-    *,
-    eps: float = 1e-6,
-    clamp: float = 10.0,
-    feature_map: str | Sequence[str] = "sigmoid",
-) -> TokenGates:
-    """q, k (B, H, d), v (B, H, m) of one token -> its gates and the updated sums."""
+    options: FlowOptions = DEFAULTS,
+) -> tuple[Tensor, FlowAttentionState]:
+    """q, k (B, H, d), v (B, H, m) of one token; returns out (B, H, m) and the new state."""
+    eps, clamp = options.eps, options.clamp
     dtype = compute_dtype(q.dtype)
     B, H, d = q.shape
     if state is None:
         state = FlowAttentionState.zeros(B, H, d, v.shape[-1], device=q.device, dtype=dtype)
-    Q, K = (apply_by_heads(x.to(dtype), feature_map, 1) for x in (q, k))
+    Q, K = (apply_by_heads(x.to(dtype), options.feature_map, 1) for x in (q, k))
     V = v.to(dtype)
     t = (state.position + 1).to(dtype).view(B, 1)  # this token's 1-based position
     Q_eps, K_eps = Q + eps, K + eps
@@ -64,33 +46,12 @@ def token_gates(
     sink = dot(Q_eps, outflow_sum) / t  # conserved sink Ihat_t
     source = (dot(K_eps, inflow_sum) / t).clamp(-clamp, clamp)  # conserved source Ohat_t
     source_exp = source.exp()
-    sums = FlowAttentionState(
-        key_sum=key_sum,
-        query_sum=query_sum,
-        outflow_sum=outflow_sum,
-        inflow_sum=inflow_sum,
-        competition_sum=state.competition_sum + source_exp,
-        kv=state.kv,
-        position=state.position + 1,
+    competition_sum = state.competition_sum + source_exp
+    competition = t * source_exp / competition_sum  # C_t
+    kv = state.kv + K.unsqueeze(-1) * (competition.unsqueeze(-1) * V).unsqueeze(-2)
+    read = (Q.unsqueeze(-2) @ kv).squeeze(-2)  # Q_t^T S, (B, H, m)
+    out = (torch.sigmoid(sink) * inflow / t).unsqueeze(-1) * read
+    new_state = FlowAttentionState(
+        key_sum, query_sum, outflow_sum, inflow_sum, competition_sum, kv, state.position + 1
     )
-    return TokenGates(Q, K, V, t, inflow, sink, source_exp, sums)
-
-
-def recurrent_flow_step(
-    q: Tensor,
-    k: Tensor,
-    v: Tensor,
-    state: FlowAttentionState | None,
-    *,
-    eps: float = 1e-6,
-    clamp: float = 10.0,
-    feature_map: str | Sequence[str] = "sigmoid",
-) -> tuple[Tensor, FlowAttentionState]:
-    """q, k (B, H, d), v (B, H, m) of one token; returns out (B, H, m) and the new state."""
-    g = token_gates(q, k, v, state, eps=eps, clamp=clamp, feature_map=feature_map)
-    competition = g.t * g.source_exp / g.state.competition_sum  # C_t
-    kv = g.state.kv + g.K.unsqueeze(-1) * (competition.unsqueeze(-1) * g.V).unsqueeze(-2)
-    read = (g.Q.unsqueeze(-2) @ kv).squeeze(-2)  # Q_t^T S, (B, H, m)
-    out = (torch.sigmoid(g.sink) * g.inflow / g.t).unsqueeze(-1) * read
-    g.state.kv = kv
-    return out.to(q.dtype), g.state
+    return out.to(q.dtype), new_state

@@ -7,7 +7,7 @@ fp32 scalars per token; the backward recomputes the rest in two passes (left to 
 dQ of the output, right to left for everything else). Memory is O(L*(d+m)).
 
 Importing this module raises ImportError without `triton`, so `api.py` falls back to the
-chunked backend. fp64 inputs run the chunked backend (Triton has no fp64 tensor cores).
+parallel backend. fp64 inputs run the chunked backend (Triton has no fp64 tensor cores).
 Gradients flow to q, k, v only: neither the initial state nor the final state is
 differentiable here (use backend="chunked" for that).
 """
@@ -15,15 +15,15 @@ differentiable here (use backend="chunked" for that).
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from dataclasses import replace
 
 import torch
 import triton
 from torch import Tensor
 
 from flowrl.ops.flow_attention import triton_chunk_kernels as ck
-from flowrl.ops.flow_attention.chunked_torch import chunk_flow_attention
 from flowrl.ops.flow_attention.feature_maps import head_groups
+from flowrl.ops.flow_attention.protocol import DEFAULTS, FlowBatch, FlowOptions
 from flowrl.ops.flow_attention.state import FlowAttentionState
 from flowrl.ops.flow_attention.triton_kernels import (
     INTERPRET,
@@ -429,84 +429,71 @@ class _ChunkFlowAttention(torch.autograd.Function):
 
 
 def triton_flow_attention(
-    q: Tensor,
-    k: Tensor,
-    v: Tensor,
+    batch: FlowBatch,
+    options: FlowOptions = DEFAULTS,
+    return_state: bool = True,
     *,
-    eps: float = 1e-6,
-    clamp: float = 10.0,
-    initial_state: FlowAttentionState | None = None,
-    lengths: Tensor | None = None,
-    offsets: Sequence[int] | None = None,
-    feature_map: str | Sequence[str] = "sigmoid",
     schedule: str = "chunk",
-) -> tuple[Tensor, FlowAttentionState]:
-    """q, k (B, H, L, d), v (B, H, L, m); returns out (B, H, L, m) and the final state.
+) -> tuple[Tensor, FlowAttentionState | None]:
+    """The backend protocol (`protocol.py`) on the fused kernels, for fp16, bf16 and fp32
+    (the dispatch runs fp64 on the chunked backend); the state is fp32.
 
-    Same contract as `chunk_flow_attention`: `lengths` (B,) marks right padding, which
-    changes no row's final state; the output has q's dtype and the state is fp32. Or
-    `offsets` (flash-attn's cu_seqlens as a list) packs sequences along the one row of
-    B = 1, each with its own row of the state. Heads of different feature maps run as one
-    launch per run of heads that share a map. `schedule` "chunk" runs the sequence-parallel
-    kernels; "serial" the earlier one-program-per-row kernels (no `offsets`), kept to
-    compare against.
+    `lengths` marks right padding, which changes no row's final state; `offsets` packs
+    sequences along the one row of B = 1, each with its own row of the state. Heads of
+    different feature maps run as one launch per run of heads that share a map.
+    `schedule` "chunk" runs the sequence-parallel kernels; "serial" the earlier
+    one-program-per-row kernels (no `offsets`), kept to compare against.
     """
     if schedule not in SCHEDULES:
         raise ValueError(f"schedule={schedule!r}: expected one of {', '.join(SCHEDULES)}")
-    if offsets is not None and (schedule == "serial" or q.dtype == torch.float64):
-        raise ValueError("packed offsets need the chunk schedule and fp16, bf16 or fp32 inputs")
-    kw = {"eps": eps, "clamp": clamp, "lengths": lengths}
+    q, state = batch.q, batch.initial_state
     if q.dtype == torch.float64:
-        return chunk_flow_attention(
-            q, k, v, initial_state=initial_state, feature_map=feature_map, **kw
-        )
+        raise ValueError("the triton backend takes fp16, bf16 or fp32; fp64 runs on 'chunked'")
+    if batch.offsets is not None and schedule == "serial":
+        raise ValueError("packed offsets need the chunk schedule")
     if q.device.type != "cuda" and not INTERPRET:
         raise ValueError("the triton backend needs CUDA tensors (or TRITON_INTERPRET=1)")
     if (
-        initial_state is not None
+        state is not None
         and torch.is_grad_enabled()
-        and any(t.requires_grad for t in initial_state.tensors().values())
+        and any(t.requires_grad for t in state.tensors().values())
     ):
         raise ValueError(
             "the triton backend has no gradient for initial_state: detach it, "
             "or use backend='chunked'"
         )
     one = _chunk_schedule if schedule == "chunk" else _serial_schedule
-    if schedule == "chunk":
-        kw["offsets"] = offsets
-    groups = head_groups(feature_map, q.shape[1])
-    if len(groups) == 1:
-        return one(q, k, v, initial_state=initial_state, feature_map=groups[0][1], **kw)
+    groups = head_groups(options.feature_map, q.shape[1])
     parts = [
         one(
-            q[:, heads],
-            k[:, heads],
-            v[:, heads],
-            initial_state=None if initial_state is None else initial_state.heads(heads),
-            feature_map=name,
-            **kw,
+            replace(
+                batch,
+                q=batch.q[:, heads],
+                k=batch.k[:, heads],
+                v=batch.v[:, heads],
+                initial_state=None if state is None else state.heads(heads),
+            ),
+            options.eps,
+            options.clamp,
+            name,
         )
         for heads, name in groups
     ]
-    return torch.cat([out for out, _ in parts], 1), FlowAttentionState.cat([s for _, s in parts])
+    out = parts[0][0] if len(parts) == 1 else torch.cat([o for o, _ in parts], 1)
+    if not return_state:
+        return out, None
+    return out, parts[0][1] if len(parts) == 1 else FlowAttentionState.cat([s for _, s in parts])
 
 
 SCHEDULES = ("chunk", "serial")
 
 
 def _chunk_schedule(
-    q: Tensor,
-    k: Tensor,
-    v: Tensor,
-    *,
-    eps: float,
-    clamp: float,
-    initial_state: FlowAttentionState | None,
-    lengths: Tensor | None,
-    offsets: Sequence[int] | None,
-    feature_map: str,
+    batch: FlowBatch, eps: float, clamp: float, feature_map: str
 ) -> tuple[Tensor, FlowAttentionState]:
     """The sequence-parallel kernels for heads that all share `feature_map`."""
+    q, k, v, lengths, offsets = batch.q, batch.k, batch.v, batch.lengths, batch.offsets
+    initial_state = batch.initial_state
     B, H, L, D = q.shape
     M = v.shape[-1]
     n = B if offsets is None else len(offsets) - 1
@@ -542,17 +529,10 @@ def _chunk_schedule(
 
 
 def _serial_schedule(
-    q: Tensor,
-    k: Tensor,
-    v: Tensor,
-    *,
-    eps: float,
-    clamp: float,
-    initial_state: FlowAttentionState | None,
-    lengths: Tensor | None,
-    feature_map: str,
+    batch: FlowBatch, eps: float, clamp: float, feature_map: str
 ) -> tuple[Tensor, FlowAttentionState]:
     """The serial kernels for heads that all share `feature_map`."""
+    q, k, v, lengths, initial_state = batch.q, batch.k, batch.v, batch.lengths, batch.initial_state
     B, H, L, D = q.shape
     M = v.shape[-1]
     f32 = {"device": q.device, "dtype": torch.float32}
