@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -118,14 +118,13 @@ class FlowAttention(CausalSelfAttention):
         embed_dim: int,
         num_heads: int,
         *,
-        dropout: float = 0.0,
-        bias: bool = True,
-        backend: str = "auto",
         feature_map: str | tuple[str, ...] = DEFAULTS.feature_map,
         eps: float = DEFAULTS.eps,
         clamp: float = DEFAULTS.clamp,
+        **layer: Any,
     ) -> None:
-        super().__init__(embed_dim, num_heads, dropout=dropout, bias=bias, backend=backend)
+        """`layer`: `CausalSelfAttention`'s keywords (dropout, bias, backend)."""
+        super().__init__(embed_dim, num_heads, **layer)
         self.feature_map = spread_over_heads(feature_map, num_heads)
         head_groups(self.feature_map, num_heads)  # a ValueError naming a bad map
         self.eps, self.clamp = eps, clamp
@@ -179,20 +178,8 @@ class FlowAttention(CausalSelfAttention):
 class SoftmaxAttention(CausalSelfAttention):
     """Multi-head causal softmax attention on `scaled_dot_product_attention`."""
 
-    def __init__(
-        self,
-        embed_dim: int,
-        num_heads: int,
-        *,
-        dropout: float = 0.0,
-        bias: bool = True,
-        backend: str = "auto",
-    ) -> None:
-        super().__init__(embed_dim, num_heads, dropout=dropout, bias=bias, backend=backend)
-        self.attn_dropout = dropout
-
     def forward(self, x: Tensor, *, cu_seqlens: Tensor | PackedSequences | None = None) -> Tensor:
-        dropout = self.attn_dropout if self.training else 0.0
+        dropout = self.dropout.p if self.training else 0.0  # on the weights, as on the output
 
         def attend(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
             q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)

@@ -167,22 +167,12 @@ VALUE = ("BLOCK_C", "BF16", "PRECISION", "FEATURE_MAP", "LENGTH_BUCKET", "HEADS_
 def _scan(totals, before, start, final, seqs, H, S1, lo, width, meta, reverse=False):
     """Exclusive scan of columns [lo, lo + width) of the chunk totals, per sequence."""
     n = seqs.shape[0]
+    ends = (start if start is not None else totals, final if final is not None else totals)
     ck._scan_kernel[lambda m: (n * H, triton.cdiv(width, m["BLOCK_W"]))](
-        totals,
-        before,
-        start if start is not None else totals,
-        final if final is not None else totals,
-        seqs,
-        H,
-        S1,
-        lo,
-        width,
-        meta["LENGTH_BUCKET"],
-        meta["HEADS_BUCKET"],
-        HAS_START=start is not None,
-        HAS_FINAL=final is not None,
+        totals, before, *ends, seqs, H, S1, lo, width, meta["LENGTH_BUCKET"],
+        meta["HEADS_BUCKET"], HAS_START=start is not None, HAS_FINAL=final is not None,
         REVERSE=reverse,
-    )
+    )  # fmt: skip
 
 
 def _states(x, y, stats, before, kv_in, kv_out, seqs, G, clamp, meta, reverse):
@@ -192,29 +182,16 @@ def _states(x, y, stats, before, kv_in, kv_out, seqs, G, clamp, meta, reverse):
     n = seqs.shape[0]
     states = torch.empty(G, H, D, M, device=x.device, dtype=torch.float32)
     grid = lambda m: (n * H, triton.cdiv(D, m["BLOCK_K"]), triton.cdiv(M, m["BLOCK_V"]))  # noqa: E731
-    ck._state_kernel[grid](
-        x,
-        y,
-        stats,
-        before,
+    ends = (
         kv_in if kv_in is not None else states,
         states,
         kv_out if kv_out is not None else states,
-        seqs,
-        *_strides(x),
-        *_strides(y),
-        H,
-        L,
-        D,
-        M,
-        4 * D + 1,
-        B * H * L,
-        clamp,
-        REVERSE=reverse,
-        HAS_START=kv_in is not None,
-        HAS_FINAL=kv_out is not None,
-        **_pick(meta, *VALUE),
     )
+    ck._state_kernel[grid](
+        x, y, stats, before, *ends, seqs, *_strides(x), *_strides(y),
+        H, L, D, M, 4 * D + 1, B * H * L, clamp, REVERSE=reverse,
+        HAS_START=kv_in is not None, HAS_FINAL=kv_out is not None, **_pick(meta, *VALUE),
+    )  # fmt: skip
     return states
 
 
@@ -228,88 +205,30 @@ class _ChunkFlowAttention(torch.autograd.Function):
         M = v.shape[-1]
         G, n, S1, FIELD = chunk_seq.shape[0], seqs.shape[0], 4 * D + 1, B * H * L
         meta = _chunk_meta(q, v, feature_map)
+        gate = _pick(meta, *GATE)
         f32 = {"device": q.device, "dtype": torch.float32}
         stats = torch.empty(ck.STATS, B * H, L, **f32)
         totals, before = torch.empty(G, H, S1, **f32), torch.empty(G, H, S1, **f32)
         vec_out, kv_out = torch.empty(n, H, S1, **f32), torch.empty(n, H, D, M, **f32)
-        qk = (q, k, totals)
-        common = (seqs, chunk_seq, *_strides(q), *_strides(k))
-        ck._fwd_sums_kernel[(G, H)](
-            *qk,
-            *common,
-            H,
-            L,
-            D,
-            M,
-            S1,
-            meta["LENGTH_BUCKET"],
-            meta["HEADS_BUCKET"],
-            BLOCK_C=meta["BLOCK_C"],
-            BLOCK_D=meta["BLOCK_D"],
-            FEATURE_MAP=feature_map,
-        )
-        _scan(totals, before, vec_in, vec_out, seqs, H, S1, 0, 2 * D, meta)
-        ck._fwd_flows_kernel[(G, H)](
-            q,
-            k,
-            stats,
-            totals,
-            before,
-            *common,
-            H,
-            L,
-            D,
-            M,
-            S1,
-            FIELD,
-            eps,
-            **_pick(meta, *GATE),
-        )
-        _scan(totals, before, vec_in, vec_out, seqs, H, S1, 2 * D, 2 * D, meta)
+        # every (chunk, head) kernel takes the sequence table and q's and k's strides, then
+        # its other strides, then the sizes
+        table, sizes = (seqs, chunk_seq, *_strides(q), *_strides(k)), (H, L, D, M, S1, FIELD)
+        scan = (totals, before, vec_in, vec_out, seqs, H, S1)
+        ck._fwd_sums_kernel[(G, H)](q, k, totals, *table, *sizes, **gate)
+        _scan(*scan, 0, 2 * D, meta)
+        ck._fwd_flows_kernel[(G, H)](q, k, stats, totals, before, *table, *sizes, eps, **gate)
+        _scan(*scan, 2 * D, 2 * D, meta)
         ck._fwd_gates_kernel[(G, H)](
-            q,
-            k,
-            stats,
-            totals,
-            before,
-            *common,
-            H,
-            L,
-            D,
-            M,
-            S1,
-            FIELD,
-            eps,
-            clamp,
-            **_pick(meta, *GATE),
+            q, k, stats, totals, before, *table, *sizes, eps, clamp, **gate
         )
-        _scan(totals, before, vec_in, vec_out, seqs, H, S1, 4 * D, 1, meta)
+        _scan(*scan, 4 * D, 1, meta)
         states = _states(k, v, stats, before, kv_in, kv_out, seqs, G, clamp, meta, False)
         out = torch.zeros_like(v) if padded else torch.empty_like(v)
         ck._fwd_out_kernel[lambda m: (G, H, triton.cdiv(M, m["BLOCK_V"]))](
-            q,
-            k,
-            v,
-            out,
-            stats,
-            before,
-            states,
-            seqs,
-            chunk_seq,
-            *_strides(q),
-            *_strides(k),
-            *_strides(v),
-            *_strides(out),
-            H,
-            L,
-            D,
-            M,
-            S1,
-            FIELD,
+            q, k, v, out, stats, before, states, *table, *_strides(v), *_strides(out), *sizes,
             clamp,
-            BLOCK_D=meta["BLOCK_D"],
-            **_pick(meta, *VALUE),
-        )
+            BLOCK_D=meta["BLOCK_D"], **_pick(meta, *VALUE),
+        )  # fmt: skip
         ctx.save_for_backward(q, k, v, seqs, chunk_seq, kv_in, stats, before)
         ctx.eps, ctx.clamp, ctx.feature_map, ctx.padded = eps, clamp, feature_map, padded
         ctx.mark_non_differentiable(vec_out, kv_out)
@@ -324,6 +243,7 @@ class _ChunkFlowAttention(torch.autograd.Function):
         G, S1, FIELD = chunk_seq.shape[0], 4 * D + 1, B * H * L
         eps, clamp = ctx.eps, ctx.clamp
         meta = _chunk_meta(q, v, ctx.feature_map)
+        gate = _pick(meta, *GATE)
         f32 = {"device": q.device, "dtype": torch.float32}
         states = _states(k, v, stats, before, kv_in, None, seqs, G, clamp, meta, False)
         dstates = _states(q, dout, stats, before, None, None, seqs, G, clamp, meta, True)
@@ -332,99 +252,27 @@ class _ChunkFlowAttention(torch.autograd.Function):
         dq_lin, dk_lin = torch.empty(B * H, L, D, **f32), torch.empty(B * H, L, D, **f32)
         adjoint = torch.empty(ck.ADJOINTS, B * H, L, **f32)
         rtotals, rafter = torch.empty(G, H, S1, **f32), torch.empty(G, H, S1, **f32)
-        common = (seqs, chunk_seq, *_strides(q), *_strides(k))
+        table, sizes = (seqs, chunk_seq, *_strides(q), *_strides(k)), (H, L, D, M, S1, FIELD)
+        scan = (rtotals, rafter, None, None, seqs, H, S1)
         ck._bwd_out_kernel[(G, H, 2)](
-            q,
-            k,
-            v,
-            dout,
-            dv,
-            stats,
-            adjoint,
-            dq_lin,
-            dk_lin,
-            before,
-            states,
-            dstates,
-            rtotals,
-            *common,
-            *_strides(v),
-            *_strides(dout),
-            *_strides(dv),
-            H,
-            L,
-            D,
-            M,
-            S1,
-            FIELD,
-            eps,
-            clamp,
-            BLOCK_D=meta["BLOCK_D"],
-            BLOCK_M=ck.value_block(meta["BLOCK_D"]),
+            q, k, v, dout, dv, stats, adjoint, dq_lin, dk_lin, before, states, dstates, rtotals,
+            *table, *_strides(v), *_strides(dout), *_strides(dv), *sizes, eps, clamp,
+            BLOCK_D=meta["BLOCK_D"], BLOCK_M=ck.value_block(meta["BLOCK_D"]),
             **_pick(meta, *VALUE),
-        )
-        _scan(rtotals, rafter, None, None, seqs, H, S1, 0, 1 + D, meta, reverse=True)
+        )  # fmt: skip
+        _scan(*scan, 0, 1 + D, meta, reverse=True)
         ck._bwd_gates_kernel[(G, H)](
-            q,
-            k,
-            stats,
-            adjoint,
-            before,
-            rtotals,
-            rafter,
-            *common,
-            H,
-            L,
-            D,
-            M,
-            S1,
-            FIELD,
-            eps,
-            clamp,
-            **_pick(meta, *GATE),
+            q, k, stats, adjoint, before, rtotals, rafter, *table, *sizes, eps, clamp, **gate
         )
-        _scan(rtotals, rafter, None, None, seqs, H, S1, 1 + D, D, meta, reverse=True)
+        _scan(*scan, 1 + D, D, meta, reverse=True)
         ck._bwd_norms_kernel[(G, H)](
-            q,
-            k,
-            stats,
-            adjoint,
-            rtotals,
-            rafter,
-            *common,
-            H,
-            L,
-            D,
-            M,
-            S1,
-            FIELD,
-            eps,
-            **_pick(meta, *GATE),
+            q, k, stats, adjoint, rtotals, rafter, *table, *sizes, eps, **gate
         )
-        _scan(rtotals, rafter, None, None, seqs, H, S1, 1 + 2 * D, 2 * D, meta, reverse=True)
+        _scan(*scan, 1 + 2 * D, 2 * D, meta, reverse=True)
         ck._bwd_qk_kernel[(G, H, 2)](
-            q,
-            k,
-            dq,
-            dk,
-            stats,
-            adjoint,
-            dq_lin,
-            dk_lin,
-            before,
-            rafter,
-            *common,
-            *_strides(dq),
-            *_strides(dk),
-            H,
-            L,
-            D,
-            M,
-            S1,
-            FIELD,
-            eps,
-            **_pick(meta, *GATE),
-        )
+            q, k, dq, dk, stats, adjoint, dq_lin, dk_lin, before, rafter, *table,
+            *_strides(dq), *_strides(dk), *sizes, eps, **gate,
+        )  # fmt: skip
         return dq, dk, dv, *[None] * 8
 
 

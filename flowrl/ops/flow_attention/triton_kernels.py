@@ -101,6 +101,16 @@ def _features(ptr, rows, cols, stride_l, valid, mask_cols, FEATURE_MAP: tl.const
 
 
 @triton.jit
+def _chunk_start(q_ptr, k_ptr, sql, skl, rows, L, length, t0, offs_d, mask_d, FEATURE_MAP):
+    """Of a chunk's tokens `rows`: which lie in the sequence and which are real, their
+    1-based positions, and phi(q), phi(k)."""
+    valid = rows < length
+    Q = _features(q_ptr, rows, offs_d, sql, valid, mask_d, FEATURE_MAP)
+    K = _features(k_ptr, rows, offs_d, skl, valid, mask_d, FEATURE_MAP)
+    return rows < L, valid, t0 + rows.to(tl.float32) + 1.0, Q, K
+
+
+@triton.jit
 def _saved_gates(stats_ptr, field, rows, in_seq, valid, p, clamp):
     """The gates of one chunk from the forward's per-token scalars."""
     inv_in = tl.load(stats_ptr + rows, mask=in_seq, other=1.0)
@@ -113,71 +123,83 @@ def _saved_gates(stats_ptr, field, rows, in_seq, valid, p, clamp):
     return inv_in, inv_out, alloc, source, e, total, p * e / total
 
 
+@triton.jit
+def _prefix_dot_adjoint(start, w, Y, X, g, r_after, eps_d):
+    """The adjoint, over one chunk, of y_t = <X_t + eps, P_t + eps> with the prefix sum
+    P_t = start + sum_{s<=t} w_s Y_s, given dy = g and the reverse carry r_after from the
+    later chunks. Returns X's share of dX, Y's share of dY, dw, and the reverse carry
+    for the earlier chunks."""
+    prefix = start[None, :] + tl.cumsum(w[:, None] * Y, 0)
+    d_prefix = g[:, None] * (X + eps_d)
+    r = r_after[None, :] + tl.cumsum(d_prefix, 0, reverse=True)
+    return (
+        g[:, None] * (prefix + eps_d),
+        w[:, None] * r,
+        tl.sum(Y * r, 1),
+        r_after + tl.sum(d_prefix, 0),
+    )
+
+
+@triton.jit
+def _bh(
+    q_ptr, k_ptr, v_ptr, x_ptr, stats_ptr, start_ptr, len_ptr,
+    sqb, sqh, skb, skh, svb, svh, sxb, sxh, H, L,
+):  # fmt: skip
+    """The prologue of every (batch row, head) program: its index bh; its row of q, k, v,
+    of a fourth sequence x (the output or its gradient) and of the per-token `stats`; the
+    stats' field size; the row's length and start position."""
+    bh = tl.program_id(0).to(tl.int64)
+    b, h = bh // H, bh % H
+    return (
+        bh, q_ptr + b * sqb + h * sqh, k_ptr + b * skb + h * skh, v_ptr + b * svb + h * svh,
+        x_ptr + b * sxb + h * sxh, stats_ptr + bh * L, tl.num_programs(0).to(tl.int64) * L,
+        tl.load(len_ptr + b), tl.load(start_ptr + b).to(tl.float32),
+    )  # fmt: skip
+
+
+@triton.jit
+def _offsets(D, M, BLOCK_C: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_M: tl.constexpr):
+    """Token offsets of a chunk; head-dim and value-dim offsets and their masks."""
+    offs_d, offs_m = tl.arange(0, BLOCK_D), tl.arange(0, BLOCK_M)
+    return tl.arange(0, BLOCK_C), offs_d, offs_m, offs_d < D, offs_m < M
+
+
+@triton.jit
+def _load_sums(vec, offs_d, mask_d, D):
+    """The carried d-vector sums [key | query | outflow | inflow] at `vec`."""
+    return (
+        tl.load(vec + offs_d, mask=mask_d, other=0.0),
+        tl.load(vec + D + offs_d, mask=mask_d, other=0.0),
+        tl.load(vec + 2 * D + offs_d, mask=mask_d, other=0.0),
+        tl.load(vec + 3 * D + offs_d, mask=mask_d, other=0.0),
+    )
+
+
+@triton.jit
+def _store_sums(vec, key_c, query_c, out_c, in_c, offs_d, mask_d, D):
+    """Stores the d-vector sums [key | query | outflow | inflow] at `vec`."""
+    tl.store(vec + offs_d, key_c, mask=mask_d)
+    tl.store(vec + D + offs_d, query_c, mask=mask_d)
+    tl.store(vec + 2 * D + offs_d, out_c, mask=mask_d)
+    tl.store(vec + 3 * D + offs_d, in_c, mask=mask_d)
+
+
+# Forward: out and stats of one (row, head); the final state after its last real token.
 @triton.autotune(configs=FWD_CONFIGS, key=["D", "M", "FEATURE_MAP"])
 @triton.jit
 def _flow_fwd_kernel(
-    q_ptr,
-    k_ptr,
-    v_ptr,
-    o_ptr,
-    stats_ptr,
-    start_ptr,
-    len_ptr,
-    vec_in,
-    z_in,
-    kv_in,
-    vec_out,
-    z_out,
+    q_ptr, k_ptr, v_ptr, o_ptr, stats_ptr, start_ptr, len_ptr, vec_in, z_in, kv_in, vec_out, z_out,
     kv_out,
-    sqb,
-    sqh,
-    sql,
-    skb,
-    skh,
-    skl,
-    svb,
-    svh,
-    svl,
-    sob,
-    soh,
-    sol,
-    H,
-    L,
-    D,
-    M,
-    eps,
-    clamp,
-    BLOCK_C: tl.constexpr,
-    BLOCK_D: tl.constexpr,
-    BLOCK_M: tl.constexpr,
-    BF16: tl.constexpr,
-    PRECISION: tl.constexpr,
-    FEATURE_MAP: tl.constexpr,
-):
-    """out and stats of one (row, head); final state after its last real token."""
-    bh = tl.program_id(0).to(tl.int64)
-    b, h = bh // H, bh % H
-    q_ptr += b * sqb + h * sqh
-    k_ptr += b * skb + h * skh
-    v_ptr += b * svb + h * svh
-    o_ptr += b * sob + h * soh
-    field = tl.num_programs(0).to(tl.int64) * L
-    stats_ptr += bh * L
-    length = tl.load(len_ptr + b)
-    t0 = tl.load(start_ptr + b).to(tl.float32)
-
-    offs_c = tl.arange(0, BLOCK_C)
-    offs_d = tl.arange(0, BLOCK_D)
-    offs_m = tl.arange(0, BLOCK_M)
-    mask_d = offs_d < D
-    mask_m = offs_m < M
-    eps_d = tl.where(mask_d, eps, 0.0)[None, :]
-    vec = vec_in + bh * 4 * D + offs_d
-    key_c = tl.load(vec, mask=mask_d, other=0.0)
-    query_c = tl.load(vec + D, mask=mask_d, other=0.0)
-    out_c = tl.load(vec + 2 * D, mask=mask_d, other=0.0)
-    in_c = tl.load(vec + 3 * D, mask=mask_d, other=0.0)
+    sqb, sqh, sql, skb, skh, skl, svb, svh, svl, sob, soh, sol, H, L, D, M, eps, clamp,
+    BLOCK_C: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_M: tl.constexpr, BF16: tl.constexpr,
+    PRECISION: tl.constexpr, FEATURE_MAP: tl.constexpr,
+):  # fmt: skip
+    bh, q_ptr, k_ptr, v_ptr, o_ptr, stats_ptr, field, length, t0 = _bh(q_ptr, k_ptr, v_ptr, o_ptr,
+        stats_ptr, start_ptr, len_ptr, sqb, sqh, skb, skh, svb, svh, sob, soh, H, L)  # fmt: skip
     z = tl.load(z_in + bh)
+    offs_c, offs_d, offs_m, mask_d, mask_m = _offsets(D, M, BLOCK_C, BLOCK_D, BLOCK_M)
+    eps_d = tl.where(mask_d, eps, 0.0)[None, :]
+    key_c, query_c, out_c, in_c = _load_sums(vec_in + bh * 4 * D, offs_d, mask_d, D)
     kv_offs = bh * D * M + offs_d[:, None] * M + offs_m[None, :]
     kv_mask = mask_d[:, None] & mask_m[None, :]
     kv = tl.load(kv_in + kv_offs, mask=kv_mask, other=0.0)
@@ -185,11 +207,9 @@ def _flow_fwd_kernel(
 
     for start in range(0, L, BLOCK_C):
         rows = start + offs_c
-        in_seq = rows < L
-        valid = rows < length
-        p = t0 + rows.to(tl.float32) + 1.0
-        Q = _features(q_ptr, rows, offs_d, sql, valid, mask_d, FEATURE_MAP)
-        K = _features(k_ptr, rows, offs_d, skl, valid, mask_d, FEATURE_MAP)
+        in_seq, valid, p, Q, K = _chunk_start(
+            q_ptr, k_ptr, sql, skl, rows, L, length, t0, offs_d, mask_d, FEATURE_MAP
+        )
         key_sum = key_c[None, :] + tl.cumsum(K, 0)
         query_sum = query_c[None, :] + tl.cumsum(Q, 0)
         inv_in = 1.0 / tl.sum((Q + eps_d) * (key_sum + eps_d), 1)
@@ -219,95 +239,40 @@ def _flow_fwd_kernel(
         z += tl.sum(e, 0)
         kv += _mm(tl.trans(K), W, BF16, PRECISION)
 
-    vec = vec_out + bh * 4 * D + offs_d
-    tl.store(vec, key_c, mask=mask_d)
-    tl.store(vec + D, query_c, mask=mask_d)
-    tl.store(vec + 2 * D, out_c, mask=mask_d)
-    tl.store(vec + 3 * D, in_c, mask=mask_d)
+    _store_sums(vec_out + bh * 4 * D, key_c, query_c, out_c, in_c, offs_d, mask_d, D)
     tl.store(z_out + bh, z)
     tl.store(kv_out + kv_offs, kv, mask=kv_mask)
 
 
+# Backward pass 1, left to right: dQ_t = scale_t S_t dout_t, dscale_t = <Q_t, S_t dout_t>,
+# and the carries at every chunk start.
 @triton.autotune(configs=BWD_CONFIGS, key=["D", "M", "FEATURE_MAP"])
 @triton.jit
 def _flow_bwd_dq_kernel(
-    q_ptr,
-    k_ptr,
-    v_ptr,
-    do_ptr,
-    stats_ptr,
-    start_ptr,
-    len_ptr,
-    vec_in,
-    kv_in,
-    dq_ptr,
-    dscale_ptr,
+    q_ptr, k_ptr, v_ptr, do_ptr, stats_ptr, start_ptr, len_ptr, vec_in, kv_in, dq_ptr, dscale_ptr,
     carry_ptr,
-    sqb,
-    sqh,
-    sql,
-    skb,
-    skh,
-    skl,
-    svb,
-    svh,
-    svl,
-    sdb,
-    sdh,
-    sdl,
-    H,
-    L,
-    D,
-    M,
-    clamp,
-    BLOCK_C: tl.constexpr,
-    BLOCK_D: tl.constexpr,
-    BLOCK_M: tl.constexpr,
-    BF16: tl.constexpr,
-    PRECISION: tl.constexpr,
-    FEATURE_MAP: tl.constexpr,
-):
-    """Left to right: dQ_t = scale_t S_t dout_t, dscale_t = <Q_t, S_t dout_t>, carries."""
-    bh = tl.program_id(0).to(tl.int64)
-    b, h = bh // H, bh % H
-    q_ptr += b * sqb + h * sqh
-    k_ptr += b * skb + h * skh
-    v_ptr += b * svb + h * svh
-    do_ptr += b * sdb + h * sdh
-    field = tl.num_programs(0).to(tl.int64) * L
-    stats_ptr += bh * L
+    sqb, sqh, sql, skb, skh, skl, svb, svh, svl, sdb, sdh, sdl, H, L, D, M, clamp,
+    BLOCK_C: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_M: tl.constexpr, BF16: tl.constexpr,
+    PRECISION: tl.constexpr, FEATURE_MAP: tl.constexpr,
+):  # fmt: skip
+    bh, q_ptr, k_ptr, v_ptr, do_ptr, stats_ptr, field, length, t0 = _bh(q_ptr, k_ptr, v_ptr, do_ptr,
+        stats_ptr, start_ptr, len_ptr, sqb, sqh, skb, skh, svb, svh, sdb, sdh, H, L)  # fmt: skip
     dq_ptr += bh * L * D
     dscale_ptr += bh * L
     carry_ptr += bh * tl.cdiv(L, BLOCK_C) * 4 * D
-    length = tl.load(len_ptr + b)
-    t0 = tl.load(start_ptr + b).to(tl.float32)
-
-    offs_c = tl.arange(0, BLOCK_C)
-    offs_d = tl.arange(0, BLOCK_D)
-    offs_m = tl.arange(0, BLOCK_M)
-    mask_d = offs_d < D
-    mask_m = offs_m < M
-    vec = vec_in + bh * 4 * D + offs_d
-    key_c = tl.load(vec, mask=mask_d, other=0.0)
-    query_c = tl.load(vec + D, mask=mask_d, other=0.0)
-    out_c = tl.load(vec + 2 * D, mask=mask_d, other=0.0)
-    in_c = tl.load(vec + 3 * D, mask=mask_d, other=0.0)
+    offs_c, offs_d, offs_m, mask_d, mask_m = _offsets(D, M, BLOCK_C, BLOCK_D, BLOCK_M)
+    key_c, query_c, out_c, in_c = _load_sums(vec_in + bh * 4 * D, offs_d, mask_d, D)
     kv_offs = bh * D * M + offs_d[:, None] * M + offs_m[None, :]
     kv = tl.load(kv_in + kv_offs, mask=mask_d[:, None] & mask_m[None, :], other=0.0)
     causal = offs_c[:, None] >= offs_c[None, :]
 
     for start in range(0, L, BLOCK_C):
-        carry = carry_ptr + (start // BLOCK_C) * 4 * D + offs_d
-        tl.store(carry, key_c, mask=mask_d)
-        tl.store(carry + D, query_c, mask=mask_d)
-        tl.store(carry + 2 * D, out_c, mask=mask_d)
-        tl.store(carry + 3 * D, in_c, mask=mask_d)
+        carry = carry_ptr + (start // BLOCK_C) * 4 * D
+        _store_sums(carry, key_c, query_c, out_c, in_c, offs_d, mask_d, D)
         rows = start + offs_c
-        in_seq = rows < L
-        valid = rows < length
-        p = t0 + rows.to(tl.float32) + 1.0
-        Q = _features(q_ptr, rows, offs_d, sql, valid, mask_d, FEATURE_MAP)
-        K = _features(k_ptr, rows, offs_d, skl, valid, mask_d, FEATURE_MAP)
+        in_seq, valid, p, Q, K = _chunk_start(
+            q_ptr, k_ptr, sql, skl, rows, L, length, t0, offs_d, mask_d, FEATURE_MAP
+        )
         inv_in, inv_out, alloc, _, _, _, comp = _saved_gates(
             stats_ptr, field, rows, in_seq, valid, p, clamp
         )
@@ -326,80 +291,28 @@ def _flow_bwd_dq_kernel(
         kv += _mm(tl.trans(K), W, BF16, PRECISION)
 
 
+# Backward pass 2, right to left: dK, dV of the output, then the adjoint of every gate;
+# writes dq, dk, dv.
 @triton.autotune(configs=BWD_CONFIGS, key=["D", "M", "FEATURE_MAP"])
 @triton.jit
 def _flow_bwd_dkv_kernel(
-    q_ptr,
-    k_ptr,
-    v_ptr,
-    do_ptr,
-    stats_ptr,
-    start_ptr,
-    len_ptr,
-    dq_lin_ptr,
-    dscale_ptr,
-    carry_ptr,
-    dq_ptr,
-    dk_ptr,
-    dv_ptr,
-    sqb,
-    sqh,
-    sql,
-    skb,
-    skh,
-    skl,
-    svb,
-    svh,
-    svl,
-    sdb,
-    sdh,
-    sdl,
-    sgqb,
-    sgqh,
-    sgql,
-    sgkb,
-    sgkh,
-    sgkl,
-    sgvb,
-    sgvh,
-    sgvl,
-    H,
-    L,
-    D,
-    M,
-    eps,
-    clamp,
-    BLOCK_C: tl.constexpr,
-    BLOCK_D: tl.constexpr,
-    BLOCK_M: tl.constexpr,
-    BF16: tl.constexpr,
-    PRECISION: tl.constexpr,
-    FEATURE_MAP: tl.constexpr,
-):
-    """Right to left: dK, dV of the output, then the adjoint of every gate; writes dq, dk, dv."""
-    bh = tl.program_id(0).to(tl.int64)
+    q_ptr, k_ptr, v_ptr, do_ptr, stats_ptr, start_ptr, len_ptr, dq_lin_ptr, dscale_ptr, carry_ptr,
+    dq_ptr, dk_ptr, dv_ptr,
+    sqb, sqh, sql, skb, skh, skl, svb, svh, svl, sdb, sdh, sdl, sgqb, sgqh, sgql, sgkb, sgkh, sgkl,
+    sgvb, sgvh, sgvl, H, L, D, M, eps, clamp, BLOCK_C: tl.constexpr, BLOCK_D: tl.constexpr,
+    BLOCK_M: tl.constexpr, BF16: tl.constexpr, PRECISION: tl.constexpr, FEATURE_MAP: tl.constexpr,
+):  # fmt: skip
+    bh, q_ptr, k_ptr, v_ptr, do_ptr, stats_ptr, field, length, t0 = _bh(q_ptr, k_ptr, v_ptr, do_ptr,
+        stats_ptr, start_ptr, len_ptr, sqb, sqh, skb, skh, svb, svh, sdb, sdh, H, L)  # fmt: skip
     b, h = bh // H, bh % H
-    q_ptr += b * sqb + h * sqh
-    k_ptr += b * skb + h * skh
-    v_ptr += b * svb + h * svh
-    do_ptr += b * sdb + h * sdh
+    offs_c, offs_d, offs_m, mask_d, mask_m = _offsets(D, M, BLOCK_C, BLOCK_D, BLOCK_M)
     dq_ptr += b * sgqb + h * sgqh
     dk_ptr += b * sgkb + h * sgkh
     dv_ptr += b * sgvb + h * sgvh
-    field = tl.num_programs(0).to(tl.int64) * L
-    stats_ptr += bh * L
     dq_lin_ptr += bh * L * D
     dscale_ptr += bh * L
     n_chunks = tl.cdiv(L, BLOCK_C)
     carry_ptr += bh * n_chunks * 4 * D
-    length = tl.load(len_ptr + b)
-    t0 = tl.load(start_ptr + b).to(tl.float32)
-
-    offs_c = tl.arange(0, BLOCK_C)
-    offs_d = tl.arange(0, BLOCK_D)
-    offs_m = tl.arange(0, BLOCK_M)
-    mask_d = offs_d < D
-    mask_m = offs_m < M
     eps_d = tl.where(mask_d, eps, 0.0)[None, :]
     anticausal = offs_c[:, None] <= offs_c[None, :]
     # reverse prefix sums of the adjoints, carried from later chunks
@@ -413,11 +326,9 @@ def _flow_bwd_dkv_kernel(
     for i in range(0, n_chunks):
         chunk = n_chunks - 1 - i
         rows = chunk * BLOCK_C + offs_c
-        in_seq = rows < L
-        valid = rows < length
-        p = t0 + rows.to(tl.float32) + 1.0
-        Q = _features(q_ptr, rows, offs_d, sql, valid, mask_d, FEATURE_MAP)
-        K = _features(k_ptr, rows, offs_d, skl, valid, mask_d, FEATURE_MAP)
+        in_seq, valid, p, Q, K = _chunk_start(
+            q_ptr, k_ptr, sql, skl, rows, L, length, t0, offs_d, mask_d, FEATURE_MAP
+        )
         inv_in, inv_out, alloc, source, e, total, comp = _saved_gates(
             stats_ptr, field, rows, in_seq, valid, p, clamp
         )
@@ -444,16 +355,13 @@ def _flow_bwd_dkv_kernel(
         dsource = tl.where(clamped, 0.0, de * e) / p
 
         # conserved source Ohat_t = <K_t + eps, Sq_t + eps> / t, Sq = sum I_s Q_s
-        carry = carry_ptr + chunk * 4 * D + offs_d
+        sums = carry_ptr + chunk * 4 * D + offs_d
         inflow = p * inv_in
-        in_sum = tl.load(carry + 3 * D, mask=mask_d, other=0.0)[None, :]
-        in_sum += tl.cumsum(inflow[:, None] * Q, 0)
-        dK += dsource[:, None] * (in_sum + eps_d)
-        d_in_sum = dsource[:, None] * (K + eps_d)
-        r = r_in[None, :] + tl.cumsum(d_in_sum, 0, reverse=True)
-        r_in += tl.sum(d_in_sum, 0)
-        dinflow = tl.sum(Q * r, 1)
-        dQ = inflow[:, None] * r
+        in_sum = tl.load(sums + 3 * D, mask=mask_d, other=0.0)
+        dK_source, dQ, dinflow, r_in = _prefix_dot_adjoint(
+            in_sum, inflow, Q, K, dsource, r_in, eps_d
+        )
+        dK += dK_source
         dQ += tl.load(
             dq_lin_ptr + rows[:, None] * D + offs_d[None, :],
             mask=in_seq[:, None] & mask_d[None, :],
@@ -463,28 +371,27 @@ def _flow_bwd_dkv_kernel(
         # conserved sink Ihat_t = <Q_t + eps, Sk_t + eps> / t, Sk = sum O_s K_s; A = sigmoid
         dsink = dscale * inv_in * alloc * (1.0 - alloc) / p
         outflow = p * inv_out
-        out_sum = tl.load(carry + 2 * D, mask=mask_d, other=0.0)[None, :]
-        out_sum += tl.cumsum(outflow[:, None] * K, 0)
-        dQ += dsink[:, None] * (out_sum + eps_d)
-        d_out_sum = dsink[:, None] * (Q + eps_d)
-        r = r_out[None, :] + tl.cumsum(d_out_sum, 0, reverse=True)
-        r_out += tl.sum(d_out_sum, 0)
-        doutflow = tl.sum(K * r, 1)
-        dK += outflow[:, None] * r
+        out_sum = tl.load(sums + 2 * D, mask=mask_d, other=0.0)
+        dQ_sink, dK_sink, doutflow, r_out = _prefix_dot_adjoint(
+            out_sum, outflow, K, Q, dsink, r_out, eps_d
+        )
+        dQ += dQ_sink
+        dK += dK_sink
 
         # normalisers 1 / <Q_t + eps, Kc_t + eps> and 1 / <K_t + eps, Qc_t + eps>
         d_in = -(dscale * alloc + dinflow * p) * inv_in * inv_in
         d_out = -doutflow * p * inv_out * inv_out
-        key_sum = tl.load(carry, mask=mask_d, other=0.0)[None, :] + tl.cumsum(K, 0)
-        dQ += d_in[:, None] * (key_sum + eps_d)
-        d_key_sum = d_in[:, None] * (Q + eps_d)
-        dK += r_key[None, :] + tl.cumsum(d_key_sum, 0, reverse=True)
-        r_key += tl.sum(d_key_sum, 0)
-        query_sum = tl.load(carry + D, mask=mask_d, other=0.0)[None, :] + tl.cumsum(Q, 0)
-        dK += d_out[:, None] * (query_sum + eps_d)
-        d_query_sum = d_out[:, None] * (K + eps_d)
-        dQ += r_query[None, :] + tl.cumsum(d_query_sum, 0, reverse=True)
-        r_query += tl.sum(d_query_sum, 0)
+        ones = tl.full((BLOCK_C,), 1.0, dtype=tl.float32)
+        key_sum = tl.load(sums, mask=mask_d, other=0.0)
+        dQ_key, dK_key, _, r_key = _prefix_dot_adjoint(key_sum, ones, K, Q, d_in, r_key, eps_d)
+        dQ += dQ_key
+        dK += dK_key
+        query_sum = tl.load(sums + D, mask=mask_d, other=0.0)
+        dK_query, dQ_query, _, r_query = _prefix_dot_adjoint(
+            query_sum, ones, Q, K, d_out, r_query, eps_d
+        )
+        dK += dK_query
+        dQ += dQ_query
 
         # through phi; Q and K are zero on padding, and so are their gradients
         d_mask = in_seq[:, None] & mask_d[None, :]
