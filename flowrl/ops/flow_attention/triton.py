@@ -61,8 +61,7 @@ class _SerialFlowAttention(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, q, k, v, start, lengths, vec_in, z_in, kv_in, eps, clamp, feature_map):
-        B, H, L, D = q.shape
-        M = v.shape[-1]
+        (B, H, L, D), M = q.shape, v.shape[-1]
         out = torch.empty_like(v)
         stats = torch.empty(STATS, B * H, L, device=q.device, dtype=torch.float32)
         vec_out, z_out, kv_out = (torch.empty_like(x) for x in (vec_in, z_in, kv_in))
@@ -81,8 +80,7 @@ class _SerialFlowAttention(torch.autograd.Function):
     def backward(ctx, dout, *_):
         q, k, v, start, lengths, vec_in, kv_in, stats = ctx.saved_tensors
         dout = _row_major(dout)
-        B, H, L, D = q.shape
-        M = v.shape[-1]
+        (B, H, L, D), M = q.shape, v.shape[-1]
         blocks = _blocks(q, v, ctx.feature_map)
         chunk = backward_chunk(blocks["BLOCK_D"])
         f32 = {"device": q.device, "dtype": torch.float32}
@@ -201,8 +199,7 @@ class _ChunkFlowAttention(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, q, k, v, seqs, chunk_seq, vec_in, kv_in, eps, clamp, feature_map, padded):
-        B, H, L, D = q.shape
-        M = v.shape[-1]
+        (B, H, L, D), M = q.shape, v.shape[-1]
         G, n, S1, FIELD = chunk_seq.shape[0], seqs.shape[0], 4 * D + 1, B * H * L
         meta = _chunk_meta(q, v, feature_map)
         gate = _pick(meta, *GATE)
@@ -238,8 +235,7 @@ class _ChunkFlowAttention(torch.autograd.Function):
     def backward(ctx, dout, *_):
         q, k, v, seqs, chunk_seq, kv_in, stats, before = ctx.saved_tensors
         dout = _row_major(dout)
-        B, H, L, D = q.shape
-        M = v.shape[-1]
+        (B, H, L, D), M = q.shape, v.shape[-1]
         G, S1, FIELD = chunk_seq.shape[0], 4 * D + 1, B * H * L
         eps, clamp = ctx.eps, ctx.clamp
         meta = _chunk_meta(q, v, ctx.feature_map)

@@ -102,8 +102,8 @@ def _chunk_features(
     """The prologue of every (chunk, head) program: chunk g and head h from the grid; the
     chunk's batch row b, its tokens (indices along L), which of them belong to its sequence,
     their 1-based positions p and offsets `at` into the (B*H, L) per-token buffers; the
-    head-dim offsets and mask; and phi(q), phi(k) (C, BLOCK_D) in fp32, zero off the
-    sequence."""
+    offsets within the chunk, and of the head dims and their mask; and phi(q), phi(k)
+    (C, BLOCK_D) in fp32, zero off the sequence."""
     g, h = tl.program_id(0).to(tl.int64), tl.program_id(1).to(tl.int64)
     b, first, length, first_chunk, _, t0 = _sequence(seqs, tl.load(chunk_seq + g))
     rows = (g - first_chunk) * BLOCK_C + tl.arange(0, BLOCK_C)
@@ -113,7 +113,8 @@ def _chunk_features(
     Q = _features(q_ptr + b * sqb + h * sqh, tokens, offs_d, sql, valid, mask_d, FEATURE_MAP)
     K = _features(k_ptr + b * skb + h * skh, tokens, offs_d, skl, valid, mask_d, FEATURE_MAP)
     p = t0 + rows.to(tl.float32) + 1.0
-    return g, h, b, tokens, valid, p, (b * H + h) * L + tokens, offs_d, mask_d, Q, K
+    at = (b * H + h) * L + tokens
+    return g, h, b, tokens, valid, p, at, tl.arange(0, BLOCK_C), offs_d, mask_d, Q, K
 
 
 @triton.jit
@@ -140,16 +141,38 @@ def _scale(stats_ptr, field, at, valid):
     return alloc * inv_in, alloc, inv_in
 
 
+@triton.jit
+def _gates_grad(
+    lin_ptr, Y, a, w, c, b, g, e, before, after, causal, anticausal, mask_d, mask_cd, eps_d, D,
+    PRECISION: tl.constexpr,
+):  # fmt: skip
+    """One side of `_bwd_qk_kernel`, before phi': the gates' share of dX for (X, Y) = (Q, K),
+    or (K, Q) on the second side, given per-token scalars a, w, c, b, g, e:
+        dX_t = lin_t + sum_{s<=t} (a_t w_s + c_t) Y_s + sum_{s>=t} (b_t g_s + e_s) (Y_s + eps)
+               + b_t r_b + a_t (A + eps) + c_t (C + eps) + r_e
+    with C, A the sums before the chunk at `before` and `before + 2 D`, and r_b, r_e the
+    reverse sums after it at `after` and `after + 2 D`."""
+    C = tl.load(before, mask=mask_d, other=0.0)[None, :] + eps_d
+    A = tl.load(before + 2 * D, mask=mask_d, other=0.0)[None, :] + eps_d
+    r_b = tl.load(after, mask=mask_d, other=0.0)[None, :]
+    r_e = tl.load(after + 2 * D, mask=mask_d, other=0.0)[None, :]
+    scores = tl.where(causal, a[:, None] * w[None, :] + c[:, None], 0.0)
+    dX = tl.load(lin_ptr, mask=mask_cd, other=0.0) + _gate_mm(scores, Y, PRECISION)
+    scores = tl.where(anticausal, b[:, None] * g[None, :] + e[None, :], 0.0)
+    dX += _gate_mm(scores, Y + eps_d, PRECISION)
+    return dX + (b[:, None] * r_b + a[:, None] * A + c[:, None] * C + r_e)
+
+
 # ---------------------------------------------------------------------------------------
-# Scans over chunk totals: before[c] = start + sum_{c' < c} totals[c'] (or, reversed, the
-# sum over c' > c), one program per (sequence, head, block of columns).
 @triton.autotune(configs=SCAN_CONFIGS, key=["W", "LENGTH_BUCKET", "HEADS_BUCKET"])
 @triton.jit
 def _scan_kernel(
     totals, before, start, final, seqs,
-    H, S1, lo, W, LENGTH_BUCKET, HEADS_BUCKET,
-    HAS_START: tl.constexpr, HAS_FINAL: tl.constexpr, REVERSE: tl.constexpr, BLOCK_W: tl.constexpr,
+    H, S1, lo, W, LENGTH_BUCKET, HEADS_BUCKET, HAS_START: tl.constexpr, HAS_FINAL: tl.constexpr,
+    REVERSE: tl.constexpr, BLOCK_W: tl.constexpr,
 ):  # fmt: skip
+    """Scans over chunk totals: before[c] = start + sum_{c' < c} totals[c'] (or, reversed, the
+    sum over c' > c), one program per (sequence, head, block of columns)."""
     nh = tl.program_id(0).to(tl.int64)
     n, h = nh // H, nh % H
     cols = lo + tl.program_id(1) * BLOCK_W + tl.arange(0, BLOCK_W)
@@ -170,17 +193,16 @@ def _scan_kernel(
 
 
 # ---------------------------------------------------------------------------------------
-# Forward, level 1: key and query totals per chunk.
 @triton.autotune(configs=CHUNK_CONFIGS, key=KEY)
 @triton.jit
 def _fwd_sums_kernel(
     q_ptr, k_ptr, totals, seqs, chunk_seq,
-    sqb, sqh, sql, skb, skh, skl,
-    H, L, D, M, S1, FIELD, LENGTH_BUCKET, HEADS_BUCKET,
+    sqb, sqh, sql, skb, skh, skl, H, L, D, M, S1, FIELD, LENGTH_BUCKET, HEADS_BUCKET,
     BLOCK_C: tl.constexpr, BLOCK_D: tl.constexpr, PRECISION: tl.constexpr,
     FEATURE_MAP: tl.constexpr,
 ):  # fmt: skip
-    g, h, _b, _tokens, _valid, _p, _at, offs_d, mask_d, Q, K = _chunk_features(
+    """Forward, level 1: key and query totals per chunk."""
+    g, h, _b, _tokens, _valid, _p, _at, _offs_c, offs_d, mask_d, Q, K = _chunk_features(
         q_ptr, k_ptr, seqs, chunk_seq, sqb, sqh, sql, skb, skh, skl, H, L, D, BLOCK_C, BLOCK_D,
         FEATURE_MAP,
     )  # fmt: skip
@@ -189,22 +211,20 @@ def _fwd_sums_kernel(
     tl.store(out + D, tl.sum(Q, 0), mask=mask_d)
 
 
-# Forward, level 2: the normalisers 1 / <Q + eps, Kc + eps> and 1 / <K + eps, Qc + eps>,
-# and the chunk totals of O K and I Q.
 @triton.autotune(configs=CHUNK_CONFIGS, key=KEY)
 @triton.jit
 def _fwd_flows_kernel(
     q_ptr, k_ptr, stats_ptr, totals, before, seqs, chunk_seq,
-    sqb, sqh, sql, skb, skh, skl,
-    H, L, D, M, S1, FIELD, eps, LENGTH_BUCKET, HEADS_BUCKET,
+    sqb, sqh, sql, skb, skh, skl, H, L, D, M, S1, FIELD, eps, LENGTH_BUCKET, HEADS_BUCKET,
     BLOCK_C: tl.constexpr, BLOCK_D: tl.constexpr, PRECISION: tl.constexpr,
     FEATURE_MAP: tl.constexpr,
 ):  # fmt: skip
-    g, h, _b, _tokens, valid, p, at, offs_d, mask_d, Q, K = _chunk_features(
+    """Forward, level 2: the normalisers 1 / <Q + eps, Kc + eps> and 1 / <K + eps, Qc + eps>,
+    and the chunk totals of O K and I Q."""
+    g, h, _b, _tokens, valid, p, at, offs_c, offs_d, mask_d, Q, K = _chunk_features(
         q_ptr, k_ptr, seqs, chunk_seq, sqb, sqh, sql, skb, skh, skl, H, L, D, BLOCK_C, BLOCK_D,
         FEATURE_MAP,
     )  # fmt: skip
-    offs_c = tl.arange(0, BLOCK_C)
     sums = before + (g * H + h) * S1 + offs_d
     key_before = tl.load(sums, mask=mask_d, other=0.0)
     query_before = tl.load(sums + D, mask=mask_d, other=0.0)
@@ -235,26 +255,25 @@ def _fwd_flows_kernel(
     tl.store(out + 3 * D, tl.sum(inflow[:, None] * Q, 0), mask=mask_d)
 
 
-# Forward, level 3: conserved sink and source, and the chunk totals of e = exp(clamp(Ohat)).
 @triton.autotune(configs=CHUNK_CONFIGS, key=KEY)
 @triton.jit
 def _fwd_gates_kernel(
     q_ptr, k_ptr, stats_ptr, totals, before, seqs, chunk_seq,
-    sqb, sqh, sql, skb, skh, skl,
-    H, L, D, M, S1, FIELD, eps, clamp, LENGTH_BUCKET, HEADS_BUCKET,
+    sqb, sqh, sql, skb, skh, skl, H, L, D, M, S1, FIELD, eps, clamp, LENGTH_BUCKET, HEADS_BUCKET,
     BLOCK_C: tl.constexpr, BLOCK_D: tl.constexpr, PRECISION: tl.constexpr,
     FEATURE_MAP: tl.constexpr,
 ):  # fmt: skip
-    g, h, _b, _tokens, valid, p, at, offs_d, mask_d, Q, K = _chunk_features(
+    """Forward, level 3: conserved sink and source, and the chunk totals of
+    e = exp(clamp(Ohat))."""
+    g, h, _b, _tokens, valid, p, at, offs_c, offs_d, mask_d, Q, K = _chunk_features(
         q_ptr, k_ptr, seqs, chunk_seq, sqb, sqh, sql, skb, skh, skl, H, L, D, BLOCK_C, BLOCK_D,
         FEATURE_MAP,
     )  # fmt: skip
-    offs_c = tl.arange(0, BLOCK_C)
+    outflow = tl.where(valid, p * tl.load(stats_ptr + FIELD + at, mask=valid, other=0.0), 0.0)
+    inflow = tl.where(valid, p * tl.load(stats_ptr + at, mask=valid, other=0.0), 0.0)
     sums = before + (g * H + h) * S1 + offs_d
     out_before = tl.load(sums + 2 * D, mask=mask_d, other=0.0)
     in_before = tl.load(sums + 3 * D, mask=mask_d, other=0.0)
-    outflow = tl.where(valid, p * tl.load(stats_ptr + FIELD + at, mask=valid, other=0.0), 0.0)
-    inflow = tl.where(valid, p * tl.load(stats_ptr + at, mask=valid, other=0.0), 0.0)
     P = _gate_mm(Q, tl.trans(K), PRECISION)
     q_norm, k_norm = tl.sum(Q, 1), tl.sum(K, 1)
     d_eps2 = D * eps * eps
@@ -280,19 +299,18 @@ def _fwd_gates_kernel(
 
 
 # ---------------------------------------------------------------------------------------
-# The d x m state, one program per (sequence, head, d block, m block) walking its chunks.
-# Forward: S before each chunk, S += K^T (C v). Backward (REVERSE): G after each chunk,
-# G += Q^T (scale dout). X is phi of x_ptr, Y is y_ptr, each row weighted.
 @triton.autotune(configs=STATE_CONFIGS, key=KEY)
 @triton.jit
 def _state_kernel(
     x_ptr, y_ptr, stats_ptr, before, kv_in, states, kv_out, seqs,
-    sxb, sxh, sxl, syb, syh, syl,
-    H, L, D, M, S1, FIELD, clamp, LENGTH_BUCKET, HEADS_BUCKET,
+    sxb, sxh, sxl, syb, syh, syl, H, L, D, M, S1, FIELD, clamp, LENGTH_BUCKET, HEADS_BUCKET,
     REVERSE: tl.constexpr, HAS_START: tl.constexpr, HAS_FINAL: tl.constexpr, BLOCK_C: tl.constexpr,
     BLOCK_K: tl.constexpr, BLOCK_V: tl.constexpr, BF16: tl.constexpr, PRECISION: tl.constexpr,
     FEATURE_MAP: tl.constexpr,
 ):  # fmt: skip
+    """The d x m state, one program per (sequence, head, d block, m block) walking its
+    chunks. Forward: S before each chunk, S += K^T (C v). Backward (REVERSE): G after each
+    chunk, G += Q^T (scale dout). X is phi of x_ptr, Y is y_ptr, each row weighted."""
     nh = tl.program_id(0).to(tl.int64)
     n, h = nh // H, nh % H
     offs_k = tl.program_id(1) * BLOCK_K + tl.arange(0, BLOCK_K)
@@ -327,22 +345,20 @@ def _state_kernel(
         tl.store(kv_out + nh * D * M + kv_offs, acc, mask=mask_kv)
 
 
-# Forward output of every chunk: A_t I_t / t (sum_{s<=t in chunk} <Q_t, K_s> C_s v_s
-# + Q_t S), one program per (chunk, head, m block).
 @triton.autotune(configs=OUT_CONFIGS, key=KEY)
 @triton.jit
 def _fwd_out_kernel(
     q_ptr, k_ptr, v_ptr, o_ptr, stats_ptr, before, states, seqs, chunk_seq,
-    sqb, sqh, sql, skb, skh, skl, svb, svh, svl, sob, soh, sol,
-    H, L, D, M, S1, FIELD, clamp, LENGTH_BUCKET, HEADS_BUCKET,
-    BLOCK_C: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_V: tl.constexpr, BF16: tl.constexpr,
-    PRECISION: tl.constexpr, FEATURE_MAP: tl.constexpr,
+    sqb, sqh, sql, skb, skh, skl, svb, svh, svl, sob, soh, sol, H, L, D, M, S1, FIELD, clamp,
+    LENGTH_BUCKET, HEADS_BUCKET, BLOCK_C: tl.constexpr, BLOCK_D: tl.constexpr,
+    BLOCK_V: tl.constexpr, BF16: tl.constexpr, PRECISION: tl.constexpr, FEATURE_MAP: tl.constexpr,
 ):  # fmt: skip
-    g, h, b, tokens, valid, p, at, offs_d, mask_d, Q, K = _chunk_features(
+    """Forward output of every chunk: A_t I_t / t (sum_{s<=t in chunk} <Q_t, K_s> C_s v_s
+    + Q_t S), one program per (chunk, head, m block)."""
+    g, h, b, tokens, valid, p, at, offs_c, offs_d, mask_d, Q, K = _chunk_features(
         q_ptr, k_ptr, seqs, chunk_seq, sqb, sqh, sql, skb, skh, skl, H, L, D, BLOCK_C, BLOCK_D,
         FEATURE_MAP,
     )  # fmt: skip
-    offs_c = tl.arange(0, BLOCK_C)
     offs_v = tl.program_id(2) * BLOCK_V + tl.arange(0, BLOCK_V)
     mask_v = offs_v < M
     z_before = tl.load(before + (g * H + h) * S1 + 4 * D)
@@ -362,24 +378,22 @@ def _fwd_out_kernel(
 
 
 # ---------------------------------------------------------------------------------------
-# Backward, output, on a (chunk, head, 2) grid: the first program of a chunk gives the
-# output's share of dq, dscale and the chunk total of dSk = dIhat (Q + eps); the second
-# dv, the output's share of dk, dC and the chunk total of the competition's adjoint.
 @triton.autotune(configs=CHUNK_CONFIGS, key=KEY)
 @triton.jit
 def _bwd_out_kernel(
     q_ptr, k_ptr, v_ptr, do_ptr, dv_ptr, stats_ptr, adj_ptr, dq_lin, dk_lin, before, states,
     dstates, rtotals, seqs, chunk_seq,
-    sqb, sqh, sql, skb, skh, skl, svb, svh, svl, sdb, sdh, sdl, sgb, sgh, sgl,
-    H, L, D, M, S1, FIELD, eps, clamp, LENGTH_BUCKET, HEADS_BUCKET,
-    BLOCK_C: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_M: tl.constexpr, BF16: tl.constexpr,
-    PRECISION: tl.constexpr, FEATURE_MAP: tl.constexpr,
+    sqb, sqh, sql, skb, skh, skl, svb, svh, svl, sdb, sdh, sdl, sgb, sgh, sgl, H, L, D, M, S1,
+    FIELD, eps, clamp, LENGTH_BUCKET, HEADS_BUCKET, BLOCK_C: tl.constexpr, BLOCK_D: tl.constexpr,
+    BLOCK_M: tl.constexpr, BF16: tl.constexpr, PRECISION: tl.constexpr, FEATURE_MAP: tl.constexpr,
 ):  # fmt: skip
-    g, h, b, tokens, valid, p, at, offs_d, mask_d, Q, K = _chunk_features(
+    """Backward, output, on a (chunk, head, 2) grid: the first program of a chunk gives the
+    output's share of dq, dscale and the chunk total of dSk = dIhat (Q + eps); the second dv,
+    the output's share of dk, dC and the chunk total of the competition's adjoint."""
+    g, h, b, tokens, valid, p, at, offs_c, offs_d, mask_d, Q, K = _chunk_features(
         q_ptr, k_ptr, seqs, chunk_seq, sqb, sqh, sql, skb, skh, skl, H, L, D, BLOCK_C, BLOCK_D,
         FEATURE_MAP,
     )  # fmt: skip
-    offs_c = tl.arange(0, BLOCK_C)
     eps_d = tl.where(mask_d, eps, 0.0)[None, :]
     z_before = tl.load(before + (g * H + h) * S1 + 4 * D)
     _, _, total, comp = _competition(stats_ptr, FIELD, at, valid, p, z_before, clamp)
@@ -434,28 +448,26 @@ def _bwd_out_kernel(
         tl.store(out, tl.sum(tl.where(valid, -dcomp * comp / total, 0.0), 0))
 
 
-# Backward, competition and sink: dOhat (through Z and the clamp) and d outflow; chunk
-# totals of dSq = dOhat (K + eps).
 @triton.autotune(configs=CHUNK_CONFIGS, key=KEY)
 @triton.jit
 def _bwd_gates_kernel(
     q_ptr, k_ptr, stats_ptr, adj_ptr, before, rtotals, rafter, seqs, chunk_seq,
-    sqb, sqh, sql, skb, skh, skl,
-    H, L, D, M, S1, FIELD, eps, clamp, LENGTH_BUCKET, HEADS_BUCKET,
+    sqb, sqh, sql, skb, skh, skl, H, L, D, M, S1, FIELD, eps, clamp, LENGTH_BUCKET, HEADS_BUCKET,
     BLOCK_C: tl.constexpr, BLOCK_D: tl.constexpr, PRECISION: tl.constexpr,
     FEATURE_MAP: tl.constexpr,
 ):  # fmt: skip
-    g, h, _b, _tokens, valid, p, at, offs_d, mask_d, Q, K = _chunk_features(
+    """Backward, competition and sink: dOhat (through Z and the clamp) and d outflow; chunk
+    totals of dSq = dOhat (K + eps)."""
+    g, h, _b, _tokens, valid, p, at, offs_c, offs_d, mask_d, Q, K = _chunk_features(
         q_ptr, k_ptr, seqs, chunk_seq, sqb, sqh, sql, skb, skh, skl, H, L, D, BLOCK_C, BLOCK_D,
         FEATURE_MAP,
     )  # fmt: skip
-    offs_c = tl.arange(0, BLOCK_C)
+    dcomp = tl.load(adj_ptr + at, mask=valid, other=0.0)
+    dscale = tl.load(adj_ptr + FIELD + at, mask=valid, other=0.0)
     eps_d = tl.where(mask_d, eps, 0.0)[None, :]
     z_before = tl.load(before + (g * H + h) * S1 + 4 * D)
     source, e, total, comp = _competition(stats_ptr, FIELD, at, valid, p, z_before, clamp)
     _, alloc, inv_in = _scale(stats_ptr, FIELD, at, valid)
-    dcomp = tl.load(adj_ptr + at, mask=valid, other=0.0)
-    dscale = tl.load(adj_ptr + FIELD + at, mask=valid, other=0.0)
     after = rafter + (g * H + h) * S1
     z_after = tl.load(after)
     r_out = tl.load(after + 1 + offs_d, mask=mask_d, other=0.0)
@@ -478,22 +490,20 @@ def _bwd_gates_kernel(
     tl.store(out, tl.sum(dsource[:, None] * (K + eps_d), 0), mask=mask_d)
 
 
-# Backward, normalisers: d inflow, then d of the in- and out-dots; chunk totals of
-# dKc = d_in (Q + eps) and dQc = d_out (K + eps).
 @triton.autotune(configs=CHUNK_CONFIGS, key=KEY)
 @triton.jit
 def _bwd_norms_kernel(
     q_ptr, k_ptr, stats_ptr, adj_ptr, rtotals, rafter, seqs, chunk_seq,
-    sqb, sqh, sql, skb, skh, skl,
-    H, L, D, M, S1, FIELD, eps, LENGTH_BUCKET, HEADS_BUCKET,
+    sqb, sqh, sql, skb, skh, skl, H, L, D, M, S1, FIELD, eps, LENGTH_BUCKET, HEADS_BUCKET,
     BLOCK_C: tl.constexpr, BLOCK_D: tl.constexpr, PRECISION: tl.constexpr,
     FEATURE_MAP: tl.constexpr,
 ):  # fmt: skip
-    g, h, _b, _tokens, valid, p, at, offs_d, mask_d, Q, K = _chunk_features(
+    """Backward, normalisers: d inflow, then d of the in- and out-dots; chunk totals of
+    dKc = d_in (Q + eps) and dQc = d_out (K + eps)."""
+    g, h, _b, _tokens, valid, p, at, offs_c, offs_d, mask_d, Q, K = _chunk_features(
         q_ptr, k_ptr, seqs, chunk_seq, sqb, sqh, sql, skb, skh, skl, H, L, D, BLOCK_C, BLOCK_D,
         FEATURE_MAP,
     )  # fmt: skip
-    offs_c = tl.arange(0, BLOCK_C)
     eps_d = tl.where(mask_d, eps, 0.0)[None, :]
     _, alloc, inv_in = _scale(stats_ptr, FIELD, at, valid)
     inv_out = tl.load(stats_ptr + FIELD + at, mask=valid, other=0.0)
@@ -518,24 +528,21 @@ def _bwd_norms_kernel(
     tl.store(out + D, tl.sum(d_out[:, None] * (K + eps_d), 0), mask=mask_d)
 
 
-# Backward, last, on a (chunk, head, 2) grid: every gate's share of dQ (first program) or
-# dK (second) as masked C x C matrices times K or Q, plus the carried sums; through phi.
 @triton.autotune(configs=CHUNK_CONFIGS, key=KEY)
 @triton.jit
 def _bwd_qk_kernel(
     q_ptr, k_ptr, dq_ptr, dk_ptr, stats_ptr, adj_ptr, dq_lin, dk_lin, before, rafter, seqs,
     chunk_seq,
-    sqb, sqh, sql, skb, skh, skl, sgqb, sgqh, sgql, sgkb, sgkh, sgkl,
-    H, L, D, M, S1, FIELD, eps, LENGTH_BUCKET, HEADS_BUCKET,
-    BLOCK_C: tl.constexpr, BLOCK_D: tl.constexpr, PRECISION: tl.constexpr,
-    FEATURE_MAP: tl.constexpr,
+    sqb, sqh, sql, skb, skh, skl, sgqb, sgqh, sgql, sgkb, sgkh, sgkl, H, L, D, M, S1, FIELD, eps,
+    LENGTH_BUCKET, HEADS_BUCKET, BLOCK_C: tl.constexpr, BLOCK_D: tl.constexpr,
+    PRECISION: tl.constexpr, FEATURE_MAP: tl.constexpr,
 ):  # fmt: skip
-    g, h, b, tokens, valid, p, at, offs_d, mask_d, Q, K = _chunk_features(
+    """Backward, last, on a (chunk, head, 2) grid: every gate's share of dQ (first program) or
+    dK (second) as masked C x C matrices times K or Q, plus the carried sums; through phi."""
+    g, h, b, tokens, valid, p, at, offs_c, offs_d, mask_d, Q, K = _chunk_features(
         q_ptr, k_ptr, seqs, chunk_seq, sqb, sqh, sql, skb, skh, skl, H, L, D, BLOCK_C, BLOCK_D,
         FEATURE_MAP,
     )  # fmt: skip
-    offs_c = tl.arange(0, BLOCK_C)
-    eps_d = tl.where(mask_d, eps, 0.0)[None, :]
     _, alloc, inv_in = _scale(stats_ptr, FIELD, at, valid)
     inflow = tl.where(valid, p * inv_in, 0.0)
     outflow = tl.where(valid, p * tl.load(stats_ptr + FIELD + at, mask=valid, other=0.0), 0.0)
@@ -550,49 +557,21 @@ def _bwd_qk_kernel(
     anticausal = offs_c[:, None] <= offs_c[None, :]  # [s, t], t >= s
     lin = at[:, None] * D + offs_d[None, :]
     mask_cd = valid[:, None] & mask_d[None, :]
-
-    if tl.program_id(2) == 0:
-        key_before = tl.load(sums, mask=mask_d, other=0.0)[None, :] + eps_d
-        out_before = tl.load(sums + 2 * D, mask=mask_d, other=0.0)[None, :] + eps_d
-        r_in = tl.load(rs + D, mask=mask_d, other=0.0)[None, :]
-        r_query = tl.load(rs + 3 * D, mask=mask_d, other=0.0)[None, :]
-        A = tl.where(causal, dsink[:, None] * outflow[None, :] + d_in[:, None], 0.0)
-        dQ = tl.load(dq_lin + lin, mask=mask_cd, other=0.0) + _gate_mm(A, K, PRECISION)
-        A = tl.where(anticausal, inflow[:, None] * dsource[None, :] + d_out[None, :], 0.0)
-        dQ += _gate_mm(A, K + eps_d, PRECISION)
-        dQ += (
-            inflow[:, None] * r_in
-            + dsink[:, None] * out_before
-            + d_in[:, None] * key_before
-            + r_query
-        )
-        dq = tl.where(mask_cd, dQ * _phi_grad(Q, FEATURE_MAP), 0.0)
-        tl.store(
-            dq_ptr + b * sgqb + h * sgqh + tokens[:, None] * sgql + offs_d[None, :],
-            dq,
-            mask=mask_cd,
-        )
-    else:
-        query_before = tl.load(sums + D, mask=mask_d, other=0.0)[None, :] + eps_d
-        in_before = tl.load(sums + 3 * D, mask=mask_d, other=0.0)[None, :] + eps_d
-        r_out = tl.load(rs, mask=mask_d, other=0.0)[None, :]
-        r_key = tl.load(rs + 2 * D, mask=mask_d, other=0.0)[None, :]
-        A = tl.where(causal, dsource[:, None] * inflow[None, :] + d_out[:, None], 0.0)
-        dK = tl.load(dk_lin + lin, mask=mask_cd, other=0.0) + _gate_mm(A, Q, PRECISION)
-        A = tl.where(anticausal, outflow[:, None] * dsink[None, :] + d_in[None, :], 0.0)
-        dK += _gate_mm(A, Q + eps_d, PRECISION)
-        dK += (
-            dsource[:, None] * in_before
-            + outflow[:, None] * r_out
-            + r_key
-            + d_out[:, None] * query_before
-        )
-        dk = tl.where(mask_cd, dK * _phi_grad(K, FEATURE_MAP), 0.0)
-        tl.store(
-            dk_ptr + b * sgkb + h * sgkh + tokens[:, None] * sgkl + offs_d[None, :],
-            dk,
-            mask=mask_cd,
-        )
+    eps_d = tl.where(mask_d, eps, 0.0)[None, :]
+    if tl.program_id(2) == 0:  # dq: X = Q, Y = K
+        dX = _gates_grad(
+            dq_lin + lin, K, dsink, outflow, d_in, inflow, dsource, d_out, sums, rs + D,
+            causal, anticausal, mask_d, mask_cd, eps_d, D, PRECISION,
+        )  # fmt: skip
+        X, x_ptr = Q, dq_ptr + b * sgqb + h * sgqh + tokens[:, None] * sgql
+    else:  # dk: X = K, Y = Q
+        dX = _gates_grad(
+            dk_lin + lin, Q, dsource, inflow, d_out, outflow, dsink, d_in, sums + D, rs,
+            causal, anticausal, mask_d, mask_cd, eps_d, D, PRECISION,
+        )  # fmt: skip
+        X, x_ptr = K, dk_ptr + b * sgkb + h * sgkh + tokens[:, None] * sgkl
+    dx = tl.where(mask_cd, dX * _phi_grad(X, FEATURE_MAP), 0.0)
+    tl.store(x_ptr + offs_d[None, :], dx, mask=mask_cd)
 
 
 def value_block(block_d: int) -> int:
