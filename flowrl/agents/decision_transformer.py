@@ -22,12 +22,13 @@ from flowrl.agents.state_encoder import GRID_STATE_DIM, STATE_ENCODERS, make_sta
 from flowrl.errors import UserError, check_choice, check_types
 from flowrl.nn import attention_kind, make_attention
 from flowrl.ops import PackedSequences
+from flowrl.ops.flow_attention import FlowOptions
 
 CONTEXT_MODES = ("window", "episode")
 # ReLU features: the kind that remembers (T-Maze) and matches sigmoid and softmax where a
 # window suffices (docs/choosing-attention.md)
 DEFAULT_ATTENTION = "flow-relu"
-SPEC_CLAMP = 10.0  # the source clamp c of docs/flow-attention.md
+SPEC_CLAMP = FlowOptions().clamp  # the op's source clamp c (docs/flow-attention.md)
 TIMESTEP_EMBEDDINGS = ("learned", "none")
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU}
 TOKEN_KINDS = ("return", "state", "action")  # the order of a timestep's tokens
