@@ -20,8 +20,12 @@ Three sections, each written to the JSON case by case (a killed run leaves what 
 3. Decision Transformer training steps (embed 128, 3 layers, 1 head): attention flow,
    flow-relu, softmax on backend auto (triton for the flow kinds on CUDA), bf16 autocast
    as `flowrl train` does on CUDA; window mode K = 20, batch 64, and episode mode (whole
-   1000-step episodes packed with cu_seqlens, batch 8), on synthetic Hopper-shaped data
-   (obs 11, act 3) built in-process: steps/s and tokens/s.
+   1000-step episodes packed with cu_seqlens, batch 8), and window mode under
+   `torch.compile` (--dt-compile; a compile that fails runs eagerly and says why), on
+   synthetic Hopper-shaped data (obs 11, act 3) built in-process: the trainer's own step
+   (resident sampler, fused AdamW, loss read back every 50 steps), steps/s and tokens/s,
+   and where a step's time goes (sample, copy, forward, backward, optimiser, logging; each
+   phase timed on its own, waiting for the GPU).
 
 They run in the order checks, DT steps (a fixed, small cost), kernel timings (the rest of
 the time); the table prints last, in the order checks, kernels, DT. The run keeps within
@@ -59,9 +63,11 @@ from pathlib import Path
 
 import torch
 from harness import DEFAULT_OUT, ROOT, add_common_args, resolve_profile
+from step_case import BREAKDOWN, breakdown_line, build_step, timed_step
 from synthetic import ACT, OBS, synthetic_dataset
 
 from flowrl.experiments.hostinfo import machine
+from flowrl.train.step import CompiledModel
 
 CHECK_FILES = ("tests/ops/test_triton.py", "tests/ops/test_relu_numerics.py")
 MODES = ("fwd", "fwd+bwd")
@@ -76,6 +82,7 @@ GROWTH = {
 }  # time per doubling of L: linear, quadratic
 DT_KINDS = ("flow", "flow-relu", "softmax")
 RETURN_SCALE = 1000.0
+LOG_EVERY = 50  # the trainer's default: the loss is read back once per 50 steps
 DO_BENCH_MAX_MS = 100.0  # slower calls are timed as a median of a few calls instead
 ENV_AT_START = dict(os.environ)  # the pytest subprocesses get this, not what we set
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
@@ -98,6 +105,8 @@ PROFILES = {
         "dt_seconds": 3.0,
         "dt_min_steps": 10,
         "dt_warmup": 3,
+        "dt_breakdown_steps": 10,
+        "dt_compile": True,
         # the Decision Transformer's own attention calls (embed 128, 1 head): episode mode,
         # 8 episodes of 1000 steps (3000 tokens); window mode, 64 windows of K = 20
         "dt_shapes": [
@@ -121,6 +130,8 @@ PROFILES = {
         "dt_seconds": 0.0,
         "dt_min_steps": 2,
         "dt_warmup": 1,
+        "dt_breakdown_steps": 2,
+        "dt_compile": False,
         "dt_shapes": [
             {"shape": "dt-episode", "B": 2, "H": 1, "d": 16, "L": 48},
             {"shape": "dt-window", "B": 4, "H": 1, "d": 16, "L": 12},
@@ -542,79 +553,61 @@ def backend_name(kind: str, device: str) -> str:
 
 
 def dt_case(row: dict, args: argparse.Namespace, data, deadline: float) -> dict:
-    """Steps/s of one training step as the trainer takes it: sample, copy to the device,
-    forward and loss under bf16 autocast on CUDA, backward, clip, AdamW. Steps queue on the
-    GPU as in training; the clock stops after a final synchronize."""
-    from flowrl.agents import DecisionTransformer, DecisionTransformerConfig, action_loss
-    from flowrl.data import EpisodeSampler, WindowSampler
-
-    device = args.device
-    torch.manual_seed(0)
-    packed = row["mode"] == "episode"
-    cfg = DecisionTransformerConfig(
-        state_dim=OBS,
-        act_dim=ACT,
+    """Steps/s of one training step as the trainer takes it (`step_case.build_step`: the
+    resident sampler on CUDA, bf16 autocast, fused AdamW, `torch.compile` where the row
+    says): steps queue on the GPU as in training, the loss is read back every `LOG_EVERY`
+    steps, the clock stops after a final synchronize. Then `--dt-breakdown-steps` steps
+    with each phase timed: where a step's time goes."""
+    step = build_step(
+        data,
         attention=row["attention"],
-        attention_backend="auto",
-        context_mode=row["mode"],
-        context_len=row["K"],
-        max_timestep=max(1000, args.episode_len),
+        backend="auto",
+        mode=row["mode"],
+        K=row["K"],
+        batch=row["batch"],
+        device=args.device,
+        sampler=args.dt_sampler,
+        compile=row["compile"],
+        return_scale=RETURN_SCALE,
+        episode_len=args.episode_len,
     )
-    model = DecisionTransformer(cfg).to(device).train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=1e-4)
-    if packed:
-        sampler = EpisodeSampler(data, max_len=row["K"], batch_size=row["batch"], seed=0)
-    else:
-        sampler = WindowSampler(data, context_len=row["K"], batch_size=row["batch"], seed=0)
-    bf16 = row["precision"] == "bf16 autocast"
-    last_loss = []
-
-    def step():
-        raw = sampler.sample_packed() if packed else sampler.sample()
-        b = raw.to_torch(device)
-        with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=bf16):
-            predicted = model(
-                b.states,
-                b.actions,
-                b.returns_to_go / RETURN_SCALE,
-                b.timesteps,
-                cu_seqlens=b.cu_seqlens if packed else None,
-            )
-            loss = action_loss(predicted.float(), b.actions, b.valid)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 0.25)
-        optimizer.step()
-        last_loss[:] = [loss.detach()]
-        return 3 * b.valid.sum()
-
     t0 = time.perf_counter()
     for _ in range(args.dt_warmup):
-        step()
-    sync(device)
+        out = step()
+    sync(args.device)
     warmup_s = time.perf_counter() - t0
-    if device == "cuda":
+    if args.device == "cuda":
         torch.cuda.reset_peak_memory_stats()
     steps, tokens = 0, []
     t0 = time.perf_counter()
     while steps < args.dt_min_steps or (
         time.perf_counter() - t0 < args.dt_seconds and time.monotonic() < deadline
     ):
-        tokens.append(step())
+        out = step()
+        tokens.append(out["tokens"])
         steps += 1
-    sync(device)
+        if steps % LOG_EVERY == 0:
+            float(out["train/loss"])  # the trainer's read-back at its log interval
+    sync(args.device)
     seconds = time.perf_counter() - t0
+    timed = [timed_step(step) for _ in range(args.dt_breakdown_steps)]
     result = {
+        "sampler": "device" if step.resident else "host",
         "steps_per_s": steps / seconds,
         "step_ms": 1e3 * seconds / steps,
         "tokens_per_s": float(torch.stack(tokens).sum()) / seconds,
         "timed_steps": steps,
         "warmup_s": round(warmup_s, 2),
+        "phase_ms": {p: 1e3 * statistics.median(t[p] for t in timed) for p in BREAKDOWN},
     }
-    if device == "cuda":
+    if isinstance(step.model, CompiledModel):
+        result["compile_s"] = round(step.model.seconds, 2)
+        if step.model.error:
+            result["compile_error"] = step.model.error  # it ran eagerly: measured as such
+    if args.device == "cuda":
         result["peak_mb"] = torch.cuda.max_memory_allocated() / 2**20
-    if not torch.isfinite(last_loss[0]):
-        result["error"] = f"the loss is not finite: {float(last_loss[0])}"
+    if not torch.isfinite(out["train/loss"]):
+        result["error"] = f"the loss is not finite: {float(out['train/loss'])}"
     return result
 
 
@@ -623,10 +616,16 @@ def run_dt(args: argparse.Namespace, report: Report, deadline: float) -> None:
     precision = "bf16 autocast" if args.device == "cuda" else "fp32"
     model = {"embed_dim": 128, "n_layers": 3, "n_heads": 1, "dropout": 0.1}
     report.doc["meta"]["dt"] = {"data": data.name, "obs": OBS, "act": ACT, "model": model}
-    cases = [("window", 20, args.window_batch), ("episode", args.episode_len, args.episode_batch)]
-    for mode, K, batch in cases:
+    cases: list[tuple] = [
+        ("window", 20, args.window_batch),
+        ("episode", args.episode_len, args.episode_batch),
+    ]
+    if args.dt_compile:  # shapes are static in window mode: there compiling can pay
+        cases += [("window", 20, args.window_batch, True)]
+    for mode, K, batch, *compiled in cases:
         for kind in args.dt_kinds:
             row = {"attention": kind, "mode": mode, "K": K, "batch": batch}
+            row["compile"] = bool(compiled)
             row["precision"] = precision
             try:
                 row["backend"] = backend_name(kind, args.device)
@@ -735,16 +734,21 @@ def table(doc: dict) -> str:
     lines.append("\nDECISION TRANSFORMER TRAINING STEP (embed 128, 3 layers, 1 head)")
     if doc["dt"]:
         lines.append(
-            f"{'attention':10} {'backend':8} {'mode':8} {'K':>5} {'batch':>5} {'precision':14}|"
-            f"{'steps/s':>9} {'step ms':>9} {'tokens/s':>11} {'MB':>7}"
+            f"{'attention':10} {'backend':8} {'mode':8} {'K':>5} {'batch':>5} {'precision':14}"
+            f"{'compile':>8}|{'steps/s':>9} {'step ms':>9} {'tokens/s':>11} {'MB':>7}"
         )
         for r in doc["dt"]:
+            compiled = "failed" if r.get("compile_error") else "yes" if r.get("compile") else "no"
             lines.append(
                 f"{r['attention']:10} {r['backend']:8} {r['mode']:8} {r['K']:>5} {r['batch']:>5} "
-                f"{r['precision']:14}|{cell(r, 'steps_per_s', '{:9.2f}')} "
+                f"{r['precision']:14}{compiled:>8}|{cell(r, 'steps_per_s', '{:9.2f}')} "
                 f"{cell(r, 'step_ms', '{:9.2f}')} {cell(r, 'tokens_per_s', '{:11.0f}', 11)} "
                 f"{cell(r, 'peak_mb', '{:7.0f}', 7)}"
             )
+            if "phase_ms" in r:
+                lines.append(f"  ms (phases timed one by one): {breakdown_line(r['phase_ms'])}")
+            if r.get("compile_error"):
+                lines.append(f"  torch.compile failed, ran eagerly: {r['compile_error']}")
             if "error" in r or "skipped" in r:
                 lines.append(f"  {r.get('error') or r.get('skipped')}")
     else:
@@ -785,6 +789,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--checks-timeout", type=float, help="seconds for the pytest runs")
     parser.add_argument("--dt-seconds", type=float, help="timed seconds per DT case")
     parser.add_argument("--dt-kinds", nargs="+", default=list(DT_KINDS))
+    parser.add_argument(
+        "--dt-sampler",
+        choices=["auto", "host", "device"],
+        default="auto",
+        help="data.sampler of the DT cases (auto: device on CUDA)",
+    )
+    parser.add_argument(
+        "--dt-compile",
+        action=argparse.BooleanOptionalAction,
+        help="also window-mode cases with torch.compile (default on; off in --smoke)",
+    )
+    parser.add_argument("--dt-breakdown-steps", type=int, help="steps timed phase by phase")
     parser.add_argument(
         "--part",
         choices=["checks", "timings", "all"],

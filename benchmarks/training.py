@@ -1,8 +1,11 @@
 """Decision Transformer training speed on the CPU: flow (sigmoid and ReLU features) vs softmax.
 
-One full training step as `flowrl train` takes it (sampler, the agent's loss with its
-normaliser, backward, gradient clipping, AdamW, the warmup schedule) at the papers' size
-(embed 128, 3 layers, 1 head), one thread per worker process. The cases:
+One full training step as `flowrl train` takes it (the trainer's own step,
+`flowrl.train.step`: sampler, the agent's loss with its normaliser, backward, gradient
+clipping, fused AdamW, the warmup schedule) at the papers' size (embed 128, 3 layers,
+1 head), one thread per worker process. Each case also prints where its step's time goes:
+sample, copy, forward, backward, optimiser, logging (median ms per phase). `--sampler`
+sets `data.sampler` (auto, the trainer's default: the host sampler on the CPU). The cases:
 
     flow               attention "flow" (sigmoid features), backend auto (the parallel one)
     flow-relu          attention "flow-relu" (ReLU features), backend auto
@@ -44,6 +47,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from harness import DOCS, RESULTS, add_common_args, publish, resolve_profile, write_json
+from step_case import BREAKDOWN, breakdown_line, build_step, timed_step
 from synthetic import synthetic_dataset
 
 from flowrl.experiments.hostinfo import machine, machine_line
@@ -119,53 +123,23 @@ def resolved_backend(kind: str, backend: str) -> str:
 
 
 def build_case(case: dict, data, episode_len: int):
-    """The training step of one case, as the trainer builds it: the agent (set up on the
-    data: model and normaliser), AdamW with the default optim settings and warmup, the
-    sampler of its context mode. Returns step() -> (tokens, loss)."""
-    import torch
-
-    from flowrl.agents import DecisionTransformerAgent, DecisionTransformerConfig
-    from flowrl.data import EpisodeSampler, WindowSampler
-    from flowrl.train.config import OptimConfig
-
+    """The training step of one case, as the trainer builds it (`step_case.build_step`) on
+    the CPU. Returns step() -> the seconds of each phase, the loss and the tokens."""
     kind, backend = VARIANTS[case["variant"]]
-    packed = case["mode"] == "episode"
-    torch.manual_seed(0)
-    cfg = DecisionTransformerConfig(
+    step = build_step(
+        data,
         attention=kind,
-        attention_backend=backend,
-        context_mode=case["mode"],
-        context_len=case["K"],
-        max_timestep=max(1000, episode_len),
+        backend=backend,
+        mode=case["mode"],
+        K=case["K"],
+        batch=case["batch"],
+        device="cpu",
+        sampler=case["sampler"],
+        return_scale=RETURN_SCALE,
+        episode_len=episode_len,
     )
-    agent = DecisionTransformerAgent(cfg, return_scale=RETURN_SCALE)
-    agent.setup(data)
-    model = agent.model.train()
-    optim = OptimConfig()
-    optimizer = torch.optim.AdamW(
-        model.parameters(), lr=optim.lr, weight_decay=optim.weight_decay, betas=optim.betas
-    )
-    warmup = max(optim.warmup_steps, 1)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: min((step + 1) / warmup, 1.0)
-    )
-    if packed:
-        sampler = EpisodeSampler(data, max_len=case["K"], batch_size=case["batch"], seed=0)
-    else:
-        sampler = WindowSampler(data, context_len=case["K"], batch_size=case["batch"], seed=0)
-
-    def step() -> tuple[int, float]:
-        """One training step, as `Trainer.train_step` takes it on the CPU (fp32)."""
-        batch = (sampler.sample_packed() if packed else sampler.sample()).to_torch()
-        loss = agent.loss(batch)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), optim.grad_clip)
-        optimizer.step()
-        scheduler.step()
-        return 3 * int(batch.valid.sum()), float(loss.detach())
-
-    return step, {"backend": backend, "resolved_backend": resolved_backend(kind, backend)}
+    info = {"backend": backend, "resolved_backend": resolved_backend(kind, backend)}
+    return (lambda: timed_step(step)), info
 
 
 def serve(args: argparse.Namespace) -> None:
@@ -189,7 +163,7 @@ def serve(args: argparse.Namespace) -> None:
 
         data = load_dataset(args.dataset)
     reply({"ready": True})
-    steps: dict[str, Callable[[], tuple[int, float]]] = {}  # case kind -> its step
+    steps: dict[str, Callable[[], dict[str, float]]] = {}  # case kind -> its step
     for line in sys.stdin:
         request = json.loads(line)
         try:
@@ -201,8 +175,10 @@ def serve(args: argparse.Namespace) -> None:
             else:
                 step = steps[request["variant"]]
                 start = time.perf_counter()
-                tokens, loss = step()
-                reply({"seconds": time.perf_counter() - start, "tokens": tokens, "loss": loss})
+                timed = step()
+                seconds = time.perf_counter() - start
+                tokens, loss = timed.pop("tokens"), timed.pop("loss")
+                reply({"seconds": seconds, "tokens": tokens, "loss": loss, "phases": timed})
         except Exception:
             reply({"error": traceback.format_exc(limit=-4)})
 
@@ -263,6 +239,7 @@ class Case:
         self.times: list[float] = []
         self.tokens: list[int] = []
         self.losses: list[float] = []
+        self.phases: list[dict[str, float]] = []
         self.error: str | None = None
 
     def result(self, warmup: int) -> dict:
@@ -281,6 +258,9 @@ class Case:
             if len(times) > 1
             else None,
             "last_loss": self.losses[-1],
+            "phase_ms": {
+                p: 1e3 * statistics.median(t[p] for t in self.phases[warmup:]) for p in BREAKDOWN
+            },
         }
 
 
@@ -312,6 +292,7 @@ def measure_group(workers: dict[str, Worker], group: list[dict], args, bar) -> l
             c.times.append(answer["seconds"])
             c.tokens.append(answer["tokens"])
             c.losses.append(answer["loss"])
+            c.phases.append(answer["phases"])
         live = [c for c in live if not c.error]
         rounds += 1
     bar.update(len(group))
@@ -324,14 +305,23 @@ def measure_group(workers: dict[str, Worker], group: list[dict], args, bar) -> l
 def cases(args: argparse.Namespace) -> list[list[dict]]:
     """The groups of cases: one per window K, then episode mode."""
     groups = [
-        [{"variant": v, "mode": "window", "K": K, "batch": args.batch} for v in VARIANTS]
+        [
+            {"variant": v, "mode": "window", "K": K, "batch": args.batch, "sampler": args.sampler}
+            for v in VARIANTS
+        ]
         for K in args.windows
     ]
     if args.episode_batch:
         K = args.episode_len
         groups.append(
             [
-                {"variant": v, "mode": "episode", "K": K, "batch": args.episode_batch}
+                {
+                    "variant": v,
+                    "mode": "episode",
+                    "K": K,
+                    "batch": args.episode_batch,
+                    "sampler": args.sampler,
+                }
                 for v in EPISODE_VARIANTS
             ]
         )
@@ -421,6 +411,14 @@ def table(rows: list[dict], ratios: dict, args, info: dict) -> str:
         )
     if outside:
         lines.append(f"* relu / sigmoid outside 1 +- {TOLERANCE:.0%}")
+    lines.append(
+        f"where a step's time goes (median ms per phase, data.sampler={args.sampler}; "
+        "logging: reading the loss and gradient norm back)"
+    )
+    for r in rows:
+        if "phase_ms" in r:
+            name = f"{r['mode']} K={r['K']} {r['variant']}"
+            lines.append(f"  {name:30} {breakdown_line(r['phase_ms'])}")
     for r in rows:
         if "error" in r:
             lines.append(f"ERROR {r['variant']} {r['mode']} K={r['K']}: {r['error'].strip()}")
@@ -482,6 +480,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--episode-len", type=int, help="synthetic episode length (1000)")
     parser.add_argument("--episodes", type=int, help="synthetic episodes (40)")
     parser.add_argument("--dataset", default="synthetic", help="synthetic or a dataset id")
+    parser.add_argument(
+        "--sampler",
+        choices=["auto", "host", "device"],
+        default="auto",
+        help="data.sampler: where batches are built (auto: host on the CPU)",
+    )
     parser.add_argument("--min-time", type=float, help="seconds of timed steps a case (6)")
     parser.add_argument("--min-steps", type=int, help="timed steps a case, at least (5)")
     parser.add_argument("--max-rounds", type=int, help="timed rounds a group, at most (200)")
@@ -535,6 +539,7 @@ def main(argv: list[str] | None = None) -> int:
             "model": {"embed_dim": 128, "n_layers": 3, "n_heads": 1, "dropout": 0.1},
             "windows": args.windows,
             "batch": args.batch,
+            "sampler": args.sampler,
             "episode_batch": args.episode_batch,
             "episode_len": args.episode_len,
             "return_scale": RETURN_SCALE,

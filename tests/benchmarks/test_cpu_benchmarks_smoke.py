@@ -6,12 +6,20 @@ from __future__ import annotations
 
 from tests.benchmarks.smoke import run_smoke
 
+PHASES = ("sample", "copy", "forward", "backward", "optimiser", "logging")
+
 
 def test_training_smoke(tmp_path):
-    doc, _ = run_smoke("training.py", tmp_path, "training_cpu.json")
+    doc, stdout = run_smoke("training.py", tmp_path, "training_cpu.json")
     rows = doc["results"]
     assert not [r for r in rows if "error" in r]
     assert all(r["steps_per_s"] > 0 and r["timed_steps"] >= 1 for r in rows)
+    # where each step's time goes: every phase timed, forward and backward take time
+    for r in rows:
+        assert set(r["phase_ms"]) == set(PHASES) and min(r["phase_ms"].values()) >= 0
+        assert r["phase_ms"]["forward"] > 0 and r["phase_ms"]["backward"] > 0
+        assert sum(r["phase_ms"].values()) <= r["step_ms"] * 1.5
+    assert "where a step's time goes" in stdout and "optimiser" in stdout
     window = {(r["attention"], r["resolved_backend"]) for r in rows if r["mode"] == "window"}
     assert window == {
         ("flow", "parallel"),
@@ -27,6 +35,17 @@ def test_training_smoke(tmp_path):
         for backend in ("parallel", "chunked"):
             assert entry[backend]["relu_over_sigmoid"] > 0
     assert (tmp_path / "training_speed.png").is_file()
+
+
+def test_training_smoke_with_the_device_sampler(tmp_path):
+    """--sampler device: the resident sampler builds the batches (on the CPU here)."""
+    doc, _ = run_smoke(
+        "training.py", tmp_path, "training_cpu.json", "--sampler", "device", "--episode-batch", "0"
+    )
+    assert doc["config"]["sampler"] == "device"
+    rows = doc["results"]
+    assert rows and not [r for r in rows if "error" in r]
+    assert all(r["sampler"] == "device" and r["phase_ms"]["forward"] > 0 for r in rows)
 
 
 def test_inference_smoke(tmp_path):

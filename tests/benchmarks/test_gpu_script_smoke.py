@@ -44,8 +44,10 @@ def test_smoke_run_writes_every_section(tmp_path):
     assert set(dt) == {"flow", "flow-relu", "softmax"}
     assert {r["attention"] for r in doc["dt"] if r["mode"] == "episode"} == set(dt)
     assert all(r["steps_per_s"] > 0 for r in doc["dt"])
+    phases = {"sample", "copy", "forward", "backward", "optimiser", "logging"}
+    assert all(set(r["phase_ms"]) == phases and r["phase_ms"]["forward"] > 0 for r in doc["dt"])
 
     table = (tmp_path / "table.txt").read_text()
-    for heading in ("CHECKS", "KERNELS", "DECISION TRANSFORMER", "RESULT: OK"):
+    for heading in ("CHECKS", "KERNELS", "DECISION TRANSFORMER", "optimiser", "RESULT: OK"):
         assert heading in table
     assert stdout.rstrip().endswith(f"wrote {tmp_path / 'gpu.json'} and {tmp_path / 'table.txt'}")
