@@ -28,13 +28,8 @@ def run_list(args: argparse.Namespace) -> int:
     from flowrl.data.minari_source import list_minari, minari_root
 
     rows = [
-        {
-            "name": dataset_id,
-            "source": "minari",
-            "episodes": meta.get("total_episodes"),
-            "steps": meta.get("total_steps"),
-        }
-        for dataset_id, meta in list_minari().items()
+        {"name": dataset_id, "source": "minari", **entry}
+        for dataset_id, entry in list_minari().items()
     ]
     rows += [{"source": "d4rl", **entry} for entry in list_d4rl()]
     if args.json:
@@ -46,9 +41,11 @@ def run_list(args: argparse.Namespace) -> int:
     width = max(len(row["name"]) for row in rows)
     print(f"{'name':<{width}}  source  {'episodes':>8}  {'steps':>9}")
     for row in rows:
-        print(
-            f"{row['name']:<{width}}  {row['source']:<6}  {row['episodes']:>8}  {row['steps']:>9}"
-        )
+        if row["damaged"] is None:
+            counts = f"{row['episodes']:>8}  {row['steps']:>9}"
+        else:  # one line: what is wrong
+            counts = f"damaged: {row['damaged']}"
+        print(f"{row['name']:<{width}}  {row['source']:<6}  {counts}")
     return 0
 
 

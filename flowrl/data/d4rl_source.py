@@ -140,7 +140,8 @@ def read_d4rl_file(path: str | Path, name: str | None = None) -> EpisodeDataset:
 
 
 def list_d4rl() -> list[dict]:
-    """HDF5 files under `d4rl_dir()`: name, path, steps and episodes (None if unreadable)."""
+    """HDF5 files under `d4rl_dir()`: name, path, steps and episodes (None if unreadable,
+    with `damaged` saying why; None if it is not)."""
     entries = []
     for path in sorted(d4rl_dir().glob("*.hdf5")):
         entry = {"name": path.stem, "path": str(path), "steps": None, "episodes": None}
@@ -149,9 +150,11 @@ def list_d4rl() -> list[dict]:
                 ends = np.asarray(file["terminals"][()], bool)
                 if "timeouts" in file:
                     ends |= np.asarray(file["timeouts"][()], bool)
-        except (OSError, KeyError, ValueError):
-            entries.append(entry)
+        except (OSError, KeyError, ValueError) as err:
+            reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+            entries.append({**entry, "damaged": f"{path}: unreadable ({reason})"})
             continue
+        entry["damaged"] = None
         entry["steps"] = len(ends)
         entry["episodes"] = len(episode_bounds(ends, np.zeros_like(ends))[0]) if len(ends) else 0
         entries.append(entry)

@@ -48,12 +48,44 @@ def check_minari_id(dataset_id: str, what: str = "dataset id") -> str:
 
 
 def list_minari() -> dict[str, dict]:
-    """Local Minari datasets: id -> raw metadata."""
-    import minari
-
-    if not minari_root().is_dir():
+    """Local Minari datasets, each checked against its files (`check_minari_files`):
+    id -> {"episodes", "steps", "damaged"}, `damaged` saying what is wrong (counts None) or
+    None. Hidden folders (a collection's `.tmp-*`) are not datasets."""
+    root = minari_root()
+    if not root.is_dir():
         return {}
-    return minari.list_local_datasets()
+    found: dict[str, dict] = {}
+    for data_path in sorted(root.rglob("data")):
+        relative = data_path.parent.relative_to(root)
+        if not data_path.is_dir() or any(part.startswith(".") for part in relative.parts):
+            continue
+        try:
+            found[relative.as_posix()] = {**check_minari_files(data_path), "damaged": None}
+        except UserError as err:
+            found[relative.as_posix()] = {"episodes": None, "steps": None, "damaged": str(err)}
+    return found
+
+
+def check_minari_files(data_path: Path) -> dict[str, int]:
+    """{"episodes", "steps"} of the Minari dataset in `data_path` (its `data` folder): its
+    metadata read, its counts non-negative integers, and its HDF5 file opened and holding
+    those counts. A UserError naming the file and what is wrong otherwise."""
+    path = data_path / "metadata.json"
+    try:
+        metadata = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        reason = getattr(err, "strerror", None) or str(err).splitlines()[0]
+        raise UserError(f"{path}: unreadable metadata ({reason})") from None
+    if not isinstance(metadata, dict):
+        raise UserError(f"{path}: unreadable metadata (a {type(metadata).__name__}, not a mapping)")
+    counts = {}
+    for key in ("total_episodes", "total_steps"):
+        value = metadata.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise UserError(f"{path}: {key}={value!r}: expected a count >= 0")
+        counts[key] = value
+    _check_main_data(data_path / "main_data.hdf5", counts["total_episodes"], counts["total_steps"])
+    return {"episodes": counts["total_episodes"], "steps": counts["total_steps"]}
 
 
 def _download(dataset_id: str) -> None:
@@ -98,13 +130,16 @@ def _diagnose(file: Path, index: int, err: Exception) -> UserError:
     return UserError(f"{file}: episode {index}: unreadable ({type(err).__name__}: {reason})")
 
 
-def _check_main_data(file: Path, total_episodes: int) -> None:
-    """A readable HDF5 file holding as many episodes as the metadata counts."""
+def _check_main_data(file: Path, total_episodes: int, total_steps: int | None = None) -> None:
+    """A readable HDF5 file holding as many episodes (and steps: actions, if `total_steps`
+    is given) as the metadata counts."""
     if not file.is_file():  # another storage format (arrow): minari checks it
         return
     try:
         with h5py.File(file, "r") as h5:
-            held = sum(1 for key in h5 if key.startswith("episode_"))
+            lengths = [_steps(h5[key]) for key in h5 if key.startswith("episode_")]
+            held = len(lengths)
+            steps = None if None in lengths else sum(lengths)
     except (OSError, RuntimeError) as err:
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise UserError(
@@ -115,6 +150,20 @@ def _check_main_data(file: Path, total_episodes: int) -> None:
             f"{file}: the metadata counts {total_episodes} episodes (total_episodes) but the "
             f"file holds {held}"
         )
+    if total_steps is not None and steps is not None and steps != total_steps:
+        raise UserError(
+            f"{file}: the metadata counts {total_steps} steps (total_steps) but the file "
+            f"holds {steps}"
+        )
+
+
+def _steps(episode: object) -> int | None:
+    """An episode group's steps (its actions' length); None where it has none to count (its
+    loading names what is missing)."""
+    if not isinstance(episode, h5py.Group) or not isinstance(episode.get("actions"), h5py.Dataset):
+        return None
+    shape = episode["actions"].shape
+    return shape[0] if shape else None
 
 
 def _episode(file: Path, data, discrete: bool) -> Episode:

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import h5py
 import pytest
@@ -10,6 +14,8 @@ import pytest
 from flowrl.cli import main
 from flowrl.data import DEFAULT_DATASET_ID, load_dataset, load_or_collect
 from flowrl.errors import UserError
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def main_data(minari_root, dataset_id):
@@ -110,3 +116,46 @@ def test_reference_returns_in_the_metadata_are_checked(minari_root, raw_episodes
     write_minari("zoo/flat-v0", raw_episodes, ref_min_score=3.0, ref_max_score=3.0)
     with pytest.raises(UserError, match=r"metadata ref_min_score, ref_max_score: min 3.0, max"):
         load_dataset("zoo/flat-v0")
+
+
+def test_datasets_list_opens_each_dataset_and_names_the_damaged_ones(
+    minari_root, d4rl_dir, raw_episodes, write_minari
+):
+    """A truncated file, metadata counting -5 steps or more steps than the file holds, and
+    metadata that is no JSON: one line each in `flowrl datasets list`, no Python warnings;
+    the healthy dataset listed with its counts."""
+    for name in ("good", "truncated", "negative", "steps", "garbled"):
+        write_minari(f"toy/{name}-v0", raw_episodes)
+    path = main_data(minari_root, "toy/truncated-v0")
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    for name, steps in (("negative", -5), ("steps", 10_000)):
+        metadata = minari_root / "toy" / f"{name}-v0" / "data" / "metadata.json"
+        metadata.write_text(json.dumps({**json.loads(metadata.read_text()), "total_steps": steps}))
+    (minari_root / "toy" / "garbled-v0" / "data" / "metadata.json").write_text("{not json")
+    (minari_root / ".tmp-abc" / "data").mkdir(parents=True)  # a collection's leftover
+    env = {**os.environ, "MINARI_DATASETS_PATH": str(minari_root), "PYTHONPATH": str(ROOT)}
+    env["D4RL_DATASET_DIR"] = str(d4rl_dir)
+    listed = subprocess.run(
+        [sys.executable, "-m", "flowrl", "datasets", "list"],
+        env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert listed.returncode == 0 and listed.stderr == "", listed.stderr
+    lines = {line.split()[0]: line for line in listed.stdout.splitlines()[1:]}
+    assert set(lines) == {
+        f"toy/{n}-v0" for n in ("good", "truncated", "negative", "steps", "garbled")
+    }
+    steps = sum(len(episode["rewards"]) for episode in raw_episodes)
+    assert lines["toy/good-v0"].split()[1:] == ["minari", str(len(raw_episodes)), str(steps)]
+    assert (
+        "damaged:" in lines["toy/truncated-v0"]
+        and "not a readable HDF5 file" in lines["toy/truncated-v0"]
+    )
+    assert "total_steps=-5: expected a count >= 0" in lines["toy/negative-v0"]
+    assert f"counts 10000 steps (total_steps) but the file holds {steps}" in lines["toy/steps-v0"]
+    assert "unreadable metadata" in lines["toy/garbled-v0"]
+    as_json = subprocess.run(
+        [sys.executable, "-m", "flowrl", "datasets", "list", "--json"],
+        env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    rows = {row["name"]: row for row in json.loads(as_json.stdout)}
+    assert rows["toy/good-v0"]["damaged"] is None and rows["toy/negative-v0"]["steps"] is None
