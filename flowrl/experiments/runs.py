@@ -1,7 +1,9 @@
 """Read finished or running runs: run folders with config.yaml and metrics.jsonl.
 
-A run whose metrics.jsonl is damaged is left out with a note naming it and the line; of two
-folders that hold the same run (the same settings and seed, see `identity`), one is counted.
+A run whose metrics.jsonl is damaged, or that has no config.yaml, is left out with a note
+naming it (and the line); a run with TensorBoard events but no metrics.jsonl is read from
+its events; of two folders that hold the same run (the same settings and seed, see
+`identity`), one is counted.
 """
 
 from __future__ import annotations
@@ -79,10 +81,14 @@ def read_events(path: Path) -> dict[str, dict[int, float]]:
 
 
 def read_run(path: Path) -> Run:
-    """A run folder: metrics.jsonl, or where there is none, its TensorBoard event files."""
+    """A run folder: its config.yaml (a run is grouped and known by its settings: a
+    UserError without one) and metrics.jsonl, or where there is none, its TensorBoard event
+    files."""
     config_path = path / "config.yaml"
+    if not config_path.is_file():
+        raise UserError("no config.yaml in it (its settings group it and tell runs apart)")
     try:
-        config = yaml.safe_load(config_path.read_text()) if config_path.is_file() else {}
+        config = yaml.safe_load(config_path.read_text())
     except yaml.YAMLError as err:
         raise UserError(f"{config_path}: not readable YAML ({err})") from None
     if not isinstance(config, (dict, type(None))):
@@ -93,14 +99,11 @@ def read_run(path: Path) -> Run:
 
 
 def _run_folders(path: Path) -> list[Path]:
-    """Folders at or under `path` with metrics.jsonl or, failing that, TensorBoard events."""
-    for pattern in ("metrics.jsonl", "events.out.tfevents.*"):
-        if any(path.glob(pattern)):
-            return [path]
-        found = sorted({file.parent for file in path.rglob(pattern)})
-        if found:
-            return found
-    return []
+    """Folders at or under `path` with metrics.jsonl or TensorBoard events (or both)."""
+    patterns = ("metrics.jsonl", "events.out.tfevents.*")
+    if any(any(path.glob(pattern)) for pattern in patterns):
+        return [path]
+    return sorted({file.parent for pattern in patterns for file in path.rglob(pattern)})
 
 
 def note(text: str) -> None:

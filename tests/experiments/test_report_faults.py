@@ -134,3 +134,32 @@ def test_plot_checks_out_before_reading_runs(tmp_path, where):
 def test_help_shows_one_percent_sign(command):
     done = flowrl(command, "--help")
     assert "95%" in done.stdout and "%%" not in done.stdout
+
+
+def test_a_run_without_config_is_named_and_one_with_events_only_is_read(tmp_path):
+    """Beside runs with metrics.jsonl: a folder with metrics but no config.yaml is left out
+    with a note (it was a group of None keys); one with TensorBoard events and config.yaml
+    but no metrics.jsonl is read from its events (it was dropped without a word)."""
+    import yaml
+    from torch.utils.tensorboard import SummaryWriter
+
+    runs = tmp_path / "runs"
+    write_run(runs / "good-0", config(0), scores(10, 50))
+    write_run(runs / "no-config", config(1), scores(10, 99))
+    (runs / "no-config" / "config.yaml").unlink()
+    events = runs / "events-only"
+    writer = SummaryWriter(log_dir=str(events))
+    for step, value in ((10, 20.0), (20, 70.0)):
+        writer.add_scalar(METRIC, value, step)
+    writer.close()
+    (events / "config.yaml").write_text(yaml.safe_dump(config(2)))
+    done = flowrl("report", str(runs), "--json", "--reps", "200", "--metric", METRIC)
+    assert done.returncode == 0, done.stderr
+    (row,) = json.loads(done.stdout)["groups"]
+    assert row["n"] == 2 and row["mean"] == pytest.approx(60.0)
+    (note,) = only_notes(done.stderr)
+    assert note.startswith(f"note: run {runs / 'no-config'} left out: no config.yaml in it")
+    out = tmp_path / "fig.png"
+    plotted = flowrl("plot", str(runs), "--out", str(out), "--reps", "200")
+    assert plotted.returncode == 0 and out.is_file(), plotted.stderr
+    assert len(only_notes(plotted.stderr)) == 1 and "no-config" in plotted.stderr
