@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
+import resource
 import shutil
 import tempfile
 from collections.abc import Sequence
@@ -10,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
+import numpy as np
 
 from flowrl.data.minari_source import check_minari_id, minari_root
 from flowrl.errors import UserError
@@ -36,8 +39,10 @@ def write_minari_dataset(
 ) -> Path:
     """Writes `buffers` (minari EpisodeBuffers, T+1 observations each) as `dataset_id`.
 
-    Nothing appears at the target until the whole dataset is on disk; an interrupted write
-    leaves at most a hidden `.<name>.tmp-*` folder, which Minari's listing skips.
+    Nothing appears at the target until the whole dataset is on disk. A write that would
+    not fit the file-size limit or the free space is refused before it starts (HDF5 fails
+    hard there); a write killed part-way leaves at most a hidden `.<name>.tmp-PID-*` folder,
+    which Minari's listing skips and the next write into that folder removes.
     """
     from minari import __version__ as minari_version
     from minari.dataset.minari_storage import MinariStorage
@@ -49,7 +54,9 @@ def write_minari_dataset(
     if target.exists() and not overwrite:
         raise UserError(f"Minari dataset {dataset_id!r} already exists at {target} (overwrite it?)")
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    remove_stale_staging(target.parent)
+    check_room(target, buffers)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-{os.getpid()}-", dir=target.parent))
     staging.chmod(0o755)  # mkdtemp makes it private; the dataset should read like any other
     try:
         storage = MinariStorage.new(
@@ -64,7 +71,9 @@ def write_minari_dataset(
         storage.update_episodes(buffers)
         _ensure_namespace(dataset_id)
         if target.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
+            old = Path(
+                tempfile.mkdtemp(prefix=f".{target.name}.old-{os.getpid()}-", dir=target.parent)
+            )
             os.replace(target, old / target.name)
             os.replace(staging, target)
             shutil.rmtree(old)
@@ -73,3 +82,58 @@ def write_minari_dataset(
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target
+
+
+# What HDF5 adds per episode group (its datasets' headers and chunk indexes): measured at
+# 13.8 kB an episode on 500 four-step T-Maze episodes (6.9 MB).
+HDF5_BYTES_PER_EPISODE = 16_000
+_STAGING = re.compile(r"\..+\.(?:tmp|old)-(\d+)-[^/]*")
+
+
+def remove_stale_staging(folder: Path) -> None:
+    """Removes the staging folders (`.<name>.tmp-PID-*`, `.<name>.old-PID-*`) in `folder`
+    whose writing process is gone: what a write killed part-way left."""
+    for path in folder.iterdir():
+        match = _STAGING.fullmatch(path.name)
+        if match and path.is_dir() and not _alive(int(match[1])):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def check_room(target: Path, buffers: Sequence[Any]) -> None:
+    """A UserError unless the dataset's arrays fit under the file-size limit (`ulimit -f`)
+    and in the free space beside `target`: HDF5 crashes on a write that fails part-way."""
+    needed = sum(_nbytes(vars(buffer)) + HDF5_BYTES_PER_EPISODE for buffer in buffers)
+    limit, _ = resource.getrlimit(resource.RLIMIT_FSIZE)
+    if limit != resource.RLIM_INFINITY and needed > limit:
+        raise UserError(
+            f"Minari dataset {target}: about {needed / 1e6:.1f} MB to write, over this "
+            f"process's file-size limit of {limit / 1e6:.1f} MB (ulimit -f)"
+        )
+    free = shutil.disk_usage(target.parent).free
+    if needed > free:
+        raise UserError(
+            f"Minari dataset {target}: about {needed / 1e6:.1f} MB to write, "
+            f"{free / 1e6:.1f} MB free there"
+        )
+
+
+def _nbytes(value: Any) -> int:
+    """Bytes of the arrays in `value` (nested dicts and lists of numbers)."""
+    if isinstance(value, dict):
+        return sum(_nbytes(item) for item in value.values())
+    if value is None or isinstance(value, (str, bytes)):
+        return 0
+    try:
+        return int(np.asarray(value).nbytes)
+    except (TypeError, ValueError):
+        return 0

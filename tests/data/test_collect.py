@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import resource
+import subprocess
+import sys
+from pathlib import Path
+
 import gymnasium as gym
 import h5py
 import minari
@@ -19,6 +25,8 @@ from flowrl.envs import (
     default_policy,
 )
 from flowrl.errors import RenamedWarning, UserError
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_collected_episodes_replay_in_the_env(minari_root):
@@ -153,3 +161,47 @@ def test_a_renamed_policy_still_collects_under_its_new_name(minari_root, capsys)
     assert (meta["policy"], meta["noise"]) == ("tmaze-noisy", 0.6)
     with pytest.warns(RenamedWarning, match="'minigrid-mixed' is now called 'minigrid-noisy'"):
         assert collection_policy("minigrid-mixed") is COLLECTION_POLICIES["minigrid-noisy"]
+
+
+def collect_process(root, *args: str, file_size_limit: int | None = None):
+    """`flowrl collect ARGS` in a process of its own (under a file-size limit, `ulimit -f`)."""
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (file_size_limit, file_size_limit))
+
+    env = {**os.environ, "MINARI_DATASETS_PATH": str(root), "PYTHONPATH": str(ROOT)}
+    return subprocess.run(
+        [sys.executable, "-B", "-m", "flowrl", "collect", "--seed", "1", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        preexec_fn=limit if file_size_limit is not None else None,
+    )
+
+
+def test_a_write_over_the_file_size_limit_is_refused_and_leaves_nothing(tmp_path):
+    """Under `ulimit -f` HDF5 failed part-way, then crashed, and left a 1 MB staging folder."""
+    done = collect_process(
+        tmp_path, "--episodes", "20", "--dataset-id", "tests/big-v0", file_size_limit=300_000
+    )
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert len(done.stderr.strip().splitlines()) == 1 and "file-size limit" in done.stderr
+    assert not [p for p in tmp_path.rglob("*") if ".tmp-" in p.name]
+
+
+def test_staging_folders_of_dead_writers_are_removed_at_the_next_write(tmp_path):
+    first = collect_process(tmp_path, "--episodes", "2", "--dataset-id", "tests/a-v0")
+    assert first.returncode == 0, first.stderr
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    namespace = tmp_path / "tests"
+    stale = [namespace / f".b-v0.tmp-{gone.pid}-x1", namespace / f".a-v0.old-{gone.pid}-x2"]
+    live = namespace / f".c-v0.tmp-{os.getpid()}-x3"  # a write still going on
+    for folder in (*stale, live):
+        (folder / "data").mkdir(parents=True)
+        (folder / "data" / "main_data.hdf5").write_bytes(b"partial")
+    second = collect_process(tmp_path, "--episodes", "2", "--dataset-id", "tests/d-v0")
+    assert second.returncode == 0, second.stderr
+    assert not any(folder.exists() for folder in stale) and live.is_dir()
+    assert (namespace / "a-v0").is_dir() and (namespace / "d-v0").is_dir()
