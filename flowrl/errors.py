@@ -4,9 +4,11 @@ import dataclasses
 import functools
 import numbers
 import os
+import sys
 import types
 import typing
 import warnings
+from collections.abc import Callable
 
 # A name becomes a folder or file name with suffixes (`.NAME.PID.tmp`, `.NAME.tmp-XXXXXXXX`):
 # 200 bytes leave room for them under the 255 of common file systems.
@@ -124,3 +126,35 @@ class Interrupted(Exception):
     def __init__(self, signum: int, message: str) -> None:
         super().__init__(message)
         self.exit_code = 128 + signum
+
+
+PYTHON_SHOWWARNING = warnings.showwarning  # kept for warnings that are not flowrl's
+
+
+def show_warnings_in_one_line(prog: str) -> None:
+    """flowrl's own warnings print as `prog: warning: message`, without a source line."""
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, (DataWarning, RenamedWarning)):
+            print(f"{prog}: warning: {message}", file=sys.stderr)
+        else:
+            PYTHON_SHOWWARNING(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
+
+
+def exit_status(call: Callable[[], int | None], prog: str) -> int:
+    """Runs `call` and returns the process's exit status: its own (None: 0), 2 for a
+    UserError, 128 + the signal for a run that saved and stopped on one (`Interrupted`),
+    130 for a KeyboardInterrupt; each of those is one line `prog: ...` on stderr."""
+    try:
+        return int(call() or 0)
+    except UserError as err:
+        print(f"{prog}: error: {err}", file=sys.stderr)
+        return 2
+    except Interrupted as stop:  # training saved itself after SIGINT/SIGTERM
+        print(f"{prog}: {stop}", file=sys.stderr)
+        return stop.exit_code
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130

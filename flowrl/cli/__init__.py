@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
-import warnings
 from collections.abc import Sequence
 
-from flowrl.errors import DataWarning, Interrupted, RenamedWarning, UserError
-
-PYTHON_SHOWWARNING = warnings.showwarning  # kept for warnings that are not flowrl's
+from flowrl.errors import exit_status, show_warnings_in_one_line
 
 # Subcommand modules, imported lazily so `flowrl --help` stays fast.
 SUBCOMMANDS: dict[str, str] = {
@@ -42,27 +38,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not hasattr(args, "run"):
         parser.print_help()
         return 2
-    show_warnings_in_one_line(f"flowrl {args.command}")
-    try:
-        return int(args.run(args) or 0)
-    except UserError as err:
-        print(f"flowrl {args.command}: error: {err}", file=sys.stderr)
-        return 2
-    except Interrupted as stop:  # training saved itself after SIGINT/SIGTERM
-        print(f"flowrl {args.command}: {stop}", file=sys.stderr)
-        return stop.exit_code
-    except KeyboardInterrupt:
-        print(f"flowrl {args.command}: interrupted", file=sys.stderr)
-        return 130
-
-
-def show_warnings_in_one_line(prog: str) -> None:
-    """flowrl's own warnings print as `prog: warning: message`, without a source line."""
-
-    def show(message, category, filename, lineno, file=None, line=None):
-        if issubclass(category, (DataWarning, RenamedWarning)):
-            print(f"{prog}: warning: {message}", file=sys.stderr)
-        else:
-            PYTHON_SHOWWARNING(message, category, filename, lineno, file, line)
-
-    warnings.showwarning = show
+    prog = f"flowrl {args.command}"
+    show_warnings_in_one_line(prog)
+    return exit_status(lambda: args.run(args), prog)

@@ -1,7 +1,10 @@
-"""`fit`: train an agent from Python, the library's counterpart of `flowrl train`.
+"""`fit`: train an agent on a dataset in hand, from Python.
 
 agent = DecisionTransformerAgent(DecisionTransformerConfig(embed_dim=64))
 summary = flowrl.fit(agent, dataset, steps=1000)
+
+`flowrl.train.run(config)` is the other entry point: the run `flowrl train` makes, with the
+dataset and agent built from the config's `data` and `model` sections.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from typing import Any
 
 from flowrl.agents import DecisionTransformerAgent
 from flowrl.data import EpisodeDataset
+from flowrl.errors import UserError
 from flowrl.train.config import TrainConfig
 from flowrl.train.trainer import Trainer
 
@@ -28,8 +32,12 @@ def fit(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Trains `agent` on `dataset` with `config`'s loop settings (default: TrainConfig's, the
-    run named after the dataset), `steps` and `eval_env` overriding its own. The run records
-    the agent's model settings and return scale as its `model` and `data.return_scale`.
+    run named after the dataset), `steps` and `eval_env` overriding its own.
+
+    The data are `dataset` as given: `config`'s data settings are not read but recorded from
+    the inputs (`data.dataset` the dataset's name, `data.return_scale` the agent's, as `model`
+    the agent's config); an observation mask there is refused (mask the dataset with
+    `flowrl.data.masked.mask_dataset`, or train from the config with `flowrl.train.run`).
 
     Returns the final evaluation's summaries and the run folder (checkpoints, metrics).
     A new run into a used run folder needs `overwrite` (which empties it) or `resume`.
@@ -37,11 +45,16 @@ def fit(
     """
     if config is None:
         config = TrainConfig(name=dataset.name.replace("/", "-"))
-        config.data = replace(config.data, dataset=dataset.name)
+    if config.data.observation_mask != "none":
+        raise UserError(
+            f"data.observation_mask={config.data.observation_mask}: flowrl.fit trains on the "
+            "dataset it is given; mask it first (flowrl.data.masked.mask_dataset) or train "
+            "from the config with flowrl.train.run"
+        )
     config = replace(
         config,
         model=agent.config,
-        data=replace(config.data, return_scale=agent.return_scale),
+        data=replace(config.data, dataset=dataset.name, return_scale=agent.return_scale),
         steps=config.steps if steps is None else steps,
         eval=config.eval if eval_env is None else replace(config.eval, env_id=eval_env),
     )
