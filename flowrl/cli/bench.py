@@ -26,7 +26,7 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str) -> None:
         "memory",
         help="T-Maze: collect, train each variant over seeds, evaluate at longer corridors",
         description="The long-context benchmark: for each corridor length, collect a T-Maze "
-        "dataset, train every variant over the seeds (one `flowrl sweep` each), evaluate the "
+        "dataset, train every variant over the seeds (one sweep each), evaluate the "
         "recurrent agents at corridors --generalise times longer, and write a table, a JSON "
         "file and a figure of success rate against corridor length.",
     )

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -66,8 +66,7 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from flowrl.experiments import grid as grids
-    from flowrl.experiments.sweep import ensure_datasets, execute, mapped_note, prepare
-    from flowrl.train.run_dir import FolderLock
+    from flowrl.experiments.sweep import run_grid
 
     if args.jobs <= 0 or (args.threads is not None and args.threads <= 0):
         raise UserError("--jobs and --threads must be positive")
@@ -80,23 +79,22 @@ def run(args: argparse.Namespace) -> int:
     grids.check_size(grid, seeds, yes=args.yes)
     name = args.name or (Path(args.config).stem if args.config else "quickstart")
     directory = (Path(args.out_dir) / check_name(name, "--name")).resolve()
-    with FolderLock(directory, "sweep"):
-        sweep = prepare(directory, args.config, args.overrides, grid)
-        names = sweep.add(grids.expand(grid, seeds))
-        names = list(_listed(sweep, names) if args.list else names)
-        sweep.manifest.save()
-        if (note := mapped_note(sweep)) is not None:
-            print(f"note: {note}", file=sys.stderr)
-        if args.list:
-            return 0
-        affinity = hasattr(os, "sched_getaffinity")
-        cores = len(os.sched_getaffinity(0)) if affinity else os.cpu_count()
-        threads = args.threads or max(1, (cores or 1) // args.jobs)
-        if not all(sweep.is_done(run_name) for run_name in names):
-            ensure_datasets(sweep)
-        failed = execute(
-            sweep, names, jobs=args.jobs, threads=threads, progress=not args.no_progress
-        )
+    if args.list:
+        list_runs(directory, args.config, args.overrides, grid, seeds)
+        return 0
+    affinity = hasattr(os, "sched_getaffinity")
+    cores = len(os.sched_getaffinity(0)) if affinity else os.cpu_count()
+    threads = args.threads or max(1, (cores or 1) // args.jobs)
+    sweep, names, failed = run_grid(
+        directory,
+        args.config,
+        args.overrides,
+        grid,
+        seeds,
+        jobs=args.jobs,
+        threads=threads,
+        progress=not args.no_progress,
+    )
     finished = sum(sweep.manifest.runs[run_name]["status"] == "done" for run_name in names)
     print(f"{finished}/{len(names)} runs finished, {len(failed)} failed: {sweep.directory}")
     if failed:
@@ -105,15 +103,33 @@ def run(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def _listed(sweep: Sweep, names: Iterator[str]) -> Iterator[str]:
-    """Prints each run's command as it is made (a reader that stops early, `| head`, stops
-    the printing, not the manifest)."""
-    printing = True
-    for name in names:
-        if printing:
-            try:
-                print(sweep.command_line(name), flush=True)
-            except BrokenPipeError:
-                printing = False
-                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        yield name
+def list_runs(
+    directory: Path, config: str | None, overrides: list[str], grid: dict, seeds: list[int]
+) -> None:
+    """Writes the manifest and prints the `flowrl train` command of each run, as it is made
+    (a reader that stops early, `| head`, stops the printing, not the manifest)."""
+    from flowrl.experiments.grid import expand
+    from flowrl.experiments.sweep import mapped_note, prepare
+    from flowrl.train.run_dir import FolderLock
+
+    with FolderLock(directory, "sweep"):
+        sweep = prepare(directory, config, overrides, grid)
+        printing = True
+        for name in sweep.add(expand(grid, seeds)):
+            if printing:
+                try:
+                    print(command_line(sweep, name), flush=True)
+                except BrokenPipeError:
+                    printing = False
+                    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sweep.manifest.save()
+        if (note := mapped_note(sweep)) is not None:
+            print(f"note: {note}", file=sys.stderr)
+
+
+def command_line(sweep: Sweep, name: str) -> str:
+    """The `flowrl train` command that trains run `name` of `sweep`, for a scheduler."""
+    args = ["train"] if sweep.config is None else ["train", "--config", str(sweep.config)]
+    for item in sweep.run_settings(name):
+        args += ["--set", item]
+    return shlex.join(["flowrl", *args, "--no-progress"])

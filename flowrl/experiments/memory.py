@@ -3,11 +3,11 @@
 A task is the T-Maze (passive or active; its length L is the corridor) or MiniGrid-Memory
 (its length is the grid size S: the room's object is S - 3 steps from the end corridor).
 For each length it collects
-a mixed-quality dataset (`flowrl collect`), trains every variant over several seeds (one
-`flowrl sweep` per length and variant), evaluates the episode-context flow agents where the
-corridor or hallway is several times longer than trained (`flowrl eval --env-kwargs`,
-acting through the recurrent state), and writes a table, a JSON file and a figure of
-success rate against length per variant. Every step runs the real CLI in a subprocess.
+a mixed-quality dataset (`collect_dataset`), trains every variant over several seeds (one
+sweep per length and variant, `run_grid` in a child process of its own), evaluates the
+episode-context flow agents where the corridor or hallway is several times longer than
+trained (`evaluate` with longer env kwargs, acting through the recurrent state), and writes
+a table, a JSON file and a figure of success rate against length per variant.
 `flowrl bench memory` is its command line.
 
 Success rate is the evaluation's normalised score: both tasks' reference returns are 0 and
@@ -19,19 +19,24 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from flowrl.agents import load_agent
+from flowrl.data import collect_dataset
 from flowrl.envs.minigrid_memory import size_with_longer_hallway
 from flowrl.errors import UserError
+from flowrl.eval import evaluate
 from flowrl.experiments import stats
+from flowrl.experiments.grid import parse_seeds
 from flowrl.experiments.runs import find_runs
+from flowrl.experiments.sweep import run_grid
+from flowrl.files import write_atomic
 from flowrl.nn import attention_kind
+from flowrl.train.child import start_child
 
 CLAMP20 = "model.attention_clamp=20"  # the source clamp raised from the spec's 10
 # name -> (attention, context mode, window K or None for the whole episode, other settings)
@@ -74,17 +79,6 @@ RENAMED_VARIANTS = {
 }
 
 
-def flowrl(*args: str, log: Path | None = None) -> None:
-    """Runs `python -m flowrl ARGS`; a failure stops the benchmark with the command's output."""
-    cmd = [sys.executable, "-m", "flowrl", *args]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    if log is not None:
-        log.parent.mkdir(parents=True, exist_ok=True)
-        log.write_text(out.stdout + out.stderr)
-    if out.returncode != 0:
-        raise UserError(f"failed ({out.returncode}): {' '.join(cmd)}\n{out.stderr[-2000:]}")
-
-
 @dataclass(frozen=True)
 class Task:
     """A memory task: its env, the keyword its length is, and its dataset per length."""
@@ -96,7 +90,7 @@ class Task:
     lengths: tuple[int, ...]  # the default grid
     smoke_length: int  # the one length of --smoke
     variants: tuple[str, ...] | None = None  # the default variants (None: all of VARIANTS)
-    policy: str | None = None  # collection policy (None: flowrl collect's default for the env)
+    policy: str | None = None  # collection policy (None: the env's default one)
     axis: str = "corridor length L (steps between cue and junction)"
 
     def dataset_id(self, length: int) -> str:
@@ -212,11 +206,9 @@ def collect(task: Task, length: int, episodes: int) -> None:
 
     if (minari_root() / task.dataset_id(length)).exists():
         return
-    policy = ("--policy", task.policy) if task.policy else ()
-    flowrl(
-        "collect", "--env", task.env_id, "--env-kwargs", f"{task.length_key}={length}",
-        *policy, "--episodes", str(episodes), "--dataset-id", task.dataset_id(length),
-        "--seed", "0",
+    collect_dataset(
+        task.env_id, task.policy, episodes=episodes, dataset_id=task.dataset_id(length),
+        seed=0, env_kwargs={task.length_key: length}, progress=False,
     )  # fmt: skip
 
 
@@ -248,17 +240,24 @@ def sweep(args: argparse.Namespace, length: int, variant: str) -> Path:
     )
     datasets = [task.dataset_id(x) for x in lengths]
     horizon = longest_episode(datasets)
-    flowrl(
-        "sweep", "--config", str(args.config), "--name", name, "--out-dir", str(args.out),
-        "--seeds", args.seeds, "--jobs", "1", "--threads", "1", "--no-progress",
-        "--set", f"data.dataset={'+'.join(datasets)}",  # evaluated in the last one's env
-        "--set", f"model.attention={attention}", "--set", f"model.context_mode={mode}",
-        "--set", f"model.context_len={window or horizon}", "--set", f"steps={args.steps}",
-        "--set", f"eval.episodes={args.episodes}",
-        "--set", f"eval.num_envs={min(args.episodes, 50)}",
-        *(arg for setting in settings for arg in ("--set", setting)),
-        log=args.out / "logs" / f"{name}.log",
+    overrides = [
+        f"data.dataset={'+'.join(datasets)}",  # evaluated in the last one's env
+        f"model.attention={attention}", f"model.context_mode={mode}",
+        f"model.context_len={window or horizon}", f"steps={args.steps}",
+        f"eval.episodes={args.episodes}", f"eval.num_envs={min(args.episodes, 50)}",
+        *settings,
+    ]  # fmt: skip
+    log = args.out / "logs" / f"{name}.log"
+    # a child of its own: the sweep handles the signals that reach it (a Ctrl-C of the
+    # terminal, as this process is in its group), which Python allows its main thread only
+    child = start_child(
+        run_grid, (args.out / name).resolve(), str(args.config), overrides, {},
+        parse_seeds(args.seeds), progress=False, log=log, prog=f"sweep {name}",
     )  # fmt: skip
+    child.join()
+    if child.exitcode != 0:
+        tail = "\n".join(log.read_text(errors="replace").strip().splitlines()[-20:])
+        raise UserError(f"sweep {name} failed (exit {child.exitcode}), log {log}:\n{tail}")
     return args.out / name
 
 
@@ -268,15 +267,23 @@ def generalise(args: argparse.Namespace, run: Path, length: int, factor: int) ->
     task = TASKS[args.task]
     out = args.out / "generalisation" / f"{run.parent.parent.name}-{run.name}-x{factor}.json"
     if not out.is_file():
-        flowrl(
-            "eval", "--checkpoint", str(run / "checkpoints" / "last.pt"), "--episodes",
-            str(args.episodes), "--num-envs", str(min(args.episodes, 50)), "--target", "1",
-            "--env-kwargs", f"{task.length_key}={task.longer(length, factor)}",
-            "--max-steps", str(4 * task.longer(length, factor) + 100),  # a T-Maze runs to its end
-            "--seed", "20000", "--json", str(out),
+        checkpoint = run / "checkpoints" / "last.pt"
+        env_kwargs = {task.length_key: task.longer(length, factor)}
+        (result,) = evaluate(
+            load_agent(checkpoint), target_returns=[1.0], episodes=args.episodes,
+            num_envs=min(args.episodes, 50), env_kwargs=env_kwargs,
+            max_steps=4 * task.longer(length, factor) + 100,  # a T-Maze runs to its end
+            seed=20_000,
         )  # fmt: skip
-    (result,) = json.loads(out.read_text())["targets"].values()  # the one target, 1
-    return float(result["normalized_mean"])
+        record = {  # its targets as `flowrl eval --json` writes them
+            "checkpoint": str(checkpoint),
+            "env_kwargs": env_kwargs,
+            "targets": {f"{result.target_return:g}": result.summary()},
+        }
+        out.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(out, json.dumps(record, indent=2) + "\n")
+    (target,) = json.loads(out.read_text())["targets"].values()  # the one target, 1
+    return float(target["normalized_mean"])
 
 
 def summary(scores: list[float], runs: list, reps: int) -> dict:
@@ -380,7 +387,7 @@ def run(args: argparse.Namespace) -> dict:
             rows.append((variant, f"L={length} -> {longer}", entry))
 
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(results, indent=2) + "\n")
+    write_atomic(args.json, json.dumps(results, indent=2) + "\n")
     plot(results, args.lengths, args.figure)
     header = f"{'variant':<30} {'corridor':<18} {'steps':>5} {'n':>2} {'success %':>9}"
     print(f"\n{header}  95% CI      runs")

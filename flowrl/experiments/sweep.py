@@ -1,4 +1,4 @@
-"""Run a sweep: each run is a plain `flowrl train` subprocess in a pool of `jobs` workers.
+"""Run a sweep: each run is `flowrl.train.run` in a child process, `jobs` at a time.
 
 The sweep folder belongs to one sweep process at a time (SWEEP/.lock, as a run folder is
 locked). Run folders live in SWEEP/runs/NAME and belong to the sweep: a finished run is
@@ -9,16 +9,15 @@ it. Each run's output goes to SWEEP/logs/NAME.log.
 
 Each run gets a process group of its own: a Ctrl-C in the terminal reaches the sweep alone,
 and the sweep passes it on, once, to every running run, which saves last.pt and stops.
+`run_grid` is a whole sweep as a library call (`flowrl sweep` without `--list`).
 """
 
 from __future__ import annotations
 
-import ctypes
+import multiprocessing
 import os
-import shlex
 import shutil
 import signal
-import subprocess
 import sys
 import time
 from collections.abc import Iterable, Iterator
@@ -31,16 +30,20 @@ from tqdm import tqdm
 
 from flowrl.data import load_or_collect
 from flowrl.errors import Interrupted, UserError
-from flowrl.experiments.grid import RunSpec, points
+from flowrl.experiments.grid import RunSpec, expand, points
 from flowrl.experiments.identity import identity
 from flowrl.experiments.manifest import BASE_CONFIG, MANIFEST, Manifest
 from flowrl.files import write_atomic
+from flowrl.train import from_config
+from flowrl.train.child import start_child
+from flowrl.train.config import TrainConfig
 from flowrl.train.config_files import composed_yaml, load_config
 from flowrl.train.interrupt import StopOnSignal
 from flowrl.train.progress import saved_step
+from flowrl.train.run_dir import FolderLock
 
-# Exit codes of a `flowrl train` stopped by a signal: it saved (130, 143) or had not started
-# training yet (killed by the signal's default action).
+# Exit codes of a run stopped by a signal: it saved (130, 143) or had not started training
+# yet (killed by the signal's default action).
 STOPPED = {128 + signal.SIGINT, 128 + signal.SIGTERM, -signal.SIGINT, -signal.SIGTERM}
 
 
@@ -60,18 +63,14 @@ class Sweep:
     def log_path(self, name: str) -> Path:
         return self.directory / "logs" / f"{name}.log"
 
-    def train_args(self, name: str, *, resume: bool = False) -> list[str]:
-        """Arguments of `flowrl train` for this run."""
-        args = ["train"] if self.config is None else ["train", "--config", str(self.config)]
+    def run_settings(self, name: str) -> list[str]:
+        """The settings of run `name` over the base config: the shared overrides, the run's
+        own, its name and its folder under SWEEP/runs."""
         settings = [*self.overrides, *self.manifest.runs[name]["overrides"], f"name={name}"]
-        settings.append(f"out_dir={self.directory / 'runs'}")
-        for item in settings:
-            args += ["--set", item]
-        return [*args, "--no-progress", *(["--resume"] if resume else [])]
+        return [*settings, f"out_dir={self.directory / 'runs'}"]
 
-    def command_line(self, name: str) -> str:
-        """The shell command a scheduler runs for this run."""
-        return shlex.join(["flowrl", *self.train_args(name)])
+    def run_config(self, name: str) -> TrainConfig:
+        return load_config(self.config, self.run_settings(name))
 
     def add(self, runs: Iterable[RunSpec]) -> Iterator[str]:
         """The runs' names in the manifest, each once, as they are added: a run with the
@@ -167,20 +166,35 @@ def ensure_datasets(sweep: Sweep) -> None:
         load_or_collect(dataset, download=download)
 
 
-def _own_group_dying_with_parent() -> None:
-    """In the child: a process group of its own (a terminal's Ctrl-C reaches the sweep
-    only, which passes it on once), and SIGTERM when the sweep dies, even by SIGKILL."""
-    os.setpgid(0, 0)
-    if sys.platform == "linux":
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+def run_grid(
+    directory: Path,
+    config: str | None,
+    overrides: list[str],
+    grid: dict[str, list[str]],
+    seeds: list[int],
+    *,
+    jobs: int = 1,
+    threads: int = 1,
+    progress: bool = True,
+) -> tuple[Sweep, list[str], list[str]]:
+    """Runs every run of `grid` x `seeds` that the sweep folder `directory` does not hold
+    finished (locked meanwhile); returns the sweep, the runs' names and those that failed."""
+    with FolderLock(directory, "sweep"):
+        sweep = prepare(directory, config, overrides, grid)
+        names = list(sweep.add(expand(grid, seeds)))
+        sweep.manifest.save()
+        if (note := mapped_note(sweep)) is not None:
+            print(f"note: {note}", file=sys.stderr)
+        if not all(sweep.is_done(name) for name in names):
+            ensure_datasets(sweep)
+        failed = execute(sweep, names, jobs=jobs, threads=threads, progress=progress)
+    return sweep, names, failed
 
 
 @dataclass
 class _Running:
     name: str
-    process: subprocess.Popen
-    log: object
+    process: multiprocessing.Process
 
 
 def execute(
@@ -205,17 +219,15 @@ def execute(
         f"{jobs} at a time with {threads} threads each",
         file=sys.stderr,
     )
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     pending, running, failed = list(todo), [], []
-    tqdm.monitor_interval = 0  # no monitor thread: children are forked from one thread
     bar = tqdm(total=len(todo), desc="sweep", unit="run", disable=not progress, file=sys.stderr)
 
     def reap() -> None:
-        for item in [r for r in running if r.process.poll() is not None]:
+        for item in [r for r in running if r.process.exitcode is not None]:
             running.remove(item)
             if _ended(sweep, item, stopped=stop.requested) != "done":
                 failed.append(item.name)
-                tqdm.write(_failure(sweep, item.name, item.process.returncode), file=sys.stderr)
+                tqdm.write(_failure(sweep, item.name, item.process.exitcode), file=sys.stderr)
             bar.update(1)
             bar.set_postfix(done=bar.n - len(failed), running=len(running), failed=len(failed))
 
@@ -223,13 +235,13 @@ def execute(
         try:
             while (pending or running) and not stop.requested:
                 while pending and len(running) < jobs and not stop.requested:
-                    running.append(_start(sweep, pending.pop(0), env))
+                    running.append(_start(sweep, pending.pop(0), threads))
                 time.sleep(0.2)
                 reap()
             if stop.requested:
                 stopping = len(running)
                 for item in running:  # one stop request each: they save and exit
-                    item.process.send_signal(stop.signum)
+                    os.kill(item.process.pid, stop.signum)
                 while running:
                     time.sleep(0.2)
                     reap()
@@ -242,7 +254,7 @@ def execute(
         finally:
             for item in running:  # a second signal, or an error of the sweep's own
                 item.process.kill()
-                item.process.wait()
+                item.process.join()
                 _ended(sweep, item, stopped=True)
             bar.close()
     return failed
@@ -251,8 +263,7 @@ def execute(
 def _ended(sweep: Sweep, item: _Running, *, stopped: bool) -> str:
     """Records how a run's process ended in the manifest (`stopped`: the sweep stopped it);
     returns its status."""
-    item.log.close()
-    code = item.process.returncode
+    code = item.process.exitcode
     if code == 0:
         status, step = "done", None
     elif stopped or code in STOPPED:
@@ -264,27 +275,27 @@ def _ended(sweep: Sweep, item: _Running, *, stopped: bool) -> str:
     return status
 
 
-def _start(sweep: Sweep, name: str, env: dict[str, str]) -> _Running:
+def _start(sweep: Sweep, name: str, threads: int) -> _Running:
     resume = sweep.can_resume(name)
     run_dir = sweep.run_dir(name)
     if not resume and run_dir.exists():  # a start that never checkpointed: begin again
         shutil.rmtree(run_dir)
     log_path = sweep.log_path(name)
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    log = log_path.open("a")
-    command = [sys.executable, "-m", "flowrl", *sweep.train_args(name, resume=resume)]
-    log.write(f"\n$ {shlex.join(command)}\n")
-    log.flush()
+    with log_path.open("a") as log:
+        log.write(f"\n# run {name}{', resumed from last.pt' if resume else ''}\n")
     sweep.manifest.started(name, resumed=resume)
-    process = subprocess.Popen(
-        command,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        env=env,
-        preexec_fn=_own_group_dying_with_parent,
+    process = start_child(
+        from_config.run,
+        sweep.run_config(name),
+        resume=resume,
+        progress=False,
+        log=log_path,
+        prog=f"run {name}",
+        threads=threads,
+        own_group=True,
     )
-    return _Running(name, process, log)
+    return _Running(name, process)
 
 
 def _failure(sweep: Sweep, name: str, code: int) -> str:
