@@ -28,6 +28,7 @@ from flowrl.agents.policy import DecisionTransformerPolicy
 from flowrl.agents.state_encoder import grid_code_error, standardises_states
 from flowrl.data import Batch, EpisodeDataset
 from flowrl.data.reference import normalized_score
+from flowrl.envs.record import EnvRecord
 from flowrl.errors import UserError
 
 
@@ -59,8 +60,7 @@ class DecisionTransformerAgent:
         self._model: DecisionTransformer | None = None
         self.normalizer: Normalizer | None = None
         self.dataset: str | None = None  # the training data's name, env and references
-        self.env_id: str | None = None
-        self.env_kwargs: dict[str, Any] = {}  # the env's keyword arguments (e.g. a T-Maze length)
+        self.env: EnvRecord | None = None  # the env it acts in (e.g. a T-Maze of some length)
         self.ref_min_score: float | None = None
         self.ref_max_score: float | None = None
         self.target_returns: list[float] = []
@@ -86,8 +86,8 @@ class DecisionTransformerAgent:
             )
         agent = cls(model.cfg, return_scale=normalizer.return_scale)
         agent._model, agent.normalizer = model, normalizer
-        agent.dataset, agent.env_id = dataset, env_id
-        agent.env_kwargs = dict(env_kwargs or {})
+        agent.dataset = dataset
+        agent.env = EnvRecord(env_id, env_kwargs or {}) if env_id else None
         agent.ref_min_score, agent.ref_max_score = ref_min_score, ref_max_score
         agent.target_returns = [float(t) for t in target_returns]
         return agent
@@ -139,18 +139,26 @@ class DecisionTransformerAgent:
             self.return_scale,
             standardize_states=standardises_states(cfg.state_encoder),
         )
-        self.dataset, self.env_id = dataset.name, dataset.env_id
-        self.env_kwargs = dict(dataset.env_kwargs)
+        self.dataset, self.env = dataset.name, dataset.env
         self.ref_min_score, self.ref_max_score = dataset.ref_min_score, dataset.ref_max_score
         self.target_returns = self.target_returns or [default_target(dataset)]
         self._record_targets(env_id, target_returns)
 
     def _record_targets(self, env_id: str | None, target_returns: list[float] | tuple) -> None:
-        """Another env than the recorded one acts with its own default kwargs."""
-        if env_id is not None and env_id != self.env_id:
-            self.env_id, self.env_kwargs = env_id, {}
+        """`env_id`, if given, is the env the agent acts in (`EnvRecord.acting_in`)."""
+        if env_id is not None:
+            self.env = EnvRecord(env_id) if self.env is None else self.env.acting_in(env_id)
         if target_returns:
             self.target_returns = [float(t) for t in target_returns]
+
+    @property
+    def env_id(self) -> str | None:
+        return None if self.env is None else self.env.env_id
+
+    @property
+    def env_kwargs(self) -> dict[str, Any]:
+        """The keyword arguments of the env it acts in (a copy)."""
+        return {} if self.env is None else dict(self.env.kwargs)
 
     @property
     def model(self) -> DecisionTransformer:

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from flowrl.agents.decision_transformer import DecisionTransformer, DecisionTransformerConfig
+from flowrl.agents.decision_transformer import DecisionTransformer
 from flowrl.agents.normalizer import Normalizer
 from flowrl.agents.recurrent_stack import RecurrentStack
 from flowrl.errors import UserError
@@ -30,12 +30,17 @@ from flowrl.errors import UserError
 INITIAL_HISTORY = 1024  # steps of history a policy holds before it first grows
 
 
-def check_sampling(cfg: DecisionTransformerConfig, sample: bool) -> None:
-    """A UserError when sampled actions are asked of a model with continuous actions."""
-    if sample and not cfg.discrete:
-        raise UserError(
-            "sampling actions needs a discrete agent; this one outputs continuous actions"
-        )
+def check_sampling(
+    sample: bool,
+    *,
+    discrete: bool,
+    refusal: str = "sampling actions needs a discrete agent; this one outputs continuous actions",
+) -> None:
+    """A UserError saying `refusal` when sampled actions are asked of continuous ones (there
+    is no categorical distribution to sample from). The one check of sampling: the policy,
+    `evaluate` and the preflight of a run (with its own setting named) call it."""
+    if sample and not discrete:
+        raise UserError(refusal)
 
 
 def sampling_generator(seed: int) -> np.random.Generator:
@@ -57,7 +62,7 @@ class DecisionTransformerPolicy:
         sample: bool = False,
         seed: int = 0,
     ) -> None:
-        check_sampling(model.cfg, sample)
+        check_sampling(sample, discrete=model.cfg.discrete)
         self.model = model.eval()
         self.sample = sample
         children = np.random.SeedSequence(seed).spawn(num_envs)  # one stream per row

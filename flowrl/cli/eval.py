@@ -10,7 +10,8 @@ from typing import Any
 
 from flowrl.agents import DecisionTransformerAgent, load_agent
 from flowrl.eval import VideoUnavailable, evaluate, record_videos
-from flowrl.eval.rollout import check_rollout_settings, resolve_env_kwargs, target_labels
+from flowrl.eval.rollout import acting_env, check_rollout_settings, target_labels
+from flowrl.files import write_atomic
 
 FLAGS = {"target_returns": "--target"}  # evaluate's parameters named otherwise on the CLI
 
@@ -94,15 +95,15 @@ def run(args: argparse.Namespace) -> int:
         print(f"{line} ({s['episodes']} episodes)")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        env_id = args.env or agent.env_id
+        env = acting_env(agent, args.env, env_kwargs)
         payload = {
             "checkpoint": str(args.checkpoint),
-            "env_id": env_id,
-            "env_kwargs": resolve_env_kwargs(agent, env_id, env_kwargs),
+            "env_id": env.env_id,
+            "env_kwargs": dict(env.kwargs),
             "sample_actions": args.sample_actions,
         }
         payload["targets"] = dict(zip(labels, summaries, strict=True))
-        args.json.write_text(json.dumps(payload, indent=2) + "\n")
+        write_atomic(args.json, json.dumps(payload, indent=2) + "\n")
     if args.video:
         videos(args, agent, targets, env_kwargs)
     return 0

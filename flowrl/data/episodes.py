@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from flowrl.data.reference import normalized_score
+from flowrl.envs.record import EnvRecord
 from flowrl.errors import UserError
 
 STD_FLOOR = 1e-6
@@ -134,6 +135,12 @@ class EpisodeDataset:
         std = states.std(axis=0, dtype=np.float64)
         self.obs_std = np.maximum(std, STD_FLOOR).astype(np.float32)
         self.returns = np.array([ep.total_return for ep in episodes], dtype=np.float64)
+
+    @property
+    def env(self) -> EnvRecord | None:
+        """The env the episodes came from, with the keyword arguments they were collected
+        with; None when the data names no env."""
+        return EnvRecord(self.env_id, self.env_kwargs) if self.env_id else None
 
     def __repr__(self) -> str:
         return (

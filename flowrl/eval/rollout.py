@@ -27,6 +27,7 @@ from tqdm import tqdm
 from flowrl.agents.agent import DecisionTransformerAgent
 from flowrl.agents.policy import check_sampling
 from flowrl.envs.make import env_errors
+from flowrl.envs.record import EnvRecord, resolve_env
 from flowrl.errors import DataWarning, UserError
 
 
@@ -107,20 +108,17 @@ def episode_limit(envs: gym.vector.VectorEnv, env_id: str, max_steps: int) -> in
     return min(max_steps, spec.max_episode_steps or max_steps)
 
 
-def resolve_env_id(agent: DecisionTransformerAgent, env_id: str | None) -> str:
-    """`env_id`, else the agent's own; a UserError when neither names one."""
-    env_id = env_id or agent.env_id
-    if not env_id:
-        raise UserError("the agent names no environment to evaluate in; pass env_id")
-    return env_id
-
-
-def resolve_env_kwargs(
-    agent: DecisionTransformerAgent, env_id: str, env_kwargs: dict[str, Any] | None
-) -> dict[str, Any]:
-    """The agent's recorded env kwargs (when `env_id` is its env), updated by `env_kwargs`."""
-    recorded = agent.env_kwargs if env_id == agent.env_id else {}
-    return {**recorded, **(env_kwargs or {})}
+def acting_env(
+    agent: DecisionTransformerAgent, env_id: str | None, env_kwargs: dict[str, Any] | None
+) -> EnvRecord:
+    """The env the agent acts in: `env_id`, else its own (`resolve_env`), made with its
+    recorded kwargs when it is its env, updated by `env_kwargs`."""
+    return resolve_env(
+        agent.env,
+        env_id,
+        env_kwargs,
+        missing="the agent names no environment to evaluate in; pass env_id",
+    )
 
 
 def check_spaces(agent: DecisionTransformerAgent, envs: gym.vector.VectorEnv, env_id: str) -> None:
@@ -217,25 +215,25 @@ def evaluate(
     evaluation early with `EvaluationStopped` when it returns True (e.g. on Ctrl-C).
     """
     model = agent.model
-    env_id = resolve_env_id(agent, env_id)
+    env = acting_env(agent, env_id, env_kwargs)
     target_returns = list(agent.target_returns if target_returns is None else target_returns)
     if not target_returns:
         raise UserError("no target returns to evaluate")
     check_rollout_settings(
         episodes=episodes, num_envs=num_envs, max_steps=max_steps, target_returns=target_returns
     )
-    check_sampling(model.cfg, sample_actions)  # before any env is made
+    check_sampling(sample_actions, discrete=model.cfg.discrete)  # before any env is made
     if device is None:
         device = next(model.parameters()).device
     return run_episodes(
         agent,
         make_envs(
-            env_id,
+            env.env_id,
             min(num_envs, episodes * len(target_returns)),
-            env_kwargs=resolve_env_kwargs(agent, env_id, env_kwargs),
+            env_kwargs=dict(env.kwargs),
             vectorization=vectorization,
         ),
-        env_id,
+        env.env_id,
         target_returns=target_returns,
         episodes=episodes,
         seed=seed,

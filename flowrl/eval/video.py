@@ -20,7 +20,7 @@ from gymnasium.wrappers import RecordVideo
 
 from flowrl.agents.agent import DecisionTransformerAgent
 from flowrl.errors import UserError
-from flowrl.eval.rollout import make_envs, resolve_env_id, resolve_env_kwargs, run_episodes
+from flowrl.eval.rollout import acting_env, make_envs, run_episodes
 
 
 class VideoUnavailable(UserError):
@@ -63,8 +63,8 @@ def record_videos(
     device: torch.device | str = "cpu",
 ) -> list[Path]:
     """Writes `target-R/flowrl-episode-i.mp4` for the first `episodes` episodes per target."""
-    env_id = resolve_env_id(agent, env_id)
-    env_kwargs = resolve_env_kwargs(agent, env_id, env_kwargs)
+    env = acting_env(agent, env_id, env_kwargs)
+    env_id, env_kwargs = env.env_id, dict(env.kwargs)
     check_rendering(env_id, env_kwargs)
     for target in target_returns:
         recorder = partial(

@@ -20,8 +20,9 @@ from flowrl.data import EpisodeDataset, load_or_collect
 from flowrl.data.masked import mask_dataset
 from flowrl.train import distributed
 from flowrl.train.config import TrainConfig
+from flowrl.train.preflight import resolve_device
 from flowrl.train.progress import finished_at
-from flowrl.train.trainer import Trainer, resolve_device
+from flowrl.train.trainer import Trainer
 
 
 @dataclass

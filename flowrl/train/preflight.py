@@ -1,8 +1,10 @@
-"""Checks made before the run folder is written, so that a run fails in seconds, not hours.
+"""Checks made before the run folder is written, so that a run fails in seconds, not hours:
+`check_run`, the one preflight of a run, makes them all.
 
-What the config alone cannot tell: the attention backend runs on this machine's device;
-an episode context holds the data's longest episode; the evaluation env is made and its
-spaces compared with the dataset's (actions far outside the env's range are reported).
+Besides the config's own checks, what the config alone cannot tell: the device exists here
+and the attention backend runs on it; an episode context holds the data's longest episode;
+the evaluation env is made and its spaces compared with the dataset's (actions far outside
+the env's range are reported); sampled actions need discrete ones.
 """
 
 from __future__ import annotations
@@ -15,10 +17,15 @@ import numpy as np
 import torch
 
 from flowrl.agents import DecisionTransformerConfig
+from flowrl.agents.policy import check_sampling
 from flowrl.data import EpisodeDataset
-from flowrl.envs.make import make_env
+from flowrl.envs.record import EnvRecord, resolve_env
 from flowrl.errors import DataWarning, UserError
+from flowrl.nn.device import parse_device
 from flowrl.ops import backend_unavailable
+from flowrl.train import distributed
+from flowrl.train.config import TrainConfig
+from flowrl.train.config_checks import check_config
 
 # An action is "far" outside a Box when it passes a bound by this fraction of the range.
 ACTION_MARGIN = 0.1
@@ -57,25 +64,62 @@ def check_episode_context(model: DecisionTransformerConfig, dataset: EpisodeData
         )
 
 
-def eval_env_id(dataset: EpisodeDataset, configured: str | None) -> str:
-    """`eval.env_id` if set, else the env the dataset names; a UserError when neither does."""
-    env_id = configured or dataset.env_id
-    if not env_id:
-        raise UserError(
-            f"dataset {dataset.name!r} names no environment to evaluate in: set one with "
-            "--set eval.env_id=ENV (a Gymnasium id such as Hopper-v5)"
-        )
-    return env_id
+def check_run(cfg: TrainConfig, dataset: EpisodeDataset) -> tuple[torch.device, EnvRecord]:
+    """The one preflight of a run, before its folder is touched: the config
+    (`check_config`), then what it needs of this machine and of the data, and the evaluation
+    env, made (on rank 0) and compared with the data. Returns the device and that env.
+    `flowrl.train.run`, `flowrl.fit` and `--resume` all come here, through the `Trainer`."""
+    check_config(cfg)
+    device = resolve_device(cfg.device)
+    check_backend(cfg.model, device)
+    check_precision(cfg.precision, device)
+    check_episode_context(cfg.model, dataset)
+    env = eval_env(dataset, cfg.eval.env_id, cfg.eval.env_kwargs)
+    distributed.main_verdict(lambda: check_env(dataset, env))
+    check_sampling(
+        cfg.eval.sample_actions,
+        discrete=dataset.discrete_actions is not None,
+        refusal=f"eval.sample_actions=true needs discrete actions; dataset {dataset.name!r} "
+        "has continuous ones",
+    )
+    return device, env
 
 
-def check_env(
-    dataset: EpisodeDataset, env_id: str, env_kwargs: dict[str, Any] | None = None
-) -> None:
-    """Makes `env_id` (with the dataset's recorded env kwargs when it is the dataset's env,
-    updated by `env_kwargs`) and checks its spaces against the dataset; warns on action ranges."""
-    recorded = dataset.env_kwargs if env_id == dataset.env_id else {}
-    with make_env(env_id, {**recorded, **(env_kwargs or {})}) as env:
-        obs_space, act_space = env.observation_space, env.action_space
+def resolve_device(name: str) -> torch.device:
+    """The configured device; under torchrun, CUDA means this rank's GPU, cuda:LOCAL_RANK."""
+    device = parse_device(name)
+    if device.type == "cuda" and distributed.launched():
+        if name not in ("cuda", "auto"):
+            raise UserError(f"device={name!r} under torchrun: use cuda or auto (cuda:LOCAL_RANK)")
+        index, count = distributed.local_rank(), torch.cuda.device_count()
+        if index >= count:
+            raise UserError(
+                f"LOCAL_RANK={index} but this machine has {count} CUDA devices: "
+                f"start at most {count} processes per node"
+            )
+        return torch.device("cuda", index)
+    return device
+
+
+def eval_env(
+    dataset: EpisodeDataset, env_id: str | None, env_kwargs: dict[str, Any] | None = None
+) -> EnvRecord:
+    """The env to evaluate in: `eval.env_id` if set, else the dataset's (`resolve_env`),
+    updated by `eval.env_kwargs`; a UserError when neither names one."""
+    return resolve_env(
+        dataset.env,
+        env_id,
+        env_kwargs,
+        missing=f"dataset {dataset.name!r} names no environment to evaluate in: set one with "
+        "--set eval.env_id=ENV (a Gymnasium id such as Hopper-v5)",
+    )
+
+
+def check_env(dataset: EpisodeDataset, env: EnvRecord) -> None:
+    """Makes `env` and checks its spaces against the dataset; warns on action ranges."""
+    env_id = env.env_id
+    with env.make() as made:
+        obs_space, act_space = made.observation_space, made.action_space
     where = f"dataset {dataset.name!r} and environment {env_id}"
     if not (isinstance(obs_space, gym.spaces.Box) and len(obs_space.shape) == 1):
         raise UserError(f"{where}: the env's observations are {obs_space}, flowrl needs a flat Box")
@@ -102,15 +146,6 @@ def check_env(
             f"{act_space.shape[0]} in the env (set eval.env_id to the env the data came from)"
         )
     warn_on_action_range(dataset, act_space, env_id)
-
-
-def check_sampling(dataset: EpisodeDataset, sample_actions: bool) -> None:
-    """`eval.sample_actions` needs discrete actions (a categorical policy to sample from)."""
-    if sample_actions and dataset.discrete_actions is None:
-        raise UserError(
-            f"eval.sample_actions=true needs discrete actions; dataset {dataset.name!r} has "
-            "continuous ones"
-        )
 
 
 def warn_on_action_range(dataset: EpisodeDataset, space: gym.spaces.Box, env_id: str) -> None:

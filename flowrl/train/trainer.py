@@ -29,10 +29,8 @@ from flowrl.data.fingerprint import check_same_dataset, dataset_fingerprint
 from flowrl.errors import UserError
 from flowrl.eval import TargetResult, evaluate
 from flowrl.eval.rollout import EvaluationStopped, target_labels
-from flowrl.nn.device import parse_device
 from flowrl.train import distributed, preflight
 from flowrl.train.config import TrainConfig, dotted_settings, save_config
-from flowrl.train.config_checks import check_config
 from flowrl.train.interrupt import StopOnSignal
 from flowrl.train.logger import MetricsLogger
 from flowrl.train.resume_policy import check_resume
@@ -44,22 +42,6 @@ from flowrl.train.step import (
     make_sampler,
     resident_sampler,
 )
-
-
-def resolve_device(name: str) -> torch.device:
-    """The configured device; under torchrun, CUDA means this rank's GPU, cuda:LOCAL_RANK."""
-    device = parse_device(name)
-    if device.type == "cuda" and distributed.launched():
-        if name not in ("cuda", "auto"):
-            raise UserError(f"device={name!r} under torchrun: use cuda or auto (cuda:LOCAL_RANK)")
-        index, count = distributed.local_rank(), torch.cuda.device_count()
-        if index >= count:
-            raise UserError(
-                f"LOCAL_RANK={index} but this machine has {count} CUDA devices: "
-                f"start at most {count} processes per node"
-            )
-        return torch.device("cuda", index)
-    return device
 
 
 class Trainer:
@@ -81,18 +63,11 @@ class Trainer:
         overwrite: bool = False,
         allow_dataset_change: bool = False,
     ) -> None:
-        check_config(cfg)
+        # every check of the run, the eval env made now, not at the first evaluation
+        self.device, env = preflight.check_run(cfg, dataset)
         self.cfg, self.agent, self.dataset, self.progress = cfg, agent, dataset, progress
-        self.device = resolve_device(cfg.device)
         self.rank, self.world_size = distributed.rank(), distributed.world_size()
         self.is_main = self.rank == 0
-        preflight.check_backend(cfg.model, self.device)
-        preflight.check_precision(cfg.precision, self.device)
-        preflight.check_episode_context(cfg.model, dataset)
-        # the eval env is made and its spaces checked now, not at the first evaluation
-        env_id = preflight.eval_env_id(dataset, cfg.eval.env_id)
-        distributed.main_verdict(lambda: preflight.check_env(dataset, env_id, cfg.eval.env_kwargs))
-        preflight.check_sampling(dataset, cfg.eval.sample_actions)
         self.run_dir = Path(cfg.out_dir) / cfg.name
         # rank 0 locks the run folder for the whole run (released by fit)
         self.run_lock = claim_run_dir(self.run_dir, resume=resume, overwrite=overwrite)
@@ -106,7 +81,7 @@ class Trainer:
         torch.manual_seed(cfg.seed + self.rank)  # own dropout per rank; DDP copies rank 0's init
         self.dataset_fingerprint = dataset_fingerprint(dataset)
         # the checkpoint keeps the eval env and targets for flowrl eval
-        agent.setup(dataset, env_id=env_id, target_returns=cfg.eval.target_returns)
+        agent.setup(dataset, env_id=env.env_id, target_returns=cfg.eval.target_returns)
         self.model = agent.to(self.device).model  # kept unwrapped for saving and evaluation
         self.optimizer, self.scheduler = make_optimizer(self.model, cfg.optim, self.device)
         self.sampler = make_sampler(

@@ -15,6 +15,7 @@ import yaml
 
 from flowrl.agents.checkpoint import load_checkpoint
 from flowrl.data import Episode, EpisodeDataset, load_dataset
+from flowrl.envs.record import EnvRecord
 from flowrl.errors import DataWarning, UserError
 from flowrl.train.preflight import check_env
 from tests.train.helpers import ROOT, flowrl
@@ -113,13 +114,13 @@ def test_action_range_warning_names_dimension_and_range():
     episode = Episode(rng.normal(size=(30, 11)), actions, np.zeros(30), np.zeros(30), np.zeros(30))
     dataset = EpisodeDataset("wide", [episode])
     with pytest.warns(DataWarning) as caught:
-        check_env(dataset, "Hopper-v5")
+        check_env(dataset, EnvRecord("Hopper-v5"))
     assert len(caught) == 1
     assert "dimension 1" in str(caught[0].message) and "[-1, 1]" in str(caught[0].message)
     episode.actions[:, 1] = np.clip(episode.actions[:, 1], -1.15, 1)  # within 10%: quiet
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        check_env(EpisodeDataset("near", [episode]), "Hopper-v5")
+        check_env(EpisodeDataset("near", [episode]), EnvRecord("Hopper-v5"))
 
 
 def test_resume_on_a_changed_dataset_stops_unless_allowed(env, tmp_path):
