@@ -56,7 +56,7 @@ class DecisionTransformerAgent:
     ) -> None:
         check_return_scale(return_scale)
         self.config = config if config is not None else DecisionTransformerConfig()
-        self.return_scale = float(return_scale)
+        self._scale_to_fit = float(return_scale)  # the normaliser's, once `setup` fits it
         self._model: DecisionTransformer | None = None
         self.normalizer: Normalizer | None = None
         self.dataset: str | None = None  # the training data's name, env and references
@@ -136,7 +136,7 @@ class DecisionTransformerAgent:
         self._model = DecisionTransformer(cfg)
         self.normalizer = Normalizer.fit(
             dataset,
-            self.return_scale,
+            self._scale_to_fit,
             standardize_states=standardises_states(cfg.state_encoder),
         )
         self.dataset, self.env = dataset.name, dataset.env
@@ -150,6 +150,12 @@ class DecisionTransformerAgent:
             self.env = EnvRecord(env_id) if self.env is None else self.env.acting_in(env_id)
         if target_returns:
             self.target_returns = [float(t) for t in target_returns]
+
+    @property
+    def return_scale(self) -> float:
+        """Returns-to-go are divided by it. Its one holder is the normaliser (saved with the
+        agent); an agent without one yet holds the scale its `setup` will fit one with."""
+        return self._scale_to_fit if self.normalizer is None else self.normalizer.return_scale
 
     @property
     def env_id(self) -> str | None:

@@ -10,7 +10,7 @@ from typing import Any
 
 from flowrl.agents import DecisionTransformerAgent, load_agent
 from flowrl.eval import VideoUnavailable, evaluate, record_videos
-from flowrl.eval.rollout import acting_env, check_rollout_settings, target_labels
+from flowrl.eval.rollout import EVAL_DEFAULTS, acting_env, check_rollout_settings, target_labels
 from flowrl.files import write_atomic
 
 FLAGS = {"target_returns": "--target"}  # evaluate's parameters named otherwise on the CLI
@@ -19,19 +19,25 @@ FLAGS = {"target_returns": "--target"}  # evaluate's parameters named otherwise 
 def add_parser(subparsers: argparse._SubParsersAction, name: str) -> None:
     parser = subparsers.add_parser(name, help="evaluate a checkpoint in its environment")
     parser.add_argument("--checkpoint", required=True, help="a .pt file written by flowrl train")
-    parser.add_argument("--episodes", type=int, default=10, help="episodes per target return")
-    parser.add_argument("--num-envs", type=int, default=10, help="environments run at once")
+    parser.add_argument(
+        "--episodes", type=int, default=EVAL_DEFAULTS.episodes, help="episodes per target return"
+    )
+    parser.add_argument(
+        "--num-envs", type=int, default=EVAL_DEFAULTS.num_envs, help="environments run at once"
+    )
     parser.add_argument(
         "--target",
         type=float,
         action="append",
         help="target return (repeatable); default: the checkpoint's targets",
     )
-    parser.add_argument("--seed", type=int, default=0, help="episode i is reset with seed+i")
+    parser.add_argument(
+        "--seed", type=int, default=EVAL_DEFAULTS.seed, help="episode i is reset with seed+i"
+    )
     parser.add_argument(
         "--max-steps",
         type=int,
-        default=1000,
+        default=EVAL_DEFAULTS.max_steps,
         help="episode step limit (envs with a fixed horizon, like the T-Mazes, run to it)",
     )
     parser.add_argument("--env", help="environment id; default: the checkpoint's")

@@ -58,6 +58,22 @@ class TargetResult:
 VECTORIZATION_MODES = ("sync", "async")
 
 
+@dataclass(frozen=True)
+class EvalDefaults:
+    """An evaluation's defaults, the one place that holds them: `evaluate`, `record_videos`,
+    `flowrl eval` and a training config's `eval` section take theirs from here."""
+
+    episodes: int = 10  # per target return
+    num_envs: int = 10  # environments run at once
+    seed: int = 0  # episode i is reset with seed + i
+    max_steps: int = 1000  # episode step limit (the env's own limit applies too)
+    # evaluations during training start here: episodes other than `flowrl eval`'s
+    training_seed: int = 10_000
+
+
+EVAL_DEFAULTS = EvalDefaults()
+
+
 def make_envs(
     env_id: str,
     num_envs: int,
@@ -190,10 +206,10 @@ def evaluate(
     agent: DecisionTransformerAgent,
     *,
     target_returns: Sequence[float] | None = None,
-    episodes: int = 10,
-    num_envs: int = 10,
-    seed: int = 0,
-    max_steps: int = 1000,
+    episodes: int = EVAL_DEFAULTS.episodes,
+    num_envs: int = EVAL_DEFAULTS.num_envs,
+    seed: int = EVAL_DEFAULTS.seed,
+    max_steps: int = EVAL_DEFAULTS.max_steps,
     env_id: str | None = None,
     env_kwargs: dict[str, Any] | None = None,
     recurrent: bool | None = None,

@@ -20,7 +20,7 @@ from gymnasium.wrappers import RecordVideo
 
 from flowrl.agents.agent import DecisionTransformerAgent
 from flowrl.errors import UserError
-from flowrl.eval.rollout import acting_env, make_envs, run_episodes
+from flowrl.eval.rollout import EVAL_DEFAULTS, acting_env, make_envs, run_episodes
 
 
 class VideoUnavailable(UserError):
@@ -54,8 +54,8 @@ def record_videos(
     *,
     target_returns: list[float],
     episodes: int = 2,
-    seed: int = 0,
-    max_steps: int = 1000,
+    seed: int = EVAL_DEFAULTS.seed,
+    max_steps: int = EVAL_DEFAULTS.max_steps,
     env_id: str | None = None,
     env_kwargs: dict[str, Any] | None = None,
     recurrent: bool | None = None,

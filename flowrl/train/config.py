@@ -15,6 +15,7 @@ from omegaconf import OmegaConf
 
 from flowrl.agents.decision_transformer import DecisionTransformerConfig
 from flowrl.data.collect import DEFAULT_DATASET_ID
+from flowrl.eval.rollout import EVAL_DEFAULTS
 from flowrl.files import write_atomic
 
 
@@ -45,11 +46,11 @@ class OptimConfig:
 @dataclass
 class EvalConfig:
     every: int = 1000  # steps between evaluations (0: only at the end)
-    episodes: int = 10
-    num_envs: int = 10
+    episodes: int = EVAL_DEFAULTS.episodes
+    num_envs: int = EVAL_DEFAULTS.num_envs
     target_returns: list[float] = field(default_factory=list)  # empty: 90th pct of returns
-    seed: int = 10_000
-    max_steps: int = 1000  # episode step limit (the env's own limit applies too)
+    seed: int = EVAL_DEFAULTS.training_seed
+    max_steps: int = EVAL_DEFAULTS.max_steps  # the env's own limit applies too
     env_kwargs: dict[str, Any] = field(default_factory=dict)  # update the dataset's env kwargs
     env_id: str | None = None  # Gymnasium env to evaluate in; None: the dataset's
     sample_actions: bool = False  # discrete agents: sample actions instead of the most likely
