@@ -9,7 +9,8 @@ run with `flowrl sweep` (the papers' settings, configs/base/decision-transformer
 papers' protocol (targets 3600 and 1800, `--episodes` episodes each, vectorised), and
 writes the table of `flowrl report` (per dataset and attention: runs, mean, std, median,
 IQM with its 95% bootstrap CI, of the last and the best evaluation) to results.md in
---out, headed by the machine and the command.
+--out, headed by the machine and the command, with each run's config.yaml and
+metrics.jsonl (the datasets and checkpoints stay in --work).
 
     python benchmarks/papers_budget.py prep --source DIR             # DIR holds zoo/hopper/
     python benchmarks/papers_budget.py run --data FILE --out DIR     # GPU: the whole table
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -171,19 +173,31 @@ def report(sweep: Path, env: dict[str, str]) -> str:
     return done.stdout
 
 
+def keep_metrics(sweep: Path, into: Path) -> None:
+    """Each run's config.yaml and metrics.jsonl (not its checkpoints) under `into`, enough
+    for `flowrl report` and `flowrl plot` anywhere."""
+    for run_dir in sorted((sweep / "runs").glob("*")):
+        for name in ("config.yaml", "metrics.jsonl"):
+            if (run_dir / name).is_file():
+                (into / run_dir.name).mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(run_dir / name, into / run_dir.name / name)
+
+
 def run(args: argparse.Namespace) -> int:
     started = time.monotonic()
     args.out.mkdir(parents=True, exist_ok=True)
-    datasets = unpack(args.data, args.out / "datasets")
+    datasets = unpack(args.data, args.work / "datasets")
     env = {**os.environ, "MINARI_DATASETS_PATH": str(datasets.resolve())}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    cmd = sweep_command(args, args.out / "sweeps")
+    sweep = args.work / "sweeps" / "papers-budget"
+    cmd = sweep_command(args, sweep.parent)
     print("$ " + " ".join(cmd), flush=True)
     code, stopped = run_sweep(cmd, env, args.budget)
     seconds = time.monotonic() - started
     info = machine(torch_threads=args.threads or 1)
     status = f"stopped at --budget {args.budget:.0f} s" if stopped else f"sweep exit {code}"
-    table = report(args.out / "sweeps" / "papers-budget", env)
+    table = report(sweep, env)
+    keep_metrics(sweep, args.out / "runs")
     text = "\n".join(
         [
             f"# Hopper at the papers' budget ({args.profile} profile)",
@@ -221,7 +235,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     training.add_argument("--threads", type=int, help="torch threads a run (sweep's default)")
     training.add_argument("--device", help="device of the runs (cuda; cpu with --smoke)")
     training.add_argument("--sampler", default="auto", help="data.sampler (auto)")
-    training.add_argument("--budget", type=float, default=570.0, help="seconds (570)")
+    training.add_argument("--budget", type=float, default=540.0, help="seconds (540)")
+    training.add_argument(
+        "--work",
+        type=Path,
+        default=DEFAULT_OUT / "papers-budget" / "work",
+        help="the unpacked datasets and the sweep with its checkpoints (not --out)",
+    )
     training.add_argument(
         "--set", action="append", default=[], help="a further setting for every run"
     )

@@ -74,6 +74,7 @@ def test_prep_then_smoke_run_writes_the_table(source, tmp_path):
 
     out = tmp_path / "out"
     cmd = [sys.executable, SCRIPT, "run", "--smoke", "--data", str(packed), "--out", str(out)]
+    cmd += ["--work", str(tmp_path / "work")]
     stdout = run_checked(cmd, env, timeout=900)
     table = (out / "results.md").read_text()
     assert "sweep exit 0" in table and table in stdout
@@ -86,8 +87,10 @@ def test_prep_then_smoke_run_writes_the_table(source, tmp_path):
                 kind,
             )
     assert "IQM" in table and "95% CI" in table
-    runs = list((out / "sweeps" / "papers-budget" / "runs").iterdir())
+    runs = list((out / "runs").iterdir())
     assert len(runs) == 3 * 2 * 2  # sets x kinds x seeds
+    assert all((r / "metrics.jsonl").is_file() for r in runs)
+    assert not list(out.rglob("*.pt"))  # checkpoints stay in --work
 
 
 def test_prep_names_what_is_missing(tmp_path):
