@@ -1,5 +1,5 @@
 """`flowrl bench memory`: the T-Maze memory benchmark in one command
-(flowrl.experiments.memory; docs/long-context.md)."""
+(flowrl.studies.memory; docs/long-context.md)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ PROFILES = {
 
 
 def add_parser(subparsers: argparse._SubParsersAction, name: str) -> None:
-    from flowrl.experiments.memory import TASKS, VARIANTS
+    from flowrl.studies.memory import TASKS, VARIANTS
 
     parser = subparsers.add_parser(name, help="benchmarks that are part of the library")
     bench = parser.add_subparsers(dest="benchmark", metavar="BENCHMARK", required=True)
@@ -66,8 +66,8 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str) -> None:
 
 def run_memory(args: argparse.Namespace) -> int:
     from flowrl.errors import UserError, check_choice, renamed
-    from flowrl.experiments import memory
     from flowrl.experiments.hostinfo import machine
+    from flowrl.studies import memory
 
     for key, value in PROFILES["smoke" if args.smoke else "full"].items():
         if getattr(args, key, None) is None:

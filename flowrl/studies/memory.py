@@ -8,7 +8,8 @@ sweep per length and variant, `run_grid` in a child process of its own), evaluat
 episode-context flow agents where the corridor or hallway is several times longer than
 trained (`evaluate` with longer env kwargs, acting through the recurrent state), and writes
 a table, a JSON file and a figure of success rate against length per variant.
-`flowrl bench memory` is its command line.
+`flowrl bench memory` is its command line; its tasks and variants are the tables of
+`memory_benchmark.yaml` (`memory_tables.py` reads them).
 
 Success rate is the evaluation's normalised score: both tasks' reference returns are 0 and
 1, so it is 100 x the mean return: for a T-Maze agent on schedule the % of correct turns;
@@ -20,14 +21,12 @@ from __future__ import annotations
 import argparse
 import json
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from flowrl.agents import load_agent
 from flowrl.data import collect_dataset
-from flowrl.envs.minigrid_memory import size_with_longer_hallway
 from flowrl.errors import UserError
 from flowrl.eval import evaluate
 from flowrl.experiments import stats
@@ -35,84 +34,12 @@ from flowrl.experiments.grid import parse_seeds
 from flowrl.experiments.runs import find_runs
 from flowrl.experiments.sweep import run_grid
 from flowrl.files import write_atomic
-from flowrl.nn import attention_kind
+from flowrl.studies.memory_tables import Task, read_tables
 from flowrl.train.child import start_child
 
-CLAMP20 = "model.attention_clamp=20"  # the source clamp raised from the spec's 10
-# name -> (attention, context mode, window K or None for the whole episode, other settings)
-VARIANTS = {
-    "flow-episode": ("flow", "episode", None, ()),
-    "flow-episode-4heads": ("flow", "episode", None, ("model.n_heads=4",)),
-    "flow-episode-multilength": ("flow", "episode", None, ()),
-    "flow-episode-4heads-multilength": ("flow", "episode", None, ("model.n_heads=4",)),
-    "flow-episode-4heads-multilength-c20": ("flow", "episode", None, ("model.n_heads=4", CLAMP20)),
-    "flow-relu-episode": ("flow-relu", "episode", None, ()),
-    "flow-relu-episode-multilength": ("flow-relu", "episode", None, ()),
-    "flow-episode-2heads": ("flow", "episode", None, ("model.n_heads=2",)),
-    "flow-mixed-episode-2heads": ("flow-mixed", "episode", None, ("model.n_heads=2",)),
-    "flow-relu-episode-4heads-multilength": ("flow-relu", "episode", None, ("model.n_heads=4",)),
-    "flow-window": ("flow", "window", 20, ()),
-    "softmax-window": ("softmax", "window", 20, ()),
-    "softmax-episode": ("softmax", "episode", None, ()),
-    "flow-relu-window": ("flow-relu", "window", 20, ()),
-}
+TABLES = read_tables()  # memory_benchmark.yaml: the tasks and the variants
+TASKS, VARIANTS, RENAMED_VARIANTS = TABLES.tasks, TABLES.variants, TABLES.renamed
 METRIC = "eval/normalized_mean_last"
-# whole-episode flow agents act through their recurrent state: also run at 2x, 5x, 10x length
-RECURRENT = [name for name, (attention, mode, *_) in VARIANTS.items()
-             if attention_kind(attention).recurrent and mode == "episode"]  # fmt: skip
-# trained on every length <= L together (the union of their datasets)
-MULTILENGTH = (
-    "flow-episode-multilength",
-    "flow-episode-4heads-multilength",
-    "flow-episode-4heads-multilength-c20",
-    "flow-relu-episode-4heads-multilength",
-    "flow-relu-episode-multilength",
-)
-# old name -> new name ("mixed" is an attention kind): the old names still work, with a
-# RenamedWarning, and their run folders are read where no folder has the new name
-RENAMED_VARIANTS = {
-    "flow-episode-mixed": "flow-episode-multilength",
-    "flow-episode-4heads-mixed": "flow-episode-4heads-multilength",
-    "flow-episode-4heads-mixed-c20": "flow-episode-4heads-multilength-c20",
-    "flow-relu-episode-mixed": "flow-relu-episode-multilength",
-    "flow-relu-episode-4heads-mixed": "flow-relu-episode-4heads-multilength",
-}
-
-
-@dataclass(frozen=True)
-class Task:
-    """A memory task: its env, the keyword its length is, and its dataset per length."""
-
-    env_id: str
-    length_key: str  # the env keyword the benchmark's lengths set
-    dataset: str  # dataset id pattern, {length}
-    config: str  # the settings every run shares
-    lengths: tuple[int, ...]  # the default grid
-    smoke_length: int  # the one length of --smoke
-    variants: tuple[str, ...] | None = None  # the default variants (None: all of VARIANTS)
-    policy: str | None = None  # collection policy (None: the env's default one)
-    axis: str = "corridor length L (steps between cue and junction)"
-
-    def dataset_id(self, length: int) -> str:
-        return self.dataset.format(length=length)
-
-    def longer(self, length: int, factor: int) -> int:
-        """The length whose corridor (hallway) is `factor` times as long as at `length`."""
-        if self.length_key == "size":  # MiniGrid-Memory
-            return size_with_longer_hallway(length, factor)
-        return length * factor
-
-
-TASKS = {
-    "passive": Task("flowrl/TMazePassive-v0", "length", "flowrl/tmaze-passive-{length}-v0",
-                    "configs/memory/tmaze.yaml", (10, 30, 100), 4),
-    "active": Task("flowrl/TMazeActive-v0", "length", "flowrl/tmaze-active-{length}-v0",
-                   "configs/memory/tmaze.yaml", (10, 30, 100), 4),
-    "minigrid": Task("flowrl/MiniGridMemory-v0", "size", "flowrl/minigrid-memory-{length}-v0",
-                     "configs/memory/minigrid.yaml", (13, 31, 61), 7,
-                     ("flow-relu-episode", "flow-relu-window", "softmax-episode"),
-                     "minigrid-noisy", "grid size S (the room's object S - 3 steps from the end)"),
-}  # fmt: skip
 
 
 def check_args(args: argparse.Namespace) -> None:
@@ -232,20 +159,18 @@ def sweep_folder(out: Path, task: str, length: int, variant: str) -> Path:
 
 def sweep(args: argparse.Namespace, length: int, variant: str) -> Path:
     """Trains one variant at one length over the seeds; returns the sweep folder."""
-    attention, mode, window, settings = VARIANTS[variant]
+    setup = VARIANTS[variant]
     task = TASKS[args.task]
     name = sweep_folder(args.out, args.task, length, variant).name
-    lengths = (
-        [x for x in sorted(args.lengths) if x <= length] if variant in MULTILENGTH else [length]
-    )
+    lengths = [x for x in sorted(args.lengths) if x <= length] if setup.multilength else [length]
     datasets = [task.dataset_id(x) for x in lengths]
     horizon = longest_episode(datasets)
     overrides = [
         f"data.dataset={'+'.join(datasets)}",  # evaluated in the last one's env
-        f"model.attention={attention}", f"model.context_mode={mode}",
-        f"model.context_len={window or horizon}", f"steps={args.steps}",
+        f"model.attention={setup.attention}", f"model.context_mode={setup.context}",
+        f"model.context_len={setup.window or horizon}", f"steps={args.steps}",
         f"eval.episodes={args.episodes}", f"eval.num_envs={min(args.episodes, 50)}",
-        *settings,
+        *setup.settings,
     ]  # fmt: skip
     log = args.out / "logs" / f"{name}.log"
     # a child of its own: the sweep handles the signals that reach it (a Ctrl-C of the
@@ -352,7 +277,7 @@ def run(args: argparse.Namespace) -> dict:
         for variant in args.variants
         if not (variant == "softmax-episode" and length > args.softmax_episode_max)
         and not (
-            variant in MULTILENGTH and length == min(args.lengths)
+            VARIANTS[variant].multilength and length == min(args.lengths)
         )  # same data as flow-episode
     ]
     if args.report_only:
@@ -376,7 +301,7 @@ def run(args: argparse.Namespace) -> dict:
         results["trained"].setdefault(variant, {})[str(length)] = entry
         rows.append((variant, f"L={length}", entry))
     for (length, variant), done in finished.items():
-        if variant not in RECURRENT or not done:
+        if not VARIANTS[variant].recurrent or not done:
             continue
         for factor in args.generalise:
             scores = [generalise(args, run.path, length, factor) for run in done]

@@ -12,7 +12,7 @@ import sys
 import pytest
 
 from flowrl.cli import main
-from flowrl.experiments import memory
+from flowrl.studies import memory
 from tests.benchmarks.smoke import ROOT, run_checked
 
 
