@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.timeouts import scaled
+
 ROOT = Path(__file__).resolve().parents[1]
 
 # Run after the example: the reloaded agent acts exactly as the trained one.
@@ -40,7 +42,7 @@ def test_readme_python_example_trains_evaluates_saves_and_loads(tmp_path):
         env=env,
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=scaled(600),
     )
     assert done.returncode == 0, done.stderr[-3000:]
     printed = [line for line in done.stdout.splitlines() if "normalized_mean" in line]

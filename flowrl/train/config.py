@@ -65,6 +65,7 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     precision: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16
     compile: bool = False
+    threads: int = 0  # torch CPU threads; 0: OMP_NUM_THREADS, else 1 on busy cores (threads.py)
     log_every: int = 50
     checkpoint_every: int = 1000
     data: DataConfig = field(default_factory=DataConfig)

@@ -27,6 +27,7 @@ def check_config(cfg: TrainConfig) -> None:
         ("seed", cfg.seed, "an integer >= 0", lambda v: v >= 0),
         ("eval.seed", cfg.eval.seed, "an integer >= 0", lambda v: v >= 0),
         ("steps", cfg.steps, "a positive integer", lambda v: v > 0),
+        ("threads", cfg.threads, "an integer >= 0 (0: chosen for this machine)", lambda v: v >= 0),
         ("log_every", cfg.log_every, "a positive integer", lambda v: v > 0),
         ("checkpoint_every", cfg.checkpoint_every, "a positive integer", lambda v: v > 0),
         ("optim.batch_size", cfg.optim.batch_size, "a positive integer", lambda v: v > 0),

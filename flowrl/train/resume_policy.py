@@ -23,6 +23,7 @@ CHANGEABLE_ON_RESUME = (
     "device",
     "precision",
     "compile",
+    "threads",
     "model.attention_backend",
     "data.download",
     "data.sampler",

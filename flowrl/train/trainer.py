@@ -42,6 +42,7 @@ from flowrl.train.step import (
     make_sampler,
     resident_sampler,
 )
+from flowrl.train.threads import set_training_threads
 
 
 class Trainer:
@@ -66,6 +67,7 @@ class Trainer:
         # every check of the run, the eval env made now, not at the first evaluation
         self.device, env = preflight.check_run(cfg, dataset)
         self.cfg, self.agent, self.dataset, self.progress = cfg, agent, dataset, progress
+        set_training_threads(cfg.threads, self.device)
         self.rank, self.world_size = distributed.rank(), distributed.world_size()
         self.is_main = self.rank == 0
         self.run_dir = Path(cfg.out_dir) / cfg.name
@@ -289,6 +291,7 @@ class Trainer:
                     "train/grad_norm": grad_norm,
                     "train/lr": self.scheduler.get_last_lr()[0],
                     "perf/steps_per_s": window_steps / elapsed,
+                    "perf/threads": torch.get_num_threads(),
                     "perf/tokens_per_s": tokens / elapsed,
                 }
                 metrics |= self._compile_report(bar)

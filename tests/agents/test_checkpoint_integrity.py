@@ -22,6 +22,7 @@ from flowrl.agents import (
 from flowrl.agents.checkpoint import load_checkpoint, save_atomic
 from flowrl.cli import main
 from flowrl.errors import UserError
+from tests.timeouts import scaled
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -163,7 +164,7 @@ def test_eval_of_a_checkpoint_whose_model_config_does_not_fit_is_one_line(
         [sys.executable, "-m", "flowrl", "eval", "--checkpoint", str(checkpoint)],
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=scaled(600),
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr

@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.timeouts import scaled
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -21,10 +23,13 @@ def committed_files() -> dict[Path, bytes]:
 
 
 def run_checked(cmd: list[str], env: dict[str, str], timeout: float) -> str:
-    """Runs `cmd` from the repository root; asserts exit code 0 and that the committed
+    """Runs `cmd` from the repository root (`timeout` stretched on a loaded machine, see
+    tests/timeouts.py); asserts exit code 0 and that the committed
     results and figures are unchanged; returns its stdout."""
     before = committed_files()
-    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+    done = subprocess.run(
+        cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=scaled(timeout)
+    )
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
     assert committed_files() == before, "a smoke run changed a committed result"
     return done.stdout

@@ -15,6 +15,7 @@ import pytest
 
 from flowrl.data.minari_writer import write_minari_dataset
 from tests.benchmarks.smoke import ROOT, run_checked
+from tests.timeouts import scaled
 
 SCRIPT = str(ROOT / "benchmarks" / "papers_budget.py")
 
@@ -96,7 +97,7 @@ def test_prep_then_smoke_run_writes_the_table(source, tmp_path):
 def test_prep_names_what_is_missing(tmp_path):
     done = subprocess.run(
         [sys.executable, SCRIPT, "prep", "--source", str(tmp_path), "--out", str(tmp_path / "x")],
-        capture_output=True, text=True, cwd=ROOT, timeout=120,
+        capture_output=True, text=True, cwd=ROOT, timeout=scaled(120),
     )  # fmt: skip
     assert done.returncode != 0 and "zoo/hopper/medium-v0" in done.stderr
     assert "Traceback" not in done.stderr

@@ -11,6 +11,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from tests.timeouts import scaled
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -25,7 +27,7 @@ def flowrl(*args: str, minari_root: Path, d4rl_dir: Path) -> subprocess.Complete
         env=env,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=scaled(120),
     )
 
 

@@ -25,6 +25,7 @@ from flowrl.envs import (
     default_policy,
 )
 from flowrl.errors import RenamedWarning, UserError
+from tests.timeouts import scaled
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -175,7 +176,7 @@ def collect_process(root, *args: str, file_size_limit: int | None = None):
         env=env,
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=scaled(600),
         preexec_fn=limit if file_size_limit is not None else None,
     )
 

@@ -14,6 +14,7 @@ import pytest
 from flowrl.cli import main
 from flowrl.data import DEFAULT_DATASET_ID, load_dataset, load_or_collect
 from flowrl.errors import UserError
+from tests.timeouts import scaled
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -137,7 +138,7 @@ def test_datasets_list_opens_each_dataset_and_names_the_damaged_ones(
     env["D4RL_DATASET_DIR"] = str(d4rl_dir)
     listed = subprocess.run(
         [sys.executable, "-m", "flowrl", "datasets", "list"],
-        env=env, capture_output=True, text=True, timeout=600,
+        env=env, capture_output=True, text=True, timeout=scaled(600),
     )  # fmt: skip
     assert listed.returncode == 0 and listed.stderr == "", listed.stderr
     lines = {line.split()[0]: line for line in listed.stdout.splitlines()[1:]}
@@ -155,7 +156,7 @@ def test_datasets_list_opens_each_dataset_and_names_the_damaged_ones(
     assert "unreadable metadata" in lines["toy/garbled-v0"]
     as_json = subprocess.run(
         [sys.executable, "-m", "flowrl", "datasets", "list", "--json"],
-        env=env, capture_output=True, text=True, timeout=600,
+        env=env, capture_output=True, text=True, timeout=scaled(600),
     )  # fmt: skip
     rows = {row["name"]: row for row in json.loads(as_json.stdout)}
     assert rows["toy/good-v0"]["damaged"] is None and rows["toy/negative-v0"]["steps"] is None

@@ -24,6 +24,7 @@ from flowrl.data import (
 from flowrl.data.loader import union
 from flowrl.data.masked import mask_dataset
 from flowrl.errors import UserError
+from tests.timeouts import scaled
 
 REPO = Path(__file__).resolve().parents[2]
 KWARGS = {"length": 12, "noise_dims": 1}
@@ -137,7 +138,7 @@ def flowrl(*args: str, minari_root: Path) -> subprocess.CompletedProcess:
     env = os.environ | {"PYTHONPATH": str(REPO), "MINARI_DATASETS_PATH": str(minari_root)}
     return subprocess.run(
         [sys.executable, "-m", "flowrl", *args], env=env, capture_output=True, text=True,
-        timeout=120,
+        timeout=scaled(120),
     )  # fmt: skip
 
 

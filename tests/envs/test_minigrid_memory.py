@@ -23,6 +23,7 @@ from flowrl.envs import make_collection_policy
 from flowrl.envs.minigrid_memory import CELL_CODES, GRID_DIM, OBS_DIM, room_object_cell
 from flowrl.envs.minigrid_policies import MiniGridNoisy, MiniGridOracle
 from flowrl.errors import UserError
+from tests.timeouts import scaled
 
 ENV_ID = "flowrl/MiniGridMemory-v0"
 REPO = Path(__file__).resolve().parents[2]
@@ -133,7 +134,7 @@ def test_without_minigrid_flowrl_imports_and_the_error_names_the_extra():
         [sys.executable, "-c", code],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=scaled(120),
         env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
     )
     assert out.returncode == 0, out.stderr

@@ -23,6 +23,7 @@ from flowrl.envs.make import check_env_kwarg_types, parse_env_kwargs
 from flowrl.envs.tmaze_policies import TMazeOracle
 from flowrl.errors import UserError
 from flowrl.eval import evaluate
+from tests.timeouts import scaled
 
 TMAZE = "flowrl/TMazeActive-v0"
 
@@ -184,7 +185,7 @@ def test_env_kwargs_are_read_as_settings_are_integers_in_base_10(tmp_path):
         [sys.executable, "-m", "flowrl", *args, "--env-kwargs", "g=010", "--json", str(out)],
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=scaled(600),
     )
     assert done.returncode == 0, done.stderr
     assert json.loads(out.read_text())["env_kwargs"] == {"g": 10}

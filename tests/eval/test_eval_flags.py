@@ -20,6 +20,7 @@ from flowrl.agents import (
 )
 from flowrl.agents.checkpoint import save_atomic
 from flowrl.cli import main
+from tests.timeouts import scaled
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -87,7 +88,7 @@ def flowrl_eval(checkpoint, *flags) -> subprocess.CompletedProcess:
         [sys.executable, "-m", "flowrl", *args, *flags],
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=scaled(600),
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
 

@@ -13,6 +13,8 @@ import numpy as np
 import pytest
 import yaml
 
+from tests.timeouts import scaled
+
 ROOT = Path(__file__).resolve().parents[2]
 ATTENTIONS = ("flow", "softmax")
 DATASETS = ("tests/a-v0", "tests/b-v0")
@@ -27,7 +29,7 @@ def flowrl(*args: str, env: dict[str, str] | None = None) -> subprocess.Complete
         env=environ,
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=scaled(600),
     )
 
 

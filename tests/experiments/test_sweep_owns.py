@@ -24,6 +24,7 @@ from flowrl.train.progress import saved_step
 from flowrl.train.run_dir import FolderLock
 from tests.experiments.conftest import ROOT, flowrl
 from tests.experiments.test_sweep import env, manifest, steps_logged, tiny_config  # noqa: F401
+from tests.timeouts import scaled
 from tests.train.test_run_folders import folder_state
 
 
@@ -98,7 +99,7 @@ def test_a_run_finished_outside_the_sweep_is_left_as_it_is(env, listing, tmp_pat
     (line,) = out.splitlines()
     by_hand = [sys.executable, "-m", "flowrl", *shlex.split(line)[1:]]
     environ = {**os.environ, "PYTHONPATH": str(ROOT), **env}
-    subprocess.run(by_hand, env=environ, check=True, capture_output=True, timeout=600)
+    subprocess.run(by_hand, env=environ, check=True, capture_output=True, timeout=scaled(600))
     run_dir = tmp_path / "s" / "runs" / "seed-0"
     before = folder_state(run_dir)
     config = tmp_path / "tiny.yaml"
@@ -114,7 +115,7 @@ def test_a_run_finished_outside_the_sweep_is_left_as_it_is(env, listing, tmp_pat
 
 
 def wait_until(condition, process: subprocess.Popen, timeout: float = 300) -> None:
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + scaled(timeout)
     while not condition():
         assert process.poll() is None, process.communicate()[1]
         assert time.monotonic() < deadline, "timed out"
@@ -168,7 +169,7 @@ def test_a_stopped_sweep_saves_each_run_where_it_was(env, tmp_path, case):  # no
         os.killpg(process.pid, signum)
     else:
         process.send_signal(signum)
-    _, stderr = process.communicate(timeout=600)
+    _, stderr = process.communicate(timeout=scaled(600))
     name = signal.Signals(signum).name
     assert process.returncode == 128 + signum and f"stopped by {name}" in stderr, stderr
     step, finished = saved_step(run_dir)

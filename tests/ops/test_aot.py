@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.timeouts import scaled
+
 REPO = Path(__file__).resolve().parents[2]
 CHILD = textwrap.dedent(
     """
@@ -65,7 +67,7 @@ def reports(tmp_path_factory) -> dict[str, dict]:
     env |= {"TRITON_CACHE_DIR": str(tmp / "cache"), "TRITON_DEFAULT_FP_FUSION": "1"}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     done = subprocess.run(
-        [sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=120
+        [sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=scaled(120)
     )
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout)

@@ -14,6 +14,7 @@ import pytest
 from flowrl.cli import main
 from flowrl.studies import memory
 from tests.benchmarks.smoke import ROOT, run_checked
+from tests.timeouts import scaled
 
 
 def test_memory_smoke_runs_the_whole_pipeline(tmp_path):
@@ -72,7 +73,9 @@ def test_renamed_variants_still_run_and_find_their_old_run_folders(tmp_path, cap
 
 def bench(argv: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "flowrl", "bench", "memory", "--smoke", *argv]
-    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=scaled(600)
+    )
 
 
 @pytest.mark.parametrize(
@@ -99,7 +102,7 @@ def test_a_dataset_of_another_size_and_another_tasks_results_are_not_reused(tmp_
     env = {**os.environ, "MINARI_DATASETS_PATH": str(tmp_path / "data"), "PYTHONPATH": str(ROOT)}
     collect = ["collect", "--env", "flowrl/TMazePassive-v0", "--env-kwargs", "length=4"]
     collect += ["--episodes", "6", "--dataset-id", "flowrl/tmaze-passive-4-v0"]
-    made = subprocess.run([sys.executable, "-m", "flowrl", *collect], env=env, timeout=600)
+    made = subprocess.run([sys.executable, "-m", "flowrl", *collect], env=env, timeout=scaled(600))
     assert made.returncode == 0
     out = tmp_path / "out"
     done = bench(["--out", str(out)], env)  # the smoke grid collects 16 episodes

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import yaml
 
+from tests.timeouts import scaled
+
 ROOT = Path(__file__).resolve().parents[2]
 DATASET = "tests/pendulum-v0"
 
@@ -19,7 +21,7 @@ def flowrl(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
         env=env,
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=scaled(600),
     )
 
 

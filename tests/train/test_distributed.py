@@ -18,6 +18,7 @@ from flowrl.agents import DecisionTransformerAgent
 from flowrl.agents.checkpoint import load_checkpoint
 from flowrl.data import Batch, WindowSampler, load_dataset
 from flowrl.train import Trainer, distributed, load_config
+from tests.timeouts import scaled
 from tests.train.helpers import DATASET, ROOT, flowrl, losses, write_config
 
 
@@ -39,7 +40,7 @@ def torchrun(env: dict[str, str], nproc: int, config: Path, *extra: str) -> None
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
     cmd += ["--nproc_per_node", str(nproc), "-m", "flowrl", "train"]
     cmd += ["--config", str(config), "--no-progress", "--set", "device=cpu", *extra]
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=scaled(300))
     assert done.returncode == 0, done.stderr[-3000:]
 
 

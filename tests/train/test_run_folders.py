@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from flowrl.agents.checkpoint import load_checkpoint
+from tests.timeouts import scaled
 from tests.train.helpers import DATASET, ROOT, flowrl, train, write_config
 
 
@@ -48,7 +49,7 @@ def logged_steps(run_dir: Path, tag: str = "train/loss") -> list[int]:
 
 
 def wait_for(condition, process: subprocess.Popen, timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + scaled(timeout)
     while not condition():
         if process.poll() is not None:
             raise AssertionError(f"exited early ({process.returncode}): {process.stderr.read()}")
@@ -80,7 +81,7 @@ def test_second_run_into_a_busy_folder_exits_naming_the_holder(env, tmp_path):
             assert "Traceback" not in second.stderr
         # SIGTERM: the first run saves where it is and exits 143
         first.send_signal(signal.SIGTERM)
-        _, stderr = first.communicate(timeout=120)
+        _, stderr = first.communicate(timeout=scaled(120))
     finally:
         first.kill()
     assert first.returncode == 143, stderr
@@ -126,7 +127,7 @@ def test_sigkill_between_checkpoints_then_resume_logs_each_step_once(env, tmp_pa
             run.send_signal(signal.SIGCONT)
             time.sleep(0.01)
         run.send_signal(signal.SIGKILL)
-        run.wait(timeout=60)
+        run.wait(timeout=scaled(60))
     finally:
         run.kill()
     saved = load_checkpoint(checkpoint)["step"]
@@ -153,7 +154,7 @@ def test_ctrl_c_saves_the_current_step_and_exits_130(env, tmp_path):
     try:
         wait_for(lambda: len(logged_steps(run_dir)) >= 7, run)
         run.send_signal(signum)
-        _, stderr = run.communicate(timeout=120)
+        _, stderr = run.communicate(timeout=scaled(120))
     finally:
         run.kill()
     assert run.returncode == code, stderr
@@ -266,6 +267,7 @@ def test_overwrite_empties_only_a_folder_a_run_made(env, tmp_path):
         ("model.embed_dim=true", "model.embed_dim"),
         ("steps=0x10", "steps"),
         ("device=cuda:x", "device='cuda:x': expected auto, cpu, cuda or cuda:N"),
+        ("threads=-1", "threads=-1: expected an integer >= 0"),
     ],
 )
 def test_bad_values_stop_before_the_run_folder(env, tmp_path, setting, message):
@@ -313,7 +315,7 @@ def test_ctrl_c_during_the_final_evaluation_stops_it_and_resume_makes_it(env, tm
         wait_for(lambda: last.is_file() and 5 in logged_steps(run_dir), run)
         time.sleep(2)  # into the evaluation
         run.send_signal(signal.SIGINT)
-        _, stderr = run.communicate(timeout=120)
+        _, stderr = run.communicate(timeout=scaled(120))
     finally:
         run.kill()
     assert run.returncode == 130, stderr
@@ -325,3 +327,20 @@ def test_ctrl_c_during_the_final_evaluation_stops_it_and_resume_makes_it(env, tm
     done = train(env, config, "--resume", "--set", "steps=5", "--set", "eval.episodes=1")
     assert "target" in done.stdout
     assert load_checkpoint(run_dir / "checkpoints" / "last.pt")["finished"]
+
+
+def test_threads_is_the_setting_or_the_launchers_count(env, tmp_path):
+    """`threads=N` trains with N torch threads; `threads=0` with the OMP_NUM_THREADS a
+    launcher set (a sweep sets cores // jobs); perf/threads records it."""
+    config = write_config(tmp_path / "tiny.yaml", tmp_path / "runs")
+    run_dir = tmp_path / "runs" / "tiny"
+    short = ("--set", "steps=2", "--set", "eval.every=0")
+
+    def logged_threads() -> set[float]:
+        rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+        return {row["perf/threads"] for row in rows if "perf/threads" in row}
+
+    train({**env, "OMP_NUM_THREADS": "2"}, config, *short)
+    assert logged_threads() == {2}
+    train({**env, "OMP_NUM_THREADS": "2"}, config, *short, "--set", "threads=1", "--overwrite")
+    assert logged_threads() == {1}
