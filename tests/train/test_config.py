@@ -71,6 +71,7 @@ def test_overrides_are_typed_and_checked():
         (["steps=[1"], "--set 'steps=.1': malformed value"),
         (["name=.."], "name '..': expected a plain folder name"),
         (["name=a/b"], "name 'a/b': expected a plain folder name"),
+        (["data.sampler=gpu"], "data.sampler"),
     ]:
         with pytest.raises(UserError, match=message):
             load_config(None, bad)
