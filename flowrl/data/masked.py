@@ -42,3 +42,11 @@ def mask_dataset(dataset: EpisodeDataset, mask: str) -> EpisodeDataset:
         env_kwargs=dataset.env_kwargs,
         discrete_actions=dataset.discrete_actions,
     )
+
+
+def masked_as(dataset: EpisodeDataset, mask: str) -> bool:
+    """Whether `dataset` is what the observation mask `mask` (none, P, V) makes of a dataset:
+    for a mask, its env is a masked env of that mask."""
+    if mask == "none":
+        return True
+    return dataset.env_id in {masked_env_id(env_id, mask) for env_id in MASKED_ENVS}

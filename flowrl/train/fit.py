@@ -14,6 +14,7 @@ from typing import Any
 
 from flowrl.agents import DecisionTransformerAgent
 from flowrl.data import EpisodeDataset
+from flowrl.data.masked import masked_as
 from flowrl.errors import UserError
 from flowrl.train.config import TrainConfig
 from flowrl.train.trainer import Trainer
@@ -34,10 +35,10 @@ def fit(
     """Trains `agent` on `dataset` with `config`'s loop settings (default: TrainConfig's, the
     run named after the dataset), `steps` and `eval_env` overriding its own.
 
-    The data are `dataset` as given: `config`'s data settings are not read but recorded from
-    the inputs (`data.dataset` the dataset's name, `data.return_scale` the agent's, as `model`
-    the agent's config); an observation mask there is refused (mask the dataset with
-    `flowrl.data.masked.mask_dataset`, or train from the config with `flowrl.train.run`).
+    The data are `dataset` as given: nothing is loaded, collected or masked here (that is
+    `flowrl.train.run(config)`). The run records `config`'s data settings, with the agent's
+    return scale (and its model settings as `model`); a `data.observation_mask` the dataset
+    does not have is refused (mask it with `flowrl.data.masked.mask_dataset` first).
 
     Returns the final evaluation's summaries and the run folder (checkpoints, metrics).
     A new run into a used run folder needs `overwrite` (which empties it) or `resume`.
@@ -45,16 +46,18 @@ def fit(
     """
     if config is None:
         config = TrainConfig(name=dataset.name.replace("/", "-"))
-    if config.data.observation_mask != "none":
+        config.data = replace(config.data, dataset=dataset.name)
+    mask = config.data.observation_mask
+    if not masked_as(dataset, mask):
         raise UserError(
-            f"data.observation_mask={config.data.observation_mask}: flowrl.fit trains on the "
-            "dataset it is given; mask it first (flowrl.data.masked.mask_dataset) or train "
-            "from the config with flowrl.train.run"
+            f"data.observation_mask={mask} but dataset {dataset.name!r} (env {dataset.env_id}) "
+            "is not masked: flowrl.fit trains on the dataset as given; mask it first "
+            "(flowrl.data.masked.mask_dataset), or train from the config with flowrl.train.run"
         )
     config = replace(
         config,
         model=agent.config,
-        data=replace(config.data, dataset=dataset.name, return_scale=agent.return_scale),
+        data=replace(config.data, return_scale=agent.return_scale),
         steps=config.steps if steps is None else steps,
         eval=config.eval if eval_env is None else replace(config.eval, env_id=eval_env),
     )
