@@ -36,11 +36,23 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str) -> None:
         help="--resume even if the dataset differs from the checkpoint's",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="check everything a run checks before its first step (config, data, env, device, "
+        "run folder), write nothing, and exit",
+    )
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.overrides)
+    if args.dry_run:
+        from flowrl.train.dry_run import dry_run
+
+        flags = {"resume": args.resume, "overwrite": args.overwrite}
+        print(dry_run(cfg, **flags, allow_dataset_change=args.allow_dataset_change))
+        return 0
     outcome = train.run(
         cfg,
         resume=args.resume,

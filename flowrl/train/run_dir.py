@@ -118,25 +118,7 @@ class RunDir(FolderLock):
 
     def _claim(self, *, resume: bool, overwrite: bool) -> None:
         earlier = self.contents()
-        names = ", ".join(sorted(p.name for p in earlier)[:4])
-        if earlier and not resume and not is_run_folder(self.path):
-            empties = f"--overwrite empties only a folder a flowrl run made ({MARKER_NAME}): "
-            raise UserError(
-                f"{empties if overwrite else ''}folder {self.path} holds files not made by "
-                f"flowrl ({names}), left as they are; pick another name or out_dir"
-            )
-        if earlier and not (resume or overwrite):
-            if (self.path / "checkpoints" / "last.pt").is_file():
-                advice = "continue it with --resume, start over with --overwrite"
-            else:  # e.g. a run that failed at step 1
-                advice = (
-                    "it stopped before its first checkpoint, so there is nothing to --resume: "
-                    "start it over with --overwrite"
-                )
-            raise UserError(
-                f"run folder {self.path} already holds a run ({names}): {advice}, "
-                "or pick another name"
-            )
+        check_claim(self.path, earlier, resume=resume, overwrite=overwrite)
         if overwrite:
             for entry in earlier:
                 if entry.is_dir() and not entry.is_symlink():
@@ -146,6 +128,57 @@ class RunDir(FolderLock):
         if overwrite or not earlier:  # a folder this run starts: marked as a run's
             (self.path / MARKER_NAME).write_text("a flowrl run folder: --overwrite may empty it\n")
         remove_stale_temporaries(self.path)
+
+
+def check_claim(path: Path, earlier: list[Path], *, resume: bool, overwrite: bool) -> None:
+    """A UserError unless a run (new, `resume` or `overwrite`) may take the folder `path`
+    that holds `earlier` (its contents but the bookkeeping files). Reads only."""
+    names = ", ".join(sorted(p.name for p in earlier)[:4])
+    if earlier and not resume and not is_run_folder(path):
+        empties = f"--overwrite empties only a folder a flowrl run made ({MARKER_NAME}): "
+        raise UserError(
+            f"{empties if overwrite else ''}folder {path} holds files not made by "
+            f"flowrl ({names}), left as they are; pick another name or out_dir"
+        )
+    if earlier and not (resume or overwrite):
+        if (path / "checkpoints" / "last.pt").is_file():
+            advice = "continue it with --resume, start over with --overwrite"
+        else:  # e.g. a run that failed at step 1
+            advice = (
+                "it stopped before its first checkpoint, so there is nothing to --resume: "
+                "start it over with --overwrite"
+            )
+        raise UserError(
+            f"run folder {path} already holds a run ({names}): {advice}, or pick another name"
+        )
+
+
+def check_run_dir_free(path: Path, *, resume: bool, overwrite: bool) -> None:
+    """What `RunDir.acquire` checks, writing nothing (`flowrl train --dry-run`): the folder
+    can be made where it goes, no other run holds its lock, and the run may take it."""
+    if resume and overwrite:
+        raise UserError("--resume and --overwrite exclude each other: continue or start over")
+    existing = next(p for p in (path, *path.parents) if p.exists() or p == Path(p.anchor))
+    if not existing.is_dir():
+        raise UserError(f"cannot create the run folder {path}: {existing} is not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"cannot create the run folder {path}: {existing} is not writable")
+    if existing != path:
+        return
+    lock = path / LOCK_NAME
+    if lock.is_file():
+        with lock.open() as held:
+            try:
+                fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = held.read().strip() or "unknown"
+                raise UserError(
+                    f"run folder {path} is in use by another flowrl run (PID {holder}); "
+                    "wait for it to end or pick another name"
+                ) from None
+            fcntl.flock(held, fcntl.LOCK_UN)
+    earlier = [p for p in path.iterdir() if p.name not in RunDir.bookkeeping]
+    check_claim(path, earlier, resume=resume, overwrite=overwrite)
 
 
 def is_run_folder(path: Path) -> bool:

@@ -70,6 +70,10 @@ class Trainer:
         set_training_threads(cfg.threads, self.device)
         self.rank, self.world_size = distributed.rank(), distributed.world_size()
         self.is_main = self.rank == 0
+        torch.manual_seed(cfg.seed + self.rank)  # own dropout per rank; DDP copies rank 0's init
+        # the checkpoint keeps the eval env and targets for flowrl eval; set up before the
+        # run folder is touched (a grid encoder on other data stops here)
+        agent.setup(dataset, env_id=env.env_id, target_returns=cfg.eval.target_returns)
         self.run_dir = Path(cfg.out_dir) / cfg.name
         # rank 0 locks the run folder for the whole run (released by fit)
         self.run_lock = claim_run_dir(self.run_dir, resume=resume, overwrite=overwrite)
@@ -80,10 +84,7 @@ class Trainer:
                 "start over with --overwrite"
             )
 
-        torch.manual_seed(cfg.seed + self.rank)  # own dropout per rank; DDP copies rank 0's init
         self.dataset_fingerprint = dataset_fingerprint(dataset)
-        # the checkpoint keeps the eval env and targets for flowrl eval
-        agent.setup(dataset, env_id=env.env_id, target_returns=cfg.eval.target_returns)
         self.model = agent.to(self.device).model  # kept unwrapped for saving and evaluation
         self.optimizer, self.scheduler = make_optimizer(self.model, cfg.optim, self.device)
         self.sampler = make_sampler(
