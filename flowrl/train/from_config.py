@@ -5,8 +5,8 @@ outcome = flowrl.train.run(cfg)
 
 The config's `data` section says where the data comes from: the dataset is loaded (the
 built-in demo set collected when it is not there), masked as `data.observation_mask` says,
-and an agent is built for it with the `model` section and `data.return_scale`; then the
-`Trainer` checks and trains it (or resumes it from the run folder's `last.pt`).
+and an agent is built for it with the `model` section and `data.return_scale`; then `fit`
+trains it (or resumes it from the run folder's `last.pt`), after the run's one preflight.
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from flowrl.data import EpisodeDataset, load_or_collect
 from flowrl.data.masked import mask_dataset
 from flowrl.train import distributed
 from flowrl.train.config import TrainConfig
+from flowrl.train.fit import fit
 from flowrl.train.preflight import resolve_device
 from flowrl.train.progress import finished_at
-from flowrl.train.trainer import Trainer
 
 
 @dataclass
@@ -72,16 +72,15 @@ def run(
     with distributed.process_group(resolve_device(cfg.device)):  # under torchrun: DDP
         dataset = load_run_dataset(cfg, progress=progress)
         agent = DecisionTransformerAgent(cfg.model, return_scale=cfg.data.return_scale)
-        trainer = Trainer(
-            cfg,
+        summary = fit(
             agent,
             dataset,
+            config=cfg,
             resume=resume,
             overwrite=overwrite,
             allow_dataset_change=allow_dataset_change,
             progress=progress,
         )
-        summary = trainer.fit()
         if not distributed.is_main():
             return None
     return RunOutcome(Path(summary["run_dir"]), dataset, summary["results"], summary["best_score"])
