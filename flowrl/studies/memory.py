@@ -135,7 +135,7 @@ def collect(task: Task, length: int, episodes: int) -> None:
         return
     collect_dataset(
         task.env_id, task.policy, episodes=episodes, dataset_id=task.dataset_id(length),
-        seed=0, env_kwargs={task.length_key: length}, progress=False,
+        seed=0, env_kwargs=task.collect_kwargs(length), progress=False,
     )  # fmt: skip
 
 
@@ -193,7 +193,7 @@ def generalise(args: argparse.Namespace, run: Path, length: int, factor: int) ->
     out = args.out / "generalisation" / f"{run.parent.parent.name}-{run.name}-x{factor}.json"
     if not out.is_file():
         checkpoint = run / "checkpoints" / "last.pt"
-        env_kwargs = {task.length_key: task.longer(length, factor)}
+        env_kwargs = task.longer_kwargs(length, factor)
         (result,) = evaluate(
             load_agent(checkpoint), target_returns=[1.0], episodes=args.episodes,
             num_envs=min(args.episodes, 50), env_kwargs=env_kwargs,

@@ -30,6 +30,16 @@ class Task:
     variants: tuple[str, ...] | None = None  # the default variants (None: all of them)
     policy: str | None = None  # collection policy (None: flowrl collect's default for the env)
     axis: str = "corridor length L (steps between cue and junction)"
+    env_kwargs: dict[str, Any] | None = None  # more env settings of the collected data
+    eval_env_kwargs: dict[str, Any] | None = None  # those of the evaluations at other lengths
+
+    def collect_kwargs(self, length: int) -> dict[str, Any]:
+        """The env settings the dataset at `length` is collected with."""
+        return {self.length_key: length, **(self.env_kwargs or {})}
+
+    def longer_kwargs(self, length: int, factor: int) -> dict[str, Any]:
+        """The env settings of an evaluation `factor` times as long as `length`."""
+        return {self.length_key: self.longer(length, factor), **(self.eval_env_kwargs or {})}
 
     def dataset_id(self, length: int) -> str:
         return self.dataset.format(length=length)

@@ -34,22 +34,37 @@ def test_memory_smoke_runs_the_whole_pipeline(tmp_path):
     assert "flow-episode                   L=4 -> 8" in stdout
 
 
-def test_minigrid_smoke_collects_trains_and_acts_in_a_longer_hallway(tmp_path):
+@pytest.mark.parametrize(
+    ("task", "dataset", "random_length"),
+    [
+        ("minigrid", "minigrid-memory-7-v0", False),
+        ("minigrid-random-up-close", "minigrid-memory-7-random-up-close-v0", True),
+    ],
+)
+def test_minigrid_smoke_collects_trains_and_acts_in_a_longer_hallway(
+    tmp_path, task, dataset, random_length
+):
     """The same pipeline on MiniGrid-Memory: scripted data, the grid encoder, an episode
     context as long as the longest collected episode, and the size whose way from the room
-    to the end is twice as long (7 -> 11)."""
+    to the end is twice as long (7 -> 11); a task whose data has hallways of every length
+    (random_length) and another policy is evaluated in a fixed hallway."""
     out = tmp_path / "out"
     env = {**os.environ, "MINARI_DATASETS_PATH": str(tmp_path / "data"), "OMP_NUM_THREADS": "1"}
-    argv = ["bench", "memory", "--task", "minigrid", "--smoke", "--jobs", "1", "--out", str(out)]
+    argv = ["bench", "memory", "--task", task, "--smoke", "--jobs", "1", "--out", str(out)]
     stdout = run_checked([sys.executable, "-m", "flowrl", *argv], env, timeout=240)
-    assert (tmp_path / "data" / "flowrl" / "minigrid-memory-7-v0").is_dir()
+    metadata = tmp_path / "data" / "flowrl" / dataset / "data" / "metadata.json"
+    spec = json.loads(json.loads(metadata.read_text())["env_spec"])
+    assert spec["kwargs"].get("random_length") is random_length and spec["kwargs"]["size"] == 7
     doc = json.loads((out / "memory.json").read_text())
     trained = doc["trained"]["flow-relu-episode"]["7"]
     assert trained["n"] == 1 and trained["steps"] == [10] and -100 <= trained["mean"] <= 100
     assert doc["generalisation"]["flow-relu-episode"]["2"]["7"]["n"] == 1
-    config = (out / "minigrid-L7-flow-relu-episode" / "runs").glob("*/config.yaml")
+    (longer,) = (out / "generalisation").glob("*-x2.json")
+    expected = {"size": 11, "random_length": False} if random_length else {"size": 11}
+    assert json.loads(longer.read_text())["env_kwargs"] == expected
+    config = (out / f"{task}-L7-flow-relu-episode" / "runs").glob("*/config.yaml")
     assert "state_encoder: grid" in next(config).read_text()
-    assert (out / "minigrid.png").stat().st_size > 0
+    assert (out / f"{task}.png").stat().st_size > 0
     assert "flow-relu-episode              L=7 -> 11" in stdout
 
 
