@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from flowrl.cli.report import add_common, split_keys
-from flowrl.errors import UserError
+from flowrl.cli.report import add_common, check_common, split_keys
 
 
 def add_parser(subparsers: argparse._SubParsersAction, name: str) -> None:
@@ -40,8 +39,7 @@ def run(args: argparse.Namespace) -> int:
     from flowrl.experiments.runs import find_runs
 
     check_out(args.out)
-    if args.reps <= 0:
-        raise UserError(f"--reps {args.reps}: expected a positive number")
+    check_common(args)
     groups = group_runs(find_runs(args.paths), split_keys(args.by))
     plot_runs(groups, args.metric, args.out, band=args.band, reps=args.reps, seed=args.seed)
     print(f"wrote {args.out}")

@@ -25,6 +25,14 @@ def add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
 
 
+def check_common(args: argparse.Namespace) -> None:
+    """The shared arguments in range, before any run is read."""
+    if args.reps <= 0:
+        raise UserError(f"--reps {args.reps}: expected a positive number")
+    if args.seed < 0:
+        raise UserError(f"--seed {args.seed}: expected an integer >= 0")
+
+
 def add_parser(subparsers: argparse._SubParsersAction, name: str) -> None:
     parser = subparsers.add_parser(
         name,
@@ -58,8 +66,7 @@ def run(args: argparse.Namespace) -> int:
     from flowrl.experiments import report
     from flowrl.experiments.runs import find_runs
 
-    if args.reps <= 0:
-        raise UserError(f"--reps {args.reps}: expected a positive number")
+    check_common(args)
     runs = find_runs(args.paths)
     groups = report.group_runs(runs, split_keys(args.by))
     keys = list(groups[0].label)

@@ -163,3 +163,14 @@ def test_a_run_without_config_is_named_and_one_with_events_only_is_read(tmp_path
     plotted = flowrl("plot", str(runs), "--out", str(out), "--reps", "200")
     assert plotted.returncode == 0 and out.is_file(), plotted.stderr
     assert len(only_notes(plotted.stderr)) == 1 and "no-config" in plotted.stderr
+
+
+@pytest.mark.parametrize("command", ["report", "plot"])
+def test_a_negative_bootstrap_seed_is_one_line_before_any_run_is_read(tmp_path, command):
+    """It was numpy's traceback, after the runs were read."""
+    out = ["--out", str(tmp_path / "fig.png")] if command == "plot" else []
+    done = flowrl(command, str(tmp_path / "missing"), "--seed", "-1", *out)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.strip().splitlines() == [
+        f"flowrl {command}: error: --seed -1: expected an integer >= 0"
+    ]
