@@ -251,14 +251,7 @@ class DecisionTransformerAgent:
                 f"{source} is not a flowrl agent checkpoint (format {CHECKPOINT_FORMAT})"
             )
         model = DecisionTransformer(model_config(state.get("model_config"), source))
-        try:
-            model.load_state_dict(state["model"])
-        except RuntimeError as err:  # weights of other shapes or names than the config's model
-            lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-            reason = lines[min(1, len(lines) - 1)]  # the first mismatch, after the heading
-            raise UserError(
-                f"{source}: its weights do not fit its model_config: {reason}"
-            ) from None
+        load_weights(model, state["model"], f"{source}: its weights do not fit its model_config")
         return cls.from_parts(
             model.eval(),
             Normalizer.from_state_dict(state["normalizer"]),
@@ -280,6 +273,17 @@ class DecisionTransformerAgent:
     def load(cls, path: str | Path) -> DecisionTransformerAgent:
         """The agent in a file written by `save` or a training checkpoint."""
         return cls.from_state_dict(load_checkpoint(path)["agent"], source=str(path))
+
+
+def load_weights(model: torch.nn.Module, weights: dict[str, Any], refusal: str) -> None:
+    """`model.load_state_dict(weights)`; a UserError `refusal: <the first mismatch>` for
+    weights of other names or shapes."""
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as err:
+        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+        reason = lines[min(1, len(lines) - 1)]  # the first mismatch, after the heading
+        raise UserError(f"{refusal}: {reason}") from None
 
 
 def model_config(saved: object, source: str) -> DecisionTransformerConfig:

@@ -23,6 +23,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from flowrl.agents import DecisionTransformerAgent
+from flowrl.agents.agent import load_weights
 from flowrl.agents.checkpoint import load_checkpoint, save_atomic
 from flowrl.data import EpisodeDataset
 from flowrl.data.fingerprint import check_same_dataset, dataset_fingerprint
@@ -153,7 +154,8 @@ class Trainer:
 
     def _restore(self, state: dict[str, Any]) -> None:
         check_resume(self.cfg, state["train_config"])
-        self.model.load_state_dict(state["agent"]["model"])
+        refusal = "--resume: the checkpoint's weights do not fit this run's model (other data?)"
+        load_weights(self.model, state["agent"]["model"], refusal)
         fused = [group["fused"] for group in self.optimizer.param_groups]
         self.optimizer.load_state_dict(state["optimizer"])
         for group, flag in zip(self.optimizer.param_groups, fused, strict=True):

@@ -138,6 +138,20 @@ def test_resume_on_a_changed_dataset_stops_unless_allowed(env, tmp_path):
     assert state["step"] == 4
 
 
+def test_resume_allowed_onto_data_of_other_sizes_is_one_line(env, tmp_path):
+    """--allow-dataset-change onto data with 2-dim observations (and an env that fits them):
+    the checkpoint's weights do not fit; it was torch's traceback."""
+    data = write_hdf5(tmp_path / "mine.hdf5", obs_dim=3, act_dim=1)
+    cfg = config(tmp_path, data, env_id="Pendulum-v1")
+    assert train(env, cfg).returncode == 0
+    write_hdf5(data, obs_dim=2, act_dim=1)
+    other = ("--set", "eval.env_id=MountainCarContinuous-v0", "--allow-dataset-change")
+    done = train(env, cfg, "--resume", "--set", "steps=4", *other)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert "the checkpoint's weights do not fit this run's model" in done.stderr
+
+
 def clean_env(env: dict[str, str]) -> dict[str, str]:
     """This machine as a user has it: no Triton interpreter (the kernel tests set it)."""
     return {k: v for k, v in env.items() if k != "TRITON_INTERPRET"}
