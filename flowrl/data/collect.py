@@ -10,7 +10,7 @@ from tqdm import tqdm
 
 from flowrl.data.episodes import EpisodeDataset
 from flowrl.data.minari_source import check_minari_id, read_minari
-from flowrl.data.minari_writer import write_minari_dataset
+from flowrl.data.minari_writer import check_target, write_minari_dataset
 from flowrl.data.reference import check_reference_scores, gym_reference
 from flowrl.envs.make import make_env
 from flowrl.errors import UserError
@@ -93,6 +93,7 @@ def collect_dataset(
     if ref_min_score is not None or ref_max_score is not None:
         what = "reference returns (--ref-min-score, --ref-max-score, or the env's table)"
         check_reference_scores(ref_min, ref_max, what)
+    check_target(dataset_id, overwrite=overwrite)  # before any rollout
     env = make_env(env_id, env_kwargs or {}, max_episode_steps=max_episode_steps)
     actor = make_collection_policy(policy, env, noise=noise)
     env_seeds, policy_seed = np.random.SeedSequence(seed).spawn(2)

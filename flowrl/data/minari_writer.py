@@ -50,9 +50,7 @@ def write_minari_dataset(
     check_minari_id(dataset_id)
     if not buffers:
         raise UserError(f"refusing to write Minari dataset {dataset_id!r} without episodes")
-    target = minari_root() / dataset_id
-    if target.exists() and not overwrite:
-        raise UserError(f"Minari dataset {dataset_id!r} already exists at {target} (overwrite it?)")
+    target = check_target(dataset_id, overwrite=overwrite)
     target.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_staging(target.parent)
     check_room(target, buffers)
@@ -88,6 +86,23 @@ def write_minari_dataset(
 # 13.8 kB an episode on 500 four-step T-Maze episodes (6.9 MB).
 HDF5_BYTES_PER_EPISODE = 16_000
 _STAGING = re.compile(r"\..+\.(?:tmp|old)-(\d+)-[^/]*")
+
+
+def check_target(dataset_id: str, *, overwrite: bool) -> Path:
+    """Where `dataset_id` goes under the Minari root, if it may be written there: not there
+    yet (or `overwrite`), and the nearest folder that exists on the way writable. A UserError
+    otherwise; `flowrl collect` asks before any rollout."""
+    target = minari_root() / dataset_id
+    if target.exists() and not overwrite:
+        raise UserError(f"Minari dataset {dataset_id!r} already exists at {target} (overwrite it?)")
+    existing = next(p for p in target.parents if p.exists() or p == Path(p.anchor))
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        reason = "not a folder" if not existing.is_dir() else "not writable"
+        raise UserError(
+            f"cannot write Minari dataset {dataset_id!r} under {minari_root()}: {existing} is "
+            f"{reason} (MINARI_DATASETS_PATH sets the root)"
+        )
+    return target
 
 
 def remove_stale_staging(folder: Path) -> None:

@@ -206,3 +206,23 @@ def test_staging_folders_of_dead_writers_are_removed_at_the_next_write(tmp_path)
     assert second.returncode == 0, second.stderr
     assert not any(folder.exists() for folder in stale) and live.is_dir()
     assert (namespace / "a-v0").is_dir() and (namespace / "d-v0").is_dir()
+
+
+@pytest.mark.parametrize("where", ["under a file", "read-only"])
+def test_a_minari_root_that_cannot_be_written_stops_before_any_rollout(tmp_path, where):
+    """It rolled out every episode, then gave a PermissionError traceback."""
+    if where == "read-only" and os.geteuid() == 0:
+        pytest.skip("root writes into read-only folders")
+    blocker = tmp_path / "blocker"
+    if where == "under a file":
+        blocker.write_text("not a folder")
+    else:
+        blocker.mkdir(mode=0o555)
+    done = collect_process(blocker / "root", "--episodes", "2", "--dataset-id", "tests/x-v0")
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.strip().splitlines() == [
+        "flowrl collect: error: cannot write Minari dataset 'tests/x-v0' under "
+        f"{blocker / 'root'}: {blocker} is "
+        + ("not a folder" if where == "under a file" else "not writable")
+        + " (MINARI_DATASETS_PATH sets the root)"
+    ]
