@@ -9,13 +9,16 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from flowrl.errors import UserError
+from flowrl.errors import MAX_NAME_BYTES, UserError
 
 # Keys the sweep sets itself: one run folder per grid point and seed.
 RESERVED_KEYS = ("seed", "name", "out_dir")
 # More runs than this need --yes: a day of 1000 runs of a minute and a half each fills a
 # machine, and a grid that large is more often a typo (--seeds 0-1000 for 0-10) than a plan.
 MAX_RUNS = 1000
+# A run's name is PREFIX_seed-N, a plain name (`check_name`): the prefix leaves room for
+# `_seed-` and a seed of 20 digits.
+MAX_PREFIX_BYTES = MAX_NAME_BYTES - len("_seed-") - 20
 
 Point = tuple[tuple[str, str], ...]  # (key, value) per grid axis, in grid order
 
@@ -124,6 +127,12 @@ def points(grid: dict[str, list[str]]) -> dict[str, Point]:
     for combo in itertools.product(*grid.values()):
         values = tuple(zip(grid, combo, strict=True))
         prefix = "_".join(f"{short[key]}-{_safe(value)}" for key, value in values)
+        if len(prefix.encode()) > MAX_PREFIX_BYTES:
+            raise UserError(
+                f"--grid values {values} give run folder names of {len(prefix.encode())} bytes "
+                f"before _seed-N ({prefix[:60]}...): at most {MAX_PREFIX_BYTES} fit a file "
+                "name; use shorter values"
+            )
         if prefix in named:
             raise UserError(
                 f"--grid values {named[prefix]} and {values} give the same run folder "

@@ -8,12 +8,14 @@ import pytest
 
 from flowrl.errors import MAX_NAME_BYTES, UserError, check_name
 from flowrl.experiments.grid import (
+    MAX_PREFIX_BYTES,
     MAX_RUNS,
     check_size,
     expand,
     parse_grid,
     parse_seeds,
 )
+from tests.experiments.conftest import flowrl
 
 
 def seeds(text: str) -> list[int]:
@@ -90,3 +92,21 @@ def test_names_are_plain(bad):
     assert check_name("é" * (MAX_NAME_BYTES // 2), "--name")  # 200 bytes in UTF-8
     with pytest.raises(UserError, match="longer than"):
         check_name("é" * (MAX_NAME_BYTES // 2 + 1), "--name")
+
+
+def test_grid_values_whose_run_names_do_not_fit_a_file_name_are_one_line(tmp_path):
+    """They gave a traceback when the first run's folder was made, the manifest pending."""
+    long = "x" * 180
+    done = flowrl(
+        "sweep", "--name", "long", "--out-dir", str(tmp_path), "--list",
+        "--grid", f"eval.env_id=Pendulum-v1,{long}",
+    )  # fmt: skip
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert "give run folder names of" in done.stderr and "use shorter values" in done.stderr
+    assert not any(tmp_path.iterdir())  # no manifest, no folder
+    # the longest that fits: the names are plain and the sweep lists them
+    fits = "y" * (MAX_PREFIX_BYTES - len("env_id-"))
+    listed = flowrl("sweep", "--name", "fits", "--out-dir", str(tmp_path), "--list",
+                    "--grid", f"eval.env_id={fits}")  # fmt: skip
+    assert "give run folder names" not in listed.stderr, listed.stderr
