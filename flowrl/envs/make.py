@@ -61,7 +61,9 @@ def env_errors(env_id: str, env_kwargs: dict[str, Any]) -> Iterator[None]:
         raise UserError(f"cannot make environment {env_id!r}: {err}") from None
     except ImportError as err:
         raise UserError(f"environment {env_id!r} needs a missing package: {err}") from None
-    except (TypeError, ValueError) as err:  # a keyword the env does not take, or a bad value
+    # a keyword the env does not take, or a bad value (envs check theirs with asserts too,
+    # e.g. minigrid's max_steps=2.5)
+    except (TypeError, ValueError, AssertionError) as err:
         raise UserError(f"cannot make environment {env_id!r} with {env_kwargs}: {err}") from None
 
 

@@ -4,6 +4,7 @@ recipe (a wrong pick scores 0)."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -275,3 +276,24 @@ def test_flowrl_collect_command(tmp_path, monkeypatch, capsys):
     assert main([*args, "--dataset-id", "test/mg-default-v0"]) == 0  # minigrid-noisy
     meta = minari.load_dataset("test/mg-default-v0").storage.metadata["flowrl_collect"]
     assert (meta["policy"], meta["noise"]) == ("minigrid-noisy", 0.6)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ("max_steps=2.5", "max_steps must be an integer"),
+        ("size=7.5", "expected an odd integer >= 7"),
+        ("size=100000000", "expected an odd integer >= 7"),
+    ],
+)
+def test_bad_env_kwargs_are_one_line_before_any_rollout(tmp_path, kwargs, message):
+    """max_steps=2.5 was minigrid's AssertionError traceback."""
+    env = {**os.environ, "MINARI_DATASETS_PATH": str(tmp_path), "PYTHONPATH": str(REPO)}
+    cmd = [sys.executable, "-m", "flowrl", "collect", "--env", ENV_ID, "--env-kwargs", kwargs]
+    done = subprocess.run(
+        [*cmd, "--episodes", "1", "--dataset-id", "tests/mg-v0"],
+        capture_output=True, text=True, timeout=scaled(600), env=env,
+    )  # fmt: skip
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and message in done.stderr
+    assert not any(tmp_path.iterdir())
