@@ -51,7 +51,11 @@ def run_list(args: argparse.Namespace) -> int:
 
 def run_show(args: argparse.Namespace) -> int:
     from flowrl.data.loader import load_dataset
+    from flowrl.data.minari_source import check_minari_files, is_minari_id, minari_root
 
+    for part in args.spec.split("+"):  # a local Minari set's files against its metadata first
+        if is_minari_id(part) and (minari_root() / part / "data").is_dir():
+            check_minari_files(minari_root() / part / "data")
     stats = load_dataset(args.spec, download=args.download).stats()
     if args.json:
         print(json.dumps(stats))

@@ -160,3 +160,10 @@ def test_datasets_list_opens_each_dataset_and_names_the_damaged_ones(
     )  # fmt: skip
     rows = {row["name"]: row for row in json.loads(as_json.stdout)}
     assert rows["toy/good-v0"]["damaged"] is None and rows["toy/negative-v0"]["steps"] is None
+    for name, message in (("negative", "total_steps=-5"), ("steps", "counts 10000 steps")):
+        shown = subprocess.run(
+            [sys.executable, "-m", "flowrl", "datasets", "show", f"toy/{name}-v0"],
+            env=env, capture_output=True, text=True, timeout=scaled(600),
+        )  # fmt: skip
+        assert shown.returncode == 2 and "Traceback" not in shown.stderr, shown.stderr
+        assert len(shown.stderr.strip().splitlines()) == 1 and message in shown.stderr
