@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from flowrl.cli.arguments import add_repeatable
 from flowrl.data.collect import DEFAULT_DATASET_ID, DEFAULT_ENV_ID
 from flowrl.envs.policy_registry import COLLECTION_POLICIES, default_policy
 
@@ -39,11 +40,9 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str) -> None:
     parser.add_argument(
         "--env", default=DEFAULT_ENV_ID, help="Gymnasium env id (default: %(default)s)"
     )
-    parser.add_argument(
+    add_repeatable(
+        parser,
         "--env-kwargs",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
         help="keyword arguments of the env, repeatable or comma-separated (e.g. length=50); "
         "the dataset's env spec records them",
     )

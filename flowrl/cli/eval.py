@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from flowrl.agents import DecisionTransformerAgent, load_agent
+from flowrl.cli.arguments import add_repeatable
 from flowrl.eval import VideoUnavailable, evaluate, record_videos
 from flowrl.eval.rollout import EVAL_DEFAULTS, acting_env, check_rollout_settings, target_labels
 from flowrl.files import write_atomic
@@ -41,11 +42,9 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str) -> None:
         help="episode step limit (envs with a fixed horizon, like the T-Mazes, run to it)",
     )
     parser.add_argument("--env", help="environment id; default: the checkpoint's")
-    parser.add_argument(
+    add_repeatable(
+        parser,
         "--env-kwargs",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
         help="env keyword arguments, repeatable or comma-separated (e.g. length=5000); they "
         "update those the checkpoint's dataset recorded",
     )

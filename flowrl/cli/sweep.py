@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from flowrl.cli.arguments import add_overrides, add_repeatable
 from flowrl.errors import UserError, check_name
 from flowrl.experiments.grid import MAX_RUNS
 
@@ -28,22 +29,14 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str) -> None:
         "another name is that run.",
     )
     parser.add_argument("--config", help="base YAML file (see configs/); default: the quickstart")
-    parser.add_argument(
+    add_repeatable(
+        parser,
         "--grid",
-        action="append",
-        default=[],
         metavar="KEY=V1,V2",
         help="a setting and its values, e.g. --grid model.attention=flow,softmax (repeatable)",
     )
     parser.add_argument("--seeds", default="0", help="seeds, e.g. 0-4 or 0,1,2 (default: 0)")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="a setting shared by every run, e.g. --set steps=1000",
-    )
+    add_overrides(parser, "a setting shared by every run, e.g. --set steps=1000")
     parser.add_argument("--name", help="sweep folder name (default: the config's file name)")
     parser.add_argument(
         "--out-dir", default="sweeps", help="parent of the sweep folder (default: sweeps)"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from flowrl import train
+from flowrl.cli.arguments import add_overrides
 from flowrl.data import DEFAULT_DATASET_ID
 from flowrl.eval.rollout import target_labels
 from flowrl.train import load_config
@@ -18,13 +19,8 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str) -> None:
         "flow agent on a scripted Pendulum-v1 dataset, on the CPU in a few minutes.",
     )
     parser.add_argument("--config", help="YAML file (see configs/); defaults to the quickstart")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a setting, e.g. --set optim.lr=3e-4 --set model.attention=softmax",
+    add_overrides(
+        parser, "override a setting, e.g. --set optim.lr=3e-4 --set model.attention=softmax"
     )
     parser.add_argument("--resume", action="store_true", help="continue out_dir/name from last.pt")
     parser.add_argument(

@@ -121,33 +121,35 @@ class TMaze(gym.Env):
         return "\n".join(rows)
 
 
-class TMazePassive(TMaze):
+class _FixedCueTMaze(TMaze):
+    """A T-Maze whose cue offset is the class's, not an argument."""
+
+    CUE_OFFSET: ClassVar[int]
+
+    def __init__(
+        self,
+        length: int = 10,
+        *,
+        noise_dims: int = 0,
+        flag: bool = False,
+        render_mode: str | None = None,
+    ) -> None:
+        super().__init__(
+            length,
+            cue_offset=self.CUE_OFFSET,
+            noise_dims=noise_dims,
+            flag=flag,
+            render_mode=render_mode,
+        )
+
+
+class TMazePassive(_FixedCueTMaze):
     """The cue is in the first observation; T = L + 1."""
 
-    def __init__(
-        self,
-        length: int = 10,
-        *,
-        noise_dims: int = 0,
-        flag: bool = False,
-        render_mode: str | None = None,
-    ) -> None:
-        super().__init__(
-            length, cue_offset=0, noise_dims=noise_dims, flag=flag, render_mode=render_mode
-        )
+    CUE_OFFSET = 0
 
 
-class TMazeActive(TMaze):
+class TMazeActive(_FixedCueTMaze):
     """The agent starts one cell right of the cue and must step left to see it; T = L + 3."""
 
-    def __init__(
-        self,
-        length: int = 10,
-        *,
-        noise_dims: int = 0,
-        flag: bool = False,
-        render_mode: str | None = None,
-    ) -> None:
-        super().__init__(
-            length, cue_offset=1, noise_dims=noise_dims, flag=flag, render_mode=render_mode
-        )
+    CUE_OFFSET = 1

@@ -121,13 +121,7 @@ def check_env(dataset: EpisodeDataset, env: EnvRecord) -> None:
     with env.make() as made:
         obs_space, act_space = made.observation_space, made.action_space
     where = f"dataset {dataset.name!r} and environment {env_id}"
-    if not (isinstance(obs_space, gym.spaces.Box) and len(obs_space.shape) == 1):
-        raise UserError(f"{where}: the env's observations are {obs_space}, flowrl needs a flat Box")
-    if obs_space.shape[0] != dataset.obs_dim:
-        raise UserError(
-            f"{where} do not match: observations of size {dataset.obs_dim} in the data, "
-            f"{obs_space.shape[0]} in the env (set eval.env_id to the env the data came from)"
-        )
+    check_flat_box(where, "observations", obs_space, dataset.obs_dim)
     if dataset.discrete_actions is not None:
         if (
             not isinstance(act_space, gym.spaces.Discrete)
@@ -138,14 +132,19 @@ def check_env(dataset: EpisodeDataset, env: EnvRecord) -> None:
                 f"{act_space} in the env"
             )
         return
-    if not (isinstance(act_space, gym.spaces.Box) and len(act_space.shape) == 1):
-        raise UserError(f"{where}: the env's actions are {act_space}, flowrl needs a flat Box")
-    if act_space.shape[0] != dataset.act_dim:
-        raise UserError(
-            f"{where} do not match: actions of size {dataset.act_dim} in the data, "
-            f"{act_space.shape[0]} in the env (set eval.env_id to the env the data came from)"
-        )
+    check_flat_box(where, "actions", act_space, dataset.act_dim)
     warn_on_action_range(dataset, act_space, env_id)
+
+
+def check_flat_box(where: str, what: str, space: gym.Space, data_size: int) -> None:
+    """The env's `what` ("observations" or "actions") are a flat Box of the data's size."""
+    if not (isinstance(space, gym.spaces.Box) and len(space.shape) == 1):
+        raise UserError(f"{where}: the env's {what} are {space}, flowrl needs a flat Box")
+    if space.shape[0] != data_size:
+        raise UserError(
+            f"{where} do not match: {what} of size {data_size} in the data, "
+            f"{space.shape[0]} in the env (set eval.env_id to the env the data came from)"
+        )
 
 
 def warn_on_action_range(dataset: EpisodeDataset, space: gym.spaces.Box, env_id: str) -> None:
