@@ -76,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
     check_flags(args)  # reliability: before the checkpoint is read and the envs run
     env_kwargs = parse_env_kwargs(args.env_kwargs)
     agent = load_agent(args.checkpoint)
+    acting_env(agent, args.env, env_kwargs).try_out()  # settings that fail only in a step
     targets = args.target or agent.target_returns
     results = evaluate(
         agent,

@@ -40,6 +40,22 @@ class EnvRecord:
         """`gym.make` of this env, with a UserError naming a bad id or keyword argument."""
         return make_env(self.env_id, dict(self.kwargs), **make_kwargs)
 
+    def try_out(self) -> gym.Env:
+        """Makes the env and takes one reset and one random step, so that settings that fail
+        only once the env runs fail here, in one line, before any rollout; returns the env
+        (closed)."""
+        with self.make() as env:
+            try:
+                env.reset(seed=0)
+                env.action_space.seed(0)
+                env.step(env.action_space.sample())
+            except (TypeError, ValueError, AssertionError) as err:
+                raise UserError(
+                    f"environment {self.env_id!r} with {dict(self.kwargs)} fails in its first "
+                    f"reset or step: {err}"
+                ) from None
+        return env
+
 
 def resolve_env(
     recorded: EnvRecord | None,

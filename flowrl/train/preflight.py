@@ -116,10 +116,11 @@ def eval_env(
 
 
 def check_env(dataset: EpisodeDataset, env: EnvRecord) -> None:
-    """Makes `env` and checks its spaces against the dataset; warns on action ranges."""
+    """Makes `env`, takes one reset and one step in it (`EnvRecord.try_out`) and checks its
+    spaces against the dataset; warns on action ranges."""
     env_id = env.env_id
-    with env.make() as made:
-        obs_space, act_space = made.observation_space, made.action_space
+    made = env.try_out()
+    obs_space, act_space = made.observation_space, made.action_space
     where = f"dataset {dataset.name!r} and environment {env_id}"
     check_flat_box(where, "observations", obs_space, dataset.obs_dim)
     if dataset.discrete_actions is not None:

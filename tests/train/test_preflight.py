@@ -213,3 +213,48 @@ def test_a_run_that_stopped_before_its_first_checkpoint_names_overwrite(env, tmp
     done = train(env, cfg, "--overwrite")
     assert done.returncode == 0, done.stderr[-2000:]
     assert (run / "checkpoints" / "last.pt").is_file()
+
+
+STEPPY = '''
+import math
+
+import gymnasium as gym
+import numpy as np
+
+
+class Steppy(gym.Env):
+    """Takes any speed when made; a negative one fails in its first step (math.sqrt)."""
+
+    observation_space = gym.spaces.Box(-1, 1, (3,), np.float32)
+    action_space = gym.spaces.Box(-1, 1, (2,), np.float32)
+
+    def __init__(self, speed: float = 1.0):
+        self.speed = speed
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        return np.zeros(3, np.float32), {}
+
+    def step(self, action):
+        return np.full(3, math.sqrt(self.speed), np.float32), 0.0, False, False, {}
+
+
+gym.register("Steppy-v0", entry_point=Steppy, max_episode_steps=5)
+'''
+
+
+def test_env_settings_that_fail_only_in_a_step_stop_before_training(env, tmp_path):
+    """The preflight takes one reset and one step in the eval env: a setting the env accepts
+    when made but fails on in `step` is one line before the run folder, not a traceback at
+    the first evaluation."""
+    (tmp_path / "steppy.py").write_text(STEPPY)
+    env = {**env, "PYTHONPATH": f"{tmp_path}{os.pathsep}{env['PYTHONPATH']}"}
+    data = write_hdf5(tmp_path / "steppy.hdf5", obs_dim=3, act_dim=2)
+    cfg = config(tmp_path, data, env_id="steppy:Steppy-v0", env_kwargs={"speed": -1.0})
+    out = train(env, cfg)
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+    assert out.stderr.strip().splitlines() == [
+        "flowrl train: error: environment 'steppy:Steppy-v0' with {'speed': -1.0} fails in its "
+        "first reset or step: math domain error"
+    ]
+    assert not (tmp_path / "runs").exists()
