@@ -83,14 +83,9 @@ def run(args: argparse.Namespace) -> int:
         target_returns=targets,
         episodes=args.episodes,
         num_envs=args.num_envs,
-        seed=args.seed,
-        max_steps=args.max_steps,
-        env_id=args.env,
-        env_kwargs=env_kwargs,
-        sample_actions=args.sample_actions,
-        device=args.device,
         progress=True,
         vectorization="async" if args.async_envs else "sync",
+        **rollout_settings(args, env_kwargs),
     )
     summaries = [r.summary() for r in results]
     labels = target_labels([s["target_return"] for s in summaries])
@@ -113,6 +108,18 @@ def run(args: argparse.Namespace) -> int:
     if args.video:
         videos(args, agent, targets, env_kwargs)
     return 0
+
+
+def rollout_settings(args: argparse.Namespace, env_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The flags' settings that the evaluation and its videos both roll out with."""
+    return {
+        "seed": args.seed,
+        "max_steps": args.max_steps,
+        "env_id": args.env,
+        "env_kwargs": env_kwargs,
+        "sample_actions": args.sample_actions,
+        "device": args.device,
+    }
 
 
 def check_flags(args: argparse.Namespace) -> None:
@@ -156,12 +163,7 @@ def videos(
             args.video,
             target_returns=targets,
             episodes=min(args.video_episodes, args.episodes),
-            seed=args.seed,
-            max_steps=args.max_steps,
-            env_id=args.env,
-            env_kwargs=env_kwargs,
-            sample_actions=args.sample_actions,
-            device=args.device,
+            **rollout_settings(args, env_kwargs),
         )
     except VideoUnavailable as err:
         print(f"flowrl eval: video skipped: {err}", file=sys.stderr)
