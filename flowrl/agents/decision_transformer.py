@@ -48,6 +48,10 @@ class DecisionTransformerConfig:
     specification's 10 by default). It bounds how far one token can outweigh the rest of
     its episode in the competition's normaliser.
 
+    `key_gate`: the `flow-relu` kind's learned per-head gate on each token's keys
+    (`flowrl.nn.FlowAttention`): a token gated to exactly 0 drops out of every later read,
+    so the rest of a long episode cannot dilute what the model keeps.
+
     `state_encoder`: "linear" (a linear layer over the standardised observation) or "grid"
     (learned embeddings of MiniGrid-Memory's raw cell codes, flowrl/agents/state_encoder.py;
     its states are not standardised). Checkpoints without it are "linear".
@@ -68,6 +72,7 @@ class DecisionTransformerConfig:
     activation: str = "relu"
     attention_backend: str = "auto"  # one of the attention layer's `backends`
     attention_clamp: float = SPEC_CLAMP  # the flow kinds: the source clamp c
+    key_gate: bool = False  # flow-relu: gate each token's keys (docstring)
     state_encoder: str = "linear"  # linear | grid
 
     def __post_init__(self) -> None:
@@ -105,6 +110,11 @@ class DecisionTransformerConfig:
                 f"model.attention_clamp={self.attention_clamp}: only flow attentions have a "
                 f"clamp, not model.attention={self.attention}"
             )
+        if self.key_gate and not kind.key_gate:
+            raise UserError(
+                f"model.key_gate=true needs ReLU features (model.attention=flow-relu), "
+                f"not model.attention={self.attention}"
+            )
         if self.state_encoder == "grid" and self.state_dim not in (None, GRID_STATE_DIM):
             raise UserError(
                 f"model.state_encoder=grid reads MiniGrid-Memory observations of "
@@ -132,6 +142,7 @@ class Block(nn.Module):
             dropout=cfg.dropout,
             backend=cfg.attention_backend,
             clamp=cfg.attention_clamp,
+            key_gate=cfg.key_gate,
         )
         self.ln_2 = nn.LayerNorm(cfg.embed_dim)
         self.mlp = nn.Sequential(

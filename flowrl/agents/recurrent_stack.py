@@ -15,6 +15,7 @@ from torch import Tensor, nn
 
 from flowrl.agents.decision_transformer import DecisionTransformer
 from flowrl.nn import attention_kind
+from flowrl.nn.attention import key_gate_value
 from flowrl.ops.flow_attention.inplace_step import InplaceFlowStep
 
 
@@ -41,6 +42,8 @@ class _Layer:
     def __init__(self, block: nn.Module, attention: InplaceFlowStep) -> None:
         self.ln_1, self.ln_2 = _norm(block.ln_1), _norm(block.ln_2)
         self.qkv, self.proj = _linear(block.attn.qkv), _linear(block.attn.proj)
+        gate = block.attn.key_gate
+        self.key_gate = None if gate is None else _linear(gate)
         self.fc, self.fc_proj = _linear(block.mlp[0]), _linear(block.mlp[2])
         self.activation = block.mlp[1]
         self.relu = isinstance(self.activation, nn.ReLU)
@@ -96,7 +99,11 @@ class RecurrentStack:
         position.add_(1.0)
         for layer in self.layers:
             h = torch.layer_norm(x, shape, *layer.ln_1)
-            y = layer.attention.step(_addmm(layer.qkv, h, self.qkv), position)
+            qkv = _addmm(layer.qkv, h, self.qkv)
+            if layer.key_gate is not None:  # the keys' third of qkv, times each head's gate
+                gate = key_gate_value(torch.addmm(layer.key_gate[0], h, layer.key_gate[1]))
+                qkv.view(len(h), 3, len(gate[0]), -1)[:, 1].mul_(gate.unsqueeze(-1))
+            y = layer.attention.step(qkv, position)
             x.add_(_addmm(layer.proj, y, branch))
             h = torch.layer_norm(x, shape, *layer.ln_2)
             hidden = _addmm(layer.fc, h, self.hidden)

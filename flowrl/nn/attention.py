@@ -103,11 +103,23 @@ def spread_over_heads(feature_map: str | tuple[str, ...], heads: int) -> str | t
     return tuple(name for name, size in zip(feature_map, sizes, strict=True) for _ in range(size))
 
 
+def key_gate_value(logit: Tensor) -> Tensor:
+    """The key gate from its linear part: clamp(0.5 + logit, 0, 1), open halfway when the
+    linear part is 0 (its initial scale), exactly 0 or 1 at the ends."""
+    return (logit + 0.5).clamp(0.0, 1.0)
+
+
 class FlowAttention(CausalSelfAttention):
     """Multi-head causal Flow-Attention (docs/flow-attention.md) with feature map
     `feature_map` (`flowrl.ops.FEATURE_MAPS`), or several spread over the heads in order.
 
     Flow-Attention forms no attention matrix, so dropout applies to the output only.
+
+    `key_gate` (ReLU features only) scales each token's keys, per head, by a learned gate
+    g = clamp(0.5 + w.x + b, 0, 1). As phi(g k) = g phi(k) for ReLU, a gate at exactly 0
+    takes the token out of every later query's read and normaliser, at any length: the
+    output's weighted mean cannot be diluted by tokens the model learned to silence
+    (docs/long-context.md, "A read that length cannot dilute").
     """
 
     recurrent = True
@@ -121,6 +133,7 @@ class FlowAttention(CausalSelfAttention):
         feature_map: str | tuple[str, ...] = DEFAULTS.feature_map,
         eps: float = DEFAULTS.eps,
         clamp: float = DEFAULTS.clamp,
+        key_gate: bool = False,
         **layer: Any,
     ) -> None:
         """`layer`: `CausalSelfAttention`'s keywords (dropout, bias, backend)."""
@@ -128,6 +141,15 @@ class FlowAttention(CausalSelfAttention):
         self.feature_map = spread_over_heads(feature_map, num_heads)
         head_groups(self.feature_map, num_heads)  # a ValueError naming a bad map
         self.eps, self.clamp = eps, clamp
+        if key_gate and self.feature_map != "relu":
+            raise ValueError(f"key_gate needs ReLU features, not feature_map={feature_map!r}")
+        self.key_gate = nn.Linear(embed_dim, num_heads) if key_gate else None
+
+    def _heads(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        q, k, v = super()._heads(x)
+        if self.key_gate is not None:
+            k = k * key_gate_value(self.key_gate(x)).unsqueeze(-1)
+        return q, k, v
 
     def forward(
         self,
@@ -198,6 +220,7 @@ class AttentionKind:
     layer: type[CausalSelfAttention]
     feature_map: str | tuple[str, ...] | None = None  # flow kinds: phi, or maps over the heads
     clamp: bool = False  # takes `model.attention_clamp`
+    key_gate: bool = False  # takes `model.key_gate` (ReLU features)
     inplace_step: bool = False  # `RecurrentStack` steps it on preallocated buffers
 
     @property
@@ -211,7 +234,9 @@ class AttentionKind:
 
 ATTENTION_KINDS: dict[str, AttentionKind] = {
     "flow": AttentionKind(FlowAttention, "sigmoid", clamp=True, inplace_step=True),
-    "flow-relu": AttentionKind(FlowAttention, "relu", clamp=True, inplace_step=True),
+    "flow-relu": AttentionKind(
+        FlowAttention, "relu", clamp=True, key_gate=True, inplace_step=True
+    ),
     "flow-mixed": AttentionKind(FlowAttention, ("relu", "sigmoid"), clamp=True, inplace_step=True),
     "softmax": AttentionKind(SoftmaxAttention),
 }
@@ -241,9 +266,11 @@ def make_attention(
     dropout: float = 0.0,
     backend: str = "auto",
     clamp: float = DEFAULTS.clamp,
+    key_gate: bool = False,
 ) -> CausalSelfAttention:
     """Builds the attention layer of kind `name` (a key of ATTENTION_KINDS); `clamp` is the
-    flow kinds' source clamp, and must stay at its default for the others."""
+    flow kinds' source clamp, and must stay at its default for the others; `key_gate` is
+    for the kinds with ReLU features (`FlowAttention`)."""
     kind = attention_kind(name)
     kw: dict = {"dropout": dropout, "backend": backend}
     if kind.feature_map is not None:
@@ -252,4 +279,8 @@ def make_attention(
         kw["clamp"] = clamp
     elif clamp != DEFAULTS.clamp:
         raise ValueError(f"attention={name!r} has no clamp, got clamp={clamp}")
+    if key_gate and not kind.key_gate:
+        raise ValueError(f"attention={name!r} has no key gate (it needs ReLU features)")
+    if key_gate:
+        kw["key_gate"] = True
     return kind.layer(embed_dim, num_heads, **kw)
