@@ -234,9 +234,7 @@ class AttentionKind:
 
 ATTENTION_KINDS: dict[str, AttentionKind] = {
     "flow": AttentionKind(FlowAttention, "sigmoid", clamp=True, inplace_step=True),
-    "flow-relu": AttentionKind(
-        FlowAttention, "relu", clamp=True, key_gate=True, inplace_step=True
-    ),
+    "flow-relu": AttentionKind(FlowAttention, "relu", clamp=True, key_gate=True, inplace_step=True),
     "flow-mixed": AttentionKind(FlowAttention, ("relu", "sigmoid"), clamp=True, inplace_step=True),
     "softmax": AttentionKind(SoftmaxAttention),
 }

@@ -13,8 +13,8 @@ from flowrl.agents import DecisionTransformer, DecisionTransformerConfig
 from flowrl.agents.recurrent_stack import RecurrentStack
 from flowrl.errors import UserError
 from flowrl.nn import FlowAttention, make_attention
-from flowrl.ops.flow_attention.protocol import FlowBatch, FlowOptions
 from flowrl.ops.flow_attention.naive import naive_flow_attention
+from flowrl.ops.flow_attention.protocol import FlowBatch, FlowOptions
 
 E, H = 16, 2
 
