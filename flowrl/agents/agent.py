@@ -182,8 +182,9 @@ class DecisionTransformerAgent:
     def loss(self, batch: Batch[Tensor], model: nn.Module | None = None) -> Tensor:
         """The training loss of a raw batch (on the model's device): normalise, predict the
         actions, and average over real steps the squared error (continuous actions) or the
-        cross-entropy of the data's action (discrete). `model` is the module to call in place
-        of `self.model`, e.g. its DistributedDataParallel or compiled wrapper."""
+        cross-entropy of the data's action (discrete), plus `model.key_gate_penalty` times
+        the mean key gate. `model` is the module to call in place of `self.model`, e.g. its
+        DistributedDataParallel or compiled wrapper."""
         norm = self.normalizer
         actions = norm.actions(batch.actions)
         loss = discrete_action_loss if self.model.cfg.discrete else action_loss
@@ -194,7 +195,9 @@ class DecisionTransformerAgent:
             batch.timesteps,
             cu_seqlens=getattr(batch, "cu_seqlens", None),
         )
-        return loss(predicted.float(), actions, batch.valid)
+        value = loss(predicted.float(), actions, batch.valid)
+        penalty = self.model.cfg.key_gate_penalty
+        return value + penalty * self.model.key_gate_mean().float() if penalty else value
 
     # ---------------------------------------------------------------- acting
     def policy(

@@ -51,6 +51,8 @@ class DecisionTransformerConfig:
     `key_gate`: the `flow-relu` kind's learned per-head gate on each token's keys
     (`flowrl.nn.FlowAttention`): a token gated to exactly 0 drops out of every later read,
     so the rest of a long episode cannot dilute what the model keeps.
+    `key_gate_penalty` adds that many times the mean gate (over tokens, heads and blocks) to
+    the training loss: it closes the gates of tokens the actions do not need.
 
     `state_encoder`: "linear" (a linear layer over the standardised observation) or "grid"
     (learned embeddings of MiniGrid-Memory's raw cell codes, flowrl/agents/state_encoder.py;
@@ -73,6 +75,7 @@ class DecisionTransformerConfig:
     attention_backend: str = "auto"  # one of the attention layer's `backends`
     attention_clamp: float = SPEC_CLAMP  # the flow kinds: the source clamp c
     key_gate: bool = False  # flow-relu: gate each token's keys (docstring)
+    key_gate_penalty: float = 0.0  # weight of the mean gate in the training loss
     state_encoder: str = "linear"  # linear | grid
 
     def __post_init__(self) -> None:
@@ -114,6 +117,14 @@ class DecisionTransformerConfig:
             raise UserError(
                 f"model.key_gate=true needs ReLU features (model.attention=flow-relu), "
                 f"not model.attention={self.attention}"
+            )
+        if not self.key_gate_penalty >= 0:
+            raise UserError(
+                f"model.key_gate_penalty={self.key_gate_penalty}: expected a number >= 0"
+            )
+        if self.key_gate_penalty and not self.key_gate:
+            raise UserError(
+                f"model.key_gate_penalty={self.key_gate_penalty} needs model.key_gate=true"
             )
         if self.state_encoder == "grid" and self.state_dim not in (None, GRID_STATE_DIM):
             raise UserError(
@@ -193,6 +204,10 @@ class DecisionTransformer(nn.Module):
     def recurrent(self) -> bool:
         """Whether the model can act token by token at constant cost (`step`)."""
         return attention_kind(self.cfg.attention).recurrent
+
+    def key_gate_mean(self) -> Tensor:
+        """The mean key gate over the blocks in the last training forward (`key_gate`)."""
+        return torch.stack([block.attn.gate_mean for block in self.blocks]).mean()
 
     def embed_tokens(self, kind: str, values: Tensor, timesteps: Tensor) -> Tensor:
         """Tokens of one kind at their timesteps, (..., E), before dropout.

@@ -119,7 +119,8 @@ class FlowAttention(CausalSelfAttention):
     g = clamp(0.5 + w.x + b, 0, 1). As phi(g k) = g phi(k) for ReLU, a gate at exactly 0
     takes the token out of every later query's read and normaliser, at any length: the
     output's weighted mean cannot be diluted by tokens the model learned to silence
-    (docs/long-context.md, "A read that length cannot dilute").
+    (docs/long-context.md, "A read that length cannot dilute"). In training, `gate_mean`
+    holds the mean gate of the last forward, for a penalty that closes unneeded gates.
     """
 
     recurrent = True
@@ -144,11 +145,15 @@ class FlowAttention(CausalSelfAttention):
         if key_gate and self.feature_map != "relu":
             raise ValueError(f"key_gate needs ReLU features, not feature_map={feature_map!r}")
         self.key_gate = nn.Linear(embed_dim, num_heads) if key_gate else None
+        self.gate_mean: Tensor | None = None
 
     def _heads(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         q, k, v = super()._heads(x)
         if self.key_gate is not None:
-            k = k * key_gate_value(self.key_gate(x)).unsqueeze(-1)
+            gate = key_gate_value(self.key_gate(x))
+            k = k * gate.unsqueeze(-1)
+            if self.training:
+                self.gate_mean = gate.mean()
         return q, k, v
 
     def forward(

@@ -96,3 +96,27 @@ def test_only_relu_features_take_a_key_gate():
         make_attention("softmax", E, H, key_gate=True)
     with pytest.raises(ValueError, match="key_gate needs ReLU features"):
         FlowAttention(E, H, feature_map="sigmoid", key_gate=True)
+
+
+def test_the_penalty_closes_gates_that_the_loss_does_not_need():
+    """Training on the penalty alone drives every gate to exactly 0; it needs the gate."""
+    torch.manual_seed(0)
+    cfg = DecisionTransformerConfig(
+        state_dim=4, act_dim=2, embed_dim=E, n_heads=H, n_layers=1, attention="flow-relu",
+        context_mode="episode", key_gate=True, key_gate_penalty=1.0,
+    )  # fmt: skip
+    net = DecisionTransformer(cfg).train()
+    optimiser = torch.optim.Adam(net.parameters(), lr=0.05)
+    states, actions = torch.randn(2, 10, 4), torch.zeros(2, 10, 2)
+    returns, steps = torch.zeros(2, 10), torch.arange(10).repeat(2, 1)
+    for _ in range(50):
+        net(states, actions, returns, steps)
+        optimiser.zero_grad()
+        net.key_gate_mean().backward()
+        optimiser.step()
+    net(states, actions, returns, steps)
+    assert net.key_gate_mean().item() == 0.0
+    with pytest.raises(UserError, match=r"model\.key_gate_penalty=0.1 needs model\.key_gate"):
+        DecisionTransformerConfig(4, 2, attention="flow-relu", key_gate_penalty=0.1)
+    with pytest.raises(UserError, match=r"model\.key_gate_penalty=-1"):
+        DecisionTransformerConfig(4, 2, attention="flow-relu", key_gate=True, key_gate_penalty=-1.0)
