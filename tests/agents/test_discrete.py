@@ -295,3 +295,17 @@ def test_checkpoints_from_before_discrete_actions_load_as_continuous(tmp_path):
     loaded = DecisionTransformerAgent.from_state_dict(state)
     assert not loaded.model.cfg.discrete and not loaded.normalizer.discrete
     assert loaded.model.cfg.timestep_embedding == "learned"
+
+
+def test_the_key_gate_penalty_adds_its_share_of_the_mean_gate_to_the_loss(tmaze):
+    batch = WindowSampler(tmaze, context_len=8, batch_size=8, seed=3).sample().to_torch()
+    settings = {"attention": "flow-relu", "key_gate": True}
+    plain = discrete_agent(tmaze, **settings)
+    penalised = discrete_agent(tmaze, **settings, key_gate_penalty=0.5)
+    for agent in (plain, penalised):
+        agent.model.train()
+    base = plain.loss(batch)
+    with_penalty = penalised.loss(batch)
+    gate = penalised.model.key_gate_mean().item()
+    assert 0.2 < gate < 0.8  # half open at the start
+    assert with_penalty.item() == pytest.approx(base.item() + 0.5 * gate, rel=1e-5)
