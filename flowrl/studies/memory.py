@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -27,7 +28,7 @@ import numpy as np
 
 from flowrl.agents import load_agent
 from flowrl.data import collect_dataset
-from flowrl.errors import UserError
+from flowrl.errors import Interrupted, UserError
 from flowrl.eval import evaluate
 from flowrl.experiments import stats
 from flowrl.experiments.grid import parse_seeds
@@ -35,7 +36,8 @@ from flowrl.experiments.runs import find_runs
 from flowrl.experiments.sweep import run_grid
 from flowrl.files import write_atomic
 from flowrl.studies.memory_tables import Task, read_tables
-from flowrl.train.child import start_child
+from flowrl.train.child import join_passing_sigterm, start_child
+from flowrl.train.interrupt import StopOnSignal
 
 TABLES = read_tables()  # memory_benchmark.yaml: the tasks and the variants
 TASKS, VARIANTS, RENAMED_VARIANTS = TABLES.tasks, TABLES.variants, TABLES.renamed
@@ -157,8 +159,21 @@ def sweep_folder(out: Path, task: str, length: int, variant: str) -> Path:
     return folder
 
 
-def sweep(args: argparse.Namespace, length: int, variant: str) -> Path:
-    """Trains one variant at one length over the seeds; returns the sweep folder."""
+def stopped(stop: StopOnSignal) -> Interrupted:
+    """What `run` raises once a signal stopped its sweeps (each saved its runs)."""
+    name = signal.Signals(stop.signum or signal.SIGTERM).name
+    return Interrupted(
+        stop.signum or signal.SIGTERM,
+        f"stopped by {name}: the sweeps saved their runs where they were; run the same "
+        "command again to resume them",
+    )
+
+
+def sweep(args: argparse.Namespace, length: int, variant: str, stop: StopOnSignal) -> Path:
+    """Trains one variant at one length over the seeds; returns the sweep folder. A signal
+    that `stop` caught stops it, before it starts or through its child."""
+    if stop.requested:
+        raise stopped(stop)
     setup = VARIANTS[variant]
     task = TASKS[args.task]
     name = sweep_folder(args.out, args.task, length, variant).name
@@ -179,7 +194,9 @@ def sweep(args: argparse.Namespace, length: int, variant: str) -> Path:
         run_grid, (args.out / name).resolve(), str(args.config), overrides, {},
         parse_seeds(args.seeds), progress=False, log=log, prog=f"sweep {name}",
     )  # fmt: skip
-    child.join()
+    join_passing_sigterm(child, stop)
+    if stop.requested:
+        raise stopped(stop)
     if child.exitcode != 0:
         tail = "\n".join(log.read_text(errors="replace").strip().splitlines()[-20:])
         raise UserError(f"sweep {name} failed (exit {child.exitcode}), log {log}:\n{tail}")
@@ -286,8 +303,10 @@ def run(args: argparse.Namespace) -> dict:
     else:
         for length in args.lengths:
             collect(TASKS[args.task], length, args.dataset_episodes)
-        with ThreadPoolExecutor(args.jobs) as pool:  # each sweep runs its seeds one by one
-            folders = dict(zip(jobs, pool.map(lambda job: sweep(args, *job), jobs), strict=True))
+        # each sweep runs its seeds one by one; signals are caught here, in the main thread
+        with StopOnSignal() as stop, ThreadPoolExecutor(args.jobs) as pool:
+            trained = pool.map(lambda job: sweep(args, *job, stop), jobs)
+            folders = dict(zip(jobs, trained, strict=True))
 
     results: dict = {"task": args.task, "seeds": args.seeds, "steps": args.steps,
                      "machine": args.machine, "trained": {}, "generalisation": {}}  # fmt: skip

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from flowrl.errors import exit_status, show_warnings_in_one_line
+from flowrl.train.interrupt import StopOnSignal
 
 SPAWN = multiprocessing.get_context("spawn")
 
@@ -49,6 +50,19 @@ def start_child(
     )
     process.start()
     return process
+
+
+def join_passing_sigterm(process: multiprocessing.Process, stop: StopOnSignal) -> None:
+    """Waits for a child in this process's group, from any thread. A SIGTERM that `stop`
+    (entered in the main thread) caught meanwhile is passed on to it (a terminal's Ctrl-C
+    reaches both already), so that it stops as it would on its own instead of running on
+    without a parent."""
+    passed = False
+    while process.exitcode is None:
+        process.join(0.2)
+        if stop.signum == signal.SIGTERM and not passed:
+            os.kill(process.pid, signal.SIGTERM)
+            passed = True
 
 
 def _child_main(

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -132,3 +134,34 @@ def test_a_dataset_of_another_size_and_another_tasks_results_are_not_reused(tmp_
     again = bench(["--out", str(out), "--report-only"], env)
     assert again.returncode == 2 and "holds the results of task 'minigrid'" in again.stderr
     assert results.read_bytes() == before
+
+
+def test_sigterm_stops_the_sweeps_it_started_and_they_save(tmp_path):
+    """`kill` of the benchmark alone (its sweep runs in a child) reaches the sweep: the run
+    saves and stops, nothing runs on without a parent, and the benchmark exits 143 with one
+    line. Before, the sweep trained on as an orphan."""
+    env = {**os.environ, "MINARI_DATASETS_PATH": str(tmp_path / "data"), "PYTHONPATH": str(ROOT)}
+    env["OMP_NUM_THREADS"] = "1"
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "flowrl", "bench", "memory", "--smoke", "--steps", "100000"]
+    bench_process = subprocess.Popen(
+        [*cmd, "--out", str(out)], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )  # fmt: skip
+    run_dir = out / "passive-L4-flow-episode" / "runs" / "seed-0"
+    deadline = time.monotonic() + scaled(300)
+    while not (run_dir / "metrics.jsonl").is_file() and time.monotonic() < deadline:
+        assert bench_process.poll() is None, bench_process.stderr.read()
+        time.sleep(0.2)
+    run_pid = int((run_dir / ".lock").read_text())
+    bench_process.send_signal(signal.SIGTERM)
+    _, err = bench_process.communicate(timeout=scaled(120))
+    assert bench_process.returncode == 143, err
+    assert (
+        err.strip()
+        .splitlines()[-1]
+        .startswith("flowrl bench: stopped by SIGTERM: the sweeps saved")
+    )
+    assert "Traceback" not in err and (run_dir / "checkpoints" / "last.pt").is_file()
+    with pytest.raises(ProcessLookupError):  # the run's process is gone
+        os.kill(run_pid, 0)
