@@ -87,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"unseen={row['wrong_unseen']} timeout={row['timeout']}"
                   + (f"  memory weight {np.mean(row['memory_weight']):.3f}"
                      f" hallway keys {np.mean(row['hallway_key_norm']):.2f}"
+                     f" silent keys {np.mean(row['silent_keys']):.2f}"
                      if "memory_weight" in row else ""), flush=True)  # fmt: skip
             rows.append(row)
     config = {"profile": args.profile, "sweeps": [str(s) for s in sweeps],

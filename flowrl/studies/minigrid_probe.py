@@ -22,7 +22,9 @@ episodes:
   share of the decision's attention weights <Q_t, K_s> C_s on the tokens of the steps whose
   view shows the room's object (the memory the decision can read; the rest is hallway), and
   `hallway_key_norm`, the mean L1 norm of the key features of the other steps' tokens,
-  relative to those of the memory's (how loud the hallway is against the memory).
+  relative to those of the memory's (how loud the hallway is against the memory), and
+  `silent_keys`, the share of tokens before the decision whose key features are all 0
+  (a closed key gate, or a key whose ReLU features are all cut): tokens no query reads.
 
 `rollout_outcomes` lets the agent act on its own (greedy, recurrent where it can) and sorts
 its episodes: `match`, `wrong_seen` (the other object, after the room's object was in
@@ -105,7 +107,8 @@ def decision_inputs(
 
 
 def memory_readings(model: DecisionTransformer, inputs: list[Tensor], in_view: Tensor) -> Tensor:
-    """(blocks, 2, H): `memory_weight` and `hallway_key_norm` (module docstring) at the
+    """(blocks, 3, H): `memory_weight`, `hallway_key_norm` and `silent_keys` (module
+    docstring) at the
     decision's state token, the last token before its action; `in_view` (tokens,) marks the
     tokens of the steps that show the room's object."""
     attention_inputs = []
@@ -128,6 +131,7 @@ def memory_readings(model: DecisionTransformer, inputs: list[Tensor], in_view: T
             torch.stack([
                 weights[:, memory].sum(-1) / weights.sum(-1),
                 norms[:, ~memory].mean(-1) / norms[:, memory].mean(-1),
+                (norms == 0).to(weights.dtype).mean(-1),
             ])
         )  # fmt: skip
     return torch.stack(readings).float()
@@ -154,10 +158,11 @@ def probe_minigrid(agent: DecisionTransformerAgent, size: int, seeds: range) -> 
     margin, room = np.array(margins), np.array(objects)
     flow_readings = {}
     if readings:
-        mean = torch.stack(readings).mean(0)  # (blocks, 2, H)
+        mean = torch.stack(readings).mean(0)  # (blocks, 3, H)
         flow_readings = {
             "memory_weight": mean[:, 0].tolist(),
             "hallway_key_norm": mean[:, 1].tolist(),
+            "silent_keys": mean[:, 2].tolist(),
         }
     return {
         "size": size,

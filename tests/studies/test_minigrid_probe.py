@@ -93,8 +93,21 @@ def test_probe_reports_its_readings(mode):
         assert "memory_weight" not in result
         return
     weight, loudness = np.array(result["memory_weight"]), np.array(result["hallway_key_norm"])
-    assert weight.shape == loudness.shape == (2, 2)  # (blocks, heads)
+    silent = np.array(result["silent_keys"])
+    assert weight.shape == loudness.shape == silent.shape == (2, 2)  # (blocks, heads)
     assert ((weight > 0) & (weight < 1)).all() and (loudness > 0).all()
+    assert ((silent >= 0) & (silent < 1)).all()
+
+
+def test_silent_keys_reads_keys_that_no_query_can_read():
+    agent = grid_agent("episode", K=4)
+    attention = agent.model.blocks[0].attn
+    E = attention.qkv.in_features
+    with torch.no_grad():  # the first block's keys all negative: ReLU features all 0
+        attention.qkv.weight[E : 2 * E].zero_()
+        attention.qkv.bias[E : 2 * E].fill_(-1.0)
+    silent = np.array(probe_minigrid(agent, size=9, seeds=range(3))["silent_keys"])
+    assert (silent[0] == 1).all() and (silent[1] < 1).all()
 
 
 def test_an_agent_without_a_preference_has_margin_zero():
