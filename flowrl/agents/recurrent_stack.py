@@ -102,7 +102,8 @@ class RecurrentStack:
             qkv = _addmm(layer.qkv, h, self.qkv)
             if layer.key_gate is not None:  # the keys' third of qkv, times each head's gate
                 gate = key_gate_value(torch.addmm(layer.key_gate[0], h, layer.key_gate[1]))
-                qkv.view(len(h), 3, len(gate[0]), -1)[:, 1].mul_(gate.unsqueeze(-1))
+                rows, heads = gate.shape
+                qkv.view(rows, 3, heads, -1)[:, 1].mul_(gate.unsqueeze(-1))
             y = layer.attention.step(qkv, position)
             x.add_(_addmm(layer.proj, y, branch))
             h = torch.layer_norm(x, shape, *layer.ln_2)

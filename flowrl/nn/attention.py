@@ -282,8 +282,8 @@ def make_attention(
         kw["clamp"] = clamp
     elif clamp != DEFAULTS.clamp:
         raise ValueError(f"attention={name!r} has no clamp, got clamp={clamp}")
-    if key_gate and not kind.key_gate:
+    if kind.key_gate:
+        kw["key_gate"] = key_gate
+    elif key_gate:
         raise ValueError(f"attention={name!r} has no key gate (it needs ReLU features)")
-    if key_gate:
-        kw["key_gate"] = True
     return kind.layer(embed_dim, num_heads, **kw)

@@ -159,13 +159,12 @@ def sweep_folder(out: Path, task: str, length: int, variant: str) -> Path:
     return folder
 
 
-def stopped(stop: StopOnSignal) -> Interrupted:
-    """What `run` raises once a signal stopped its sweeps (each saved its runs)."""
-    name = signal.Signals(stop.signum or signal.SIGTERM).name
+def stopped(signum: int) -> Interrupted:
+    """What `run` raises once signal `signum` stopped its sweeps (each saved its runs)."""
     return Interrupted(
-        stop.signum or signal.SIGTERM,
-        f"stopped by {name}: the sweeps saved their runs where they were; run the same "
-        "command again to resume them",
+        signum,
+        f"stopped by {signal.Signals(signum).name}: the sweeps saved their runs where they "
+        "were; run the same command again to resume them",
     )
 
 
@@ -173,7 +172,7 @@ def sweep(args: argparse.Namespace, length: int, variant: str, stop: StopOnSigna
     """Trains one variant at one length over the seeds; returns the sweep folder. A signal
     that `stop` caught stops it, before it starts or through its child."""
     if stop.requested:
-        raise stopped(stop)
+        raise stopped(stop.signum)
     setup = VARIANTS[variant]
     task = TASKS[args.task]
     name = sweep_folder(args.out, args.task, length, variant).name
@@ -196,7 +195,7 @@ def sweep(args: argparse.Namespace, length: int, variant: str, stop: StopOnSigna
     )  # fmt: skip
     join_passing_sigterm(child, stop)
     if stop.requested:
-        raise stopped(stop)
+        raise stopped(stop.signum)
     if child.exitcode != 0:
         tail = "\n".join(log.read_text(errors="replace").strip().splitlines()[-20:])
         raise UserError(f"sweep {name} failed (exit {child.exitcode}), log {log}:\n{tail}")

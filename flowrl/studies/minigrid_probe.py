@@ -108,9 +108,8 @@ def decision_inputs(
 
 def memory_readings(model: DecisionTransformer, inputs: list[Tensor], in_view: Tensor) -> Tensor:
     """(blocks, 3, H): `memory_weight`, `hallway_key_norm` and `silent_keys` (module
-    docstring) at the
-    decision's state token, the last token before its action; `in_view` (tokens,) marks the
-    tokens of the steps that show the room's object."""
+    docstring) at the decision's state token, the last token before its action; `in_view`
+    (tokens,) marks the tokens of the steps that show the room's object."""
     attention_inputs = []
     hooks = [
         b.attn.register_forward_pre_hook(lambda m, i: attention_inputs.append(i[0][:, :-1]))
