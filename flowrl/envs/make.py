@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import re
 from collections.abc import Iterator, Sequence
@@ -67,10 +68,19 @@ def env_errors(env_id: str, env_kwargs: dict[str, Any]) -> Iterator[None]:
         raise UserError(f"cannot make environment {env_id!r} with {env_kwargs}: {err}") from None
 
 
+def env_spec(env_id: str) -> gym.envs.registration.EnvSpec:
+    """`gym.spec(env_id)`, also for the `module:Env-v0` ids that `gym.make` takes (the module
+    is imported first, to register its envs)."""
+    module, sep, name = env_id.rpartition(":")
+    if sep:
+        importlib.import_module(module)
+    return gym.spec(name if sep else env_id)
+
+
 def env_defaults(env_id: str) -> dict[str, Any]:
     """The keyword defaults of `env_id`'s constructor and registration ({} if unknown)."""
     try:
-        spec = gym.spec(env_id)
+        spec = env_spec(env_id)
         creator = spec.entry_point
         if isinstance(creator, str):
             creator = load_env_creator(creator)

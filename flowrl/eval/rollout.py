@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from flowrl.agents.agent import DecisionTransformerAgent
 from flowrl.agents.policy import check_sampling
-from flowrl.envs.make import env_errors
+from flowrl.envs.make import env_errors, env_spec
 from flowrl.envs.record import EnvRecord, resolve_env
 from flowrl.errors import DataWarning, UserError
 
@@ -120,7 +120,7 @@ def episode_limit(envs: gym.vector.VectorEnv, env_id: str, max_steps: int) -> in
             horizon = getattr(env.unwrapped, "horizon", None)
     if isinstance(horizon, int):
         return horizon
-    spec = gym.spec(env_id)
+    spec = env_spec(env_id)
     return min(max_steps, spec.max_episode_steps or max_steps)
 
 
@@ -339,7 +339,7 @@ def run_episodes(
 def warn_on_cut_episodes(env_id: str, limit: int) -> None:
     """A note that the normalised scores are of returns cut at `limit` steps: the reference
     returns they are scaled by are of whole episodes."""
-    own = gym.spec(env_id).max_episode_steps
+    own = env_spec(env_id).max_episode_steps
     warnings.warn(
         f"episodes of {env_id} stopped at max_steps={limit} before the env ended them"
         + (f" (its own limit is {own} steps)" if own else "")

@@ -14,7 +14,7 @@ from flowrl.agents import (
     Normalizer,
 )
 from flowrl.cli import main
-from flowrl.errors import UserError
+from flowrl.errors import DataWarning, UserError
 from flowrl.eval import TargetResult, VideoUnavailable, evaluate, record_videos
 
 HOPPER_REF = (-20.272305, 3234.3)  # D4RL's random and expert Hopper returns
@@ -76,6 +76,17 @@ def test_more_envs_than_episodes():
     (many,) = evaluate(ag, target_returns=[-200.0], episodes=2, num_envs=5, max_steps=30)
     np.testing.assert_array_equal(many.lengths, [30, 30])
     np.testing.assert_allclose(many.returns, few.returns, rtol=1e-6)
+
+
+def test_a_module_qualified_env_id_evaluates_as_the_plain_one():
+    """`module:Env-v0` (gym.make imports the module first) reaches every spec lookup: the
+    episode limit and the cut-episode warning's own-limit note."""
+    kwargs = dict(target_returns=[-200.0], episodes=2, num_envs=2, max_steps=30)
+    (plain,) = evaluate(agent("Pendulum-v1", 3, 1), **kwargs)
+    with pytest.warns(DataWarning, match="its own limit is 200 steps"):
+        (qualified,) = evaluate(agent("gymnasium.envs.classic_control:Pendulum-v1", 3, 1), **kwargs)
+    np.testing.assert_array_equal(qualified.lengths, [30, 30])
+    np.testing.assert_allclose(qualified.returns, plain.returns, rtol=1e-6)
 
 
 def test_async_envs_give_the_sync_results():
