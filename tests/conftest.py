@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+
+if os.environ.get("PYTEST_XDIST_WORKER"):  # `pytest -n N`: the workers share the cores, so
+    os.environ["OMP_NUM_THREADS"] = "1"  # one torch thread each, and in the processes they start
+
 import pytest
 
 from flowrl.data import EpisodeDataset, collect_dataset
