@@ -71,6 +71,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def best_head(memory_weight: list[list[float]]) -> str:
+    """Each block's largest memory weight over its heads, "/"-separated: a look-up head shows
+    where a mean over heads would hide it; "closed" for a block whose heads read no key."""
+    blocks = []
+    for block in np.asarray(memory_weight, dtype=float):
+        defined = block[np.isfinite(block)]
+        blocks.append(f"{defined.max():.3f}" if defined.size else "closed")
+    return " / ".join(blocks)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     info = machine()
@@ -85,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
                   + f")  "
                   f"match={row['match']} wrong seen={row['wrong_seen']} "
                   f"unseen={row['wrong_unseen']} timeout={row['timeout']}"
-                  + (f"  memory weight {np.mean(row['memory_weight']):.3f}"
+                  + (f"  memory weight {best_head(row['memory_weight'])}"
                      f" hallway keys {np.mean(row['hallway_key_norm']):.2f}"
                      f" silent keys {np.mean(row['silent_keys']):.2f}"
                      if "memory_weight" in row else ""), flush=True)  # fmt: skip

@@ -4,7 +4,9 @@ machine and the command, and leaves the committed results alone."""
 
 from __future__ import annotations
 
-from tests.benchmarks.smoke import run_smoke
+import importlib
+
+from tests.benchmarks.smoke import ROOT, run_smoke
 
 
 def test_attention_smoke(tmp_path):
@@ -67,6 +69,15 @@ def test_minigrid_probe_smoke(tmp_path):
     run = "minigrid-L7-flow-relu-episode/seed-0"
     assert rows == [(run, 1, 7, 2), (run, 2, 11, 2)]
     assert "margin=" in stdout and "timeout=" in stdout
+    assert "memory weight " in stdout and "nan" not in stdout  # per block, best head
+
+
+def test_minigrid_probe_prints_each_blocks_best_head(monkeypatch):
+    """A head whose keys are all closed reads nothing (NaN); the block's look-up head shows."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    best_head = importlib.import_module("minigrid_probe").best_head
+    nan = float("nan")
+    assert best_head([[0.5, 0.001, nan, 0.08], [nan, nan, nan, nan]]) == "0.500 / closed"
 
 
 def test_kernel_resources_smoke(tmp_path):
