@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 # The CPU build of torch for CI and laptops; on a GPU machine set TORCH_SPEC= to keep your own torch.
 TORCH_SPEC ?= torch==2.13.0
 # Test workers: one per core, at most 4 (each holds its own torch); TEST_WORKERS=0 runs in one process.
-TEST_WORKERS ?= auto --maxprocesses 4
+TEST_WORKERS ?= auto
 
 .PHONY: install test lint demo bench clean
 
@@ -17,7 +17,7 @@ $(VENV)/.installed: pyproject.toml Makefile
 install: $(VENV)/.installed
 
 test: install
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --maxprocesses 4 --dist loadfile
 
 lint: install
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/lint-imports
