@@ -141,11 +141,16 @@ def collect(task: Task, length: int, episodes: int) -> None:
     )  # fmt: skip
 
 
-def longest_episode(dataset_ids: list[str]) -> int:
-    """Steps of the longest episode in the datasets: an episode context must hold it."""
+def longest_episode(dataset_ids: list[str], stretch: tuple[int, ...] = ()) -> int:
+    """Steps of the longest episode in the datasets, stretched by the factors: an episode
+    context must hold it."""
     from flowrl.data import load_dataset
+    from flowrl.data.stretch import stretch_dataset
 
-    return max(int(load_dataset(name).lengths.max()) for name in dataset_ids)
+    return max(
+        int(stretch_dataset(load_dataset(name), list(stretch)).lengths.max())
+        for name in dataset_ids
+    )
 
 
 def sweep_folder(out: Path, task: str, length: int, variant: str) -> Path:
@@ -178,13 +183,13 @@ def sweep(args: argparse.Namespace, length: int, variant: str, stop: StopOnSigna
     name = sweep_folder(args.out, args.task, length, variant).name
     lengths = [x for x in sorted(args.lengths) if x <= length] if setup.multilength else [length]
     datasets = [task.dataset_id(x) for x in lengths]
-    horizon = longest_episode(datasets)
+    horizon = longest_episode(datasets, setup.stretch)
     overrides = [
         f"data.dataset={'+'.join(datasets)}",  # evaluated in the last one's env
         f"model.attention={setup.attention}", f"model.context_mode={setup.context}",
         f"model.context_len={setup.window or horizon}", f"steps={args.steps}",
         f"eval.episodes={args.episodes}", f"eval.num_envs={min(args.episodes, 50)}",
-        *setup.settings,
+        *setup.settings, *([f"data.stretch={list(setup.stretch)}"] if setup.stretch else []),
     ]  # fmt: skip
     log = args.out / "logs" / f"{name}.log"
     # a child of its own: the sweep handles the signals that reach it (a Ctrl-C of the

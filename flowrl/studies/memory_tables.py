@@ -60,6 +60,7 @@ class Variant:
     window: int | None = None  # K of a window context
     settings: tuple[str, ...] = ()  # more `--set` settings of every run
     multilength: bool = False  # trained on every length up to L together, evaluated at L
+    stretch: tuple[int, ...] = ()  # data.stretch: stretched copies of the episodes added
 
     @property
     def recurrent(self) -> bool:

@@ -26,6 +26,7 @@ class DataConfig:
     return_scale: float = 100.0  # returns-to-go are divided by this (1000 for MuJoCo)
     observation_mask: str = "none"  # none | P (positions only) | V (velocities only), MuJoCo v5
     sampler: str = "auto"  # where batches are built: auto (CUDA: device, else host) | host | device
+    stretch: list[int] = field(default_factory=list)  # add copies, unchanged-view steps x f
 
 
 def quickstart_model() -> DecisionTransformerConfig:

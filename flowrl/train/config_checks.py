@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 from flowrl.agents.normalizer import check_return_scale
+from flowrl.data.stretch import check_factors
 from flowrl.envs.masked import MASKS
 from flowrl.errors import UserError, check_choice, check_name, check_types
 from flowrl.eval.rollout import check_rollout_settings
@@ -43,6 +44,7 @@ def check_config(cfg: TrainConfig) -> None:
     check_choice("precision", cfg.precision, PRECISIONS)
     check_choice("data.observation_mask", cfg.data.observation_mask, OBSERVATION_MASKS)
     check_choice("data.sampler", cfg.data.sampler, SAMPLERS)
+    check_factors(cfg.data.stretch)
     if cfg.device != "auto" and not (cfg.device == "cpu" or cfg.device.startswith("cuda")):
         raise UserError(f"device={cfg.device!r}: expected auto, cpu, cuda or cuda:N")
     check_return_scale(cfg.data.return_scale, "data.return_scale")

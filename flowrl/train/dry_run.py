@@ -17,11 +17,11 @@ from flowrl.agents import DecisionTransformerAgent
 from flowrl.agents.checkpoint import load_checkpoint
 from flowrl.data import DEFAULT_DATASET_ID, load_dataset
 from flowrl.data.fingerprint import check_same_dataset, dataset_fingerprint
-from flowrl.data.masked import mask_dataset
 from flowrl.data.minari_source import minari_root
 from flowrl.errors import UserError
 from flowrl.train import preflight
 from flowrl.train.config import TrainConfig
+from flowrl.train.from_config import prepare_dataset
 from flowrl.train.resume_policy import check_resume
 from flowrl.train.run_dir import check_run_dir_free
 from flowrl.train.threads import training_threads
@@ -57,9 +57,7 @@ def dry_run(
             f"{DEFAULT_DATASET_ID} is not collected yet, the run collects it first; "
             "nothing written"
         )
-    dataset = load_dataset(cfg.data.dataset, download=False)
-    if cfg.data.observation_mask != "none":
-        dataset = mask_dataset(dataset, cfg.data.observation_mask)
+    dataset = prepare_dataset(load_dataset(cfg.data.dataset, download=False), cfg)
     device, env = preflight.check_run(cfg, dataset)
     agent = DecisionTransformerAgent(cfg.model, return_scale=cfg.data.return_scale)
     agent.setup(dataset, env_id=env.env_id, target_returns=cfg.eval.target_returns)

@@ -15,6 +15,7 @@ from typing import Any
 from flowrl.agents import DecisionTransformerAgent
 from flowrl.data import EpisodeDataset
 from flowrl.data.masked import masked_as
+from flowrl.data.stretch import stretched_as
 from flowrl.errors import UserError
 from flowrl.train.config import TrainConfig
 from flowrl.train.trainer import Trainer
@@ -38,7 +39,8 @@ def fit(
     The data are `dataset` as given: nothing is loaded, collected or masked here (that is
     `flowrl.train.run(config)`). The run records `config`'s data settings, with the agent's
     return scale (and its model settings as `model`); a `data.observation_mask` the dataset
-    does not have is refused (mask it with `flowrl.data.masked.mask_dataset` first).
+    does not have is refused (mask it with `flowrl.data.masked.mask_dataset` first), and so
+    is a `data.stretch` it does not have (`flowrl.data.stretch.stretch_dataset`).
 
     Returns the final evaluation's summaries and the run folder (checkpoints, metrics).
     A new run into a used run folder needs `overwrite` (which empties it) or `resume`.
@@ -53,6 +55,12 @@ def fit(
             f"data.observation_mask={mask} but dataset {dataset.name!r} (env {dataset.env_id}) "
             "is not masked: flowrl.fit trains on the dataset as given; mask it first "
             "(flowrl.data.masked.mask_dataset), or train from the config with flowrl.train.run"
+        )
+    if not stretched_as(dataset, config.data.stretch):
+        raise UserError(
+            f"data.stretch={config.data.stretch} but dataset {dataset.name!r} is not stretched: "
+            "flowrl.fit trains on the dataset as given; stretch it first "
+            "(flowrl.data.stretch.stretch_dataset), or train from the config with flowrl.train.run"
         )
     config = replace(
         config,

@@ -4,9 +4,10 @@ cfg = load_config("configs/quickstart.yaml", ["steps=1000"])
 outcome = flowrl.train.run(cfg)
 
 The config's `data` section says where the data comes from: the dataset is loaded (the
-built-in demo set collected when it is not there), masked as `data.observation_mask` says,
-and an agent is built for it with the `model` section and `data.return_scale`; then `fit`
-trains it (or resumes it from the run folder's `last.pt`), after the run's one preflight.
+built-in demo set collected when it is not there), masked as `data.observation_mask` says
+and stretched as `data.stretch` says, and an agent is built for it with the `model` section
+and `data.return_scale`; then `fit` trains it (or resumes it from the run folder's
+`last.pt`), after the run's one preflight.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 from flowrl.agents import DecisionTransformerAgent
 from flowrl.data import EpisodeDataset, load_or_collect
 from flowrl.data.masked import mask_dataset
+from flowrl.data.stretch import stretch_dataset
 from flowrl.train import distributed
 from flowrl.train.config import TrainConfig
 from flowrl.train.fit import fit
@@ -39,17 +41,22 @@ class RunOutcome:
 
 
 def load_run_dataset(cfg: TrainConfig, *, progress: bool = True) -> EpisodeDataset:
-    """The dataset `cfg.data` names, masked as it says. Under torchrun rank 0 loads first
-    (a download or a collection happens once)."""
+    """The dataset `cfg.data` names, masked and stretched as it says. Under torchrun rank 0
+    loads first (a download or a collection happens once)."""
     with distributed.main_first():
         dataset = load_or_collect(
             cfg.data.dataset,
             download=cfg.data.download,
             progress=progress and distributed.is_main(),
         )
+    return prepare_dataset(dataset, cfg)
+
+
+def prepare_dataset(dataset: EpisodeDataset, cfg: TrainConfig) -> EpisodeDataset:
+    """The loaded `dataset` as `cfg.data` trains on it: masked, then stretched."""
     if cfg.data.observation_mask != "none":
         dataset = mask_dataset(dataset, cfg.data.observation_mask)
-    return dataset
+    return stretch_dataset(dataset, cfg.data.stretch)
 
 
 def run(
