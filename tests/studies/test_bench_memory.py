@@ -6,14 +6,18 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
 
 import pytest
+import yaml
 
 from flowrl.cli import main
+from flowrl.data import load_dataset
+from flowrl.data.stretch import stretch_dataset
 from flowrl.studies import memory
 from tests.benchmarks.smoke import ROOT, run_checked
 from tests.timeouts import scaled
@@ -37,37 +41,48 @@ def test_memory_smoke_runs_the_whole_pipeline(tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("task", "dataset", "random_length"),
+    ("task", "size", "random_length", "variant"),
     [
-        ("minigrid", "minigrid-memory-7-v0", False),
-        ("minigrid-random-up-close", "minigrid-memory-7-random-up-close-v0", True),
+        ("minigrid", 7, False, "flow-relu-episode"),
+        ("minigrid-random-up-close", 21, True, "flow-relu-episode-4heads-keygate-stretch"),
     ],
 )
 def test_minigrid_smoke_collects_trains_and_acts_in_a_longer_hallway(
-    tmp_path, task, dataset, random_length
+    tmp_path, monkeypatch, task, size, random_length, variant
 ):
     """The same pipeline on MiniGrid-Memory: scripted data, the grid encoder, an episode
     context as long as the longest collected episode, and the size whose way from the room
     to the end is twice as long (7 -> 11); a task whose data has hallways of every length
-    (random_length) and another policy is evaluated in a fixed hallway."""
+    (random_length) and another policy is evaluated in a fixed hallway, and its variant
+    trains on stretched data (size 21: in the smoke's 7 no hallway view repeats), with
+    a context as long as the longest stretched episode."""
     out = tmp_path / "out"
     env = {**os.environ, "MINARI_DATASETS_PATH": str(tmp_path / "data"), "OMP_NUM_THREADS": "1"}
     argv = ["bench", "memory", "--task", task, "--smoke", "--jobs", "1", "--out", str(out)]
+    argv += ["--variants", variant, "--lengths", str(size)]
     stdout = run_checked([sys.executable, "-m", "flowrl", *argv], env, timeout=240)
+    dataset = f"minigrid-memory-{size}{'-random-up-close' if random_length else ''}-v0"
     metadata = tmp_path / "data" / "flowrl" / dataset / "data" / "metadata.json"
     spec = json.loads(json.loads(metadata.read_text())["env_spec"])
-    assert spec["kwargs"].get("random_length") is random_length and spec["kwargs"]["size"] == 7
+    assert spec["kwargs"].get("random_length") is random_length and spec["kwargs"]["size"] == size
     doc = json.loads((out / "memory.json").read_text())
-    trained = doc["trained"]["flow-relu-episode"]["7"]
+    trained = doc["trained"][variant][str(size)]
     assert trained["n"] == 1 and trained["steps"] == [10] and -100 <= trained["mean"] <= 100
-    assert doc["generalisation"]["flow-relu-episode"]["2"]["7"]["n"] == 1
+    assert doc["generalisation"][variant]["2"][str(size)]["n"] == 1
     (longer,) = (out / "generalisation").glob("*-x2.json")
-    expected = {"size": 11, "random_length": False} if random_length else {"size": 11}
+    twice = 2 * size - 3
+    expected = {"size": twice, "random_length": False} if random_length else {"size": twice}
     assert json.loads(longer.read_text())["env_kwargs"] == expected
-    config = (out / f"{task}-L7-flow-relu-episode" / "runs").glob("*/config.yaml")
-    assert "state_encoder: grid" in next(config).read_text()
+    (config_file,) = (out / f"{task}-L{size}-{variant}" / "runs").glob("*/config.yaml")
+    config = yaml.safe_load(config_file.read_text())
+    assert config["model"]["state_encoder"] == "grid"
+    stretch = [2, 4] if variant.endswith("stretch") else []
+    assert config["data"]["stretch"] == stretch
+    monkeypatch.setenv("MINARI_DATASETS_PATH", env["MINARI_DATASETS_PATH"])
+    data = stretch_dataset(load_dataset(f"flowrl/{dataset}"), stretch)
+    assert config["model"]["context_len"] == data.lengths.max()
     assert (out / f"{task}.png").stat().st_size > 0
-    assert "flow-relu-episode              L=7 -> 11" in stdout
+    assert re.search(rf"{variant} +L={size} -> {twice}", stdout), stdout
 
 
 def test_renamed_variants_still_run_and_find_their_old_run_folders(tmp_path, capsys):

@@ -96,6 +96,7 @@ SETTINGS = {
     "optim.betas": ["[0.9, 0.999]", "[0.9]", "[1.5, 0.9]"],
     "optim.batch_size": ["4", "0"],
     "data.observation_mask": ["none", "P", "Q"],
+    "data.stretch": ["[]", "[2]", "[1]", "[2.5]", "x"],
     "data.return_scale": ["10", "0", "nan"],
     "eval.max_steps": ["5", "0", "-3"],
     "eval.episodes": ["1", "0"],

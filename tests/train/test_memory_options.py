@@ -1,4 +1,4 @@
-"""Training options for memory tasks: data.observation_mask and eval.env_kwargs."""
+"""Training options for memory tasks: data.observation_mask, data.stretch and eval.env_kwargs."""
 
 from __future__ import annotations
 
@@ -60,4 +60,11 @@ def test_bad_options_fail_before_training(hopper_file, tmp_path):
             config=cfg,
             progress=False,
         )
+    assert not (tmp_path / "runs").exists()
+
+
+def test_fit_refuses_a_stretch_its_dataset_does_not_have(hopper_file, tmp_path):
+    cfg = config(hopper_file, tmp_path, "data.stretch=[2]")
+    with pytest.raises(UserError, match=r"data\.stretch=\[2\] but dataset .* is not stretched"):
+        fit(DecisionTransformerAgent(cfg.model), load_dataset(str(hopper_file)), config=cfg)
     assert not (tmp_path / "runs").exists()
