@@ -28,6 +28,7 @@ from flowrl.agents.agent import DecisionTransformerAgent
 from flowrl.agents.policy import check_sampling
 from flowrl.envs.make import env_errors, env_spec
 from flowrl.envs.record import EnvRecord, resolve_env
+from flowrl.envs.spaces import check_spaces
 from flowrl.errors import DataWarning, UserError
 
 
@@ -135,25 +136,6 @@ def acting_env(
         env_kwargs,
         missing="the agent names no environment to evaluate in; pass env_id",
     )
-
-
-def check_spaces(agent: DecisionTransformerAgent, envs: gym.vector.VectorEnv, env_id: str) -> None:
-    """A UserError unless the env's observations and actions have the agent's sizes.
-
-    A Discrete(n) env needs an agent whose action vectors have size n (one-hot)."""
-    cfg = agent.model.cfg
-    obs, act = envs.single_observation_space, envs.single_action_space
-    if not isinstance(obs, gym.spaces.Box) or obs.shape != (cfg.state_dim,):
-        raise UserError(
-            f"{env_id} observes {obs}; the agent expects vectors of size {cfg.state_dim}"
-        )
-    if isinstance(act, gym.spaces.Discrete):
-        if act.n != cfg.act_dim or act.start != 0:
-            raise UserError(
-                f"{env_id} acts in {act}; the agent chooses among {cfg.act_dim} actions"
-            )
-    elif not isinstance(act, gym.spaces.Box) or act.shape != (cfg.act_dim,):
-        raise UserError(f"{env_id} acts in {act}; the agent outputs vectors of size {cfg.act_dim}")
 
 
 def check_actions(actions: np.ndarray, space: gym.Space, num_envs: int) -> np.ndarray:
@@ -282,7 +264,16 @@ def run_episodes(
     returns = np.zeros((len(target_returns), episodes))
     lengths = np.zeros((len(target_returns), episodes), dtype=np.int64)
     with closing(envs):
-        check_spaces(agent, envs, env_id)
+        cfg = agent.model.cfg
+        check_spaces(
+            f"the agent and environment {env_id}",
+            "agent",
+            envs.single_observation_space,
+            envs.single_action_space,
+            obs_dim=cfg.state_dim,
+            act_dim=cfg.act_dim,
+            discrete=isinstance(envs.single_action_space, gym.spaces.Discrete),
+        )
         limit = episode_limit(envs, env_id, max_steps)
         policy = agent.policy(
             num_envs, limit + 1, recurrent=recurrent, device=device, sample=sample_actions

@@ -20,6 +20,7 @@ from flowrl.agents import DecisionTransformerConfig
 from flowrl.agents.policy import check_sampling
 from flowrl.data import EpisodeDataset
 from flowrl.envs.record import EnvRecord, resolve_env
+from flowrl.envs.spaces import check_spaces
 from flowrl.errors import DataWarning, UserError
 from flowrl.nn.device import parse_device
 from flowrl.ops import backend_unavailable
@@ -118,34 +119,18 @@ def eval_env(
 def check_env(dataset: EpisodeDataset, env: EnvRecord) -> None:
     """Makes `env`, takes one reset and one step in it (`EnvRecord.try_out`) and checks its
     spaces against the dataset; warns on action ranges."""
-    env_id = env.env_id
     made = env.try_out()
-    obs_space, act_space = made.observation_space, made.action_space
-    where = f"dataset {dataset.name!r} and environment {env_id}"
-    check_flat_box(where, "observations", obs_space, dataset.obs_dim)
-    if dataset.discrete_actions is not None:
-        if (
-            not isinstance(act_space, gym.spaces.Discrete)
-            or act_space.n != dataset.discrete_actions
-        ):
-            raise UserError(
-                f"{where} do not match: Discrete({dataset.discrete_actions}) actions in the data, "
-                f"{act_space} in the env"
-            )
-        return
-    check_flat_box(where, "actions", act_space, dataset.act_dim)
-    warn_on_action_range(dataset, act_space, env_id)
-
-
-def check_flat_box(where: str, what: str, space: gym.Space, data_size: int) -> None:
-    """The env's `what` ("observations" or "actions") are a flat Box of the data's size."""
-    if not (isinstance(space, gym.spaces.Box) and len(space.shape) == 1):
-        raise UserError(f"{where}: the env's {what} are {space}, flowrl needs a flat Box")
-    if space.shape[0] != data_size:
-        raise UserError(
-            f"{where} do not match: {what} of size {data_size} in the data, "
-            f"{space.shape[0]} in the env (set eval.env_id to the env the data came from)"
-        )
+    check_spaces(
+        f"dataset {dataset.name!r} and environment {env.env_id}",
+        "data",
+        made.observation_space,
+        made.action_space,
+        obs_dim=dataset.obs_dim,
+        act_dim=dataset.act_dim,
+        discrete=dataset.discrete_actions is not None,
+    )
+    if dataset.discrete_actions is None:
+        warn_on_action_range(dataset, made.action_space, env.env_id)
 
 
 def warn_on_action_range(dataset: EpisodeDataset, space: gym.spaces.Box, env_id: str) -> None:

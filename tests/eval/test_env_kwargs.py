@@ -89,7 +89,10 @@ def test_eval_envs_use_the_recorded_kwargs_unless_told_otherwise():
 def test_discrete_env_errors():
     with pytest.raises(UserError, match="needs one integer action per env"):
         evaluate(make_agent(), target_returns=[1.0], episodes=1, num_envs=1)
-    with pytest.raises(UserError, match="the agent chooses among 3 actions"):
+    message = (
+        r"flowrl/TMazeActive-v0 do not match: Discrete\(3\) actions in the agent, Discrete\(4\)"
+    )
+    with pytest.raises(UserError, match=message):
         evaluate(make_agent(act_dim=3), target_returns=[1.0], episodes=1, num_envs=1)
     with pytest.raises(UserError, match="got an unexpected keyword argument 'lenght'"):
         evaluate(make_agent(), target_returns=[1.0], episodes=1, env_kwargs={"lenght": 5})

@@ -128,7 +128,7 @@ def test_envs_are_closed_when_evaluation_fails(monkeypatch):
 
     real = rollout.make_envs
     monkeypatch.setattr(rollout, "make_envs", make_envs)
-    with pytest.raises(UserError, match="expects vectors of size 11"):
+    with pytest.raises(UserError, match="observations of size 11 in the agent, 3 in the env"):
         evaluate(agent("Pendulum-v1", 11, 3), target_returns=[1.0], episodes=1, num_envs=2)
     assert len(made) == 1 and made[0].closed
 
@@ -148,7 +148,7 @@ def checkpoint(tmp_path):
     [
         ("NoSuchEnv-v0", [], "cannot make environment 'NoSuchEnv-v0'"),
         ("Pendulum-v1", ["--env", "Bogus/Nope-v3"], "cannot make environment 'Bogus/Nope-v3'"),
-        ("Pendulum-v1", ["--env", "Hopper-v5"], "the agent expects vectors of size 3"),
+        ("Pendulum-v1", ["--env", "Hopper-v5"], "observations of size 3 in the agent, 11"),
     ],
 )
 def test_eval_with_an_env_that_cannot_be_used_exits_cleanly(
