@@ -29,6 +29,7 @@ from flowrl.agents import (
     Normalizer,
 )
 from flowrl.envs.minigrid_memory import N_ACTIONS, OBS_DIM
+from flowrl.envs.minigrid_policies import LOOKS
 from flowrl.experiments.hostinfo import machine
 from flowrl.studies.minigrid_probe import probe_sweep
 
@@ -62,6 +63,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("sweeps", nargs="*", type=Path, help="sweep folders of the benchmark")
     parser.add_argument("--factors", type=int, nargs="+", help="hallway multiples (1 2 5 10)")
     parser.add_argument("--episodes", type=int, help="env seeds per run and factor (50)")
+    parser.add_argument(
+        "--look", choices=LOOKS, default="nearest",
+        help="where the oracle looks at the room's object: nearest (minigrid-noisy's data) or "
+        "up-close (minigrid-up-close-noisy's)",
+    )  # fmt: skip
     add_common_args(parser, [], quick=False)
     args = resolve_profile(parser, parser.parse_args(argv), PROFILES)
     if not args.sweeps and not args.smoke:
@@ -81,6 +87,13 @@ def best_head(memory_weight: list[list[float]]) -> str:
     return " / ".join(blocks)
 
 
+def finite_mean(values: list[list[float]]) -> str:
+    """The mean of the finite values ("closed" where none is: no memory key to compare)."""
+    finite = np.asarray(values, dtype=float)
+    finite = finite[np.isfinite(finite)]
+    return f"{finite.mean():.2f}" if finite.size else "closed"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     info = machine()
@@ -88,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     seeds = range(SEED, SEED + args.episodes)
     rows = []
     for sweep in sweeps:
-        for row in probe_sweep(sweep, trained_length(sweep), args.factors, seeds):
+        for row in probe_sweep(sweep, trained_length(sweep), args.factors, seeds, args.look):
             print(f"{row['run']:<44} x{row['factor']:<3} S={row['size']:<5} "
                   f"margin={row['margin']:+6.2f} correct={row['correct']:.2f} ("
                   + " ".join(f"{k} {v:.2f}" for k, v in row["correct_by_object"].items())
@@ -96,12 +109,13 @@ def main(argv: list[str] | None = None) -> int:
                   f"match={row['match']} wrong seen={row['wrong_seen']} "
                   f"unseen={row['wrong_unseen']} timeout={row['timeout']}"
                   + (f"  memory weight {best_head(row['memory_weight'])}"
-                     f" hallway keys {np.mean(row['hallway_key_norm']):.2f}"
+                     f" hallway keys {finite_mean(row['hallway_key_norm'])}"
                      f" silent keys {np.mean(row['silent_keys']):.2f}"
                      if "memory_weight" in row else ""), flush=True)  # fmt: skip
             rows.append(row)
     config = {"profile": args.profile, "sweeps": [str(s) for s in sweeps],
-              "factors": args.factors, "episodes": args.episodes, "first_seed": SEED}  # fmt: skip
+              "factors": args.factors, "episodes": args.episodes, "first_seed": SEED,
+              "look": args.look}  # fmt: skip
     payload = {"machine": info, "config": config, "rows": rows}
     publish(args, [write_json(args, JSON_NAME, payload)], {})
     return 0 if rows else 1

@@ -1,11 +1,12 @@
 """Where a MiniGrid-Memory agent's memory fails: its decision at the end of the hallway.
 
 For each env seed the oracle (`minigrid-oracle`) plays the episode: it looks at the room's
-object, then walks to the match. The decision is the first step at which its action
-differs from the one it would take towards the other object. The agent is fed the oracle's
-trajectory up to that step (whole-episode context; a window agent sees its last K steps)
-with target return 1, and at the decision's state token `probe_minigrid` reports, over the
-episodes:
+object (from the nearest pose that shows it, or up close with `look="up-close"`, the way
+`minigrid-up-close-noisy` looks), then walks to the match. The decision is the first step
+at which its action differs from the one it would take towards the other object. The
+agent is fed the oracle's trajectory up to that step (whole-episode context; a window
+agent sees its last K steps) with target return 1, and at the decision's state token
+`probe_minigrid` reports, over the episodes:
 
 - `margin`: the mean of the oracle's action's logit minus the logit of the action towards
   the other object;
@@ -66,12 +67,13 @@ class Decision:
     room_object: str  # "key" or "ball"
 
 
-def oracle_decision(size: int, seed: int) -> Decision:
-    """The oracle's episode at env seed `seed` up to its decision (module docstring)."""
+def oracle_decision(size: int, seed: int, look: str = "nearest") -> Decision:
+    """The oracle's episode at env seed `seed` up to its decision (module docstring), looking
+    at the room's object as `look` says (`MiniGridOracle`)."""
     env = MiniGridMemory(size=size)
     observation, _ = env.reset(seed=seed)
-    oracle = MiniGridOracle(env)
-    other = MiniGridNoisy(env, wrong_pick=1.0, noisy=0.0)  # always the other object
+    oracle = MiniGridOracle(env, look)
+    other = MiniGridNoisy(env, wrong_pick=1.0, noisy=0.0, look=look)  # the other object
     rng = np.random.default_rng(seed)
     oracle.reset(rng)
     other.reset(rng)
@@ -137,14 +139,16 @@ def memory_readings(model: DecisionTransformer, inputs: list[Tensor], in_view: T
 
 
 @torch.no_grad()
-def probe_minigrid(agent: DecisionTransformerAgent, size: int, seeds: range) -> dict:
+def probe_minigrid(
+    agent: DecisionTransformerAgent, size: int, seeds: range, look: str = "nearest"
+) -> dict:
     """The probe's readings (module docstring) of `agent` at grid size `size`, one episode
-    per env seed in `seeds`."""
+    per env seed in `seeds`, on the path of the oracle that looks as `look` says."""
     model = agent.model.eval()
     flow = all(isinstance(b.attn, FlowAttention) for b in model.blocks)
     margins, p_correct, spans, objects, readings = [], [], [], [], []
     for seed in seeds:
-        d = oracle_decision(size, seed)
+        d = oracle_decision(size, seed, look)
         inputs = decision_inputs(agent, d.observations, d.actions)
         logits = model(*inputs)[0, -1]
         margins.append(float(logits[d.right] - logits[d.away]))
@@ -215,15 +219,18 @@ def rollout_outcomes(agent: DecisionTransformerAgent, size: int, seeds: range) -
     return {"size": size, "episodes": n, **counts}
 
 
-def probe_sweep(sweep: Path, size: int, factors: list[int], seeds: range) -> list[dict]:
+def probe_sweep(
+    sweep: Path, size: int, factors: list[int], seeds: range, look: str = "nearest"
+) -> list[dict]:
     """One row per run of a sweep folder (`runs/*/checkpoints/last.pt`) and factor: the
-    probe where the way from the room to the end is `factor` times that of `size`."""
+    probe where the way from the room to the end is `factor` times that of `size`, on the
+    path of the oracle that looks as `look` says."""
     rows = []
     for path in sorted(sweep.glob("runs/*/checkpoints/last.pt")):
         agent = DecisionTransformerAgent.load(path)
         run = f"{sweep.name}/{path.parents[1].name}"
         for factor in factors:
             longer = size_with_longer_hallway(size, factor)
-            row = {"run": run, "factor": factor, **probe_minigrid(agent, longer, seeds)}
+            row = {"run": run, "factor": factor, **probe_minigrid(agent, longer, seeds, look)}
             rows.append({**row, **rollout_outcomes(agent, longer, seeds)})
     return rows

@@ -73,11 +73,21 @@ def test_minigrid_probe_smoke(tmp_path):
 
 
 def test_minigrid_probe_prints_each_blocks_best_head(monkeypatch):
-    """A head whose keys are all closed reads nothing (NaN); the block's look-up head shows."""
+    """A head whose keys are all closed reads nothing (NaN); the block's look-up head shows;
+    hallway keys are compared with open memory keys only."""
     monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
     best_head = importlib.import_module("minigrid_probe").best_head
     nan = float("nan")
     assert best_head([[0.5, 0.001, nan, 0.08], [nan, nan, nan, nan]]) == "0.500 / closed"
+    finite_mean = importlib.import_module("minigrid_probe").finite_mean
+    inf = float("inf")  # hallway keys against a memory whose keys are all closed
+    assert finite_mean([[1.0, inf], [3.0, inf]]) == "2.00"
+    assert finite_mean([[inf, inf]]) == "closed"
+
+
+def test_minigrid_probe_follows_the_up_close_oracle(tmp_path):
+    doc, _ = run_smoke("minigrid_probe.py", tmp_path, "minigrid_probe.json", "--look", "up-close")
+    assert doc["config"]["look"] == "up-close" and len(doc["rows"]) == 2
 
 
 def test_kernel_resources_smoke(tmp_path):

@@ -46,10 +46,10 @@ def grid_agent(mode: str = "episode", K: int = 64, action: int | None = None):
     return DecisionTransformerAgent.from_parts(model, normalizer)
 
 
-@pytest.mark.parametrize("size", [7, 13])
-def test_the_decision_is_where_the_two_goals_part_and_follows_the_look(size):
+@pytest.mark.parametrize(("size", "look"), [(7, "nearest"), (13, "nearest"), (13, "up-close")])
+def test_the_decision_is_where_the_two_goals_part_and_follows_the_look(size, look):
     for seed in range(8):
-        decision = oracle_decision(size, seed)
+        decision = oracle_decision(size, seed, look)
         observations, actions, right, away = (
             decision.observations,
             decision.actions,
@@ -65,12 +65,16 @@ def test_the_decision_is_where_the_two_goals_part_and_follows_the_look(size):
         observation, _ = env.reset(seed=seed)
         room = env.unwrapped.height // 2 - 1
         in_view = [env.unwrapped.agent_sees(1, room)]  # minigrid's own test of the view
+        cells = [tuple(env.unwrapped.agent_pos)]
         for action in actions:
             observation, *_ = env.step(int(action))
             in_view.append(env.unwrapped.agent_sees(1, room))
+            cells.append(tuple(env.unwrapped.agent_pos))
+        if look == "up-close":  # it stood next to the room's object on the way
+            assert min(abs(x - 1) + abs(y - room) for x, y in cells) == 1
         assert np.array_equal(observation, observations[-1])
         assert np.array_equal(decision.in_view, in_view) and decision.in_view[decision.seen_at]
-        oracle = MiniGridOracle(env)
+        oracle = MiniGridOracle(env, look)
         oracle.reset(np.random.default_rng(seed))
         grid = env.unwrapped
         pose = (int(grid.agent_pos[0]), int(grid.agent_pos[1]), int(grid.agent_dir))
