@@ -16,13 +16,15 @@ def check_spaces(
     obs_dim: int,
     act_dim: int,
     discrete: bool,
+    fix: str,
 ) -> None:
     """A UserError beginning with `where` unless the env observes flat Box vectors of
     `obs_dim` and acts in Discrete(`act_dim`) from 0 (`discrete`) or in a flat Box of
-    `act_dim`; `side` ("data", "agent") names what holds those sizes."""
-    _check_flat_box(where, side, "observations", observation_space, obs_dim)
+    `act_dim`; `side` ("data", "agent") names what holds those sizes, and `fix` ends a
+    size mismatch's message with what to do."""
+    _check_flat_box(where, side, "observations", observation_space, obs_dim, fix)
     if not discrete:
-        _check_flat_box(where, side, "actions", action_space, act_dim)
+        _check_flat_box(where, side, "actions", action_space, act_dim, fix)
     elif not (
         isinstance(action_space, gym.spaces.Discrete)
         and action_space.n == act_dim
@@ -34,11 +36,13 @@ def check_spaces(
         )
 
 
-def _check_flat_box(where: str, side: str, what: str, space: gym.Space, size: int) -> None:
+def _check_flat_box(
+    where: str, side: str, what: str, space: gym.Space, size: int, fix: str
+) -> None:
     if not (isinstance(space, gym.spaces.Box) and len(space.shape) == 1):
         raise UserError(f"{where}: the env's {what} are {space}, flowrl needs a flat Box")
     if space.shape[0] != size:
         raise UserError(
             f"{where} do not match: {what} of size {size} in the {side}, "
-            f"{space.shape[0]} in the env (is it the env the data came from?)"
+            f"{space.shape[0]} in the env ({fix})"
         )

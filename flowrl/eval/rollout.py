@@ -273,6 +273,7 @@ def run_episodes(
             obs_dim=cfg.state_dim,
             act_dim=cfg.act_dim,
             discrete=isinstance(envs.single_action_space, gym.spaces.Discrete),
+            fix="act in the env the agent trained in",
         )
         limit = episode_limit(envs, env_id, max_steps)
         policy = agent.policy(

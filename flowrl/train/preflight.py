@@ -128,6 +128,7 @@ def check_env(dataset: EpisodeDataset, env: EnvRecord) -> None:
         obs_dim=dataset.obs_dim,
         act_dim=dataset.act_dim,
         discrete=dataset.discrete_actions is not None,
+        fix="set eval.env_id to the env the data came from",
     )
     if dataset.discrete_actions is None:
         warn_on_action_range(dataset, made.action_space, env.env_id)
