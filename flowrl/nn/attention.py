@@ -119,7 +119,8 @@ class FlowAttention(CausalSelfAttention):
     g = clamp(0.5 + w.x + b, 0, 1). As phi(g k) = g phi(k) for ReLU, a gate at exactly 0
     takes the token out of every later query's read and normaliser, at any length: the
     output's weighted mean cannot be diluted by tokens the model learned to silence
-    (docs/long-context.md, "A read that length cannot dilute"). In training, `gate_mean`
+    (docs/long-context.md, "A read that length cannot dilute"). The token still counts in
+    the competition (Z and t), with exp(Ohat) = exp(0) = 1. In training, `gate_mean`
     holds the mean gate of the last forward, for a penalty that closes unneeded gates.
     """
 
