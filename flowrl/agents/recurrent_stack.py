@@ -51,9 +51,16 @@ class _Layer:
 
 
 class RecurrentStack:
-    """The blocks of a flow `model` for `batch` rows, one embedded token per row per step."""
+    """The blocks of a flow `model` for `batch` rows, one embedded token per row per step.
+    `state_dtype` is the attention state's (`InplaceFlowStep`), default the model's."""
 
-    def __init__(self, model: DecisionTransformer, batch: int) -> None:
+    def __init__(
+        self,
+        model: DecisionTransformer,
+        batch: int,
+        *,
+        state_dtype: torch.dtype | None = None,
+    ) -> None:
         cfg = model.cfg
         if not attention_kind(cfg.attention).inplace_step:
             raise ValueError(f"attention={cfg.attention!r} has no in-place recurrent step")
@@ -72,10 +79,12 @@ class RecurrentStack:
                     feature_map=attn.feature_map,
                     device=device,
                     dtype=dtype,
+                    state_dtype=state_dtype,
                 )
             )
         self.layers = [_Layer(b, a) for b, a in zip(model.blocks, self.attention, strict=True)]
-        self.position = torch.zeros(batch, device=device, dtype=dtype)  # tokens seen, per row
+        # tokens seen, per row, in the attention state's dtype
+        self.position = torch.zeros(batch, device=device, dtype=state_dtype or dtype)
 
         def empty(width: int) -> Tensor:
             return torch.empty(batch, width, device=device, dtype=dtype)

@@ -15,7 +15,10 @@ token `probe_tmaze` reports:
   cue token's share of the junction's attention weights <Q_j, K_s> C_s; `cue_source`, the
   cue token's conserved source Ohat (clamped to [-c, c]); `cue_z_share`, its part
   exp(Ohat) / Z of the competition's normaliser at the junction; `silent_keys`, the share
-  of tokens before the junction whose key features are all 0 (docs/long-context.md).
+  of tokens before the junction whose key features are all 0 (docs/long-context.md);
+- for agents that act through the recurrent state, `acting_margin`: the margin when the
+  same inputs go through `RecurrentStack` one token at a time, as `flowrl eval` acts, with
+  the attention state in float32 and in float64 (the fp32 sums round as they grow).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from flowrl.agents import DecisionTransformerAgent
+from flowrl.agents.recurrent_stack import RecurrentStack
 from flowrl.envs.tmaze import DOWN, RIGHT, UP
 from flowrl.nn import FlowAttention
 
@@ -66,6 +70,27 @@ def junction(agent: DecisionTransformerAgent, length: int, cue: int) -> tuple[Te
     return logits[[UP, DOWN]], hidden, inputs
 
 
+@torch.inference_mode()
+def acting_logits(agent: DecisionTransformerAgent, length: int, state_dtype: torch.dtype) -> Tensor:
+    """Turn logits (up, down) at the junction for the upper and the lower cue (two rows),
+    fed token by token through `RecurrentStack` with the attention state in `state_dtype`."""
+    model = agent.model.eval()
+    rows = zip(oracle_inputs(agent, length, +1), oracle_inputs(agent, length, -1), strict=True)
+    states, actions, returns, steps = (torch.cat(pair) for pair in rows)
+    stack = RecurrentStack(model, 2, state_dtype=state_dtype)
+    for t in range(states.shape[1]):
+        if t:
+            stack.step(model.embed_tokens("action", actions[:, t - 1], steps[:, t - 1]))
+        stack.step(model.embed_tokens("return", returns[:, t], steps[:, t]))
+        hidden = stack.step(model.embed_tokens("state", states[:, t], steps[:, t]))
+    return model.action_head(hidden)[:, [UP, DOWN]]
+
+
+def turn_margin(up: Tensor, down: Tensor) -> float:
+    """The smaller over both cues of the correct turn's logit minus the wrong one's."""
+    return float(torch.minimum(up[0] - up[1], down[1] - down[0]))
+
+
 def flow_readings(agent: DecisionTransformerAgent, inputs: list[Tensor]) -> dict[str, list]:
     """Per block and head, what the flow gates make of the cue token at the junction."""
     readings: dict[str, list] = {key: [] for key in FLOW_READINGS}
@@ -87,11 +112,15 @@ def probe_tmaze(agent: DecisionTransformerAgent, length: int) -> dict:
     down, h_down, in_down = junction(agent, length, -1)
     share = [float((a - b).norm() / a.norm()) for a, b in zip(h_up, h_down, strict=True)]
     p_correct = float(F.softmax(up, -1)[0] + F.softmax(down, -1)[1]) / 2
-    margin = float(torch.minimum(up[0] - up[1], down[1] - down[0]))
-    result: dict = {"p_correct": p_correct, "margin": margin, "cue_share": share}
+    result: dict = {"p_correct": p_correct, "margin": turn_margin(up, down), "cue_share": share}
     if all(isinstance(b.attn, FlowAttention) for b in agent.model.blocks):
         result["up"] = flow_readings(agent, in_up)
         result["down"] = flow_readings(agent, in_down)
+    if agent.model.recurrent and agent.model.cfg.context_mode == "episode":
+        result["acting_margin"] = {
+            str(dtype).removeprefix("torch."): turn_margin(*acting_logits(agent, length, dtype))
+            for dtype in (torch.float32, torch.float64)
+        }
     return result
 
 

@@ -39,6 +39,10 @@ def test_flow_agent_reports_every_field(attention):
         assert all(0 <= w <= 1 for block in readings["cue_z_share"] for w in block)
     if attention == "flow":  # sigmoid features are never 0
         assert result["up"]["silent_keys"] == [[0.0, 0.0], [0.0, 0.0]]
+    # acting token by token through the recurrent state meets the parallel forward
+    assert set(result["acting_margin"]) == {"float32", "float64"}
+    for margin in result["acting_margin"].values():
+        assert margin == pytest.approx(result["margin"], abs=1e-4)
 
 
 def test_softmax_agent_has_no_flow_readings():

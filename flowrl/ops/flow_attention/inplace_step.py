@@ -29,10 +29,15 @@ from flowrl.ops.flow_attention.state import FlowAttentionState
 class InplaceFlowStep:
     """One Flow-Attention layer's recurrent state for `batch` rows, stepped in place.
 
-    `step(qkv, position)` takes the layer's raw projections (B, 3 * H * d), laid out as
-    the attention layer's `qkv` output ([q | k | v], heads inside each), and this token's
-    1-based positions (B,) in the state's dtype; it returns the heads' output (B, H * d)
-    in a buffer that the next step overwrites.
+    `step(qkv, position)` takes the layer's raw projections (B, 3 * H * d) in `dtype`,
+    laid out as the attention layer's `qkv` output ([q | k | v], heads inside each), and
+    this token's 1-based positions (B,) in `state_dtype`; it returns the heads' output
+    (B, H * d) in `dtype`, in a buffer that the next step overwrites.
+
+    `state_dtype` (default `dtype`) is what the step computes and accumulates in. The sums
+    grow with the position, and fp32 rounds each token's addition to a sum of 10^5 tokens
+    to a few percent of itself; float64 keeps the state exact to rounding however long the
+    episode, at the price of one copy in and one copy out per step.
     """
 
     def __init__(
@@ -46,8 +51,10 @@ class InplaceFlowStep:
         feature_map: str | Sequence[str] = DEFAULTS.feature_map,
         device: torch.device | str | None = None,
         dtype: torch.dtype = torch.float32,
+        state_dtype: torch.dtype | None = None,
     ) -> None:
         B, H, d = batch, heads, head_dim
+        state_dtype = dtype if state_dtype is None else state_dtype
         self.shape, self.eps, self.clamp = (B, H, d), eps, clamp
         # phi per run of heads that share a map: (q and k of those heads, features out)
         self.phis = [
@@ -55,7 +62,7 @@ class InplaceFlowStep:
         ]
 
         def empty(*shape: int) -> Tensor:
-            return torch.empty(*shape, device=device, dtype=dtype)
+            return torch.empty(*shape, device=device, dtype=state_dtype)
 
         # state: [key_sum, query_sum] + eps, [inflow_sum, outflow_sum] + eps, Z, S
         self.sums, self.flow_sums = empty(B, 2, H, d), empty(B, 2, H, d)
@@ -67,6 +74,10 @@ class InplaceFlowStep:
         self.source_exp, self.competition = empty(B, H), empty(B, H)
         self.scale, self.cv, self.read = empty(B, H), empty(B, H, d), empty(B, H, 1, d)
         self.out = empty(B, H, d)
+        # the step's input and output in `dtype`, where it differs from the state's
+        converts = state_dtype != dtype
+        self.qkv_in = empty(B, 3 * H * d) if converts else None
+        self.out_io = torch.empty(B, H * d, device=device, dtype=dtype) if converts else None
         # views, made once
         Q, K = self.features[:, 0], self.features[:, 1]
         self.q_and_k, self.k_and_q = self.features[:, :2], self.features[:, 1:]
@@ -99,6 +110,8 @@ class InplaceFlowStep:
         """One token per row. `position` (B,) is a buffer the caller updates in place; its
         views are taken on the first call."""
         B, H, d = self.shape
+        if self.qkv_in is not None:
+            qkv = self.qkv_in.copy_(qkv)
         q_k_v = qkv.view(B, 3, H, d)
         if position is not self._position:  # views of the caller's position buffer, once
             self._position = position
@@ -132,7 +145,7 @@ class InplaceFlowStep:
         torch.sigmoid(self.sink, out=self.scale)
         self.scale.div_(self.inflow_dot)
         torch.mul(self.read_heads, self.scale_col, out=self.out)
-        return self.out_flat
+        return self.out_flat if self.out_io is None else self.out_io.copy_(self.out_flat)
 
     def state(self, position: Tensor) -> FlowAttentionState:
         """A copy of the state as the reference step carries it, after `position` tokens."""
