@@ -1,6 +1,6 @@
-"""--smoke of the CPU benchmarks of the op, the samplers, the evaluator and the T-Maze probe:
-each script still runs end to end with every case, writes its JSON under --out with the
-machine and the command, and leaves the committed results alone."""
+"""--smoke of the CPU benchmarks of the op, the samplers, the evaluator, acting precision and
+the T-Maze probe: each script still runs end to end with every case, writes its JSON under
+--out with the machine and the command, and leaves the committed results alone."""
 
 from __future__ import annotations
 
@@ -61,6 +61,15 @@ def test_tmaze_probe_smoke(tmp_path):
         (f"passive-L6-{kind}-episode/seed-0", L) for kind in ("flow", "flow-relu") for L in (6, 12)
     }
     assert all("up" in r and "down" in r for r in doc["rows"])
+
+
+def test_acting_precision_smoke(tmp_path):
+    doc, _ = run_smoke("acting_precision.py", tmp_path, "acting_precision.json")
+    assert [r["steps"] for r in doc["drift"]] == [10, 30]
+    for row in doc["drift"]:  # a float64 state meets the float64 model to fp32 inputs
+        assert row["relative_error_float64_state"] < 1e-5
+    assert [r["batch"] for r in doc["step_ms"]] == [1, 3]
+    assert all(r["float32_state_ms"] > 0 and r["float64_state_ms"] > 0 for r in doc["step_ms"])
 
 
 def test_minigrid_probe_smoke(tmp_path):
