@@ -29,6 +29,7 @@ CONTEXT_MODES = ("window", "episode")
 # window suffices (docs/choosing-attention.md)
 DEFAULT_ATTENTION = "flow-relu"
 SPEC_CLAMP = FlowOptions().clamp  # the op's source clamp c (docs/flow-attention.md)
+SPEC_EPS = FlowOptions().eps  # the op's eps in every normaliser
 TIMESTEP_EMBEDDINGS = ("learned", "none")
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU}
 TOKEN_KINDS = ("return", "state", "action")  # the order of a timestep's tokens
@@ -47,6 +48,11 @@ class DecisionTransformerConfig:
     `attention_clamp`: the source clamp c of flow attention (docs/flow-attention.md; the
     specification's 10 by default). It bounds how far one token can outweigh the rest of
     its episode in the competition's normaliser.
+
+    `attention_eps`: the eps of flow attention's normalisers (the specification's 1e-6 by
+    default). Where a head's keys are closed, its flows grow with the position and eps sets
+    a length, about 1 / eps tokens, past which the sources of closed tokens climb to the
+    clamp (docs/long-context.md); a smaller eps moves that length out.
 
     `key_gate`: the `flow-relu` kind's learned per-head gate on each token's keys
     (`flowrl.nn.FlowAttention`): a token gated to exactly 0 drops out of every later read,
@@ -74,6 +80,7 @@ class DecisionTransformerConfig:
     activation: str = "relu"
     attention_backend: str = "auto"  # one of the attention layer's `backends`
     attention_clamp: float = SPEC_CLAMP  # the flow kinds: the source clamp c
+    attention_eps: float = SPEC_EPS  # the flow kinds: eps of the normalisers
     key_gate: bool = False  # flow-relu: gate each token's keys (docstring)
     key_gate_penalty: float = 0.0  # weight of the mean gate in the training loss
     state_encoder: str = "linear"  # linear | grid
@@ -112,6 +119,13 @@ class DecisionTransformerConfig:
             raise UserError(
                 f"model.attention_clamp={self.attention_clamp}: only flow attentions have a "
                 f"clamp, not model.attention={self.attention}"
+            )
+        if not self.attention_eps > 0:
+            raise UserError(f"model.attention_eps={self.attention_eps}: expected a number > 0")
+        if self.attention_eps != SPEC_EPS and not kind.clamp:
+            raise UserError(
+                f"model.attention_eps={self.attention_eps}: only flow attentions have an eps, "
+                f"not model.attention={self.attention}"
             )
         if self.key_gate and not kind.key_gate:
             raise UserError(
@@ -153,6 +167,7 @@ class Block(nn.Module):
             dropout=cfg.dropout,
             backend=cfg.attention_backend,
             clamp=cfg.attention_clamp,
+            eps=cfg.attention_eps,
             key_gate=cfg.key_gate,
         )
         self.ln_2 = nn.LayerNorm(cfg.embed_dim)

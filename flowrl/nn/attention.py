@@ -270,19 +270,21 @@ def make_attention(
     dropout: float = 0.0,
     backend: str = "auto",
     clamp: float = DEFAULTS.clamp,
+    eps: float = DEFAULTS.eps,
     key_gate: bool = False,
 ) -> CausalSelfAttention:
-    """Builds the attention layer of kind `name` (a key of ATTENTION_KINDS); `clamp` is the
-    flow kinds' source clamp, and must stay at its default for the others; `key_gate` is
-    for the kinds with ReLU features (`FlowAttention`)."""
+    """Builds the attention layer of kind `name` (a key of ATTENTION_KINDS); `clamp` and
+    `eps` are the flow kinds' source clamp and normalisers' eps, and must stay at their
+    defaults for the others; `key_gate` is for the kinds with ReLU features
+    (`FlowAttention`)."""
     kind = attention_kind(name)
     kw: dict = {"dropout": dropout, "backend": backend}
     if kind.feature_map is not None:
         kw["feature_map"] = kind.feature_map
     if kind.clamp:
-        kw["clamp"] = clamp
-    elif clamp != DEFAULTS.clamp:
-        raise ValueError(f"attention={name!r} has no clamp, got clamp={clamp}")
+        kw["clamp"], kw["eps"] = clamp, eps
+    elif clamp != DEFAULTS.clamp or eps != DEFAULTS.eps:
+        raise ValueError(f"attention={name!r} has no clamp or eps, got {clamp=}, {eps=}")
     if kind.key_gate:
         kw["key_gate"] = key_gate
     elif key_gate:

@@ -101,16 +101,22 @@ def test_config_rejects_bad_values():
         DecisionTransformerConfig(S, A, attention_clamp=0.0)
     with pytest.raises(UserError, match="only flow attentions have a clamp"):
         DecisionTransformerConfig(S, A, attention="softmax", attention_clamp=20.0)
+    with pytest.raises(UserError, match=r"model\.attention_eps=-1e-09"):
+        DecisionTransformerConfig(S, A, attention_eps=-1e-9)
+    with pytest.raises(UserError, match="only flow attentions have an eps"):
+        DecisionTransformerConfig(S, A, attention="softmax", attention_eps=1e-9)
 
 
 @pytest.mark.parametrize("attention", FLOW_KINDS)
-def test_attention_clamp_reaches_the_parallel_and_recurrent_forms(attention, tmp_path):
-    """A small clamp is active on random weights: it changes the output, the whole-sequence
-    and token-by-token forms agree under it, and a checkpoint keeps it."""
+@pytest.mark.parametrize("setting, value", [("clamp", 0.3), ("eps", 0.05)])
+def test_clamp_and_eps_reach_the_parallel_and_recurrent_forms(attention, setting, value, tmp_path):
+    """A small clamp, or a large eps, is active on random weights: it changes the output, the
+    whole-sequence and token-by-token forms agree under it, and a checkpoint keeps it."""
     spec = model(attention, "episode")
-    tight = DecisionTransformer(dataclasses.replace(spec.cfg, attention_clamp=0.3)).eval()
+    key = f"attention_{setting}"
+    tight = DecisionTransformer(dataclasses.replace(spec.cfg, **{key: value})).eval()
     tight.load_state_dict(spec.state_dict())
-    assert [b.attn.clamp for b in tight.blocks] == [0.3, 0.3]
+    assert [getattr(b.attn, setting) for b in tight.blocks] == [value, value]
     x = torch.randn(2, 24, 32, generator=torch.Generator().manual_seed(1))
     attn, spec_attn = tight.blocks[0].attn, spec.blocks[0].attn
     with torch.no_grad():
@@ -123,7 +129,7 @@ def test_attention_clamp_reaches_the_parallel_and_recurrent_forms(attention, tmp
     torch.testing.assert_close(torch.stack(steps, 1), whole, rtol=1e-4, atol=1e-5)
     path = tmp_path / "agent.pt"
     save_atomic({"agent": agent_of(tight).state_dict()}, path)
-    assert load_agent(path).model.cfg.attention_clamp == 0.3
+    assert getattr(load_agent(path).model.cfg, key) == value
 
 
 def agent_of(net: DecisionTransformer) -> DecisionTransformerAgent:

@@ -46,3 +46,20 @@ def test_layer_gates_read_the_layers_projections():
     assert got.competition.dtype == torch.float64
     torch.testing.assert_close(got.competition, expected.competition)
     torch.testing.assert_close(got.key_features, expected.key_features)
+
+
+def test_closed_keys_sources_climb_with_the_position_at_a_rate_set_by_eps():
+    # one open key, the first; every later key closed (ReLU features all 0). The inflow of a
+    # later token is t / <Q_t + eps, K_1 + eps>, which grows with t, so the closed tokens'
+    # sources eps <1, Sq_t> / t grow as eps t: eps sets the length at which they climb.
+    L, d = 4000, 4
+    q = torch.rand(1, L, 1, d, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    k = torch.full((1, L, 1, d), -1.0, dtype=torch.float64)
+    k[:, 0] = 1.0
+    sources = {}
+    for eps in (1e-6, 1e-9):
+        readings = flow_attention_gates(q, k, feature_map="relu", eps=eps, clamp=2.0)
+        sources[eps] = readings.source_exp[0, 0].log()  # Ohat_t, (L,)
+    late, early = sources[1e-6][-1], sources[1e-6][L // 2 - 1]
+    assert 0 < late < 2 and late / early == pytest.approx(2.0, rel=0.02)  # linear in t
+    assert sources[1e-6][-1] / sources[1e-9][-1] == pytest.approx(1000.0, rel=0.02)
