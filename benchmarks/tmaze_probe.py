@@ -8,6 +8,7 @@ tmaze_probe.json to --out (default benchmarks/out/); committed probe results are
 benchmarks/results/ by hand (tmaze_probe*.json), so this script never writes there.
 
     python benchmarks/tmaze_probe.py sweeps/memory/passive-L30-flow-episode --factors 1 2 10
+    python benchmarks/tmaze_probe.py SWEEP --factors 1 100 500 --eps 1e-9  # another eps
     python benchmarks/tmaze_probe.py --smoke --out /tmp/p   # untrained tiny agents, seconds
 """
 
@@ -56,6 +57,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("sweeps", nargs="*", type=Path, help="sweep folders of the benchmark")
     parser.add_argument("--factors", type=int, nargs="+", help="corridor multiples (1 2 5 10)")
     parser.add_argument("--checkpoint", default="last.pt", help="file name in runs' checkpoints/")
+    parser.add_argument(
+        "--eps", type=float, help="the flow layers' eps for the probe (default: the agents' own)"
+    )
     add_common_args(parser, [], quick=False)
     args = resolve_profile(parser, parser.parse_args(argv), PROFILES)
     if not args.sweeps and not args.smoke:
@@ -69,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     sweeps = args.sweeps or smoke_sweeps(args.out)
     rows = []
     for sweep in sweeps:
-        rows += probe_sweep(sweep, trained_length(sweep), args.factors, args.checkpoint)
+        rows += probe_sweep(sweep, trained_length(sweep), args.factors, args.checkpoint, args.eps)
     for row in rows:
         share = " ".join(f"{s:.3f}" for s in row["cue_share"])
         print(f"{row['run']:<40} L={row['length']:<6} p_correct={row['p_correct']:.3f} "
@@ -78,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
             if cue in row:
                 print(f"    {cue:>4} cue " + readings_line(row[cue]))
     config = {"profile": args.profile, "sweeps": [str(s) for s in sweeps],
-              "factors": args.factors, "checkpoint": args.checkpoint}  # fmt: skip
+              "factors": args.factors, "checkpoint": args.checkpoint, "eps": args.eps}  # fmt: skip
     payload = {"machine": info, "config": config, "rows": rows}
     publish(args, [write_json(args, JSON_NAME, payload)], {})
     return 0 if rows else 1

@@ -57,7 +57,8 @@ MUTATIONS = {
     ),
     "kind without a clamp accepts one": (
         "flowrl/nn/attention.py",
-        'raise ValueError(f"attention={name!r} has no clamp, got clamp={clamp}")', "pass",
+        'raise ValueError(f"attention={name!r} has no clamp or eps, got {clamp=}, {eps=}")',
+        "pass",
         "tests/nn/test_attention.py",
     ),
     "model config skips the clamp check of its kind": (

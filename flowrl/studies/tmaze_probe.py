@@ -124,12 +124,19 @@ def probe_tmaze(agent: DecisionTransformerAgent, length: int) -> dict:
     return result
 
 
-def probe_sweep(sweep: Path, length: int, factors: list[int], checkpoint: str) -> list[dict]:
+def probe_sweep(
+    sweep: Path, length: int, factors: list[int], checkpoint: str, eps: float | None = None
+) -> list[dict]:
     """One row per run of a sweep folder (`runs/*/checkpoints/<checkpoint>`) and factor:
-    the probe at a corridor `factor` times the trained `length`."""
+    the probe at a corridor `factor` times the trained `length`. `eps`: the flow layers'
+    eps for the probe, in place of the one the agents trained with."""
     rows = []
     for path in sorted(sweep.glob(f"runs/*/checkpoints/{checkpoint}")):
         agent = DecisionTransformerAgent.load(path)
+        if eps is not None:
+            for block in agent.model.blocks:
+                if isinstance(block.attn, FlowAttention):
+                    block.attn.eps = eps
         run = f"{sweep.name}/{path.parents[1].name}"
         rows += [
             {"run": run, "length": length * f, **probe_tmaze(agent, length * f)} for f in factors

@@ -67,3 +67,14 @@ def test_probe_sweep_reads_each_runs_checkpoint(tmp_path):
         (f"passive-L6-flow-episode/seed-{seed}", L) for seed in (0, 1) for L in (6, 12)
     ]
     assert rows[0]["margin"] == pytest.approx(probe_tmaze(tmaze_agent(), 6)["margin"])
+
+
+def test_probe_sweep_with_another_eps_reads_with_it(tmp_path):
+    sweep = tmp_path / "passive-L6-flow-relu-episode"
+    tmaze_agent("flow-relu").save(sweep / "runs" / "seed-0" / "checkpoints" / "last.pt")
+    loud = tmaze_agent("flow-relu")
+    for block in loud.model.blocks:
+        block.attn.eps = 0.5
+    row = probe_sweep(sweep, 6, factors=[1], checkpoint="last.pt", eps=0.5)[0]
+    assert row["margin"] == pytest.approx(probe_tmaze(loud, 6)["margin"])
+    assert row["margin"] != pytest.approx(probe_sweep(sweep, 6, [1], "last.pt")[0]["margin"])
