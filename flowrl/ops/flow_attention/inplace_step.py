@@ -36,8 +36,9 @@ class InplaceFlowStep:
 
     `state_dtype` (default `dtype`) is what the step computes and accumulates in. The sums
     grow with the position, and fp32 rounds each token's addition to a sum of 10^5 tokens
-    to a few percent of itself; float64 keeps the state exact to rounding however long the
-    episode, at the price of one copy in and one copy out per step.
+    to a few percent of itself; float64 does not, at the price of one copy in and one out
+    per step. The error of a float32 state grows with the episode
+    (`benchmarks/acting_precision.py`): a check, not the default.
     """
 
     def __init__(
