@@ -50,14 +50,12 @@ def make_model() -> DecisionTransformer:
 def corridor_tokens(model: DecisionTransformer) -> tuple[torch.Tensor, torch.Tensor]:
     """The embedded (return, state, action) tokens of the cue step and of a corridor step,
     (3, E) each: target 1, the upper cue, then [0, 0] observations, always 'right'."""
-    steps = torch.zeros(3, dtype=torch.long)
-    right = torch.tensor([[0.0, 1.0, 0.0, 0.0]] * 3)
-    returns = torch.ones(3)
+    step = torch.zeros(1, dtype=torch.long)
+    right = torch.tensor([[0.0, 1.0, 0.0, 0.0]])
 
     def embedded(obs: torch.Tensor) -> torch.Tensor:
-        states = obs.expand(3, 2)
-        kinds = [("return", returns), ("state", states), ("action", right)]
-        return torch.stack([model.embed_tokens(k, v, steps)[i] for i, (k, v) in enumerate(kinds)])
+        kinds = [("return", torch.ones(1)), ("state", obs.unsqueeze(0)), ("action", right)]
+        return torch.cat([model.embed_tokens(kind, values, step) for kind, values in kinds])
 
     with torch.no_grad():
         return embedded(torch.tensor([0.0, 1.0])), embedded(torch.zeros(2))

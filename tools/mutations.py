@@ -63,7 +63,7 @@ MUTATIONS = {
     ),
     "model config skips the clamp check of its kind": (
         "flowrl/agents/decision_transformer.py",
-        "if self.attention_clamp != SPEC_CLAMP and not kind.clamp:", "if False:",
+        "if value != spec and not kind.clamp:", "if False:",
         "tests/agents/test_decision_transformer.py",
     ),
     "acting stack steps every kind with sigmoid features": (

@@ -113,20 +113,18 @@ class DecisionTransformerConfig:
         for key, value in sizes.items():
             if value is not None and value <= 0:
                 raise UserError(f"{key}={value}: expected a positive number")
-        if not self.attention_clamp > 0:
-            raise UserError(f"model.attention_clamp={self.attention_clamp}: expected a number > 0")
-        if self.attention_clamp != SPEC_CLAMP and not kind.clamp:
-            raise UserError(
-                f"model.attention_clamp={self.attention_clamp}: only flow attentions have a "
-                f"clamp, not model.attention={self.attention}"
-            )
-        if not self.attention_eps > 0:
-            raise UserError(f"model.attention_eps={self.attention_eps}: expected a number > 0")
-        if self.attention_eps != SPEC_EPS and not kind.clamp:
-            raise UserError(
-                f"model.attention_eps={self.attention_eps}: only flow attentions have an eps, "
-                f"not model.attention={self.attention}"
-            )
+        flow_settings = {  # the flow kinds' op settings: key -> (value, the spec's, its name)
+            "attention_clamp": (self.attention_clamp, SPEC_CLAMP, "a clamp"),
+            "attention_eps": (self.attention_eps, SPEC_EPS, "an eps"),
+        }
+        for key, (value, spec, what) in flow_settings.items():
+            if not value > 0:
+                raise UserError(f"model.{key}={value}: expected a number > 0")
+            if value != spec and not kind.clamp:
+                raise UserError(
+                    f"model.{key}={value}: only flow attentions have {what}, "
+                    f"not model.attention={self.attention}"
+                )
         if self.key_gate and not kind.key_gate:
             raise UserError(
                 f"model.key_gate=true needs ReLU features (model.attention=flow-relu), "
