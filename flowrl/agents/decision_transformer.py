@@ -12,7 +12,7 @@ training config, validated once, against the choices the layers themselves decla
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -217,6 +217,16 @@ class DecisionTransformer(nn.Module):
     def recurrent(self) -> bool:
         """Whether the model can act token by token at constant cost (`step`)."""
         return attention_kind(self.cfg.attention).recurrent
+
+    def set_attention_eps(self, eps: float) -> None:
+        """Compute every flow layer with normalisers' eps `eps` from now on (the recurrent form
+        reads it when a `RecurrentStack` is built). Below about 1 / eps tokens the model
+        computes what it did; past that a smaller eps keeps closed tokens' sources where
+        training left them (`attention_eps`). A UserError naming `model.attention_eps` if
+        the kind has no eps or `eps` is not > 0."""
+        self.cfg = replace(self.cfg, attention_eps=eps)  # validates
+        for block in self.blocks:
+            block.attn.eps = eps
 
     def key_gate_mean(self) -> Tensor:
         """The mean key gate over the blocks in the last training forward (`key_gate`)."""

@@ -10,6 +10,7 @@ from typing import Any
 
 from flowrl.agents import DecisionTransformerAgent, load_agent
 from flowrl.cli.arguments import add_repeatable
+from flowrl.errors import UserError
 from flowrl.eval import VideoUnavailable, evaluate, record_videos
 from flowrl.eval.rollout import EVAL_DEFAULTS, acting_env, check_rollout_settings, target_labels
 from flowrl.files import write_atomic
@@ -54,6 +55,13 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str) -> None:
         help="discrete agents: sample each action from the agent's distribution (seeded per "
         "episode by --seed) instead of taking the most likely one",
     )
+    parser.add_argument(
+        "--attention-eps",
+        type=float,
+        metavar="EPS",
+        help="flow kinds: act with this eps of the attention's normalisers instead of the "
+        "checkpoint's (smaller for episodes past about 1/eps tokens; docs/training.md)",
+    )
     parser.add_argument("--device", default="cpu")
     parser.add_argument(
         "--async-envs",
@@ -76,6 +84,12 @@ def run(args: argparse.Namespace) -> int:
     check_flags(args)  # reliability: before the checkpoint is read and the envs run
     env_kwargs = parse_env_kwargs(args.env_kwargs)
     agent = load_agent(args.checkpoint)
+    if args.attention_eps is not None:
+        try:
+            agent.model.set_attention_eps(args.attention_eps)
+        except UserError as err:
+            flag = f"--attention-eps {args.attention_eps}"
+            raise UserError(f"{flag}: the checkpoint's {err}") from None
     acting_env(agent, args.env, env_kwargs).try_out()  # settings that fail only in a step
     targets = args.target or agent.target_returns
     results = evaluate(
@@ -102,6 +116,7 @@ def run(args: argparse.Namespace) -> int:
             "env_id": env.env_id,
             "env_kwargs": dict(env.kwargs),
             "sample_actions": args.sample_actions,
+            "attention_eps": agent.model.cfg.attention_eps,
         }
         payload["targets"] = dict(zip(labels, summaries, strict=True))
         write_atomic(args.json, json.dumps(payload, indent=2) + "\n")
@@ -124,7 +139,6 @@ def rollout_settings(args: argparse.Namespace, env_kwargs: dict[str, Any]) -> di
 
 def check_flags(args: argparse.Namespace) -> None:
     """The evaluation's settings in range; the --json file writable, checked by creating it."""
-    from flowrl.errors import UserError
     from flowrl.nn.device import parse_device
 
     check_rollout_settings(
@@ -135,6 +149,8 @@ def check_flags(args: argparse.Namespace) -> None:
         setting=lambda key, value: f"{FLAGS.get(key, '--' + key.replace('_', '-'))} {value}",
     )
     parse_device(args.device, "--device")
+    if args.attention_eps is not None and not args.attention_eps > 0:
+        raise UserError(f"--attention-eps {args.attention_eps}: expected a number > 0")
     if args.video_episodes <= 0:
         raise UserError(f"--video-episodes {args.video_episodes}: expected a positive integer")
     if args.json is None:

@@ -134,9 +134,7 @@ def probe_sweep(
     for path in sorted(sweep.glob(f"runs/*/checkpoints/{checkpoint}")):
         agent = DecisionTransformerAgent.load(path)
         if eps is not None:
-            for block in agent.model.blocks:
-                if isinstance(block.attn, FlowAttention):
-                    block.attn.eps = eps
+            agent.model.set_attention_eps(eps)
         run = f"{sweep.name}/{path.parents[1].name}"
         rows += [
             {"run": run, "length": length * f, **probe_tmaze(agent, length * f)} for f in factors

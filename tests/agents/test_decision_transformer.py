@@ -132,6 +132,27 @@ def test_clamp_and_eps_reach_the_parallel_and_recurrent_forms(attention, setting
     assert getattr(load_agent(path).model.cfg, key) == value
 
 
+@pytest.mark.parametrize("attention", FLOW_KINDS)
+def test_set_attention_eps_gives_the_model_built_with_that_eps(attention):
+    """A trained model set to another eps computes what the same weights built with it do,
+    whole-sequence and in the acting stack; kinds without an eps refuse it by its key."""
+    spec = model(attention, "episode")
+    built = DecisionTransformer(dataclasses.replace(spec.cfg, attention_eps=0.05)).eval()
+    built.load_state_dict(spec.state_dict())
+    spec.set_attention_eps(0.05)
+    assert spec.cfg.attention_eps == 0.05
+    x = torch.randn(2, 12, 32, generator=torch.Generator().manual_seed(2))
+    stack, expected = RecurrentStack(spec, 2), RecurrentStack(built, 2)
+    with torch.no_grad():
+        assert torch.equal(spec.blocks[0](x), built.blocks[0](x))
+        for token in x.unbind(1):
+            assert torch.equal(stack.step(token), expected.step(token))
+    with pytest.raises(UserError, match=r"model\.attention_eps=0\.0: expected a number > 0"):
+        spec.set_attention_eps(0.0)
+    with pytest.raises(UserError, match="only flow attentions have an eps"):
+        model("softmax", "episode").set_attention_eps(1e-9)
+
+
 def agent_of(net: DecisionTransformer) -> DecisionTransformerAgent:
     return DecisionTransformerAgent.from_parts(
         net,

@@ -57,6 +57,8 @@ def run_eval(checkpoint, *flags):
         (["--num-envs", "0"], "--num-envs 0: expected a positive integer"),
         (["--episodes", "-2"], "--episodes -2: expected a positive integer"),
         (["--video-episodes", "-1"], "--video-episodes -1: expected a positive integer"),
+        (["--attention-eps", "0"], "--attention-eps 0.0: expected a number > 0"),
+        (["--attention-eps=-1e-9"], "--attention-eps -1e-09: expected a number > 0"),
     ],
 )
 def test_bad_flags(checkpoint, capsys, flags, message):
@@ -79,6 +81,30 @@ def test_json_is_written_once_the_evaluation_is_done(checkpoint, tmp_path):
     path = tmp_path / "new" / "results.json"
     assert run_eval(checkpoint, "--json", str(path), "--target=-100") == 0
     assert set(json.loads(path.read_text())["targets"]) == {"-100"}
+
+
+def test_attention_eps_is_what_the_agent_acts_with_and_the_json_says(checkpoint, tmp_path):
+    default, small = tmp_path / "default.json", tmp_path / "small.json"
+    assert run_eval(checkpoint, "--json", str(default)) == 0
+    assert run_eval(checkpoint, "--json", str(small), "--attention-eps", "1e-9") == 0
+    assert json.loads(default.read_text())["attention_eps"] == 1e-6  # the checkpoint's
+    assert json.loads(small.read_text())["attention_eps"] == 1e-9
+
+
+def test_attention_eps_for_a_kind_without_one_names_the_flag_and_the_kind(tmp_path, capsys):
+    cfg = DecisionTransformerConfig(state_dim=3, act_dim=1, embed_dim=16, attention="softmax")
+    agent = DecisionTransformerAgent.from_parts(
+        DecisionTransformer(cfg).eval(),
+        Normalizer.from_arrays(np.zeros(3), np.ones(3), np.full(1, 2.0), 100.0),
+        env_id="Pendulum-v1",
+        target_returns=[-150.0],
+    )
+    path = tmp_path / "softmax.pt"
+    save_atomic({"agent": agent.state_dict()}, path)
+    assert run_eval(path, "--attention-eps", "1e-9") == 2
+    err = capsys.readouterr().err
+    assert "--attention-eps 1e-09: the checkpoint's model.attention_eps=1e-09: only flow " in err
+    assert "not model.attention=softmax" in err and "Traceback" not in err
 
 
 def flowrl_eval(checkpoint, *flags) -> subprocess.CompletedProcess:
