@@ -48,6 +48,13 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str) -> None:
         "--generalise", type=int, nargs="*", help="corridor multiples to evaluate at (2 5 10)"
     )
     memory.add_argument(
+        "--acting-eps",
+        type=float,
+        metavar="EPS",
+        help="the --generalise evaluations act with this eps of flow attention's normalisers "
+        "instead of the one the agents trained with (flowrl eval --attention-eps)",
+    )
+    memory.add_argument(
         "--softmax-episode-max",
         type=int,
         default=300,

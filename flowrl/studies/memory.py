@@ -64,6 +64,8 @@ def check_args(args: argparse.Namespace) -> None:
                 raise UserError(f"{flag} {value}: expected a positive integer")
         if (twice := next((v for i, v in enumerate(values) if v in values[:i]), None)) is not None:
             raise UserError(f"{flag}: {twice} is given twice")
+    if args.acting_eps is not None and not args.acting_eps > 0:
+        raise UserError(f"--acting-eps {args.acting_eps}: expected a number > 0")
     parse_seeds(args.seeds)
     check_output(args.json, "--json")
     check_output(args.figure, "--figure")
@@ -209,14 +211,19 @@ def sweep(args: argparse.Namespace, length: int, variant: str, stop: StopOnSigna
 
 def generalise(args: argparse.Namespace, run: Path, length: int, factor: int) -> float:
     """Success (%) of a trained run where the corridor is `factor` times longer than it
-    trained on."""
+    trained on (acting with eps `args.acting_eps` where one is given)."""
     task = TASKS[args.task]
-    out = args.out / "generalisation" / f"{run.parent.parent.name}-{run.name}-x{factor}.json"
+    eps = "" if args.acting_eps is None else f"-eps{args.acting_eps:g}"
+    name = f"{run.parent.parent.name}-{run.name}-x{factor}{eps}.json"
+    out = args.out / "generalisation" / name
     if not out.is_file():
         checkpoint = run / "checkpoints" / "last.pt"
         env_kwargs = task.longer_kwargs(length, factor)
+        agent = load_agent(checkpoint)
+        if args.acting_eps is not None:
+            agent.model.set_attention_eps(args.acting_eps)
         (result,) = evaluate(
-            load_agent(checkpoint), target_returns=[1.0], episodes=args.episodes,
+            agent, target_returns=[1.0], episodes=args.episodes,
             num_envs=min(args.episodes, 50), env_kwargs=env_kwargs,
             max_steps=4 * task.longer(length, factor) + 100,  # a T-Maze runs to its end
             seed=20_000,
@@ -224,6 +231,7 @@ def generalise(args: argparse.Namespace, run: Path, length: int, factor: int) ->
         record = {  # its targets as `flowrl eval --json` writes them
             "checkpoint": str(checkpoint),
             "env_kwargs": env_kwargs,
+            "attention_eps": agent.model.cfg.attention_eps,
             "targets": {f"{result.target_return:g}": result.summary()},
         }
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -313,7 +321,8 @@ def run(args: argparse.Namespace) -> dict:
             folders = dict(zip(jobs, trained, strict=True))
 
     results: dict = {"task": args.task, "seeds": args.seeds, "steps": args.steps,
-                     "machine": args.machine, "trained": {}, "generalisation": {}}  # fmt: skip
+                     "machine": args.machine, "acting_eps": args.acting_eps,
+                     "trained": {}, "generalisation": {}}  # fmt: skip
     rows = []
     finished = {job: [r for r in find_runs([f]) if r.final(METRIC) is not None]
                 for job, f in folders.items()}  # fmt: skip

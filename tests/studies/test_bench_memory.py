@@ -38,6 +38,14 @@ def test_memory_smoke_runs_the_whole_pipeline(tmp_path):
     assert longer["n"] == 1 and len(longer["runs"]) == 1
     assert (out / "passive.png").stat().st_size > 0
     assert "flow-episode                   L=4 -> 8" in stdout
+    (x2,) = (out / "generalisation").glob("*-x2.json")
+    assert json.loads(x2.read_text())["attention_eps"] == 1e-6  # as trained
+    # the same runs acting with another eps: evaluated again, into files of their own
+    again = ["--report-only", "--acting-eps", "1e-9", "--json", str(out / "eps.json")]
+    assert main([*argv, *again]) == 0
+    (x2_eps,) = (out / "generalisation").glob("*-x2-eps1e-09.json")
+    assert json.loads(x2_eps.read_text())["attention_eps"] == 1e-9
+    assert json.loads((out / "eps.json").read_text())["acting_eps"] == 1e-9
 
 
 @pytest.mark.parametrize(
@@ -116,6 +124,7 @@ def bench(argv: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
         (["--jobs", "0"], "--jobs 0: expected a positive integer"),
         (["--generalise", "0"], "--generalise 0: expected a positive integer"),
         (["--reps", "0"], "--reps 0: expected a positive integer"),
+        (["--acting-eps", "0"], "--acting-eps 0.0: expected a number > 0"),
         (["--lengths", "7", "7"], "--lengths: 7 is given twice"),
         (["--seeds", "1-0"], "--seeds '1-0'"),
         (["--figure", "x.xyz"], "--figure x.xyz: expected a file ending in one of"),
