@@ -225,8 +225,9 @@ class DecisionTransformer(nn.Module):
         training left them (`attention_eps`). A UserError naming `model.attention_eps` if
         the kind has no eps or `eps` is not > 0."""
         self.cfg = replace(self.cfg, attention_eps=eps)  # validates
-        for block in self.blocks:
-            block.attn.eps = eps
+        if attention_kind(self.cfg.attention).clamp:  # the kinds with the flow op's settings
+            for block in self.blocks:
+                block.attn.eps = eps
 
     def key_gate_mean(self) -> Tensor:
         """The mean key gate over the blocks in the last training forward (`key_gate`)."""
