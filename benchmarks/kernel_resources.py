@@ -11,7 +11,8 @@ instructions in bf16, fp16 and fp32 (TF32).
     python benchmarks/kernel_resources.py --smoke --out /tmp/kr          # bf16, d 64 and 128
 
 fp32 inputs compile twice: "fp32" with IEEE matmuls (the default, exact to 1e-4) and
-"fp32-tf32" (TF32 tensor cores, `torch.backends.cuda.matmul.allow_tf32`).
+"fp32-tf32" (TF32 tensor cores: what the kernels run once PyTorch lets fp32 matmuls use
+TF32, `torch.set_float32_matmul_precision("high")`).
 """
 
 from __future__ import annotations

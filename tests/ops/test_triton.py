@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import itertools
 import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -27,7 +29,7 @@ from flowrl.ops.flow_attention import FlowOptions  # noqa: E402
 from flowrl.ops.flow_attention.api import resolve_backend  # noqa: E402
 from flowrl.ops.flow_attention.chunked_torch import chunked_flow_attention  # noqa: E402
 from flowrl.ops.flow_attention.protocol import FlowBatch  # noqa: E402
-from flowrl.ops.flow_attention.triton import triton_flow_attention  # noqa: E402
+from flowrl.ops.flow_attention.triton import _blocks, triton_flow_attention  # noqa: E402
 from tests.ops import flow_reference  # noqa: E402
 from tests.ops.flow_reference import reference_flow_attention, relative_error  # noqa: E402
 
@@ -63,6 +65,48 @@ def assert_matches_reference(q, k, v, tol, **kw):
 def test_fp32_matches_reference(L, d, m, feature_map):
     q, k, v = random_qkv(2, L, 2, d, m, seed=L + d)
     assert_matches_reference(q, k, v, tol=1e-4, feature_map=feature_map)
+
+
+@pytest.fixture
+def tf32_matmuls():
+    """PyTorch's setting that lets fp32 matmuls run in TF32, on for one test."""
+    torch.set_float32_matmul_precision("high")
+    yield
+    torch.set_float32_matmul_precision("highest")
+
+
+@pytest.mark.parametrize(
+    ("dtype", "precision"),
+    [(torch.float32, "ieee"), (torch.float16, "tf32"), (torch.bfloat16, "tf32")],
+)
+def test_matmul_precision_by_default(dtype, precision):
+    q = torch.empty(1, 1, 1, 16, dtype=dtype)
+    assert _blocks(q, q, "sigmoid")["PRECISION"] == precision
+
+
+def test_fp32_in_tf32_matches_reference(feature_map, tf32_matmuls):
+    """With TF32 allowed, fp32 inputs multiply on TF32 tensor cores (on a GPU; the
+    interpreter rounds nothing) and stay within TF32's error of the reference."""
+    q, k, v = random_qkv(2, 2 * CHUNK + 7, 2, 32, 32, seed=5)
+    assert _blocks(q, v, feature_map)["PRECISION"] == "tf32"
+    assert_matches_reference(q, k, v, tol=5e-3, feature_map=feature_map)
+
+
+def test_tf32_setting_of_torch_2_9_is_read():
+    """`torch.backends.cuda.matmul.fp32_precision`, after which torch refuses to read the
+    legacy `allow_tf32`; in a process of its own, since the setting is global."""
+    if not hasattr(torch.backends.cuda.matmul, "fp32_precision"):
+        pytest.skip("torch < 2.9 has no fp32_precision")
+    code = (
+        "import torch\n"
+        "from flowrl.ops.flow_attention.triton import fp32_matmuls_use_tf32 as tf32\n"
+        "before = tf32()\n"
+        "torch.backends.cuda.matmul.fp32_precision = 'tf32'\n"
+        "print(before, tf32())\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["False", "True"]
 
 
 @pytest.mark.parametrize("L", [9, 2 * CHUNK + 3])

@@ -44,14 +44,32 @@ def _strides(x: Tensor) -> tuple[int, int, int]:
     return x.stride(0), x.stride(1), x.stride(2)
 
 
+@torch.compiler.disable  # torch.compile cannot trace the torch >= 2.9 getter
+def fp32_matmuls_use_tf32() -> bool:
+    """Whether PyTorch lets fp32 CUDA matmuls round their inputs to TF32: the setting of
+    `torch.set_float32_matmul_precision("high")`, `torch.backends.cuda.matmul.allow_tf32`
+    or (torch >= 2.9) `torch.backends.cuda.matmul.fp32_precision`. Off by default."""
+    matmul = torch.backends.cuda.matmul
+    if hasattr(matmul, "fp32_precision"):  # reading allow_tf32 raises once this was set
+        return matmul.fp32_precision == "tf32"
+    return bool(matmul.allow_tf32)
+
+
+def _precision(dtype: torch.dtype) -> str:
+    """`tl.dot`'s input precision for fp32 tiles. fp16 inputs are converted to fp32 tiles (in
+    fp16, C_t v_t could overflow and dout scaled by I_t / t underflow) that multiply in TF32;
+    bf16 ones multiply in bf16 (`BF16`). fp32 inputs multiply in IEEE fp32 unless PyTorch lets
+    fp32 matmuls use TF32, as torch's own matmuls (and so `parallel` and `chunked`) do."""
+    return "ieee" if dtype == torch.float32 and not fp32_matmuls_use_tf32() else "tf32"
+
+
 def _blocks(q: Tensor, v: Tensor, feature_map: str) -> dict:
     """Compile-time sizes, matmul precision and feature map shared by the three kernels."""
     return {
         "BLOCK_D": max(16, triton.next_power_of_2(q.shape[-1])),
         "BLOCK_M": max(16, triton.next_power_of_2(v.shape[-1])),
         "BF16": q.dtype == torch.bfloat16,
-        # fp16 operands could overflow (C_t v_t) or underflow (dout scaled by I_t / t)
-        "PRECISION": "ieee" if q.dtype == torch.float32 else "tf32",
+        "PRECISION": _precision(q.dtype),
         "FEATURE_MAP": feature_map,
     }
 
