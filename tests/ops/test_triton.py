@@ -24,8 +24,10 @@ if not torch.cuda.is_available() and not kernels.INTERPRET:
         "no CUDA and the kernels were compiled without TRITON_INTERPRET=1", allow_module_level=True
     )
 
+from triton.runtime.autotuner import Autotuner  # noqa: E402
+
 from flowrl.ops import FlowAttentionState, flow_attention  # noqa: E402
-from flowrl.ops.flow_attention import FlowOptions  # noqa: E402
+from flowrl.ops.flow_attention import FlowOptions, triton_chunk_kernels  # noqa: E402
 from flowrl.ops.flow_attention.api import resolve_backend  # noqa: E402
 from flowrl.ops.flow_attention.chunked_torch import chunked_flow_attention  # noqa: E402
 from flowrl.ops.flow_attention.protocol import FlowBatch  # noqa: E402
@@ -90,6 +92,19 @@ def test_fp32_in_tf32_matches_reference(feature_map, tf32_matmuls):
     q, k, v = random_qkv(2, 2 * CHUNK + 7, 2, 32, 32, seed=5)
     assert _blocks(q, v, feature_map)["PRECISION"] == "tf32"
     assert_matches_reference(q, k, v, tol=5e-3, feature_map=feature_map)
+
+
+def test_autotune_keys_name_the_matmul_precision():
+    """The precision no longer follows from the dtype, so a config tuned for IEEE fp32 is not
+    reused for TF32 (the autotuner keys on the dtypes and the names in `key` only)."""
+    tuned = [
+        x
+        for module in (kernels, triton_chunk_kernels)
+        for x in vars(module).values()
+        if isinstance(x, Autotuner) and "PRECISION" in x.arg_names
+    ]
+    assert len(tuned) >= 10
+    assert all("PRECISION" in x.keys for x in tuned), [x.fn.__name__ for x in tuned]
 
 
 def test_tf32_setting_of_torch_2_9_is_read():

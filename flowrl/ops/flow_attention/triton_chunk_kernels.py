@@ -46,7 +46,7 @@ from flowrl.ops.flow_attention.triton_kernels import (
 STATS = 4
 ADJOINTS = 6
 SEQ_FIELDS = 6  # batch row, first token, length, first chunk, number of chunks, start position
-KEY = ["D", "M", "FEATURE_MAP", "LENGTH_BUCKET", "HEADS_BUCKET"]
+KEY = ["D", "M", "PRECISION", "FEATURE_MAP", "LENGTH_BUCKET", "HEADS_BUCKET"]
 
 
 def chunk_size(block_d: int, interpret: bool = INTERPRET) -> int:

@@ -185,7 +185,7 @@ def _store_sums(vec, key_c, query_c, out_c, in_c, offs_d, mask_d, D):
 
 
 # Forward: out and stats of one (row, head); the final state after its last real token.
-@triton.autotune(configs=FWD_CONFIGS, key=["D", "M", "FEATURE_MAP"])
+@triton.autotune(configs=FWD_CONFIGS, key=["D", "M", "PRECISION", "FEATURE_MAP"])
 @triton.jit
 def _flow_fwd_kernel(
     q_ptr, k_ptr, v_ptr, o_ptr, stats_ptr, start_ptr, len_ptr, vec_in, z_in, kv_in, vec_out, z_out,
@@ -246,7 +246,7 @@ def _flow_fwd_kernel(
 
 # Backward pass 1, left to right: dQ_t = scale_t S_t dout_t, dscale_t = <Q_t, S_t dout_t>,
 # and the carries at every chunk start.
-@triton.autotune(configs=BWD_CONFIGS, key=["D", "M", "FEATURE_MAP"])
+@triton.autotune(configs=BWD_CONFIGS, key=["D", "M", "PRECISION", "FEATURE_MAP"])
 @triton.jit
 def _flow_bwd_dq_kernel(
     q_ptr, k_ptr, v_ptr, do_ptr, stats_ptr, start_ptr, len_ptr, vec_in, kv_in, dq_ptr, dscale_ptr,
@@ -293,7 +293,7 @@ def _flow_bwd_dq_kernel(
 
 # Backward pass 2, right to left: dK, dV of the output, then the adjoint of every gate;
 # writes dq, dk, dv.
-@triton.autotune(configs=BWD_CONFIGS, key=["D", "M", "FEATURE_MAP"])
+@triton.autotune(configs=BWD_CONFIGS, key=["D", "M", "PRECISION", "FEATURE_MAP"])
 @triton.jit
 def _flow_bwd_dkv_kernel(
     q_ptr, k_ptr, v_ptr, do_ptr, stats_ptr, start_ptr, len_ptr, dq_lin_ptr, dscale_ptr, carry_ptr,
