@@ -72,9 +72,10 @@ def test_fp32_matches_reference(L, d, m, feature_map):
 @pytest.fixture
 def tf32_matmuls():
     """PyTorch's setting that lets fp32 matmuls run in TF32, on for one test."""
+    before = torch.get_float32_matmul_precision()
     torch.set_float32_matmul_precision("high")
     yield
-    torch.set_float32_matmul_precision("highest")
+    torch.set_float32_matmul_precision(before)
 
 
 @pytest.mark.parametrize(

@@ -63,11 +63,16 @@ def _precision(dtype: torch.dtype) -> str:
     return "ieee" if dtype == torch.float32 and not fp32_matmuls_use_tf32() else "tf32"
 
 
+def _block(size: int) -> int:
+    """The tile width that holds a head dim of `size` (a power of two, at least 16)."""
+    return max(16, triton.next_power_of_2(size))
+
+
 def _blocks(q: Tensor, v: Tensor, feature_map: str) -> dict:
     """Compile-time sizes, matmul precision and feature map shared by the three kernels."""
     return {
-        "BLOCK_D": max(16, triton.next_power_of_2(q.shape[-1])),
-        "BLOCK_M": max(16, triton.next_power_of_2(v.shape[-1])),
+        "BLOCK_D": _block(q.shape[-1]),
+        "BLOCK_M": _block(v.shape[-1]),
         "BF16": q.dtype == torch.bfloat16,
         "PRECISION": _precision(q.dtype),
         "FEATURE_MAP": feature_map,
@@ -372,7 +377,7 @@ def _chunk_schedule(
         kv_in = s.kv.to(**f32).contiguous()
     if lengths is not None:
         lengths = lengths.to(q.device, torch.long).clamp(max=L)
-    chunk = ck.chunk_size(_blocks(q, v, feature_map)["BLOCK_D"])
+    chunk = ck.chunk_size(_block(D))
     seqs, chunk_seq = _sequence_table(B, L, chunk, lengths, offsets, position, q.device)
     qkv = (_row_major(q), _row_major(k), _row_major(v))
     out, vec, kv = _ChunkFlowAttention.apply(
